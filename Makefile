@@ -1,0 +1,36 @@
+# Everything a fresh machine needs: `make demo` (the TUI on the demo recipe) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is chosen here, not in pyproject.toml (which keeps a range): with an NVIDIA driver take
+# the usual (CUDA) build, without one the CPU build. CI sets TORCH=torch==2.13.0.
+TORCH ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch>=2.2,torch==2.13.0)
+
+.PHONY: install demo test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e '.[train,dev,fast]'
+	touch $@
+
+demo: install
+	$(BIN)/ftmon recipes/demo-unstable.yaml
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check supervisor tui trainer bench
+	$(BIN)/lint-imports
+
+bench: install
+	$(BIN)/python bench/scan.py
+	$(BIN)/python bench/latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

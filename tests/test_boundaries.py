@@ -1,0 +1,59 @@
+"""The headless core never loads the UI or torch; `ftmon --help` starts without them."""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def loaded_after_import(modules: list[str]) -> set[str]:
+    code = (
+        "import importlib, json, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return set(json.loads(out.stdout))
+
+
+def headless_modules() -> list[str]:
+    import supervisor
+
+    names = ["supervisor"]
+    for info in pkgutil.walk_packages(supervisor.__path__, "supervisor."):
+        if not info.name.endswith("__main__"):  # running it would start the CLI
+            names.append(info.name)
+    return names
+
+
+def test_supervisor_imports_neither_textual_nor_torch() -> None:
+    """Importing every module of supervisor/ loads no textual, plotext or torch."""
+    mods = headless_modules()
+    assert len(mods) > 5
+    loaded = loaded_after_import(mods)
+    for banned in ("textual", "plotext", "textual_plotext", "torch", "transformers", "peft"):
+        assert banned not in loaded, f"{banned} imported by the headless core"
+
+
+def test_ftmon_help_does_not_load_textual_or_torch() -> None:
+    """`ftmon --help` (the console script's path) answers without importing textual or torch."""
+    code = (
+        "import sys, json\n"
+        "from tui.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "--watch" in out.stdout or "watch" in out.stdout
+    loaded = set(json.loads(out.stderr.strip().splitlines()[-1]))
+    assert "textual" not in loaded
+    assert "torch" not in loaded
