@@ -16,6 +16,8 @@ def wants_tui(argv: Sequence[str]) -> bool:
         return True
     if argv[0] == "tui":
         return True
+    if argv[0] == "run" and "--headless" not in argv and not {"-h", "--help"} & set(argv):
+        return True  # `ftmon run RECIPE` without --headless opens the TUI with it launched
     first = argv[0]
     return not first.startswith("-") and first.endswith((".yaml", ".yml"))
 
@@ -25,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wants_tui(args):
         from tui.app import main as tui_main  # textual is imported only here
 
-        return tui_main(args[1:] if args and args[0] == "tui" else args)
+        return tui_main(args[1:] if args and args[0] in ("tui", "run") else args)
     from supervisor.cli import main as cli_main
 
     return cli_main(args)
