@@ -1,0 +1,375 @@
+"""All OS effects on processes: spawn, pause, resume, kill a tree, liveness, waiting for an exit.
+
+Modelled on supervisord: a run starts in its own session and process group, writes its stdout and
+stderr straight into its log file (never into a pipe held by ftmon, so that training goes on and
+the log stays whole if ftmon dies), is paused with SIGSTOP to the group, and is stopped with
+SIGTERM, a grace period, then SIGKILL. Unlike supervisord, a kill then sweeps the descendants that
+left the group (a `setsid` grandchild, a detached data loader) and confirms that none is alive and,
+where NVML is present, that none still holds GPU memory.
+
+Every function here takes plain pids and returns plain dataclasses; nothing else in ftmon sends a
+signal or starts a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from supervisor.events import Exit
+
+# Two create times closer than this are the same process (psutil rounds to clock ticks).
+START_TIME_TOLERANCE = 0.01
+# How long SIGKILLed processes get to disappear before a kill is reported as incomplete.
+KILL_CONFIRM_SECS = 5.0
+
+# Popen objects of the runs spawned here, by pid, so that whoever notices first that one ended
+# (wait_exit, kill_tree, is_alive) reaps it through its Popen and the exit status is kept.
+_SPAWNED: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class SpawnError(OSError):
+    """The command could not be started (missing program, bad cwd, unwritable log)."""
+
+
+@dataclass(frozen=True)
+class Spawned:
+    """A process started by `spawn`: its own session, so its group id is its pid."""
+
+    pid: int
+    pgid: int
+    start_time: float  # psutil create_time, to tell this process from a later one with its pid
+    log_path: Path
+    popen: subprocess.Popen[bytes] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class KillReport:
+    """What `kill_tree` did and whether it worked."""
+
+    pid: int
+    pgid: int | None
+    tree: tuple[int, ...]  # every process found in the tree before the first signal
+    termed: tuple[int, ...]  # pids that got SIGTERM (the group's members, or the tree)
+    killed: tuple[int, ...]  # pids still alive after the grace period, sent SIGKILL
+    survivors: tuple[int, ...]  # pids still alive at the end (should be empty)
+    gpu_holders: tuple[int, ...] = ()  # pids NVML still lists as holding GPU memory
+    seconds: float = 0.0
+
+    @property
+    def all_gone(self) -> bool:
+        return not self.survivors and not self.gpu_holders
+
+    def detail(self) -> str:
+        """One line for a log or an Action: what was signalled and what is left."""
+        parts = [f"SIGTERM to {'group ' + str(self.pgid) if self.pgid else 'tree'}"]
+        parts.append(f"{len(self.tree)} process(es)")
+        if self.killed:
+            parts.append(f"SIGKILL to {len(self.killed)} after grace")
+        if self.survivors:
+            parts.append(f"still alive: {', '.join(map(str, self.survivors))}")
+        if self.gpu_holders:
+            parts.append(f"still holding GPU memory: {', '.join(map(str, self.gpu_holders))}")
+        if self.all_gone:
+            parts.append("all gone")
+        return f"{'; '.join(parts)} ({self.seconds:.2f}s)"
+
+
+def spawn(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> Spawned:
+    """Start `argv` in a new session with stdout and stderr appended to `log_path`.
+
+    `env` is passed exactly as given (the caller adds PYTHONUNBUFFERED=1); stdin is /dev/null.
+    """
+    if not argv:
+        raise SpawnError("empty command")
+    log_path = Path(log_path)
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        # O_APPEND: every write lands at the end even if someone else appends too.
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as exc:
+        raise SpawnError(f"cannot open log {log_path}: {exc.strerror or exc}") from exc
+    try:
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=fd,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        raise SpawnError(f"cannot start {argv[0]!r} in {cwd}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)  # the child holds its own copy
+    _SPAWNED[popen.pid] = popen
+    # Our child stays at least a zombie until we reap it, so its create time is readable.
+    start_time = psutil.Process(popen.pid).create_time()
+    return Spawned(popen.pid, popen.pid, start_time, log_path, popen)
+
+
+def exit_from_returncode(returncode: int | None, ts: float, killed_by_ftmon: str = "") -> Exit:
+    """Popen's convention (negative = killed by that signal) as an `Exit`."""
+    if returncode is not None and returncode < 0:
+        return Exit(ts, None, -returncode, killed_by_ftmon)
+    return Exit(ts, returncode, None, killed_by_ftmon)
+
+
+async def wait_exit(spawned: Spawned, clock=time.time) -> Exit:
+    """Wait, without blocking the event loop, until a spawned process ends; reap it."""
+    popen = spawned.popen
+    if popen.poll() is None:
+        await _wait_pid_gone(spawned.pid, is_child=True)
+        await asyncio.to_thread(popen.wait)  # returns at once: the process has ended
+    _SPAWNED.pop(spawned.pid, None)
+    return exit_from_returncode(popen.returncode, clock())
+
+
+async def wait_pid_exit(pid: int, start_time: float | None = None, clock=time.time) -> Exit:
+    """Wait until a process that is not ours (`--pid`) ends. Its exit status is unknowable."""
+    if pid in _SPAWNED:
+        popen = _SPAWNED[pid]
+        await _wait_pid_gone(pid, is_child=True)
+        await asyncio.to_thread(popen.wait)
+        _SPAWNED.pop(pid, None)
+        return exit_from_returncode(popen.returncode, clock())
+    if start_time is None:
+        start_time = _create_time(pid)
+    if start_time is not None:
+        await _wait_pid_gone(pid, start_time=start_time)
+    return Exit(clock(), None)
+
+
+async def _wait_pid_gone(
+    pid: int, *, is_child: bool = False, start_time: float | None = None
+) -> None:
+    """Return when `pid` has ended (a zombie counts as ended).
+
+    A pidfd becomes readable the moment the process ends, so the loop wakes at once rather than
+    on the next poll; where pidfd_open is missing (old kernels, other systems) poll every 50 ms.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = -1
+    try:
+        if pidfd >= 0 and (start_time is None or is_alive(pid, start_time)):
+            # The pidfd was opened after checking identity above: if the pid was reused between
+            # our caller's check and here, is_alive said False and we fall through to polling.
+            loop = asyncio.get_running_loop()
+            ended = loop.create_future()
+            loop.add_reader(pidfd, lambda: ended.done() or ended.set_result(None))
+            try:
+                await ended
+            finally:
+                loop.remove_reader(pidfd)
+            return
+        while _running(pid) if is_child else is_alive(pid, start_time or 0.0):
+            await asyncio.sleep(0.05)
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie, identity not checked (for our own children)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def is_alive(pid: int, start_time: float) -> bool:
+    """True if `pid` runs and is the process that started at `start_time` (not a reused pid)."""
+    if pid <= 0:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - start_time) > START_TIME_TOLERANCE:
+            return False
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            _reap(pid)
+            return False
+        return True
+    except psutil.Error:
+        return False
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of one of our own children, if it is one (through its Popen)."""
+    popen = _SPAWNED.get(pid)
+    if popen is not None and popen.poll() is not None:
+        _SPAWNED.pop(pid, None)
+
+
+def pause(pgid: int) -> bool:
+    """SIGSTOP the whole group. False if the group no longer exists."""
+    return _signal_group(pgid, signal.SIGSTOP)
+
+
+def resume(pgid: int) -> bool:
+    """SIGCONT the whole group. False if the group no longer exists."""
+    return _signal_group(pgid, signal.SIGCONT)
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    if pgid <= 1:  # never signal group 0 (ours) or 1 (init's): a caller's bug, not a run
+        raise ValueError(f"refusing to signal process group {pgid}")
+    try:
+        os.killpg(pgid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _collect_tree(pid: int, pgid: int | None) -> list[psutil.Process]:
+    """The process, all its descendants, and every member of its group, collected before any
+    signal: once a parent dies its children are re-parented to init and can no longer be found
+    by walking down from it."""
+    procs: dict[int, psutil.Process] = {}
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        procs[root.pid] = root
+        for child in root.children(recursive=True):
+            procs[child.pid] = child
+    if pgid is not None:
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError):
+                if proc.pid not in procs and os.getpgid(proc.pid) == pgid:
+                    procs[proc.pid] = proc
+                    for child in proc.children(recursive=True):
+                        procs.setdefault(child.pid, child)
+    return list(procs.values())
+
+
+def _alive(proc: psutil.Process) -> bool:
+    """Running and not a zombie; reaps our own zombies on the way."""
+    try:
+        if not proc.is_running():  # also false when the pid was reused (create time differs)
+            return False
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            _reap(proc.pid)
+            return False
+        return True
+    except psutil.Error:
+        return False
+
+
+def _send(procs: Iterable[psutil.Process], sig: int) -> list[int]:
+    sent = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(sig)  # psutil checks the pid still names the same process
+            sent.append(proc.pid)
+    return sent
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Poll until all of `procs` are gone or `timeout` passes; return those still alive."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    alive = [p for p in procs if _alive(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 0.1)
+        alive = [p for p in alive if _alive(p)]
+    return alive
+
+
+def _add_new_descendants(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Children started since the first walk (e.g. by a SIGTERM handler) join the list."""
+    known = {p.pid for p in procs}
+    out = list(procs)
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            if _alive(proc):
+                for child in proc.children(recursive=True):
+                    if child.pid not in known:
+                        known.add(child.pid)
+                        out.append(child)
+    return out
+
+
+def kill_tree(pid: int, pgid: int | None, grace: float = 10.0, nvml=None) -> KillReport:
+    """Stop a run for good: SIGTERM, `grace` seconds, SIGKILL, sweep, confirm.
+
+    With `pgid` (a run spawned here) the signals go to the group; with `pgid=None` (a foreign
+    `--pid`) they go to every process of the pid's tree. Either way every descendant found before
+    the first signal is swept afterwards, even one that left the group with `setsid`.
+    `nvml` is the NVML seam of resources.py; by default the real one when NVML is present.
+    """
+    started = time.monotonic()
+    if pgid is not None and pgid <= 1:
+        raise ValueError(f"refusing to signal process group {pgid}")
+    procs = _collect_tree(pid, pgid)
+    tree = tuple(p.pid for p in procs)
+
+    if pgid is not None:
+        termed = [p.pid for p in procs if _in_group(p, pgid)]
+        _signal_group(pgid, signal.SIGTERM)
+        # A paused (SIGSTOPped) group would hold the TERM pending until the grace runs out.
+        _signal_group(pgid, signal.SIGCONT)
+    else:
+        termed = _send(procs, signal.SIGTERM)
+        _send(procs, signal.SIGCONT)
+
+    alive = _wait_gone(procs, grace)
+    alive = [p for p in _add_new_descendants(alive) if _alive(p)]
+    killed: list[int] = []
+    if alive:
+        if pgid is not None:
+            _signal_group(pgid, signal.SIGKILL)
+        killed = _send(alive, signal.SIGKILL)
+        alive = _wait_gone(alive, KILL_CONFIRM_SECS)
+    for proc in procs:  # reap every child of ours in the tree, so none is left a zombie
+        _alive(proc)
+
+    gpu_holders: tuple[int, ...] = ()
+    if nvml is None:
+        from supervisor.resources import default_nvml
+
+        nvml = default_nvml()
+    if nvml is not None:
+        holders = set(nvml.gpu_pids())
+        gpu_holders = tuple(p for p in tree if p in holders)
+
+    return KillReport(
+        pid=pid,
+        pgid=pgid,
+        tree=tree,
+        termed=tuple(termed),
+        killed=tuple(killed),
+        survivors=tuple(p.pid for p in alive),
+        gpu_holders=gpu_holders,
+        seconds=time.monotonic() - started,
+    )
+
+
+async def kill_tree_async(pid: int, pgid: int | None, grace: float = 10.0, nvml=None) -> KillReport:
+    """`kill_tree` in a worker thread, so the event loop runs on during the grace period."""
+    return await asyncio.to_thread(kill_tree, pid, pgid, grace, nvml)
+
+
+def _in_group(proc: psutil.Process, pgid: int) -> bool:
+    try:
+        return os.getpgid(proc.pid) == pgid
+    except OSError:
+        return False
