@@ -125,9 +125,8 @@ class ResourceProbe:
         for proc in [root, *self._children]:
             try:
                 with proc.oneshot():
-                    if proc is root and proc.status() == psutil.STATUS_ZOMBIE:
-                        self._root = None
-                        return None
+                    if proc.status() == psutil.STATUS_ZOMBIE:
+                        raise psutil.ZombieProcess(proc.pid)
                     rss += proc.memory_info().rss
                     cpu += proc.cpu_percent(interval=None)
                 counted.append(proc.pid)
