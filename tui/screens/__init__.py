@@ -1,0 +1,1 @@
+"""The app's screens: main, history, relaunch form, launch picker, confirmations."""

@@ -1,0 +1,213 @@
+"""What the TUI remembers about each run it shows, folded from the supervisor's events.
+
+This is bookkeeping for drawing, not a second supervisor: every decision (what a rule found,
+what the policy did, whether a run is paused) arrives as an event and is only recorded here.
+Kept free of Textual so it can be checked with plain events.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from supervisor.events import Action, Anomaly, Eval, Metric, ResourceSample, Severity
+from supervisor.history import RunRecord
+from supervisor.run_events import (
+    ActionTaken,
+    AnomalyFound,
+    ChainStopped,
+    MetricsObserved,
+    ResourcesObserved,
+    RunEnded,
+    RunEvent,
+    RunPaused,
+    RunRelaunched,
+    RunResumed,
+    RunStarted,
+)
+
+# The series the plots know, in the order they are drawn; anything else is not plotted.
+PLOTTED = ("loss", "val_loss", "grad_norm", "lr", "tok_s")
+# Evaluation names that mean "validation loss" once the parser has normalised them.
+VAL_LOSS_NAMES = ("val_loss", "eval_loss", "loss", "validation_loss")
+MAX_POINTS = 5000  # per series; older points are thinned so a long run stays cheap to draw
+
+
+@dataclass
+class RunView:
+    """One run as the screen shows it."""
+
+    run_id: str
+    name: str
+    attempt: int = 1
+    parent_id: str | None = None
+    argv: tuple[str, ...] = ()
+    log_path: str = ""
+    pid: int | None = None
+    status: str = "running"  # running | paused | finished | failed | killed | detached
+    reason: str = ""  # why it is paused or why it ended
+    changes: tuple[str, ...] = ()  # the adjustment that made this relaunch
+    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    marks: dict[int, Severity] = field(default_factory=dict)  # 1-based log line -> severity
+    resources: ResourceSample | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.status in ("running", "paused")
+
+    def add_point(self, name: str, x: float, y: float) -> None:
+        if not math.isfinite(y):
+            return  # a NaN is shown by the feed and the log mark, not as a hole in the plot
+        points = self.series.setdefault(name, [])
+        points.append((x, y))
+        if len(points) > MAX_POINTS:
+            del points[::2]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedItem:
+    """One line of the anomalies-and-actions feed."""
+
+    ts: float
+    run_id: str
+    kind: str  # "anomaly" | "action" | "paused" | "ended" | "relaunched" | "stopped" | "started"
+    text: str
+    severity: Severity = Severity.INFO
+
+
+class RunBook:
+    """All runs the TUI knows, in the order it first saw them."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunView] = {}
+        self.feed: list[FeedItem] = []
+
+    def get(self, run_id: str) -> RunView | None:
+        return self.runs.get(run_id)
+
+    def live_ids(self) -> list[str]:
+        return [r.run_id for r in self.runs.values() if r.live]
+
+    def children(self, run_id: str | None) -> list[RunView]:
+        return [r for r in self.runs.values() if r.parent_id == run_id]
+
+    def roots(self) -> list[RunView]:
+        """Runs whose parent is not shown here: the first launch of each lineage."""
+        return [r for r in self.runs.values() if r.parent_id not in self.runs]
+
+    def add_record(self, rec: RunRecord) -> RunView:
+        """A run known from the history database (shown before any event about it arrives)."""
+        view = self.runs.get(rec.id)
+        if view is None:
+            view = RunView(rec.id, rec.name)
+            self.runs[rec.id] = view
+        view.attempt = rec.attempt
+        view.parent_id = rec.parent_id
+        view.argv = rec.argv
+        view.log_path = rec.log_path
+        view.pid = rec.pid
+        view.status = rec.status
+        view.reason = rec.end_reason
+        view.changes = rec.changes
+        return view
+
+    def apply(self, event: RunEvent) -> list[FeedItem]:
+        """Record one event; returns the feed lines it adds."""
+        items: list[FeedItem] = []
+        if isinstance(event, RunStarted):
+            view = self.runs.get(event.run_id) or RunView(event.run_id, event.name)
+            self.runs[event.run_id] = view
+            view.name, view.attempt, view.parent_id = event.name, event.attempt, event.parent_id
+            view.argv, view.log_path, view.pid = event.argv, event.log_path, event.pid
+            view.status, view.reason = "running", ""
+            verb = "reattached" if event.reattached else "started"
+            items.append(self._item(event.ts, event.run_id, "started", f"{verb} (pid {event.pid})"))
+        elif isinstance(event, MetricsObserved):
+            view = self.runs.get(event.run_id)
+            if view is not None:
+                for ev in event.events:
+                    self._add_values(view, ev)
+        elif isinstance(event, ResourcesObserved):
+            view = self.runs.get(event.run_id)
+            if view is not None:
+                view.resources = event.sample
+        elif isinstance(event, AnomalyFound):
+            items.append(self._anomaly(event.run_id, event.anomaly))
+        elif isinstance(event, ActionTaken):
+            items.append(self._action(event.run_id, event.action))
+        elif isinstance(event, RunPaused):
+            self._set(event.run_id, "paused", event.reason)
+            items.append(
+                self._item(
+                    event.ts, event.run_id, "paused", f"paused: {event.reason}", Severity.WARNING
+                )
+            )
+        elif isinstance(event, RunResumed):
+            self._set(event.run_id, "running", "")
+            items.append(self._item(event.ts, event.run_id, "action", "resumed"))
+        elif isinstance(event, RunEnded):
+            self._set(event.run_id, event.status, event.reason)
+            code = f"signal {event.signal}" if event.signal else f"exit {event.returncode}"
+            sev = Severity.INFO if event.status in ("finished", "detached") else Severity.ERROR
+            text = f"{event.status} ({code}){': ' + event.reason if event.reason else ''}"
+            items.append(self._item(event.ts, event.run_id, "ended", text, sev))
+        elif isinstance(event, RunRelaunched):
+            child = self.runs.get(event.run_id)
+            if child is None:
+                parent = self.runs.get(event.parent_id)
+                child = RunView(event.run_id, parent.name if parent else event.run_id)
+                self.runs[event.run_id] = child
+            child.parent_id = event.parent_id
+            child.changes = event.changes
+            changes = ", ".join(event.changes) or "no changes"
+            text = f"relaunched as {event.run_id} ({changes}) after {event.reason}"
+            items.append(
+                self._item(event.ts, event.parent_id, "relaunched", text, Severity.WARNING)
+            )
+        elif isinstance(event, ChainStopped):
+            text = f"no relaunch: {event.reason}"
+            items.append(self._item(event.ts, event.run_id, "stopped", text, Severity.ERROR))
+        self.feed.extend(items)
+        return items
+
+    def _set(self, run_id: str, status: str, reason: str) -> None:
+        view = self.runs.get(run_id)
+        if view is not None:
+            view.status, view.reason = status, reason
+
+    def _add_values(self, view: RunView, ev: object) -> None:
+        if isinstance(ev, Metric):
+            x = float(ev.step if ev.step is not None else ev.lineno)
+            for name in ("loss", "grad_norm", "lr", "tok_s"):
+                if name in ev.values:
+                    view.add_point(name, x, ev.values[name])
+            if "val_loss" in ev.values:
+                view.add_point("val_loss", x, ev.values["val_loss"])
+        elif isinstance(ev, Eval):
+            x = float(ev.step if ev.step is not None else ev.lineno)
+            for name in VAL_LOSS_NAMES:
+                if name in ev.values:
+                    view.add_point("val_loss", x, ev.values[name])
+                    break
+
+    def _anomaly(self, run_id: str, anomaly: Anomaly) -> FeedItem:
+        view = self.runs.get(run_id or anomaly.run_id)
+        if view is not None and anomaly.lineno:
+            old = view.marks.get(anomaly.lineno, Severity.INFO)
+            view.marks[anomaly.lineno] = max(old, anomaly.severity)
+        where = f" (line {anomaly.lineno})" if anomaly.lineno else ""
+        text = f"{anomaly.rule}: {anomaly.message}{where}"
+        return self._item(anomaly.ts, run_id, "anomaly", text, anomaly.severity)
+
+    def _action(self, run_id: str, action: Action) -> FeedItem:
+        detail = f": {action.detail}" if action.detail else ""
+        failed = "" if action.ok else " (failed)"
+        text = f"{action.kind} on {action.rule}{detail}{failed}"
+        sev = Severity.WARNING if action.kind in ("pause", "kill", "relaunch") else Severity.INFO
+        return self._item(action.ts, run_id, "action", text, sev)
+
+    @staticmethod
+    def _item(
+        ts: float, run_id: str, kind: str, text: str, severity: Severity = Severity.INFO
+    ) -> FeedItem:
+        return FeedItem(ts=ts, run_id=run_id, kind=kind, text=text, severity=severity)

@@ -1,0 +1,248 @@
+"""The live log of one run: only the lines on screen are read and drawn.
+
+The file side is `supervisor.logindex.LogIndex` (byte offsets of line starts, text on demand);
+this widget is a Line-API `ScrollView` whose virtual height is the number of lines, so a log of
+millions of lines costs what one screen costs. Indexing runs in slices on the event loop, so
+the first screen appears after the first slice and a person can scroll while the rest is read.
+
+Log text is data, never markup: each line becomes a `rich.text.Text` built from the plain
+string, so `[bold red]` or `[@click=app.quit]` in a log shows literally and does nothing.
+ANSI codes were removed by the tail sanitiser; other control characters are shown as `�`.
+
+Follow mode keeps the end of the log in view as it grows; scrolling up stops it, End resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual import work
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from supervisor.events import Severity
+from supervisor.logindex import CHUNK, LogIndex
+
+POLL_SECS = 0.25  # how often a followed file is checked for growth
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+MARK_STYLES = {
+    Severity.INFO: Style(color="cyan"),
+    Severity.WARNING: Style(color="black", bgcolor="yellow"),
+    Severity.ERROR: Style(color="white", bgcolor="red"),
+    Severity.CRITICAL: Style(color="white", bgcolor="red", bold=True),
+}
+GUTTER_STYLE = Style(dim=True)
+HIT_STYLE = Style(reverse=True)
+
+
+def display_text(line: str) -> Text:
+    """A log line as a Text: literal (no markup), tabs expanded, control characters visible."""
+    return Text(_CONTROL.sub("�", line.expandtabs(8)), no_wrap=True, end="")
+
+
+class LogView(ScrollView, can_focus=True):
+    """Lines of a log file, drawn on demand, with anomaly marks, follow mode and search."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("end", "follow", "Follow", show=False),
+        Binding("home", "top", "Top", show=False),
+        Binding("n", "search_next", "Next match", show=False),
+        Binding("N", "search_previous", "Previous match", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    LogView {
+        background: $surface;
+        overflow-x: hidden;
+        overflow-y: scroll;
+    }
+    """
+
+    follow: reactive[bool] = reactive(True)
+
+    class Grew(Message):
+        """The log gained lines (replaces an unhandled older one for the same view)."""
+
+        def __init__(self, view: LogView, lines: int) -> None:
+            super().__init__()
+            self.view = view
+            self.lines = lines
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, LogView.Grew) and message.view is self.view
+
+    class SearchDone(Message):
+        """A search ended: `lineno` (0-based) of the match, or None."""
+
+        def __init__(self, needle: str, lineno: int | None) -> None:
+            super().__init__()
+            self.needle = needle
+            self.lineno = lineno
+
+    def __init__(
+        self, path: str | Path | None = None, *, poll: bool = True, id: str | None = None
+    ) -> None:
+        super().__init__(id=id)
+        self.index: LogIndex | None = None
+        self.marks: dict[int, Severity] = {}  # 1-based line number -> severity
+        self.needle = ""
+        self.hit: int | None = None  # 0-based line of the current search match
+        self._poll = poll
+        self._path = Path(path) if path is not None else None
+        self.indexed = asyncio.Event()  # set once the whole file as it was is indexed
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @property
+    def line_count(self) -> int:
+        return len(self.index) if self.index is not None else 0
+
+    def on_mount(self) -> None:
+        if self._path is not None:
+            self.open(self._path)
+
+    def on_unmount(self) -> None:
+        if self.index is not None:
+            self.index.close()
+
+    def open(self, path: str | Path | None, marks: dict[int, Severity] | None = None) -> None:
+        """Show `path` (None shows nothing) from its end, following."""
+        if self.index is not None:
+            self.index.close()
+        self._path = Path(path) if path is not None else None
+        self.index = LogIndex(self._path) if self._path is not None else None
+        self.marks = dict(marks or {})
+        self.hit = None
+        self.follow = True
+        self.indexed = asyncio.Event()
+        self.virtual_size = Size(self.size.width, 0)
+        self.scroll_to(0, 0, animate=False, immediate=True)
+        self.refresh()
+        if self.index is not None:
+            self._keep_indexing(self.index)
+
+    def set_marks(self, marks: dict[int, Severity]) -> None:
+        self.marks = dict(marks)
+        self.refresh()
+
+    @work(exclusive=True, group="logview-index")
+    async def _keep_indexing(self, index: LogIndex) -> None:
+        """Index the file slice by slice, yielding to the UI between slices; then poll."""
+        generation = index.generation
+        while True:
+            added = index.refresh(max_bytes=CHUNK)
+            if added or index.generation != generation:  # grew, or truncated and read anew
+                generation = index.generation
+                self._grew()
+            caught_up = index.size >= _file_size(index.path)
+            if caught_up:
+                self.indexed.set()
+                if not self._poll:
+                    return
+                await asyncio.sleep(POLL_SECS)
+            else:
+                await asyncio.sleep(0)
+
+    def _grew(self) -> None:
+        count = self.line_count
+        self.virtual_size = Size(self.size.width, count)
+        if self.follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.refresh()
+        self.post_message(self.Grew(self, count))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        # Growth never moves scroll_y, so a step up can only be the person scrolling back.
+        if new_value < old_value and self.follow:
+            self.follow = False
+        super().watch_scroll_y(old_value, new_value)
+
+    def action_follow(self) -> None:
+        self.follow = True
+        self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def action_top(self) -> None:
+        self.follow = False
+        self.scroll_home(animate=False, immediate=True)
+
+    def go_to(self, lineno: int) -> None:
+        """Put 0-based line `lineno` in view (a third from the top) and stop following."""
+        self.follow = False
+        self.scroll_to(y=max(0, lineno - self.size.height // 3), animate=False, immediate=True)
+        self.refresh()
+
+    def search(self, needle: str, backwards: bool = False) -> int | None:
+        """Find `needle` from the current match (or the top of the screen); returns the line."""
+        self.needle = needle
+        if self.index is None or not needle:
+            self.hit = None
+            self.refresh()
+            return None
+        if self.hit is None:
+            start = int(self.scroll_y) if not backwards else int(self.scroll_y) + self.size.height
+        else:
+            start = self.hit - 1 if backwards else self.hit + 1
+        found = self.index.find(needle, max(0, start), backwards=backwards)
+        if found is not None:
+            self.hit = found
+            self.go_to(found)
+        self.post_message(self.SearchDone(needle, found))
+        return found
+
+    def action_search_next(self) -> None:
+        if self.needle:
+            self.search(self.needle)
+
+    def action_search_previous(self) -> None:
+        if self.needle:
+            self.search(self.needle, backwards=True)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        lineno = int(self.scroll_y) + y
+        index = self.index
+        if index is None or lineno >= len(index):
+            return Strip.blank(width, self.rich_style)
+        gutter_width = len(str(max(len(index), 1)))
+        mark = self.marks.get(lineno + 1)
+        gutter_style = MARK_STYLES[mark] if mark is not None else GUTTER_STYLE
+        sign = "▶" if mark is not None else " "
+        gutter = Segment(f"{lineno + 1:>{gutter_width}}{sign}", gutter_style)
+        text = display_text(index.line(lineno))
+        if mark is not None and mark >= Severity.WARNING:
+            text.stylize(Style(color="red" if mark >= Severity.ERROR else "yellow"))
+        if lineno == self.hit and self.needle:
+            for m in re.finditer(re.escape(self.needle), text.plain, re.IGNORECASE):
+                text.stylize(HIT_STYLE, m.start(), m.end())
+        body = Strip(text.render(self.app.console))
+        strip = Strip([gutter, Segment(" ")]) + body
+        return strip.crop_extend(0, width, self.rich_style)
+
+    def visible_text(self) -> list[str]:
+        """The lines on screen as plain text (for tests and the e2e check)."""
+        if self.index is None:
+            return []
+        top = int(self.scroll_y)
+        return [
+            self.index.line(i) for i in range(top, min(top + self.size.height, self.line_count))
+        ]
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
