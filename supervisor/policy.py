@@ -1,0 +1,90 @@
+"""The policy: which action a recipe asks for when a rule fires, and whether a relaunch may go on.
+
+Pure functions over a recipe and counts; the supervisor does the I/O. A rule with no entry in
+the recipe's `on:` is alerted on and nothing more. A relaunch is allowed at most `max` times per
+rule within one lineage (first launch and all its relaunches), and never more than
+`MAX_ATTEMPTS` attempts in all, whatever the recipe says: a loop of relaunches that each fail at
+once would otherwise run forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ACTIONS = ("alert", "pause", "kill", "relaunch")
+DEFAULT_MAX = 3
+MAX_ATTEMPTS = 20
+
+
+class ChainStop(Exception):
+    """A relaunch the policy wanted cannot happen; the message says why, for a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    kind: str  # one of ACTIONS
+    rule: str
+
+
+def policy_for(recipe: Any, rule: str) -> Any | None:
+    """The recipe's policy entry for `rule`, or None."""
+    on = getattr(recipe, "on", None) or {}
+    if isinstance(on, Mapping):
+        return on.get(rule)
+    return getattr(on, rule, None)
+
+
+def _field(policy: Any, name: str, default: Any) -> Any:
+    if policy is None:
+        return default
+    if isinstance(policy, Mapping):
+        return policy.get(name, default)
+    value = getattr(policy, name, default)
+    return default if value is None else value
+
+
+def decide(recipe: Any, rule: str) -> Decision:
+    """What to do when `rule` fires on a run of `recipe`: "alert" unless the recipe says more."""
+    kind = str(_field(policy_for(recipe, rule), "do", "alert"))
+    return Decision(kind if kind in ACTIONS else "alert", rule)
+
+
+def relaunch_limit(recipe: Any, rule: str) -> int:
+    return int(_field(policy_for(recipe, rule), "max", DEFAULT_MAX))
+
+
+def check_relaunch_allowed(
+    recipe: Any, rule: str, by_rule: Mapping[str, int], attempt: int
+) -> None:
+    """Raise ChainStop if the lineage has used up its relaunches for `rule` (or in all).
+
+    `by_rule` counts the relaunches already made in this lineage for each rule; `attempt` is the
+    attempt number of the run that failed.
+    """
+    limit = relaunch_limit(recipe, rule)
+    done = by_rule.get(rule, 0)
+    if done >= limit:
+        raise ChainStop(f"{rule}: relaunched {done} time(s) already, the recipe allows {limit}")
+    if attempt >= MAX_ATTEMPTS:
+        raise ChainStop(f"{attempt} attempts in this lineage, ftmon stops at {MAX_ATTEMPTS}")
+
+
+def adjustment_for(recipe: Any, rule: str) -> Any:
+    """The `adjust:` of the recipe's policy for `rule` (empty when it has none)."""
+    return _field(policy_for(recipe, rule), "adjust", None) or {}
+
+
+def relaunch_reason(rule: str, changes: list[str] | tuple[str, ...]) -> str:
+    """Why a child run exists, as `ftmon history` shows it."""
+    what = "; ".join(changes) if changes else "no changes"
+    return f"relaunch after {rule}: {what}"
+
+
+def pause_reason(rule: str, message: str, pgid: int) -> str:
+    """What a person sees when a run is paused, including what they can do about it."""
+    return (
+        f"paused by ftmon: rule {rule}: {message}. Resume it (TUI: resume, or "
+        f"`kill -CONT -{pgid}`), relaunch it with changes, or kill it"
+    )
