@@ -72,6 +72,16 @@ class LaunchPlan:
     attempt: int = 1
     values: dict[str, str] | None = None  # what each placeholder rendered to
 
+    @property
+    def env_shown(self) -> dict[str, str]:
+        """What ftmon adds to the inherited environment (to show and store; redact first)."""
+        return {**self.recipe_env, "PYTHONUNBUFFERED": "1"}
+
+
+def recipe_yaml_redacted(recipe: Recipe) -> str:
+    """The recipe snapshot for history and `recipe.yaml`: secret env values `<redacted>`."""
+    return recipe.to_yaml(redact_secrets=True)
+
 
 def plan_run(
     recipe: Recipe,
@@ -190,12 +200,18 @@ def _file_print(path: Path) -> dict[str, object]:
     }
 
 
-def base_weights_fingerprint(path: str | Path | None) -> dict[str, object]:
+def _weights_path(what: Recipe | str | Path | None) -> str | Path | None:
+    return what.base_weights if isinstance(what, Recipe) else what
+
+
+def base_weights_fingerprint(what: Recipe | str | Path | None) -> dict[str, object]:
     """Size, mtime and sha256 of the first and last MiB of each file (a folder: every file).
 
     A path that does not exist (a hub name such as `Qwen/Qwen3-4B`, or `tiny`) gives
-    `{"exists": False}`, which stays unchanged as long as it still does not exist.
+    `{"exists": False}`, which stays unchanged as long as it still does not exist. Takes a
+    path or a recipe (its `base_weights`).
     """
+    path = _weights_path(what)
     if path is None:
         return {"path": None, "exists": False}
     p = Path(path).expanduser()
@@ -210,8 +226,14 @@ def base_weights_fingerprint(path: str | Path | None) -> dict[str, object]:
     return {"path": str(path), "exists": True, "files": files}
 
 
-def check_base_weights(path: str | Path | None, fingerprint: Mapping[str, object]) -> str | None:
-    """None if the base weights are as fingerprinted, else the reason they are not."""
+def check_base_weights(
+    what: Recipe | str | Path | None, fingerprint: Mapping[str, object]
+) -> str | None:
+    """None if the base weights (a path, or a recipe's) are as fingerprinted, else the reason."""
+    path = _weights_path(what)
+    before = fingerprint.get("path")
+    if before != (None if path is None else str(path)):
+        return f"base_weights is {path} now, it was {before} at the first launch"
     now = base_weights_fingerprint(path)
     if now.get("exists") != fingerprint.get("exists"):
         if now.get("exists"):

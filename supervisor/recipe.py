@@ -49,6 +49,10 @@ _FALLBACK_RULES = (
     "traceback", "vram", "host_mem", "exit",
 )  # fmt: skip
 REDACTED = "<redacted>"
+# The args names that mean "micro-batch" and "gradient accumulation", for `keep:
+# [effective_batch]` (adjust.py) and its check here. The first one found in args is used.
+MICRO_BATCH_KEYS = ("micro_batch", "per_device_train_batch_size", "micro_batch_size", "batch_size")
+GRAD_ACCUM_KEYS = ("grad_accum", "gradient_accumulation_steps", "grad_accum_steps", "accum_steps")
 _SECRET = re.compile(r"(_TOKEN|_KEY|_SECRET)$|PASSWORD", re.IGNORECASE)
 
 
@@ -395,6 +399,15 @@ def cross_problems(recipe: Recipe) -> list[tuple[tuple[str | int, ...], str]]:
         if key not in recipe.args:
             out.append((("flags", "positional", i), f"{key!r} is not in args"))
     for rule, policy in recipe.on.items():
+        if "effective_batch" in policy.keep:
+            for what, keys in (
+                ("micro-batch", MICRO_BATCH_KEYS),
+                ("accumulation", GRAD_ACCUM_KEYS),
+            ):
+                if not any(k in recipe.args for k in keys):
+                    out.append(
+                        (("on", rule, "keep"), f"needs a {what} in args ({', '.join(keys)})")
+                    )
         if isinstance(policy.adjust, dict):
             for key in policy.adjust:
                 try:
@@ -502,11 +515,12 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError([Problem(file, 0, "", f"cannot read: {exc.strerror or exc}")]) from None
     except UnicodeDecodeError as exc:
         raise RecipeError([Problem(file, 0, "", f"not UTF-8 text: {exc.reason}")]) from None
-    return parse_recipe(text, file)
+    return recipe_from_yaml(text, file)
 
 
-def parse_recipe(text: str, file: str = "<recipe>") -> Recipe:
-    """Validate recipe YAML `text`; `file` names it in messages."""
+def recipe_from_yaml(text: str, source: str = "<recipe>") -> Recipe:
+    """Validate recipe YAML `text` (a file's, or a history snapshot); `source` names it."""
+    file = source
     try:
         loaded = load_with_lines(text)
     except YamlProblem as exc:
