@@ -230,6 +230,36 @@ def resume(pgid: int) -> bool:
     return _signal_group(pgid, signal.SIGCONT)
 
 
+def pause_tree(pid: int) -> bool:
+    """SIGSTOP a process we did not start (`--pid`) and its descendants. False if it is gone."""
+    return _signal_tree(pid, signal.SIGSTOP)
+
+
+def resume_tree(pid: int) -> bool:
+    """SIGCONT a process we did not start and its descendants. False if it is gone."""
+    return _signal_tree(pid, signal.SIGCONT)
+
+
+def _signal_tree(pid: int, sig: int) -> bool:
+    # Its group may be ours (started from our shell without job control): signal the processes,
+    # never the group, so that ftmon does not stop itself.
+    procs = _collect_tree(pid, None)
+    if not procs:
+        return False
+    return pid in _send(procs, sig)
+
+
+def start_time_of(pid: int) -> float | None:
+    """psutil create time of `pid`, or None if there is no such process (or it is a zombie)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc.create_time()
+    except psutil.Error:
+        return None
+
+
 def _signal_group(pgid: int, sig: int) -> bool:
     if pgid <= 1:  # never signal group 0 (ours) or 1 (init's): a caller's bug, not a run
         raise ValueError(f"refusing to signal process group {pgid}")

@@ -1,15 +1,56 @@
-"""`ftmon scan`: not built yet (placeholder so the CLI imports; replaced by its issue)."""
+"""`ftmon scan LOG`: read a finished log once and print what `--watch` would have reported.
+
+    ftmon scan train.log
+    ftmon scan train.log --json --min-severity error
+
+Exit codes: 0 nothing of at least --min-severity (default warning) found, 1 anomalies found,
+2 bad usage or an unreadable log.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from supervisor.commands.watch import add_common_options
+
+SEVERITIES = ("info", "warning", "error", "critical")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("scan", help="(not built yet)")
+    p = sub.add_parser(
+        "scan",
+        help="read a finished log once and report its anomalies",
+        description="Read LOG once and print its anomalies and a summary. Exit codes: 0 "
+        "nothing found, 1 anomalies found, 2 bad usage or unreadable input.",
+    )
+    p.add_argument("log", metavar="LOG", help="the log file to read")
+    p.add_argument(
+        "--min-severity",
+        choices=SEVERITIES,
+        default="warning",
+        help="report (and count for the exit code) anomalies at least this severe (warning)",
+    )
+    add_common_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("ftmon scan: not built yet")
-    return 2
+    from supervisor.cli import EXIT_FOUND, EXIT_OK, UsageError
+    from supervisor.commands.watch import Printer, build_monitor, check_log, watch_settings
+    from supervisor.events import Anomaly, Severity
+    from supervisor.watch import WatchSummary, scan_file
+
+    path = check_log(args.log)
+    monitor = build_monitor(args, watch_settings(args.set))
+    minimum = Severity[args.min_severity.upper()]
+    printer = Printer(args.json)
+    summary = WatchSummary(path=str(path))
+    try:
+        events = scan_file(path, monitor, summary)
+    except OSError as exc:
+        raise UsageError(f"{args.log}: cannot read: {exc.strerror or exc}") from None
+    for event in events:
+        if isinstance(event, Anomaly) and event.severity >= minimum:
+            printer.anomaly(event)
+    printer.summary(summary)
+    return EXIT_FOUND if summary.found(minimum) else EXIT_OK

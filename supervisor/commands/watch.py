@@ -1,15 +1,354 @@
-"""`ftmon watch`: not built yet (placeholder so the CLI imports; replaced by its issue)."""
+"""`ftmon --watch LOG`: follow a training log, print each anomaly, act on a process if asked.
+
+    ftmon --watch train.log                       # from the end of the file, until Ctrl-C
+    ftmon --watch train.log --from-start --json   # read it all first; JSON lines
+    ftmon --watch train.log --pid 4242 --on nan=kill --on vram=pause
+
+It ends when `--pid` exits, or on Ctrl-C / SIGTERM, and prints a summary. Exit codes: 0 nothing
+of severity warning or worse found, 1 anomalies found, 2 bad usage or an unreadable log.
+This module also holds what `ftmon scan` shares with it: option parsing and the printer.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+import signal
+import stat
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+ACTIONS = ("alert", "pause", "kill")
+_CONTROL = {c: " " for c in range(32)}  # one line stays one line on any terminal
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("watch", help="(not built yet)")
+    p = sub.add_parser(
+        "watch",
+        help="follow a training log and report anomalies (also spelled `ftmon --watch LOG`)",
+        description="Follow LOG (from its end unless --from-start), print each anomaly as it "
+        "is found, and end with a summary when --pid exits or on Ctrl-C. Exit codes: 0 nothing "
+        "found, 1 anomalies found, 2 bad usage or unreadable input.",
+    )
+    p.add_argument("log", metavar="LOG", help="the log file to follow")
+    p.add_argument("--from-start", action="store_true", help="read the whole file first")
+    p.add_argument("--pid", type=int, help="watch this process: its memory, and end when it ends")
+    p.add_argument(
+        "--on",
+        action="append",
+        default=[],
+        metavar="RULE=ACTION",
+        help="act on the --pid process when RULE fires: alert, pause or kill (repeatable)",
+    )
+    p.add_argument(
+        "--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL (10)"
+    )
+    add_common_options(p)
     p.set_defaults(func=run)
 
 
+def add_common_options(p: argparse.ArgumentParser) -> None:
+    """Options `watch` and `scan` share."""
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument(
+        "--pattern",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="an extra line parser: a regex with named groups, e.g. 'it (?P<step>\\d+) "
+        "l=(?P<loss>\\S+)' (repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a rule setting, e.g. watch.stall.secs=60 or spike.factor=3 (repeatable)",
+    )
+
+
+# ------------------------------------------------------------------ options -> Monitor
+
+
+def check_log(path: str) -> Path:
+    """The log must be a readable regular file (or a FIFO): otherwise one clear line, exit 2."""
+    from supervisor.cli import UsageError
+
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{path}: is a directory, not a log file")
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"{path}: permission denied")
+    return p
+
+
+def watch_settings(sets: list[str]) -> Any:
+    """WatchSettings with `--set` overrides (`watch.` prefix optional); bad keys name themselves."""
+    from pydantic import ValidationError
+
+    from supervisor.cli import UsageError
+    from supervisor.rules import WatchSettings
+    from supervisor.yaml_lines import load_scalar
+
+    data: dict[str, Any] = WatchSettings().model_dump()
+    for item in sets:
+        key, eq, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if parts and parts[0] == "watch":
+            parts = parts[1:]
+        if not eq or not parts or not all(parts):
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. watch.stall.secs=60")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                where = ".".join(["watch", *parts[: i + 1]])
+                raise UsageError(f"--set {item!r}: {where} is not a rule with settings")
+            node = node[part]
+        node[parts[-1]] = load_scalar(raw)
+    try:
+        return WatchSettings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(["watch", *(str(x) for x in err["loc"])])
+        raise UsageError(f"--set: {where}: {err['msg']}") from None
+
+
+def build_monitor(args: argparse.Namespace, settings: Any) -> Any:
+    """The Monitor that `--pattern` and the settings (from `--set`) describe."""
+    from supervisor.cli import UsageError
+    from supervisor.monitor import Monitor
+
+    for pattern in args.pattern:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise UsageError(f"--pattern {pattern!r}: {exc}") from None
+        if not compiled.groupindex:
+            raise UsageError(f"--pattern {pattern!r}: needs named groups, e.g. (?P<loss>[0-9.]+)")
+    try:
+        return Monitor(settings, patterns=tuple(args.pattern))
+    except (ValueError, re.error) as exc:
+        raise UsageError(f"--pattern: {exc}") from None
+
+
+def parse_on(items: list[str], have_pid: bool) -> dict[str, str]:
+    """`--on RULE=ACTION` options as {rule: action}."""
+    from supervisor.cli import UsageError
+    from supervisor.recipe import rule_names
+
+    out: dict[str, str] = {}
+    known = rule_names()
+    for item in items:
+        rule, eq, action = item.partition("=")
+        rule, action = rule.strip(), action.strip()
+        if not eq or not rule or not action:
+            raise UsageError(f"--on {item!r}: expected RULE=ACTION, e.g. nan=kill")
+        if rule not in known:
+            raise UsageError(f"--on {item!r}: unknown rule {rule!r} (rules: {', '.join(known)})")
+        if action not in ACTIONS:
+            raise UsageError(f"--on {item!r}: unknown action {action!r} (alert, pause, kill)")
+        if action != "alert" and not have_pid:
+            raise UsageError(f"--on {item!r}: {action} needs --pid PID")
+        out[rule] = action
+    return out
+
+
+# ------------------------------------------------------------------ output
+
+
+class Printer:
+    """Anomalies, actions and the summary, as readable lines or as JSON lines."""
+
+    def __init__(self, as_json: bool, out: TextIO = sys.stdout) -> None:
+        self.as_json = as_json
+        self.out = out
+
+    def _json(self, obj: dict[str, Any]) -> None:
+        self.out.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
+        self.out.flush()
+
+    def _text(self, ts: float, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S", time.localtime(ts))
+        self.out.write(f"{stamp}  {text.translate(_CONTROL)}\n")
+        self.out.flush()
+
+    def anomaly(self, a: Any) -> None:
+        if self.as_json:
+            self._json(
+                {
+                    "type": "anomaly",
+                    "rule": a.rule,
+                    "severity": str(a.severity),
+                    "message": a.message,
+                    "lineno": a.lineno,
+                    "evidence": list(a.evidence),
+                    "ts": a.ts,
+                    "run_id": a.run_id,
+                }
+            )
+        else:
+            self._text(a.ts, a.one_line())
+
+    def action(self, act: Any) -> None:
+        if self.as_json:
+            self._json(
+                {
+                    "type": "action",
+                    "kind": act.kind,
+                    "rule": act.rule,
+                    "detail": act.detail,
+                    "ok": act.ok,
+                    "ts": act.ts,
+                }
+            )
+        else:
+            outcome = "" if act.ok else "  (FAILED)"
+            self._text(act.ts, f"ACTION   {act.kind} on {act.rule}: {act.detail}{outcome}")
+
+    def summary(self, summary: Any) -> None:
+        if self.as_json:
+            self._json(summary.to_json())
+        else:
+            self.out.write("-- summary --\n")
+            for line in summary.report():
+                self.out.write(line + "\n")
+            self.out.flush()
+
+
+# ------------------------------------------------------------------ acting on the pid
+
+
+class Actor:
+    """Carries out `--on` actions on the watched pid: once per rule for kill, pause once."""
+
+    def __init__(self, pid: int, grace: float, printer: Printer) -> None:
+        import asyncio
+
+        self.pid = pid
+        self.grace = grace
+        self.printer = printer
+        self.paused = False
+        self.killing = False
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.killed_because = ""
+
+    def act(self, action: str, anomaly: Any) -> None:
+        import asyncio
+
+        from supervisor import process
+        from supervisor.events import Action
+
+        now = time.time()
+        if action == "alert":
+            if self.printer.out.isatty():
+                sys.stderr.write("\a")  # the terminal bell: someone may be in another window
+            self.printer.action(Action("alert", anomaly.rule, now, detail=anomaly.message))
+        elif action == "pause" and not self.paused and not self.killing:
+            ok = process.pause_tree(self.pid)
+            self.paused = ok
+            detail = f"SIGSTOP to pid {self.pid} and its tree" if ok else "process is gone"
+            self.printer.action(Action("pause", anomaly.rule, now, detail=detail, ok=ok))
+        elif action == "kill" and not self.killing:
+            self.killing = True
+            self.killed_because = f"{anomaly.rule}: {anomaly.message}"
+            task = asyncio.create_task(self._kill(anomaly.rule))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _kill(self, rule: str) -> None:
+        from supervisor import process
+        from supervisor.events import Action
+
+        report = await process.kill_tree_async(self.pid, None, self.grace)
+        self.printer.action(
+            Action("kill", rule, time.time(), detail=report.detail(), ok=report.all_gone)
+        )
+
+    async def finish(self) -> None:
+        import asyncio
+
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+# ------------------------------------------------------------------ the command
+
+
 def run(args: argparse.Namespace) -> int:
-    print("ftmon watch: not built yet")
-    return 2
+    import asyncio
+
+    from supervisor import process
+    from supervisor.cli import EXIT_FOUND, EXIT_OK, UsageError
+
+    path = check_log(args.log)
+    on = parse_on(args.on, args.pid is not None)
+    settings = watch_settings(args.set)
+    monitor = build_monitor(args, settings)
+    start_time = None
+    if args.pid is not None:
+        start_time = process.start_time_of(args.pid)
+        if start_time is None:
+            raise UsageError(f"--pid {args.pid}: no such process")
+    printer = Printer(args.json)
+    poll_secs = float(getattr(getattr(settings, "vram", None), "poll_secs", 0.5) or 0.5)
+
+    async def main() -> Any:
+        from supervisor.events import Anomaly
+        from supervisor.watch import watch_log
+
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        actor = Actor(args.pid, args.grace, printer) if args.pid is not None else None
+
+        def on_event(event: Any) -> None:
+            if not isinstance(event, Anomaly):
+                return
+            printer.anomaly(event)
+            action = on.get(event.rule)
+            if action and actor is not None:
+                actor.act(action, event)
+
+        try:
+            summary = await watch_log(
+                path,
+                monitor,
+                on_event,
+                from_start=args.from_start,
+                pid=args.pid,
+                poll_secs=poll_secs,
+                stop=stop,
+                start_time=start_time,
+            )
+            if actor is not None:
+                await actor.finish()
+                if summary.exit is not None and actor.killed_because:
+                    summary.exit = _killed(summary.exit, actor.killed_because)
+            return summary
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    try:
+        summary = asyncio.run(main())
+    except OSError as exc:
+        raise UsageError(f"{args.log}: cannot read: {exc.strerror or exc}") from None
+    printer.summary(summary)
+    return EXIT_FOUND if summary.found() else EXIT_OK
+
+
+def _killed(exit_: Any, why: str) -> Any:
+    from dataclasses import replace
+
+    return replace(exit_, killed_by_ftmon=why)
