@@ -117,7 +117,7 @@ def plan_run(
             recipe_env[key] = value.format_map(values)
     if missing:
         raise RecipeError(missing)
-    cwd = Path(recipe.cwd.format_map(values)).absolute() if recipe.cwd else Path.cwd()
+    cwd = Path(recipe.cwd.format_map(values)).expanduser().absolute() if recipe.cwd else Path.cwd()
     env = {**base, **recipe_env, "PYTHONUNBUFFERED": "1"}
     return LaunchPlan(
         run_id=run_id,

@@ -35,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from supervisor.yaml_lines import Loaded, YamlProblem, load_scalar, load_with_lines
+from supervisor.yaml_lines import Loaded, YamlProblem, dump_yaml, load_scalar, load_with_lines
 
 try:
     from supervisor.rules import WatchSettings
@@ -207,8 +207,8 @@ class FlagStyle(_Model):
     dashes: bool = False  # turn `micro_batch` into `--micro-batch`
     equals: bool = False  # `--lr=0.1` instead of `--lr 0.1`
     bools: Literal["bare", "value"] = "bare"  # bare: `--flag` / omitted; value: `--flag true`
-    true: str = "true"  # with bools: value
-    false: str = "false"
+    true_value: str = "true"  # with bools: value
+    false_value: str = "false"
     lists: Literal["spread", "repeat", "join"] = "spread"  # `--x a b` | `--x a --x b` | `--x a,b`
     sep: str = ","  # with lists: join
     positional: list[str] = []  # args rendered as bare values, in this order
@@ -327,7 +327,7 @@ class Recipe(_Model):
         data = self.model_dump(mode="json", exclude_defaults=True)
         if redact_secrets and "env" in data:
             data["env"] = {k: REDACTED if is_secret(k) else v for k, v in data["env"].items()}
-        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+        return dump_yaml(data)
 
     def with_overrides(self, sets: list[str]) -> Recipe:
         """The recipe with `--set key=value` overrides applied (see `apply_overrides`)."""
@@ -353,7 +353,7 @@ def render_args(args: dict[str, Any], style: FlagStyle, values: dict[str, str]) 
 
     def text(v: Any) -> str:
         if isinstance(v, bool):
-            return style.true if v else style.false
+            return style.true_value if v else style.false_value
         return render_template(v, values) if isinstance(v, str) else str(v)
 
     flags: list[str] = []

@@ -54,6 +54,22 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 RecipeLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
+class RecipeDumper(yaml.SafeDumper):
+    """SafeDumper that also quotes what RecipeLoader would not read back as text (`1e-5`)."""
+
+
+RecipeDumper.yaml_implicit_resolvers = {
+    k: list(v) for k, v in yaml.SafeDumper.yaml_implicit_resolvers.items()
+}
+for _first_char, _resolvers in RecipeLoader.yaml_implicit_resolvers.items():
+    RecipeDumper.yaml_implicit_resolvers.setdefault(_first_char, []).extend(_resolvers)
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text that both PyYAML's defaults and `RecipeLoader` read back as `data`."""
+    return yaml.dump(data, Dumper=RecipeDumper, sort_keys=False, allow_unicode=True, width=100)
+
+
 class YamlProblem(Exception):
     """Invalid YAML: `line` is 1-based (0 when unknown)."""
 
