@@ -1,0 +1,470 @@
+"""`LogLine` -> events: the metrics, evaluations, samples and progress a training log prints.
+
+Formats read (see tests/test_parse.py for a real line of each): JSON object lines (the ftmon
+trainer protocol, LLaMA-Factory's trainer_log.jsonl), HF Trainer dict lines (`{'loss': nan, ...}`),
+`key: value` / `key=value` / `key value` step lines (nanochat, nanoGPT, Megatron, fairseq,
+mmengine/xtuner, torchtune, litgpt, Lightning bars), printed tensors, tqdm frames, and user
+regexes with named groups. torchrun rank prefixes are stripped first.
+
+Every line that is not a pure progress frame also yields a `Text`: the text rules (oom,
+traceback, repetition) read those. Only values of metric keys count as numbers: "nanochat",
+"information" or "step_avg:nanms" are words and a timing, never a NaN.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+
+from supervisor.events import Eval, Event, LogLine, Metric, Progress, Sample, Text
+from supervisor.prefilter import Prefilter
+
+# --- metric names ---------------------------------------------------------------------------------
+
+_ALIASES = {
+    "loss": "loss",
+    "lm_loss": "loss",
+    "train_loss": "loss",
+    "training_loss": "loss",
+    "epoch_loss": "loss",
+    "eval_loss": "val_loss",
+    "val_loss": "val_loss",
+    "valid_loss": "val_loss",
+    "validation_loss": "val_loss",
+    "lr": "lr",
+    "learning_rate": "lr",
+    "gnorm": "grad_norm",
+    "grad_norm": "grad_norm",
+    "gradient_norm": "grad_norm",
+    "total_norm": "grad_norm",
+    "tok_sec": "tok_s",
+    "tok_s": "tok_s",
+    "tokens_s": "tok_s",
+    "tokens_sec": "tok_s",
+    "tokens_per_sec": "tok_s",
+    "tokens_per_second": "tok_s",
+    "ppl": "ppl",
+    "perp": "ppl",
+    "perplexity": "ppl",
+    "step": "step",
+    "steps": "step",
+    "global_step": "step",
+    "current_steps": "step",
+    "iter": "step",
+    "iteration": "step",
+    "num_updates": "step",
+    "loss_scale": "loss_scale",
+    "epoch": "epoch",
+    "acc": "accuracy",
+    "accuracy": "accuracy",
+    "number_of_skipped_iterations": "skipped_iterations",
+    "number_of_nan_iterations": "nan_iterations",
+    "memory_gib": "mem_gb",
+    "mem_gb": "mem_gb",
+}
+_EVAL_PREFIXES = ("eval_", "val_", "valid_", "validation_", "test_")
+_TRAIN_PREFIXES = ("train_", "training_")
+# Names a bare `key value` pair (no `:` or `=`) may have and still count as a metric.
+_KNOWN = frozenset(_ALIASES.values()) | {"val_ppl", "val_accuracy"}
+# A line yields a Metric only when one of its names has one of these parts (epoch alone: no).
+_METRIC_PARTS = frozenset(
+    ("loss", "norm", "lr", "ppl", "acc", "accuracy", "perplexity", "tokens", "tok", "scale")
+)
+_NON_ALNUM = re.compile(r"[^0-9a-z]+")
+_name_cache: dict[str, str] = {}
+
+
+def normalise_name(name: str) -> str:
+    """One spelling per metric: `learning_rate` -> `lr`, `eval_loss` -> `val_loss`, ..."""
+    cached = _name_cache.get(name)
+    if cached is not None:
+        return cached
+    key = _NON_ALNUM.sub("_", name.strip().lower()).strip("_")
+    out = _ALIASES.get(key)
+    if out is None:
+        out = key
+        for prefix in _EVAL_PREFIXES:
+            if key.startswith(prefix):
+                rest = key[len(prefix) :]
+                base = _ALIASES.get(rest, rest)
+                out = base if base.startswith("val_") else "val_" + base
+                break
+        else:
+            for prefix in _TRAIN_PREFIXES:
+                if key.startswith(prefix) and key[len(prefix) :] in _ALIASES:
+                    out = _ALIASES[key[len(prefix) :]]
+                    break
+    if len(_name_cache) < 4096:
+        _name_cache[name] = out
+    return out
+
+
+def _metricish(name: str) -> bool:
+    return any(part in _METRIC_PARTS for part in name.split("_"))
+
+
+# --- values -----------------------------------------------------------------------------------
+
+_SPECIAL = {
+    "nan": math.nan,
+    "-nan": math.nan,
+    "+nan": math.nan,
+    "inf": math.inf,
+    "+inf": math.inf,
+    "infinity": math.inf,
+    "+infinity": math.inf,
+    "-inf": -math.inf,
+    "-infinity": -math.inf,
+}
+
+
+def to_float(value: object) -> float | None:
+    """A number from a JSON value or a token; None for anything else (booleans included)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        s = value.strip().replace(",", "")
+        special = _SPECIAL.get(s.lower())
+        if special is not None:
+            return special
+        try:
+            return float(s)
+        except ValueError:
+            return None
+    return None
+
+
+# --- line shapes ----------------------------------------------------------------------------------
+
+_RANK_PREFIX = re.compile(r"^(?:\[(?:rank|default)\d+\]:[ ]?|rank:\s*\d+\s*\|\s?)")
+_TENSOR = re.compile(r"tensor\(\s*([-+]?[\w.+\-]+)\s*(?:,[^()]*(?:\([^()]*\)[^()]*)*)?\)")
+_BARE_TENSOR = re.compile(r"^\s*tensor\(\s*([-+]?[\w.+\-]+)\s*(?:,[^()]*)?\)\s*$")
+_TQDM = re.compile(
+    r"^(?P<desc>[^\r|%]{0,120}?)\s*(?P<pct>\d{1,3})%\|[^|]*\|\s*"
+    r"(?P<n>\d+(?:\.\d+)?[kMG]?)/(?P<total>\d+(?:\.\d+)?[kMG]?|\?)"
+    r"(?:\s*\[(?P<info>[^\]]*)\])?"
+)
+_MMENGINE_ITER = re.compile(r"Iter\(\w+\)\s*\[\s*(\d+)\s*/")
+_SCALE = {"k": 1e3, "M": 1e6, "G": 1e9}
+
+# A number, then (for digits only) a unit such as ms, s or %. nan/inf only as whole tokens, and
+# after a bare space only when no word follows ("number of nan iterations: 0" is no NaN).
+_END = r"(?![\w.\-]|:[^\s])"
+_NUM = (
+    r"(?:(?P<num>[-+]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))"
+    rf"(?P<unit>%|[a-zA-Z]{{1,3}}(?![\w]))?{_END}"
+    rf"|(?P<special>[-+]?(?i:nan|inf(?:inity)?)){_END}(?(colon)|(?![ \t]*[A-Za-z(])))"
+)
+# A word of a key; a word ending a sentence ("pass.") cannot be part of one.
+_WORD = r"[A-Za-z](?:[\w./\-]*[\w/])?"
+# key (one to six words), then `:` or `=` or plain spaces, then the value.
+_KV = re.compile(
+    rf"(?<![\w./\-])(?P<key>{_WORD}(?:[ \t]+(?:{_WORD}|\([A-Za-z]+\))){{0,5}}?)"
+    rf"[ \t]*(?:(?P<colon>[:=])[ \t]*|[ \t]+)(?:{_NUM})"
+)
+_DICT_PAIR = re.compile(r"""['"]([^'"]+)['"]\s*:\s*([^,}\s][^,}]*)""")
+_JSON_FIX = re.compile(r"([:\[,]\s*)([-+]?)(nan|inf(?:inity)?)(?=\s*[,}\]])", re.IGNORECASE)
+
+# Lines without one of these (and not a `{...}` object) cannot yield a metric: skip the regexes.
+METRIC_WORDS = (
+    r"loss",
+    r"norm",
+    r"lr",
+    r"learning",
+    r"ppl",
+    r"perp",
+    r"step",
+    r"iter",
+    r"epoch",
+    r"tok",
+    r"acc",
+    r"tensor\(",
+)
+
+
+class Parser:
+    """Turn lines into events. Stateless apart from the user patterns; safe to share."""
+
+    def __init__(self, patterns: Sequence[str] = (), prefilter_engine: str = "auto") -> None:
+        compiled: list[re.Pattern[str]] = []
+        for p in patterns:
+            try:
+                rx = re.compile(p)
+            except re.error as exc:
+                raise ValueError(f"invalid pattern {p!r}: {exc}") from None
+            if not rx.groupindex:
+                raise ValueError(
+                    f"pattern {p!r} has no named group: name what it captures, "
+                    "e.g. (?P<loss>[0-9.]+) or (?P<step>\\d+)"
+                )
+            compiled.append(rx)
+        self.patterns = tuple(compiled)
+        self.prefilter = Prefilter(METRIC_WORDS, engine=prefilter_engine)
+
+    # -- entry point --
+
+    def parse(self, line: LogLine, ts: float) -> list[Event]:
+        """Events of one line, in the order they appear in it."""
+        text = line.text
+        if text.startswith(("[", "rank:")):
+            text = _RANK_PREFIX.sub("", text, count=1)
+        if "\r" not in text and "%|" not in text:
+            out: list[Event] = []
+            self._parse_text(text, line.lineno, ts, out)
+            return out
+        return self._parse_frames(text, line.lineno, ts)
+
+    def parse_text(self, text: str, lineno: int, ts: float) -> list[Event]:
+        """Parse a bare string as one line (for callers without a LogLine)."""
+        return self.parse(LogLine(lineno, 0, 0, text), ts)
+
+    # -- tqdm frames --
+
+    def _parse_frames(self, text: str, lineno: int, ts: float) -> list[Event]:
+        out: list[Event] = []
+        last_progress: re.Match[str] | None = None
+        for frame in text.split("\r"):
+            if not frame.strip():
+                continue
+            m = _TQDM.match(frame)
+            if m is None:
+                self._parse_text(frame, lineno, ts, out)
+                continue
+            rest = frame[m.end() :]
+            if rest.strip():
+                # Text printed after the bar without a newline: a log line of its own.
+                self._emit_progress(m, lineno, ts, out)
+                self._parse_text(rest, lineno, ts, out)
+                last_progress = None
+            else:
+                last_progress = m
+        if last_progress is not None:
+            self._emit_progress(last_progress, lineno, ts, out)
+        return out
+
+    def _emit_progress(self, m: re.Match[str], lineno: int, ts: float, out: list[Event]) -> None:
+        current = _scaled(m.group("n"))
+        total = None if m.group("total") == "?" else _scaled(m.group("total"))
+        out.append(Progress(lineno, ts, current, total))
+        info = m.group("info")
+        if info and "=" in info:  # Lightning / tqdm postfix: `[00:01<00:09, loss=1.23, v_num=0]`
+            values, step = self._kv(info)
+            if values and any(_metricish(k) for k in values):
+                out.append(Metric(lineno, ts, values, step, "tqdm"))
+
+    # -- one line of text --
+
+    def _parse_text(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
+        stripped = text.strip()
+        if stripped.startswith("{") and stripped.endswith("}"):
+            self._parse_object(stripped, lineno, ts, out)
+        elif self.prefilter.search(text):
+            self._parse_kv_line(text, lineno, ts, out)
+        if self.patterns:
+            self._parse_patterns(text, lineno, ts, out)
+        out.append(Text(lineno, ts, text))
+
+    def _parse_kv_line(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
+        if "tensor(" in text:
+            bare = _BARE_TENSOR.match(text)
+            if bare is not None:
+                # A training loop that prints its loss tensor and nothing else.
+                v = to_float(bare.group(1))
+                if v is not None:
+                    out.append(Metric(lineno, ts, {"loss": v}, None, "tensor"))
+                return
+            text = _TENSOR.sub(r"\1", text)
+        values, step = self._kv(text)
+        if step is None and "Iter(" in text:
+            mm = _MMENGINE_ITER.search(text)  # mmengine: `Iter(train) [ 10/100]`
+            if mm is not None:
+                step = int(mm.group(1))
+        if values:
+            _emit_values(values, step, lineno, ts, "kv", out)
+
+    def _kv(self, text: str) -> tuple[dict[str, float], int | None]:
+        values: dict[str, float] = {}
+        step: int | None = None
+        for m in _KV.finditer(text):
+            key = m.group("key")
+            num = m.group("num")
+            if num is not None:
+                value = float(num.replace(",", "")) if "," in num else float(num)
+            else:
+                value = _SPECIAL[m.group("special").lower()]
+            name = _pick_name(key, bare=m.group("colon") is None, text=text, m=m)
+            if name is None:
+                continue
+            if name == "step":
+                if step is None and value == value and value >= 0 and value.is_integer():
+                    step = int(value)
+                continue
+            values.setdefault(name, value)
+        return values, step
+
+    # -- JSON and Python dict lines --
+
+    def _parse_object(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
+        obj = _load_object(text)
+        if obj is None:
+            return
+        kind = obj.get("type")
+        step = _int_or_none(obj.get("step", obj.get("global_step", obj.get("current_steps"))))
+        if kind == "sample":
+            sample = obj.get("text", obj.get("sample", obj.get("output", obj.get("completion"))))
+            if isinstance(sample, str):
+                prompt = obj.get("prompt", "")
+                out.append(
+                    Sample(lineno, ts, sample, prompt if isinstance(prompt, str) else "", step)
+                )
+            return
+        values = _numeric_values(obj)
+        step_value = values.pop("step", None)
+        if step is None:
+            step = _int_or_none(step_value)
+        if kind == "eval":
+            if values:
+                out.append(Eval(lineno, ts, values, step))
+            return
+        if kind in ("metric", "summary"):
+            if values:
+                out.append(Metric(lineno, ts, values, step, "json" if kind == "metric" else kind))
+            return
+        if kind is not None:
+            return  # some other protocol's record: its Text is enough
+        if values:
+            source = "json" if text.startswith('{"') else "hf"
+            _emit_values(values, step, lineno, ts, source, out)
+
+    # -- user patterns --
+
+    def _parse_patterns(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
+        for rx in self.patterns:
+            m = rx.search(text)
+            if m is None:
+                continue
+            values: dict[str, float] = {}
+            step = None
+            for name, raw in m.groupdict().items():
+                if raw is None:
+                    continue
+                if name == "step":
+                    step = _int_or_none(to_float(raw))
+                    continue
+                v = to_float(raw)
+                if v is not None:
+                    values[normalise_name(name)] = v
+            if values:
+                out.append(Metric(lineno, ts, values, step, "pattern"))
+
+
+_TRAILING_WORDS = frozenset(("to", "is", "of", "at", "was", "now", "becomes", "from"))
+
+
+def _pick_name(key: str, bare: bool, text: str, m: re.Match[str]) -> str | None:
+    """The metric name for a matched key, or None when the pair is not a metric.
+
+    Keys can have several words ("lm loss", "number of skipped iterations") but the match may
+    also have swallowed words before the name ("Attempted loss scale"): the longest known tail
+    wins. A bare `key value` pair (no `:`/`=`) counts only when its name is known or the pair
+    fills a whole `|`-separated cell (fairseq).
+    """
+    words = key.split()
+    while len(words) > 1 and words[-1].lower() in _TRAILING_WORDS:
+        words.pop()  # "setting loss scale to: 0.25"
+    if len(words) > 1:
+        for i in range(1, len(words)):
+            tail = normalise_name(" ".join(words[i:]))
+            if tail in _KNOWN:
+                return tail
+    name = normalise_name(key)
+    if not bare or name in _KNOWN:
+        return name
+    before = text[: m.start()].rstrip()
+    after = text[m.end() :].lstrip()
+    if (not before or before.endswith("|")) and (not after or after.startswith("|")):
+        return name
+    return None
+
+
+def _emit_values(
+    values: dict[str, float], step: int | None, lineno: int, ts: float, source: str, out: list
+) -> None:
+    """Split evaluation values (`val_*`) from training metrics; drop lines with neither."""
+    evals = {k: v for k, v in values.items() if k.startswith("val_")}
+    rest = {k: v for k, v in values.items() if not k.startswith("val_")}
+    train = any(_metricish(k) for k in rest)
+    if evals:
+        if not train:
+            evals.update(rest)  # epoch, runtime: context of the evaluation
+        out.append(Eval(lineno, ts, evals, step))
+    if train:
+        out.append(Metric(lineno, ts, rest, step, source))
+
+
+def _load_object(text: str) -> dict | None:
+    """A JSON object, a JSON object with bare nan/inf, or a Python dict repr; None otherwise."""
+    if text.startswith('{"'):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            try:
+                obj = json.loads(_JSON_FIX.sub(_fix_special, text))
+            except ValueError:
+                obj = None
+        if isinstance(obj, dict):
+            return obj
+    # HF Trainer prints a Python dict: quote style and nan/inf are not JSON.
+    pairs = _DICT_PAIR.findall(text)
+    if not pairs:
+        return None
+    obj = {}
+    for key, raw in pairs:
+        raw = raw.strip()
+        if raw[:1] in "'\"":
+            obj[key] = raw.strip("'\"")
+        else:
+            v = to_float(raw)
+            if v is not None:
+                obj[key] = v
+    return obj
+
+
+def _fix_special(m: re.Match[str]) -> str:
+    word = m.group(3).lower()
+    if word == "nan":
+        return m.group(1) + "NaN"
+    return m.group(1) + m.group(2) + "Infinity"
+
+
+def _numeric_values(obj: dict) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for key, raw in obj.items():
+        if key == "type":
+            continue
+        if isinstance(raw, dict):  # {"type": "eval", "values": {...}}
+            for k2, r2 in raw.items():
+                v2 = to_float(r2) if not isinstance(r2, str) else None
+                if v2 is not None:
+                    values.setdefault(normalise_name(k2), v2)
+            continue
+        v = raw if isinstance(raw, float) else to_float(raw) if not isinstance(raw, str) else None
+        if v is not None:
+            values.setdefault(normalise_name(key), v)
+    return values
+
+
+def _int_or_none(value: object) -> int | None:
+    v = to_float(value) if not isinstance(value, float) else value
+    if v is None or v != v or v in (math.inf, -math.inf) or not float(v).is_integer():
+        return None
+    return int(v)
+
+
+def _scaled(token: str) -> int:
+    mult = _SCALE.get(token[-1:], 1.0)
+    return int(float(token.rstrip("kMG")) * mult)
