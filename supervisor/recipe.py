@@ -401,13 +401,11 @@ def cross_problems(recipe: Recipe) -> list[tuple[tuple[str | int, ...], str]]:
     for rule, policy in recipe.on.items():
         if "effective_batch" in policy.keep:
             for what, keys in (
-                ("micro-batch", MICRO_BATCH_KEYS),
-                ("accumulation", GRAD_ACCUM_KEYS),
+                ("a micro-batch", MICRO_BATCH_KEYS),
+                ("a gradient accumulation", GRAD_ACCUM_KEYS),
             ):
                 if not any(k in recipe.args for k in keys):
-                    out.append(
-                        (("on", rule, "keep"), f"needs a {what} in args ({', '.join(keys)})")
-                    )
+                    out.append((("on", rule, "keep"), f"needs {what} in args ({', '.join(keys)})"))
         if isinstance(policy.adjust, dict):
             for key in policy.adjust:
                 try:
