@@ -146,9 +146,27 @@ async def wait_pid_exit(pid: int, start_time: float | None = None, clock=time.ti
         return exit_from_returncode(popen.returncode, clock())
     if start_time is None:
         start_time = _create_time(pid)
-    if start_time is not None:
-        await _wait_pid_gone(pid, start_time=start_time)
-    return Exit(clock(), None)
+    if start_time is None:
+        return Exit(clock(), None)
+    await _wait_pid_gone(pid, start_time=start_time)
+    return exit_from_returncode(zombie_returncode(pid, start_time), clock())
+
+
+def zombie_returncode(pid: int, start_time: float) -> int | None:
+    """The exit status of a process that is not ours, while it is a zombie (not yet reaped by its
+    parent): Linux keeps it in /proc/PID/stat (field 52). None once reaped, or elsewhere."""
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - start_time) > START_TIME_TOLERANCE:
+            return None
+        if proc.status() != psutil.STATUS_ZOMBIE:
+            return None
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        # fields[0] is field 3 (state); exit_code is field 52.
+        return os.waitstatus_to_exitcode(int(fields[49]))
+    except (psutil.Error, OSError, IndexError, ValueError):
+        return None
 
 
 async def _wait_pid_gone(

@@ -189,15 +189,19 @@ def test_is_alive_reaps_a_dead_child(tmp_path: Path) -> None:
 
 
 def test_wait_pid_exit_notices_a_foreign_process_ending() -> None:
-    """Waiting on a pid we did not start returns soon after it ends."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    """Waiting on a pid we did not start returns when it ends, with its exit code when the
+    kernel still holds it (its parent has not reaped it yet)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; time.sleep(0.3); sys.exit(3)"]
+    )
 
     async def scenario() -> process.Exit:
         return await asyncio.wait_for(process.wait_pid_exit(proc.pid), 10)
 
     exit_ = asyncio.run(scenario())
-    assert exit_.returncode is None  # not ours: its status is unknowable
-    proc.wait()
+    assert exit_.returncode == 3 and exit_.signal is None
+    assert proc.wait() == 3
+    assert process.zombie_returncode(proc.pid, 0.0) is None  # reaped now: unknowable
 
 
 def test_group_zero_is_never_signalled() -> None:
