@@ -259,10 +259,13 @@ def scan_file(
     monitor: Any,
     summary: WatchSummary | None = None,
     ts: float | None = None,
+    keep: Callable[[Event], bool] | None = None,
 ) -> list[Event]:
     """Run a whole (finished) file through the Monitor once, all lines stamped with one time.
 
-    Fills `summary` when one is given. Raises OSError if the file cannot be read.
+    Fills `summary` when one is given; returns the events `keep` accepts (all by default: a
+    caller that wants only anomalies of a million-line log need not hold its million metrics).
+    Raises OSError if the file cannot be read.
     """
     ts = time.time() if ts is None else ts
     events: list[Event] = []
@@ -274,6 +277,7 @@ def scan_file(
         summary.offset = lines[-1].end
         for event in monitor.feed_lines(lines, ts):
             summary.note(event)
-            events.append(event)
+            if keep is None or keep(event):
+                events.append(event)
     summary.ended = "eof"
     return events

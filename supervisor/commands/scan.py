@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     printer = Printer(args.json)
     summary = WatchSummary(path=str(path))
     try:
-        events = scan_file(path, monitor, summary)
+        events = scan_file(path, monitor, summary, keep=lambda e: isinstance(e, Anomaly))
     except OSError as exc:
         raise UsageError(f"{args.log}: cannot read: {exc.strerror or exc}") from None
     for event in events:

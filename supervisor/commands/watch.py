@@ -75,7 +75,7 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
 
 
 def check_log(path: str) -> Path:
-    """The log must be a readable regular file (or a FIFO): otherwise one clear line, exit 2."""
+    """The log must be a readable regular file: otherwise one clear line, exit 2."""
     from supervisor.cli import UsageError
 
     p = Path(path)
@@ -87,6 +87,8 @@ def check_log(path: str) -> Path:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if stat.S_ISDIR(st.st_mode):
         raise UsageError(f"{path}: is a directory, not a log file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{path}: not a regular file (a pipe or device cannot be followed)")
     if not os.access(p, os.R_OK):
         raise UsageError(f"{path}: permission denied")
     return p
@@ -281,6 +283,29 @@ class Actor:
             await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+class _MarkKills:
+    """The Monitor, with the process's exit marked as ftmon's doing when an `--on ...=kill` caused
+    it, so that the exit rule reports the reason rather than an unexplained death."""
+
+    def __init__(self, monitor: Any, actor: Actor | None) -> None:
+        self.monitor = monitor
+        self.actor = actor
+
+    def feed_lines(self, lines: list[Any], ts: float) -> list[Any]:
+        return self.monitor.feed_lines(lines, ts)
+
+    def feed_resource(self, sample: Any) -> list[Any]:
+        return self.monitor.feed_resource(sample)
+
+    def tick(self, ts: float) -> list[Any]:
+        return self.monitor.tick(ts)
+
+    def feed_exit(self, exit_: Any) -> list[Any]:
+        if self.actor is not None and self.actor.killed_because:
+            exit_ = _killed(exit_, self.actor.killed_because)
+        return self.monitor.feed_exit(exit_)
+
+
 # ------------------------------------------------------------------ the command
 
 
@@ -323,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             summary = await watch_log(
                 path,
-                monitor,
+                _MarkKills(monitor, actor),
                 on_event,
                 from_start=args.from_start,
                 pid=args.pid,
