@@ -179,23 +179,28 @@ def _keep_effective_batch(
 
 
 def _auto(recipe: Recipe, rule: str) -> tuple[Mapping[str, Any], str]:
-    """`adjust: auto`: ask supervisor.estimate; without it, halve the micro-batch."""
+    """`adjust: auto`: ask supervisor.estimate; without it (or when it cannot tell), halve the
+    micro-batch and say so in the change's note."""
+    why = "no memory estimate available"
     try:
         from supervisor.estimate import suggest_adjustment
     except ImportError:
         suggest_adjustment = None
     if suggest_adjustment is not None:
-        suggested = suggest_adjustment(recipe, rule)
-        if isinstance(suggested, tuple):
-            suggested, why = suggested
-            return suggested or {}, f"auto: {why}" if why else "auto"
-        return suggested or {}, "auto"
+        try:
+            suggested = suggest_adjustment(recipe, rule)
+        except (ValueError, OSError) as exc:  # EstimateError is a ValueError
+            why = f"the memory estimate failed ({exc})"
+        else:
+            if not suggested:
+                raise AdjustmentExhausted(
+                    "adjust: auto: the memory estimate finds nothing to change"
+                )
+            return suggested, "auto: from the memory estimate"
     micro = next((k for k in MICRO_BATCH_KEYS if k in recipe.args), None)
     if micro is None:
-        raise AdjustmentExhausted(
-            "adjust: auto needs supervisor.estimate (not available) or a micro-batch in args"
-        )
-    return {micro: "/2"}, "auto: no memory estimate available, halved the micro-batch"
+        raise AdjustmentExhausted(f"adjust: auto: {why}, and args has no micro-batch to halve")
+    return {micro: "/2"}, f"auto: {why}, halved the micro-batch"
 
 
 def _get(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
