@@ -1,0 +1,134 @@
+"""The pure pipeline: log lines -> parsed events -> rules -> anomalies. No I/O, no clock.
+
+One `Monitor` serves a launched run, `ftmon --watch` on a foreign log and `ftmon scan` of an
+old one. Time comes in as arguments (`ts`), so the same input always gives the same output.
+
+    m = Monitor(WatchSettings(), patterns=[])
+    events = m.feed_lines(tail.read(), ts=time.time())   # Metric / Eval / Sample / Anomaly
+    anomalies = m.feed_resource(sample) + m.tick(now) + m.feed_exit(exit)
+
+`feed_lines` returns the parsed metrics, evaluations and samples and every anomaly, in line
+order; `Text` and `Progress` events go to the rules but are not returned (there are too many).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+
+from supervisor.events import (
+    Anomaly,
+    Eval,
+    Event,
+    Exit,
+    LogLine,
+    Metric,
+    Progress,
+    ResourceSample,
+    Sample,
+    Text,
+)
+from supervisor.parse import Parser
+from supervisor.rules import Rule, WatchSettings, build_rules
+from supervisor.rules.base import clip
+
+EVIDENCE_LINES = 3  # lines up to the anomaly's own, for rules that give no evidence
+_RETURNED = (Metric, Eval, Sample)
+
+
+class Monitor:
+    """Parser + rules, with a few counters. Feed it lines, resource samples, ticks, the exit."""
+
+    def __init__(self, watch: WatchSettings | None = None, patterns: Sequence[str] = ()) -> None:
+        self.watch = watch if watch is not None else WatchSettings()
+        self.parser = Parser(patterns)
+        self.rules: list[Rule] = build_rules(self.watch)
+        # Dispatch by event type, so a rule costs nothing on the events it does not read.
+        self._handlers: dict[type, list[Callable[[Event], list[Anomaly]]]] = {
+            t: [r.on_event for r in self.rules if t in r.handles]
+            for t in (Metric, Eval, Sample, Progress, Text)
+        }
+        self._line_hooks = [r.on_lines for r in self.rules if type(r).on_lines is not Rule.on_lines]
+        self._recent: deque[tuple[int, str]] = deque(maxlen=EVIDENCE_LINES)
+        self.last_line_ts: float | None = None
+        self.last_lineno = 0
+        self.last_step: int | None = None
+        self.last_values: dict[str, float] = {}  # the latest value of every metric seen
+        self.lines = 0
+        self.metrics = 0
+        self.evals = 0
+        self.samples = 0
+        self.anomalies: Counter[str] = Counter()  # per rule
+
+    def feed_lines(self, lines: Iterable[LogLine], ts: float) -> list[Event]:
+        """Parse and judge lines; return metrics, evals, samples and anomalies in line order."""
+        out: list[Event] = []
+        parse = self.parser.parse
+        handlers = self._handlers
+        recent = self._recent
+        last: LogLine | None = None
+        count = 0
+        for line in lines:
+            last = line
+            count += 1
+            recent.append((line.lineno, line.text))
+            for event in parse(line, ts):
+                kind = type(event)
+                if kind in _RETURNED:
+                    out.append(event)
+                    self._count(event)
+                for handle in handlers[kind]:
+                    found = handle(event)
+                    if found:
+                        out.extend(self._finish(found))
+        if last is not None:
+            self.lines += count
+            self.last_lineno = last.lineno
+            self.last_line_ts = ts
+            for hook in self._line_hooks:
+                out.extend(self._finish(hook(last.lineno, ts)))
+        return out
+
+    def feed_resource(self, sample: ResourceSample) -> list[Anomaly]:
+        out: list[Anomaly] = []
+        for rule in self.rules:
+            out += rule.on_resource(sample)
+        return self._finish(out)
+
+    def tick(self, ts: float) -> list[Anomaly]:
+        """Time passed (the caller's clock): the stall rule's chance to speak."""
+        out: list[Anomaly] = []
+        for rule in self.rules:
+            out += rule.on_tick(ts)
+        return self._finish(out)
+
+    def feed_exit(self, exit: Exit) -> list[Anomaly]:
+        out: list[Anomaly] = []
+        for rule in self.rules:
+            out += rule.on_exit(exit)
+        return self._finish(out)
+
+    def _count(self, event: Event) -> None:
+        if isinstance(event, Metric):
+            self.metrics += 1
+            self.last_values.update(event.values)
+            if event.step is not None:
+                self.last_step = event.step
+        elif isinstance(event, Eval):
+            self.evals += 1
+            self.last_values.update(event.values)
+        else:
+            self.samples += 1
+
+    def _finish(self, found: list[Anomaly]) -> list[Anomaly]:
+        """Count, and give evidence (the lines up to the anomaly's) to those that have none."""
+        out = []
+        for a in found:
+            if not a.evidence and a.lineno:
+                lines = tuple(clip(t) for n, t in self._recent if n <= a.lineno)
+                if lines:
+                    a = dataclasses.replace(a, evidence=lines)
+            self.anomalies[a.rule] += 1
+            out.append(a)
+        return out

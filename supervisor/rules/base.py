@@ -1,0 +1,92 @@
+"""What every rule shares: the `Rule` base class, its settings base model, and small helpers.
+
+A rule is a small stateful object fed by the monitor. It sees only the event types it lists in
+`handles` (the monitor dispatches by type, so a rule about metrics costs nothing on text lines)
+and answers with zero or more `Anomaly`s. Rules never read a clock: time comes in with events.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from supervisor.events import Anomaly, Event, Exit, ResourceSample, Severity
+
+
+class RuleSettings(BaseModel):
+    """Base of every rule's settings: unknown keys are errors, every field has a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Whether the rule runs at all.")
+
+
+class Rule:
+    """One rule. Subclasses set `name`, `Settings`, `handles` and override the hooks they need."""
+
+    name: ClassVar[str] = ""
+    Settings: ClassVar[type[RuleSettings]] = RuleSettings
+    # The event types `on_event` wants; the monitor only passes these.
+    handles: ClassVar[tuple[type, ...]] = ()
+
+    def __init__(self, settings: RuleSettings | None = None) -> None:
+        self.settings = settings if settings is not None else self.Settings()
+
+    def on_event(self, event: Event) -> list[Anomaly]:
+        return []
+
+    def on_lines(self, lineno: int, ts: float) -> list[Anomaly]:
+        """Lines arrived, the last being `lineno`, at `ts` (once per batch, not per line)."""
+        return []
+
+    def on_resource(self, sample: ResourceSample) -> list[Anomaly]:
+        return []
+
+    def on_tick(self, ts: float) -> list[Anomaly]:
+        return []
+
+    def on_exit(self, exit: Exit) -> list[Anomaly]:
+        return []
+
+    def anomaly(
+        self,
+        severity: Severity,
+        message: str,
+        ts: float,
+        lineno: int = 0,
+        evidence: tuple[str, ...] = (),
+    ) -> Anomaly:
+        return Anomaly(self.name, severity, message, ts, lineno, evidence)
+
+
+class LineCooldown:
+    """De-duplication by line distance: say something once, then stay quiet for `lines` lines.
+
+    A log that prints the same failure on every rank, or on every step, would otherwise give
+    hundreds of anomalies for one problem; the first one carries the news.
+    """
+
+    def __init__(self, lines: int) -> None:
+        self.lines = lines
+        self._last = -(10**12)
+
+    def ready(self, lineno: int) -> bool:
+        return lineno - self._last > self.lines or lineno < self._last
+
+    def fire(self, lineno: int) -> None:
+        self._last = lineno
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """Evidence lines stay readable: a 1 MiB line is cut to its start."""
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
+def fmt_value(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.4g}"

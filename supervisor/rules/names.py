@@ -1,0 +1,58 @@
+"""Which metric names a rule looks at.
+
+The parser normalises names (`eval_loss` -> `val_loss`, `gnorm` -> `grad_norm`, ...), but logs
+in the wild carry many spellings, and a rule should not miss `valid_loss` because one alias was
+not in the table. These predicates are cheap (called per metric value) and cached per name.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+_VAL_PREFIXES = ("val", "eval", "valid", "validation", "test", "dev")
+# Records rather than measurements: `best_loss: inf` before the first evaluation is healthy.
+_RECORD_PREFIXES = ("best", "min", "max", "avg_best")
+GRAD_NORM_NAMES = frozenset({"grad_norm", "gnorm", "grad", "total_norm", "gradient_norm"})
+
+
+def _words(name: str) -> list[str]:
+    return name.lower().replace(" ", "_").replace("-", "_").replace("/", "_").split("_")
+
+
+@lru_cache(maxsize=4096)
+def watched_for_nan(name: str) -> bool:
+    """Loss, grad-norm and perplexity values: non-finite means the run is broken."""
+    low = name.lower()
+    words = _words(name)
+    if words[0] in _RECORD_PREFIXES or "scale" in low:  # loss_scale is the fp16 scaler's
+        return False
+    return (
+        "loss" in low
+        or "norm" in low
+        or "ppl" in low
+        or "perplexity" in low
+        or low in GRAD_NORM_NAMES
+    )
+
+
+@lru_cache(maxsize=4096)
+def is_val_loss(name: str) -> bool:
+    """`val_loss`, `eval_loss`, `valid_loss`, `validation/loss`, ..."""
+    words = _words(name)
+    return words[0] in _VAL_PREFIXES and "loss" in words and "scale" not in words
+
+
+@lru_cache(maxsize=4096)
+def is_train_loss(name: str) -> bool:
+    """The training loss: `loss`, `train_loss`, `lm_loss`, `train/loss` (not val, not parts)."""
+    words = _words(name)
+    if words[-1] != "loss":
+        return False
+    head = words[:-1]
+    return head in ([], ["train"], ["lm"], ["training"], ["train", "lm"], ["total"])
+
+
+@lru_cache(maxsize=4096)
+def is_grad_norm(name: str) -> bool:
+    low = name.lower().replace(" ", "_").replace("/", "_")
+    return low in GRAD_NORM_NAMES or low.endswith("grad_norm")

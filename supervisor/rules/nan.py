@@ -1,0 +1,113 @@
+"""`nan`: the loss, the grad norm or a validation loss stopped being a finite number.
+
+Two ways in. Parsed metrics (JSON, HF dicts, `key: value` lines) whose loss / norm / perplexity
+value is nan or inf; and text the parser cannot turn into metrics: a printed `tensor(nan, ...)`,
+"found NaN in local grad norm" (Megatron), fairseq's `FloatingPointError: Minimum loss scale
+reached` and DeepSpeed's "Current loss scale already at minimum" (both mean every step
+overflowed until the scaler gave up). fp16 loss-scale halving on its own is *not* here: that is
+normal during warm-up, and `skipped_steps` judges when it stops being normal.
+
+De-duplication: a broken run prints nan on every step. The rule reports the first non-finite
+value, then stays quiet while values stay non-finite, except for a reminder every
+`repeat_lines` lines; a finite value in between ends the episode, so the next nan is news again.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from pydantic import Field
+
+from supervisor.events import Anomaly, Eval, Event, Metric, Severity, Text
+from supervisor.rules.base import Rule, RuleSettings, clip, fmt_value
+from supervisor.rules.names import watched_for_nan
+
+# Cheap gate first (plain substrings, lower-cased text), then the precise patterns.
+_GATE = ("nan", "minimum loss scale", "loss scale already at minimum", "tensor(inf", "tensor(-inf")
+_TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"Minimum loss scale reached", re.I), "fp16 loss scale reached its minimum"),
+    (re.compile(r"loss scale already at minimum", re.I), "fp16 loss scale already at minimum"),
+    (re.compile(r"\btensor\(\s*-?(?:nan|inf)\b", re.I), "non-finite tensor printed"),
+    (
+        re.compile(
+            r"\bfound\s+(?:a\s+)?nan\b|\b(?:inf\s+or\s+)?nan\s+(?:or\s+inf\s+)?(?:values?\s+)?"
+            r"(?:found|detected)\b|\bdetected\s+(?:inf\s+or\s+)?nan\b|returned\s+nan\b",
+            re.I,
+        ),
+        "NaN detected",
+    ),
+    # A loss / norm / perplexity printed as nan in a line the parser did not read as metrics
+    # ("iter 3010: loss nan, time ..."). `\bnan\b` keeps "nanochat", "nanms", "finance" out.
+    (
+        re.compile(
+            r"(?:loss|norm|ppl|perplexity)\w*['\"]?\s*(?:[:=]|\bis\b)?\s*['\"]?-?nan\b", re.I
+        ),
+        "non-finite value printed",
+    ),
+)
+
+
+class NanSettings(RuleSettings):
+    repeat_lines: int = Field(
+        1000,
+        ge=1,
+        description="While values stay non-finite, remind at most once per this many lines.",
+    )
+
+
+class NanRule(Rule):
+    name = "nan"
+    Settings = NanSettings
+    handles = (Metric, Eval, Text)
+
+    def __init__(self, settings: NanSettings | None = None) -> None:
+        super().__init__(settings)
+        self.settings: NanSettings
+        self._in_episode = False
+        self._last_report = 0
+
+    def on_event(self, event: Event) -> list[Anomaly]:
+        if isinstance(event, Text):
+            return self._on_text(event)
+        assert isinstance(event, (Metric, Eval))
+        bad: list[tuple[str, float]] = []
+        finite_seen = False
+        for key, value in event.values.items():
+            if not watched_for_nan(key):
+                continue
+            if math.isfinite(value):
+                finite_seen = True
+            else:
+                bad.append((key, value))
+        if not bad:
+            if finite_seen:
+                self._in_episode = False  # the state changed: the next nan is news again
+            return []
+        what = ", ".join(f"{k} is {fmt_value(v)}" for k, v in bad)
+        where = f" at step {event.step}" if event.step is not None else ""
+        kind = "eval: " if isinstance(event, Eval) else ""
+        return self._report(f"{kind}{what}{where}", event.lineno, event.ts, ())
+
+    def _on_text(self, event: Text) -> list[Anomaly]:
+        low = event.text.lower()
+        if not any(g in low for g in _GATE):
+            return []
+        for pattern, label in _TEXT_PATTERNS:
+            m = pattern.search(event.text)
+            if m:
+                snippet = clip(event.text.strip(), 160)
+                return self._report(f"{label}: {snippet}", event.lineno, event.ts, (event.text,))
+        return []
+
+    def _report(
+        self, message: str, lineno: int, ts: float, evidence: tuple[str, ...]
+    ) -> list[Anomaly]:
+        if self._in_episode and lineno - self._last_report < self.settings.repeat_lines:
+            return []
+        repeat = self._in_episode
+        self._in_episode = True
+        self._last_report = lineno
+        if repeat:
+            message = f"still non-finite: {message}"
+        return [self.anomaly(Severity.ERROR, message, ts, lineno, tuple(clip(e) for e in evidence))]

@@ -1,0 +1,118 @@
+"""`stall`: the run stopped making progress.
+
+Three signs. No new line for `secs` seconds, and no new training step for `step_secs` seconds
+(both checked on `on_tick`, with the time the caller passes in; the clock starts at the first
+tick or line). And text that says a collective hung: PyTorch's NCCL watchdog ("Watchdog caught
+collective operation timeout", "ProcessGroupNCCL ... Timeout", "Some NCCL operations have
+failed or timed out"), the heartbeat monitor, Gloo/distributed timeouts: those count at once.
+
+De-duplication: one report per silence (a new line or step ends it); watchdog text from every
+rank gives one report, then `quiet_lines` lines of quiet.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import Field
+
+from supervisor.events import Anomaly, Event, Metric, Progress, Severity, Text
+from supervisor.rules.base import LineCooldown, Rule, RuleSettings, clip
+
+_GATE = ("watchdog", "timeout", "timed out", "heartbeat", "stall", "hang")
+_PATTERNS = re.compile(
+    r"Watchdog caught collective operation timeout"
+    r"|ProcessGroup\w*.{0,200}\bTime(?:d\s*)?out"
+    r"|NCCL operations have failed or timed out"
+    r"|Heartbeat monitor timed out"
+    r"|\b(?:collective|allreduce|all_reduce|barrier|broadcast)\b.{0,80}\btimed out"
+    r"|DistBackendError.{0,200}\btime(?:d\s*)?out"
+    r"|\b(?:training|rank \d+|process(?:es)?|job)\s+(?:appears?\s+to\s+be\s+|seems\s+|is\s+)?"
+    r"(?:stalled|stuck|hung|hanging)\b",
+    re.I,
+)
+
+
+class StallSettings(RuleSettings):
+    secs: float = Field(900.0, gt=0, description="No new line for this long is a stall.")
+    step_secs: float | None = Field(
+        None, gt=0, description="No new training step for this long is a stall (None: off)."
+    )
+    quiet_lines: int = Field(
+        200, ge=0, description="After a watchdog report, lines during which more are not news."
+    )
+
+
+class StallRule(Rule):
+    name = "stall"
+    Settings = StallSettings
+    handles = (Metric, Progress, Text)
+
+    def __init__(self, settings: StallSettings | None = None) -> None:
+        super().__init__(settings)
+        self.settings: StallSettings
+        self._last_line_ts: float | None = None
+        self._last_lineno = 0
+        self._last_step: int | None = None
+        self._last_step_ts: float | None = None
+        self._silent_reported = False
+        self._stepless_reported = False
+        self._quiet = LineCooldown(self.settings.quiet_lines)
+
+    def on_event(self, event: Event) -> list[Anomaly]:
+        if isinstance(event, Text):
+            low = event.text.lower()
+            if not any(g in low for g in _GATE) or not _PATTERNS.search(event.text):
+                return []
+            if not self._quiet.ready(event.lineno):
+                return []
+            self._quiet.fire(event.lineno)
+            return [
+                self.anomaly(
+                    Severity.ERROR,
+                    f"distributed job hung: {clip(event.text.strip(), 160)}",
+                    event.ts,
+                    event.lineno,
+                    (clip(event.text),),
+                )
+            ]
+        step = event.step if isinstance(event, Metric) else event.current  # type: ignore[union-attr]
+        if step is not None and step != self._last_step:
+            self._last_step = step
+            self._last_step_ts = event.ts
+            self._stepless_reported = False
+        return []
+
+    def on_lines(self, lineno: int, ts: float) -> list[Anomaly]:
+        self._last_line_ts = ts
+        self._last_lineno = lineno
+        self._silent_reported = False
+        if self._last_step_ts is None:
+            self._last_step_ts = ts  # the step clock starts with the first line
+        return []
+
+    def on_tick(self, ts: float) -> list[Anomaly]:
+        s = self.settings
+        if self._last_line_ts is None:
+            self._last_line_ts = ts  # nothing yet: the silence starts now
+        if self._last_step_ts is None:
+            self._last_step_ts = ts
+        out: list[Anomaly] = []
+        quiet_for = ts - self._last_line_ts
+        if quiet_for >= s.secs and not self._silent_reported:
+            self._silent_reported = True
+            after = f" after line {self._last_lineno}" if self._last_lineno else ""
+            out.append(
+                self.anomaly(Severity.WARNING, f"no new line for {quiet_for:.0f} s{after}", ts)
+            )
+        if s.step_secs is not None and not self._stepless_reported:
+            stepless = ts - self._last_step_ts
+            if stepless >= s.step_secs:
+                self._stepless_reported = True
+                at = f" (last step {self._last_step})" if self._last_step is not None else ""
+                out.append(
+                    self.anomaly(
+                        Severity.WARNING, f"no new training step for {stepless:.0f} s{at}", ts
+                    )
+                )
+        return out

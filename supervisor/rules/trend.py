@@ -1,0 +1,210 @@
+"""Rules about the shape of a metric over time: `spike`, `grad_norm`, `divergence`.
+
+`spike` and `grad_norm` compare each new value with a moving baseline: the median of the last
+`window` values of the same metric (a median, because one spike must not drag the baseline up
+the way a mean or EMA would). A value is a spike when it exceeds
+
+    median + max(min_jump, (factor - 1) * |median|)
+
+i.e. `factor` times the baseline, and by at least `min_jump` in absolute terms so that a loss
+near zero (0.01 -> 0.04) does not count. Before `warmup` values exist there is no baseline;
+then only a value above `absurd` counts: for a language model's cross-entropy, random guessing
+over the vocabulary costs ln(V), about 11-12 nats for 50k-150k tokens, so a loss above 20 is
+worse than guessing (a bug or a blown-up run, e.g. a GKD loss of 429 at step 5); a grad norm in
+the hundreds before clipping is far outside what a fine-tune shows (0.1-10). Both are settings.
+
+`divergence` watches the validation loss: it reports when the last `evals` evaluations all lie
+above the best one seen by more than max(min_rise * |best|, min_rise_abs) — a sustained rise,
+not one noisy evaluation.
+
+De-duplication: one report per episode. A spike episode ends when a value falls back under the
+threshold; a divergence episode ends when the validation loss makes a new best.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from pydantic import Field
+
+from supervisor.events import Anomaly, Eval, Event, Metric, Severity
+from supervisor.rules.base import Rule, RuleSettings, fmt_value
+from supervisor.rules.names import is_grad_norm, is_train_loss, is_val_loss
+
+
+class _Baseline:
+    """Recent values of one metric and a cached median, refreshed every few values.
+
+    Sorting on every value would cost more than everything else the rule does; a median that
+    lags by up to `_REFRESH` values is as good a baseline, and it is recomputed exactly before
+    anything is reported.
+    """
+
+    _REFRESH = 4
+
+    def __init__(self, window: int) -> None:
+        self.values: deque[float] = deque(maxlen=window)
+        self.median = 0.0
+        self._stale = 0
+
+    def refresh(self) -> float:
+        ordered = sorted(self.values)
+        n = len(ordered)
+        self.median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+        self._stale = 0
+        return self.median
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+        self._stale += 1
+        if self._stale >= self._REFRESH:
+            self.refresh()
+
+
+class JumpSettings(RuleSettings):
+    factor: float = Field(3.0, gt=1, description="A value above this many times the baseline.")
+    min_jump: float = Field(0.5, ge=0, description="...and above the baseline by at least this.")
+    window: int = Field(20, ge=2, description="Recent values whose median is the baseline.")
+    warmup: int = Field(2, ge=1, description="Values needed before there is a baseline.")
+    absurd: float = Field(
+        20.0, ge=0, description="A value above this counts at any time, baseline or not (0: off)."
+    )
+
+
+class GradNormSettings(JumpSettings):
+    factor: float = Field(10.0, gt=1, description="A grad norm above this many times the baseline.")
+    min_jump: float = Field(5.0, ge=0, description="...and above the baseline by at least this.")
+    warmup: int = Field(3, ge=1, description="Values needed before there is a baseline.")
+    absurd: float = Field(
+        100.0, ge=0, description="A grad norm above this counts at any time (0: off)."
+    )
+
+
+class _JumpRule(Rule):
+    """A spike of one family of metrics against its own moving median."""
+
+    handles = (Metric,)
+    what = "value"
+
+    def __init__(self, settings: JumpSettings | None = None) -> None:
+        super().__init__(settings)
+        self.settings: JumpSettings
+        self._series: dict[str, _Baseline] = {}
+        self._in_spike: dict[str, bool] = {}
+
+    def wants(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def on_event(self, event: Event) -> list[Anomaly]:
+        assert isinstance(event, Metric)
+        out: list[Anomaly] = []
+        for key, value in event.values.items():
+            if not math.isfinite(value) or not self.wants(key):
+                continue  # non-finite values are the nan rule's
+            found = self._check(key, value, event)
+            if found is not None:
+                out.append(found)
+        return out
+
+    def _check(self, key: str, value: float, event: Metric) -> Anomaly | None:
+        s = self.settings
+        base = self._series.get(key)
+        if base is None:
+            base = self._series[key] = _Baseline(s.window)
+        message = ""
+        if len(base.values) >= s.warmup:
+            limit = base.median + max(s.min_jump, (s.factor - 1) * abs(base.median))
+            if value > limit:
+                median = base.refresh()  # exact before judging
+                limit = median + max(s.min_jump, (s.factor - 1) * abs(median))
+                if value > limit:
+                    message = (
+                        f"{key} spiked to {fmt_value(value)} (baseline {fmt_value(median)}, "
+                        f"{value / median:.1f}x)" if median > 0 else
+                        f"{key} spiked to {fmt_value(value)} (baseline {fmt_value(median)})"
+                    )  # fmt: skip
+        if not message and s.absurd > 0 and value > s.absurd:
+            message = f"{key} is {fmt_value(value)}, above {fmt_value(s.absurd)} for any baseline"
+        base.add(value)
+        if len(base.values) == s.warmup:
+            base.refresh()
+        was = self._in_spike.get(key, False)
+        self._in_spike[key] = bool(message)
+        if not message or was:
+            return None
+        where = f" at step {event.step}" if event.step is not None else ""
+        return self.anomaly(Severity.WARNING, message + where, event.ts, event.lineno)
+
+
+class SpikeRule(_JumpRule):
+    name = "spike"
+    Settings = JumpSettings
+
+    def wants(self, key: str) -> bool:
+        return is_train_loss(key)
+
+
+class GradNormRule(_JumpRule):
+    name = "grad_norm"
+    Settings = GradNormSettings
+
+    def wants(self, key: str) -> bool:
+        return is_grad_norm(key)
+
+
+class DivergenceSettings(RuleSettings):
+    evals: int = Field(3, ge=1, description="Evaluations in a row above the best to report.")
+    min_rise: float = Field(0.05, ge=0, description="Rise over the best, as a fraction of it.")
+    min_rise_abs: float = Field(0.1, ge=0, description="...and at least this much in absolute.")
+
+
+class DivergenceRule(Rule):
+    name = "divergence"
+    Settings = DivergenceSettings
+    handles = (Metric, Eval)
+
+    def __init__(self, settings: DivergenceSettings | None = None) -> None:
+        super().__init__(settings)
+        self.settings: DivergenceSettings
+        self._best: dict[str, float] = {}
+        self._above: dict[str, int] = {}
+        self._reported: dict[str, bool] = {}
+
+    def on_event(self, event: Event) -> list[Anomaly]:
+        assert isinstance(event, (Metric, Eval))
+        out: list[Anomaly] = []
+        for key, value in event.values.items():
+            if not (is_val_loss(key) or (isinstance(event, Eval) and key == "loss")):
+                continue
+            if not math.isfinite(value):
+                continue
+            found = self._check(key, value, event)
+            if found is not None:
+                out.append(found)
+        return out
+
+    def _check(self, key: str, value: float, event: Metric | Eval) -> Anomaly | None:
+        s = self.settings
+        best = self._best.get(key)
+        if best is None or value < best:
+            self._best[key] = value
+            self._above[key] = 0
+            self._reported[key] = False
+            return None
+        rise = max(s.min_rise * abs(best), s.min_rise_abs)
+        if value - best > rise:
+            self._above[key] = self._above.get(key, 0) + 1
+        else:
+            self._above[key] = 0
+        if self._above[key] < s.evals or self._reported.get(key):
+            return None
+        self._reported[key] = True
+        where = f" at step {event.step}" if event.step is not None else ""
+        return self.anomaly(
+            Severity.WARNING,
+            f"{key} rising: {fmt_value(value)}{where}, {self._above[key]} evaluations above "
+            f"the best {fmt_value(best)}",
+            event.ts,
+            event.lineno,
+        )
