@@ -23,7 +23,16 @@ from typing import Any
 
 from supervisor import adjust, policy, process, watch
 from supervisor import plan as planning
-from supervisor.events import Action, Anomaly, Eval, Exit, Metric, ResourceSample, Sample
+from supervisor.events import (
+    Action,
+    Anomaly,
+    Eval,
+    Exit,
+    Metric,
+    ResourceSample,
+    Sample,
+    Severity,
+)
 from supervisor.history import History, RunRecord
 from supervisor.recipe import Recipe, RecipeError, recipe_from_yaml
 from supervisor.run_events import (
@@ -124,8 +133,9 @@ class _RunMonitor:
 
     def feed_exit(self, exit_: Exit) -> list[Anomaly]:
         self.run.exited = True
-        if self.run.ending:
-            exit_ = dataclasses.replace(exit_, killed_by_ftmon=self.run.ending)
+        if self.run.ending:  # the exit rule says "killed by ftmon: " itself
+            why = self.run.ending.removeprefix("killed by ftmon: ")
+            exit_ = dataclasses.replace(exit_, killed_by_ftmon=why)
         return list(self.monitor.feed_exit(exit_) or [])
 
 
@@ -170,18 +180,21 @@ class Supervisor:
         reason: str = "",
         force: bool = False,
         changes: Sequence[str] = (),
+        fresh: bool = False,
     ) -> str:
         """Plan, write the run folder, spawn, record, start watching; returns the run id.
 
         Raises LaunchRefused when the memory estimate says it does not fit (unless `force`) or
         the run cannot be planned. A command that cannot be started gives a run that ends at
-        once as failed, in the history with the reason.
+        once as failed, in the history with the reason. `changes` are what a relaunch changed
+        (for the history); `fresh` starts a new lineage even with a parent (a replay: its own
+        relaunch budget and base-weights fingerprint).
         """
         if not force:
             self._preflight(recipe)
         parent = self.history.get(parent_id) if parent_id else None
         attempt = parent.attempt + 1 if parent else 1
-        lineage = self._lineage_for(parent)
+        lineage = None if fresh else self._lineage_for(parent)
         run_id = planning.new_run_id(recipe.name, attempt, logs_dir=self.logs_dir)
         while self.history.get(run_id) is not None:  # a db shared with another logs folder
             run_id = planning.new_run_id(recipe.name, attempt, logs_dir=self.logs_dir)
@@ -205,7 +218,7 @@ class Supervisor:
             reason_started=reason, recipe_yaml=recipe.to_yaml(), argv=plan.argv,
             cwd=str(plan.cwd), env=planning.redact_env(env), run_dir=str(plan.run_dir),
             log_path=str(plan.log_path), changes=list(changes),
-            base_fingerprint=lineage.fingerprint if parent is None else None,
+            base_fingerprint=lineage.fingerprint if lineage.root_id == run_id else None,
         )  # fmt: skip
         try:
             spawned = process.spawn(plan.argv, plan.env, plan.cwd, plan.log_path)
@@ -368,7 +381,8 @@ class Supervisor:
         kind = policy.decide(run.recipe, anomaly.rule).kind
         run.last_rule = anomaly.rule
         if kind == "alert":
-            self._act(run.run_id, "alert", anomaly.rule, anomaly.message)
+            if anomaly.severity >= Severity.WARNING:  # "vram rule off" is news, not an alert
+                self._act(run.run_id, "alert", anomaly.rule, anomaly.message)
         elif kind == "pause":
             if not run.paused:
                 why = policy.pause_reason(anomaly.rule, anomaly.message, run.pgid)

@@ -1,15 +1,336 @@
-"""`ftmon history`: not built yet (placeholder so the CLI imports; replaced by its issue)."""
+"""`ftmon history`, `ftmon show RUN`, `ftmon replay RUN`, `ftmon diff RUN RUN`.
+
+All read the history database (`ftmon.db` in the logs folder: `--logs-dir`, else `$FTMON_HOME`,
+else `./logs`). RUN is a run id, a unique prefix of one, or `last`. Commands are printed so that
+they can be pasted into a shell as they ran: the recipe's environment as a prefix (secrets as
+`"$NAME"` references, never their values), `cd`, and the argv quoted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from supervisor.commands.run import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_supervision_flags,
+    logs_dir_of,
+    supervise_headless,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("history", help="(not built yet)")
-    p.set_defaults(func=run)
+    p = sub.add_parser("history", help="the runs ftmon started, newest first, with commands")
+    p.add_argument("--json", action="store_true", help="one JSON list, for scripts")
+    p.add_argument("-n", type=int, default=None, metavar="N", help="only the newest N runs")
+    p.add_argument("--logs-dir", type=_path, default=None, help="(default: $FTMON_HOME or logs)")
+    p.set_defaults(func=history_cmd)
+
+    p = sub.add_parser("show", help="one run: recipe, command, env, outcome, lineage")
+    p.add_argument("run_ref", metavar="RUN", help="run id, a unique prefix of one, or `last`")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--logs-dir", type=_path, default=None)
+    p.set_defaults(func=show_cmd)
+
+    p = sub.add_parser(
+        "replay",
+        help="run a recorded recipe again, as a new run linked to the old one",
+        description="Launch RUN's recorded recipe (with --set overrides) as a new run whose "
+        "parent is RUN, and supervise it headless. Exit codes as for `ftmon run`. Secrets "
+        "were not recorded: they are read from the environment.",
+    )
+    p.add_argument("run_ref", metavar="RUN")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--headless", action="store_true", help="(always headless; accepted)")
+    p.add_argument("--force", action="store_true", help="launch even if the estimate says no")
+    add_supervision_flags(p)
+    p.set_defaults(func=replay_cmd)
+
+    p = sub.add_parser("diff", help="what differs between two runs: recipe, argv, environment")
+    p.add_argument("run_a", metavar="RUN")
+    p.add_argument("run_b", metavar="RUN")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--logs-dir", type=_path, default=None)
+    p.set_defaults(func=diff_cmd)
 
 
-def run(args: argparse.Namespace) -> int:
-    print("ftmon history: not built yet")
-    return 2
+def _path(text: str) -> Any:
+    from pathlib import Path
+
+    return Path(text)
+
+
+def _open(args: argparse.Namespace) -> Any:
+    """The history database, or None after printing why (exit 2)."""
+    from supervisor.history import History, HistoryError
+
+    db = logs_dir_of(args) / "ftmon.db"
+    if not db.exists():
+        print(f"ftmon: no history yet: {db} does not exist", file=sys.stderr)
+        return None
+    try:
+        return History(db)
+    except HistoryError as exc:
+        print(f"ftmon: {exc}", file=sys.stderr)
+        return None
+
+
+def _resolve(history: Any, ref: str) -> Any:
+    from supervisor.history import HistoryError
+
+    try:
+        return history.resolve(ref)
+    except HistoryError as exc:
+        print(f"ftmon: {exc}", file=sys.stderr)
+        return None
+
+
+def command_line(rec: Any) -> str:
+    """The run's command as it can be pasted into a shell."""
+    from supervisor.plan import shell_command
+
+    return shell_command(list(rec.argv), rec.env, rec.cwd)
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _record_json(rec: Any) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "name": rec.name,
+        "attempt": rec.attempt,
+        "parent_id": rec.parent_id,
+        "status": rec.status,
+        "reason_started": rec.reason_started,
+        "end_reason": rec.end_reason,
+        "changes": list(rec.changes),
+        "started_at": rec.started_at,
+        "ended_at": rec.ended_at,
+        "returncode": rec.returncode,
+        "signal": rec.signal,
+        "pid": rec.pid,
+        "argv": list(rec.argv),
+        "cwd": rec.cwd,
+        "env": rec.env,
+        "command": command_line(rec),
+        "run_dir": rec.run_dir,
+        "log_path": rec.log_path,
+    }
+
+
+# --- history --------------------------------------------------------------------------------
+
+
+def history_cmd(args: argparse.Namespace) -> int:
+    history = _open(args)
+    if history is None:
+        return EXIT_USAGE
+    runs = history.runs(limit=args.n)
+    if args.json:
+        print(json.dumps([_record_json(r) for r in runs], indent=2))
+        return EXIT_OK
+    if not runs:
+        print("no runs recorded yet")
+        return EXIT_OK
+    width = max(len(r.id) for r in runs)
+    print(f"{'ID':{width}}  {'NAME':16} {'ATT':>3}  {'PARENT':{width}}  {'STATUS':9} REASON")
+    for r in runs:
+        parent = r.parent_id or "-"
+        reason = r.end_reason if not r.live else ("paused" if r.status == "paused" else "")
+        print(
+            f"{r.id:{width}}  {r.name:16} {r.attempt:>3}  {parent:{width}}  {r.status:9} {reason}"
+        )
+        if r.reason_started:
+            print(f"    started: {r.reason_started}")
+        print(f"    $ {command_line(r)}")
+    return EXIT_OK
+
+
+# --- show -----------------------------------------------------------------------------------
+
+
+def show_cmd(args: argparse.Namespace) -> int:
+    history = _open(args)
+    rec = _resolve(history, args.run_ref) if history is not None else None
+    if rec is None:
+        return EXIT_USAGE
+    parent = history.get(rec.parent_id) if rec.parent_id else None
+    children = history.children(rec.id)
+    anomalies = history.anomalies(rec.id)
+    actions = history.actions(rec.id)
+    if args.json:
+        data = _record_json(rec)
+        data["recipe_yaml"] = rec.recipe_yaml
+        data["anomalies"] = [
+            {"rule": a.rule, "severity": str(a.severity), "message": a.message,
+             "lineno": a.lineno, "ts": a.ts, "evidence": list(a.evidence)}
+            for a in anomalies
+        ]  # fmt: skip
+        data["actions"] = [
+            {"kind": a.kind, "rule": a.rule, "detail": a.detail, "ok": a.ok, "ts": a.ts}
+            for a in actions
+        ]
+        data["lineage"] = [r.id for r in history.lineage(rec.id)]
+        data["children"] = [
+            {"id": c.id, "reason": c.reason_started, "changes": list(c.changes)} for c in children
+        ]
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    out = [f"run       {rec.id}  ({rec.name}, attempt {rec.attempt})"]
+    how = rec.status + (f": {rec.end_reason}" if rec.end_reason else "")
+    if rec.returncode is not None:
+        how += f" (exit code {rec.returncode})"
+    if rec.signal is not None:
+        how += f" (signal {rec.signal})"
+    out.append(f"outcome   {how}")
+    out.append(f"started   {_when(rec.started_at)}   ended {_when(rec.ended_at)}")
+    if rec.reason_started:
+        out.append(f"reason    {rec.reason_started}")
+    out.append(f"folder    {rec.run_dir}")
+    out.append(f"log       {rec.log_path}")
+    out.append(f"command   {command_line(rec)}")
+    out.append("environment (set by ftmon on top of its own; secrets redacted)")
+    out += [f"    {k}={v}" for k, v in sorted(rec.env.items())] or ["    (none)"]
+    out.append("recipe")
+    out += [f"    {line}" for line in rec.recipe_yaml.rstrip().splitlines()]
+    out.append(f"anomalies ({len(anomalies)})")
+    out += [f"    {a.one_line()}" for a in anomalies]
+    out.append(f"actions ({len(actions)})")
+    out += [f"    {_when(a.ts)}  {a.kind} [{a.rule}]{'' if a.ok else ' FAILED'}: {a.detail}"
+            for a in actions]  # fmt: skip
+    out.append("lineage")
+    for r in history.lineage(rec.id):
+        mark = "*" if r.id == rec.id else " "
+        changes = f"  [{'; '.join(r.changes)}]" if r.changes else ""
+        out.append(f"  {mark} {r.id}  attempt {r.attempt}  {r.status}{changes}")
+    if parent is not None:
+        out.append(f"    parent: {parent.id}")
+    for c in children:
+        why = c.reason_started or "-"
+        out.append(f"    child:  {c.id}  ({why})")
+    print("\n".join(out))
+    return EXIT_OK
+
+
+# --- replay ---------------------------------------------------------------------------------
+
+
+def replay_cmd(args: argparse.Namespace) -> int:
+    from supervisor.recipe import RecipeError, recipe_from_yaml
+
+    history = _open(args)
+    rec = _resolve(history, args.run_ref) if history is not None else None
+    if rec is None:
+        return EXIT_USAGE
+    history.close()
+    try:
+        recipe = recipe_from_yaml(rec.recipe_yaml, f"{rec.id} (history)")
+        if args.sets:
+            recipe = recipe.with_overrides(args.sets)
+    except RecipeError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+
+    async def start(sup: Any) -> str:
+        return await sup.launch(
+            recipe, parent_id=rec.id, reason=f"replay of {rec.id}", force=args.force, fresh=True
+        )
+
+    return supervise_headless(logs_dir_of(args), start, kill_on_exit=args.kill_on_exit)
+
+
+# --- diff -----------------------------------------------------------------------------------
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """{"args": {"lr": 1}} -> {"args.lr": 1}; lists stay whole values."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _recipe_data(rec: Any) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(rec.recipe_yaml) or {}
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _mapping_diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    missing = object()
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, missing), b.get(key, missing)
+        if va != vb:
+            out.append({
+                "key": key,
+                "a": None if va is missing else va,
+                "b": None if vb is missing else vb,
+                "only": "b" if va is missing else ("a" if vb is missing else ""),
+            })  # fmt: skip
+    return out
+
+
+def argv_diff(a: list[str], b: list[str]) -> list[str]:
+    """Element-level differences of two argvs, as `- x`, `+ y` and `x -> y` lines."""
+    out = []
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        context = " ".join(a[max(0, i1 - 1) : i1])  # the flag before a changed value
+        where = f"after {context}: " if context else ""
+        if op == "replace":
+            out.append(f"{where}{' '.join(a[i1:i2])} -> {' '.join(b[j1:j2])}")
+        elif op == "delete":
+            out.append(f"- {where}{' '.join(a[i1:i2])}")
+        elif op == "insert":
+            out.append(f"+ {where}{' '.join(b[j1:j2])}")
+    return out
+
+
+def diff_cmd(args: argparse.Namespace) -> int:
+    history = _open(args)
+    if history is None:
+        return EXIT_USAGE
+    a, b = _resolve(history, args.run_a), _resolve(history, args.run_b)
+    if a is None or b is None:
+        return EXIT_USAGE
+    recipe = _mapping_diff(flatten(_recipe_data(a)), flatten(_recipe_data(b)))
+    env = _mapping_diff(a.env, b.env)
+    argv = argv_diff(list(a.argv), list(b.argv))
+    cwd = [] if a.cwd == b.cwd else [f"{a.cwd} -> {b.cwd}"]
+    if args.json:
+        print(json.dumps({"a": a.id, "b": b.id, "recipe": recipe, "argv": argv,
+                          "env": env, "cwd": cwd}, indent=2, default=str))  # fmt: skip
+        return EXIT_OK
+    print(f"a: {a.id}\nb: {b.id}")
+    if not (recipe or env or argv or cwd):
+        print("no differences in recipe, argv, cwd or environment")
+        return EXIT_OK
+    for title, rows in (("recipe", recipe), ("environment", env)):
+        if rows:
+            print(title)
+            for row in rows:
+                if row["only"]:
+                    shown = row["a"] if row["only"] == "a" else row["b"]
+                    print(f"    {row['key']}: only in {row['only']}: {shown!r}")
+                else:
+                    print(f"    {row['key']}: {row['a']!r} -> {row['b']!r}")
+    if argv:
+        print("argv")
+        print("\n".join(f"    {line}" for line in argv))
+    if cwd:
+        print(f"cwd\n    {cwd[0]}")
+    return EXIT_OK

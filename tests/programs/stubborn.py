@@ -1,0 +1,42 @@
+"""Test program: ignores SIGTERM and starts a grandchild in a session of its own.
+
+    python stubborn.py --output_dir DIR
+
+The grandchild (setsid) is in neither the run's group nor its session, and ignores SIGTERM
+too; both pids go to DIR/pids ("child PID" / "grandchild PID") once both run. Prints a metric
+line every 0.1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--output_dir", required=True)
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        while True:
+            time.sleep(1)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pids.tmp").write_text(f"child {os.getpid()}\ngrandchild {pid}\n")
+    os.replace(out / "pids.tmp", out / "pids")
+    step = 0
+    while True:
+        step += 1
+        print(json.dumps({"type": "metric", "step": step, "loss": 1.0}), flush=True)
+        time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    main()
