@@ -1,0 +1,243 @@
+"""Launch plans: run ids, the run folder's files, the environment, secrets and base weights."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from supervisor.plan import (
+    base_weights_fingerprint,
+    check_base_weights,
+    new_run_id,
+    plan_run,
+    redact_env,
+    shell_command,
+    write_run_files,
+)
+from supervisor.recipe import RecipeError, load_recipe, recipe_from_yaml
+
+# A small real program: prints its argv, an env var, and whether the secret reached it.
+SCRIPT = (
+    "import os, sys; print('argv', sys.argv[1:]); print('greeting', os.environ['GREETING']); "
+    "print('token-len', len(os.environ.get('HF_TOKEN', ''))); "
+    "print('unbuffered', os.environ.get('PYTHONUNBUFFERED')); print('cwd', os.getcwd())"
+)
+
+
+def recipe_text(tmp_path: Path) -> str:
+    return textwrap.dedent(f"""\
+        name: echo
+        base_weights: {tmp_path / "weights"}
+        command: [{sys.executable}, -c, "{SCRIPT}"]
+        args:
+          model: "{{base_weights}}"
+          out: "{{run_dir}}/ckpt"
+          note: "it's a {{name}} run, attempt {{attempt}}"
+          lr: 1.0e-4
+        env:
+          GREETING: "hello from {{run_id}}"
+          HF_TOKEN: hf_s3cret
+        cwd: "{tmp_path}"
+    """)
+
+
+def test_run_ids_read_well_and_sort_by_time(tmp_path: Path) -> None:
+    """Ids look like 20261122-2054-sft-tiny, carry -a2 for attempt 2, and sort by start time."""
+    t = datetime(2026, 11, 22, 20, 54, 7)
+    first = new_run_id("sft-tiny", now=t, logs_dir=tmp_path)
+    assert first == "20261122-2054-sft-tiny"
+    assert new_run_id("sft-tiny", attempt=2, now=t, logs_dir=tmp_path) == (
+        "20261122-2054-sft-tiny-a2"
+    )
+    same_minute = new_run_id("sft-tiny", now=t, logs_dir=tmp_path)
+    assert same_minute == "20261122-205407-sft-tiny"
+    third = new_run_id("sft-tiny", now=t, logs_dir=tmp_path)
+    later = new_run_id("sft-tiny", now=datetime(2026, 11, 22, 20, 55), logs_dir=tmp_path)
+    ids = [first, same_minute, third, later]
+    assert len(set(ids)) == 4 and sorted(ids) == ids
+
+
+def test_run_id_avoids_an_existing_folder(tmp_path: Path) -> None:
+    """An id whose folder already exists in logs/ (another ftmon made it) is not reused."""
+    t = datetime(2030, 1, 2, 3, 4, 5)
+    (tmp_path / "20300102-0304-x").mkdir()
+    assert new_run_id("x", now=t, logs_dir=tmp_path) == "20300102-030405-x"
+
+
+def test_plan_renders_argv_env_and_cwd(tmp_path: Path) -> None:
+    """The plan fills placeholders, adds PYTHONUNBUFFERED=1 and keeps the recipe's env apart."""
+    recipe = recipe_from_yaml(recipe_text(tmp_path))
+    plan = plan_run(recipe, "r1", 2, tmp_path / "logs", base_env={"PATH": "/bin", "A": "1"})
+    run_dir = (tmp_path / "logs" / "r1").absolute()
+    assert plan.run_dir == run_dir and plan.log_path == run_dir / "output.log"
+    assert plan.argv[3:] == [
+        *("--model", str(tmp_path / "weights"), "--out", f"{run_dir}/ckpt"),
+        *("--note", "it's a echo run, attempt 2", "--lr", "0.0001"),
+    ]
+    assert plan.recipe_env == {"GREETING": "hello from r1", "HF_TOKEN": "hf_s3cret"}
+    assert plan.env == {**plan.recipe_env, "PATH": "/bin", "A": "1", "PYTHONUNBUFFERED": "1"}
+    assert plan.cwd == tmp_path
+    assert not run_dir.exists()  # planning writes nothing
+
+
+def test_command_sh_runs_as_is_and_holds_no_secret(tmp_path: Path) -> None:
+    """command.sh, run by bash with output appended to output.log, runs the same command."""
+    recipe = recipe_from_yaml(recipe_text(tmp_path))
+    plan = plan_run(recipe, "r1", 1, tmp_path / "logs")
+    write_run_files(plan)
+    script = plan.run_dir / "command.sh"
+    assert os.access(script, os.X_OK)
+    assert "hf_s3cret" not in script.read_text()
+    assert "hf_s3cret" not in (plan.run_dir / "recipe.yaml").read_text()
+    env = {"PATH": os.environ["PATH"], "HF_TOKEN": "hf_s3cret"}
+    log = plan.run_dir / "output.log"
+    subprocess.run(
+        ["bash", "-c", f"{script} >> {log} 2>&1"], env=env, cwd="/", check=True, timeout=60
+    )
+    out = log.read_text().splitlines()
+    assert out == [
+        f"argv {plan.argv[3:]!r}",
+        "greeting hello from r1",
+        "token-len 9",
+        "unbuffered 1",
+        f"cwd {tmp_path}",
+    ]
+
+
+def test_command_sh_asks_for_a_missing_secret(tmp_path: Path) -> None:
+    """Without HF_TOKEN in the environment command.sh stops and says which variable to set."""
+    plan = plan_run(recipe_from_yaml(recipe_text(tmp_path)), "r1", 1, tmp_path / "logs")
+    write_run_files(plan)
+    proc = subprocess.run(
+        ["bash", str(plan.run_dir / "command.sh")],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "set HF_TOKEN in the environment" in proc.stderr
+    assert "argv" not in proc.stdout
+
+
+def test_recipe_snapshot_reloads_and_replays_with_env_secret(tmp_path: Path) -> None:
+    """recipe.yaml loads back as the recipe (secret redacted), and a plan of it takes the
+    secret from the environment, or says which variable is missing."""
+    recipe = recipe_from_yaml(recipe_text(tmp_path))
+    plan = plan_run(recipe, "r1", 1, tmp_path / "logs")
+    write_run_files(plan)
+    snapshot = load_recipe(plan.run_dir / "recipe.yaml")
+    assert snapshot.env["HF_TOKEN"] == "<redacted>"
+    assert snapshot.model_copy(update={"env": recipe.env}) == recipe
+    replay = plan_run(snapshot, "r2", 1, tmp_path / "logs", base_env={"HF_TOKEN": "hf_s3cret"})
+    assert replay.env["HF_TOKEN"] == "hf_s3cret"
+    with pytest.raises(RecipeError, match=r"env\.HF_TOKEN: the recipe's value was redacted"):
+        plan_run(snapshot, "r3", 1, tmp_path / "logs", base_env={})
+
+
+def test_recipe_snapshot_keeps_placeholders_and_notes_their_values(tmp_path: Path) -> None:
+    """recipe.yaml keeps `{run_dir}` as written and says in a comment what it was for this run."""
+    plan = plan_run(recipe_from_yaml(recipe_text(tmp_path)), "r1", 1, tmp_path / "logs")
+    write_run_files(plan)
+    text = (plan.run_dir / "recipe.yaml").read_text()
+    assert "out: '{run_dir}/ckpt'" in text
+    assert f"#   {{run_dir}} = {plan.run_dir}" in text
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("HF_TOKEN", True),
+        ("hf_token", True),
+        ("WANDB_API_KEY", True),
+        ("AWS_SECRET", True),
+        ("DB_PASSWORD", True),
+        ("MYPASSWORDFILE", True),
+        ("TOKENIZERS_PARALLELISM", False),
+        ("KEYBOARD", False),
+        ("HF_HOME", False),
+    ],
+)
+def test_redact_env(name: str, secret: bool) -> None:
+    """*_TOKEN, *_KEY, *_SECRET and *PASSWORD* are redacted, in any case; nothing else is."""
+    out = redact_env({name: "value"})
+    assert out[name] == ("<redacted>" if secret else "value")
+
+
+def test_shell_command_pastes_into_bash(tmp_path: Path) -> None:
+    """The history one-liner, pasted into bash, runs the same command in the same folder."""
+    plan = plan_run(recipe_from_yaml(recipe_text(tmp_path)), "r1", 1, tmp_path / "logs")
+    line = shell_command(plan.argv, redact_env(plan.recipe_env), plan.cwd)
+    assert "hf_s3cret" not in line and 'HF_TOKEN="$HF_TOKEN"' in line
+    proc = subprocess.run(
+        ["bash", "-c", line],
+        env={"PATH": os.environ["PATH"], "HF_TOKEN": "hf_s3cret"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "greeting hello from r1" in proc.stdout and "token-len 9" in proc.stdout
+
+
+# ---------------------------------------------------------------- base weights
+
+
+def make_weights(root: Path) -> Path:
+    root.mkdir()
+    (root / "config.json").write_text('{"hidden_size": 8}')
+    (root / "model.safetensors").write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    return root
+
+
+def test_unchanged_weights_pass(tmp_path: Path) -> None:
+    """A folder and a single file fingerprinted twice, untouched, are unchanged."""
+    weights = make_weights(tmp_path / "w")
+    assert check_base_weights(weights, base_weights_fingerprint(weights)) is None
+    single = weights / "model.safetensors"
+    assert check_base_weights(single, base_weights_fingerprint(single)) is None
+
+
+def _rewrite_middle_and_tail(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    stat = path.stat()
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime: only the hash tells
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda w: _rewrite_middle_and_tail(w / "model.safetensors"), "changed content"),
+        (lambda w: (w / "config.json").write_text('{"hidden_size": 16}'), "changed size (18 -> 19"),
+        (lambda w: (w / "extra.bin").write_bytes(b"x"), "extra.bin was added"),
+        (lambda w: (w / "config.json").unlink(), "config.json was removed"),
+        (lambda w: os.utime(w / "config.json", (1, 1)), "modified (mtime changed)"),
+    ],
+)
+def test_changed_weights_are_caught(tmp_path: Path, change: object, reason: str) -> None:
+    """A relaunch is refused when the base weights changed: content, size, files or mtime."""
+    weights = make_weights(tmp_path / "w")
+    fingerprint = base_weights_fingerprint(weights)
+    change(weights)  # type: ignore[operator]
+    found = check_base_weights(weights, fingerprint)
+    assert found is not None and reason in found
+
+
+def test_weights_by_recipe_and_hub_names(tmp_path: Path) -> None:
+    """A recipe's base_weights is checked; a hub name (not a path) stays unchanged; a changed
+    base_weights path is a change."""
+    weights = make_weights(tmp_path / "w")
+    recipe = recipe_from_yaml(f"name: r\nbase_weights: {weights}\ncommand: [x]\n")
+    fingerprint = base_weights_fingerprint(recipe)
+    assert check_base_weights(recipe, fingerprint) is None
+    hub = base_weights_fingerprint("Qwen/Qwen3-4B")
+    assert check_base_weights("Qwen/Qwen3-4B", hub) is None
+    assert "it was Qwen/Qwen3-4B" in (check_base_weights(weights, hub) or "")
