@@ -152,12 +152,12 @@ _MMENGINE_ITER = re.compile(r"Iter\(\w+\)\s*\[\s*(\d+)\s*/")
 _SCALE = {"k": 1e3, "M": 1e6, "G": 1e9}
 
 # A number, then (for digits only) a unit such as ms, s or %. nan/inf only as whole tokens, and
-# after a bare space only when no word follows ("number of nan iterations: 0" is no NaN).
+# after a bare space not when a key follows ("number of nan iterations: 0" holds no NaN).
 _END = r"(?![\w.\-]|:[^\s])"
 _NUM = (
     r"(?:(?P<num>[-+]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))"
     rf"(?P<unit>%|[a-zA-Z]{{1,3}}(?![\w]))?{_END}"
-    rf"|(?P<special>[-+]?(?i:nan|inf(?:inity)?)){_END}(?(colon)|(?![ \t]*[A-Za-z(])))"
+    rf"|(?P<special>[-+]?(?i:nan|inf(?:inity)?)){_END}(?(colon)|(?![ \t]+[A-Za-z]\w*[ \t]*[:=])))"
 )
 # A word of a key; a word ending a sentence ("pass.") cannot be part of one.
 _WORD = r"[A-Za-z](?:[\w./\-]*[\w/])?"
@@ -244,6 +244,8 @@ class Parser:
                 last_progress = m
         if last_progress is not None:
             self._emit_progress(last_progress, lineno, ts, out)
+        elif not out:
+            out.append(Text(lineno, ts, ""))  # only blank redraws: a blank line
         return out
 
     def _emit_progress(self, m: re.Match[str], lineno: int, ts: float, out: list[Event]) -> None:
