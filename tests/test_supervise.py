@@ -1,0 +1,221 @@
+"""The Supervisor with real processes: policies, the relaunch chain, kill, pause, user actions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import psutil
+
+from supervisor import run_events as ev
+from supervisor.history import History
+from supervisor.recipe import load_recipe
+from supervisor.supervise import Supervisor
+from tests.programs.recipes import base_weights, write_recipe
+
+
+def supervisor(tmp_path: Path) -> tuple[Supervisor, list[object]]:
+    events: list[object] = []
+    logs = tmp_path / "logs"
+    return Supervisor(History(logs / "ftmon.db"), logs, events.append), events
+
+
+def of(events: list[object], kind: type) -> list:
+    return [e for e in events if isinstance(e, kind)]
+
+
+async def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll until `predicate()` is true (a test guard against hanging, not a timing claim)."""
+    for _ in range(int(timeout / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+async def test_host_mem_chain_halves_micro_batch_until_one(tmp_path: Path) -> None:
+    """A run over its host-memory limit is relaunched with micro_batch halved; at 1 it stops."""
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path, "grow_memory.py",
+            args={"micro_batch": 4, "mb_per_sample": 30},
+            watch={"host_mem": {"limit_gb": 0.12, "over_secs": 0, "min_available_gb": 0},
+                   "vram": {"poll_secs": 0.05}},
+            on={"host_mem": {"do": "relaunch", "adjust": {"micro_batch": "/2"}, "max": 5}},
+        )
+    )  # fmt: skip
+    sup, events = supervisor(tmp_path)
+    first = await sup.launch(recipe)
+    final = await sup.wait_lineage(first)
+
+    runs = [sup.history.get(e.run_id) for e in of(events, ev.RunStarted)]
+    micro = [r.argv[r.argv.index("--micro_batch") + 1] for r in runs]
+    assert micro == ["4", "2", "1"]
+    assert [r.status for r in sup.history.runs()] == ["killed"] * 3
+    assert all(r.end_reason == "killed by ftmon: rule host_mem" for r in runs)
+    assert [r.attempt for r in runs] == [1, 2, 3]
+    assert runs[1].parent_id == runs[0].id and runs[2].parent_id == runs[1].id
+    (stopped,) = of(events, ev.ChainStopped)
+    assert "micro_batch is already 1" in stopped.reason
+    assert final.run_id == runs[2].id and final.status == "killed"
+    assert [c for r in runs for c in r.changes] == ["micro_batch 4 -> 2", "micro_batch 2 -> 1"]
+
+
+async def test_kill_leaves_no_process_behind(tmp_path: Path) -> None:
+    """A child ignoring SIGTERM with a grandchild in its own session is gone after a kill."""
+    recipe = load_recipe(write_recipe(tmp_path, "stubborn.py", args={"output_dir": "{run_dir}"}))
+    sup, events = supervisor(tmp_path)
+    run_id = await sup.launch(recipe)
+    pids_file = Path(sup.history.get(run_id).run_dir) / "pids"
+    await wait_for(pids_file.exists)
+    pids = {k: int(v) for k, v in (ln.split() for ln in pids_file.read_text().splitlines())}
+    procs = [psutil.Process(p) for p in pids.values()]
+    assert os.getsid(pids["grandchild"]) != os.getsid(pids["child"])  # really left the session
+
+    ended = await sup.kill(run_id)
+
+    assert ended.status == "killed" and ended.reason == "killed by the user"
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in procs)
+    (kill,) = [a.action for a in of(events, ev.ActionTaken) if a.action.kind == "kill"]
+    assert kill.ok and "all gone" in kill.detail
+    assert sup.live_runs() == []
+
+
+async def test_pause_stops_the_group_and_resume_continues_it(tmp_path: Path) -> None:
+    """Pause stops the run's processes (history says paused); resume lets them run again."""
+    recipe = load_recipe(
+        write_recipe(tmp_path, "count_steps.py", args={"steps": 500, "interval": 0.02})
+    )
+    sup, events = supervisor(tmp_path)
+    run_id = await sup.launch(recipe)
+    proc = psutil.Process(sup.history.get(run_id).pid)
+    await wait_for(lambda: of(events, ev.MetricsObserved))
+
+    await sup.pause(run_id)
+    await wait_for(lambda: proc.status() == psutil.STATUS_STOPPED)
+    assert sup.history.get(run_id).status == "paused"
+    await sup.resume(run_id)
+    await wait_for(lambda: proc.status() != psutil.STATUS_STOPPED)
+    assert sup.history.get(run_id).status == "running"
+    await sup.kill(run_id)
+
+    kinds = [e.action.kind for e in of(events, ev.ActionTaken) if e.action.rule == "user"]
+    assert kinds == ["pause", "resume", "kill"]
+    assert [type(e) for e in events if isinstance(e, ev.RunPaused | ev.RunResumed)] == [
+        ev.RunPaused,
+        ev.RunResumed,
+    ]
+
+
+async def test_pause_policy_says_what_the_person_can_do(tmp_path: Path) -> None:
+    """A rule with `do: pause` stops the run and the reason tells how to resume or kill it."""
+    weights = base_weights(tmp_path)
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path, "train_nan.py", base_weights=str(weights),
+            args={"model": "{base_weights}", "output_dir": "{run_dir}", "lr": 2e-4},
+            on={"nan": {"do": "pause"}},
+        )
+    )  # fmt: skip
+    sup, events = supervisor(tmp_path)
+    run_id = await sup.launch(recipe)
+    await wait_for(lambda: of(events, ev.RunPaused))
+    (paused,) = of(events, ev.RunPaused)
+    assert (
+        "rule nan" in paused.reason
+        and "kill" in paused.reason
+        and "resume" in paused.reason.lower()
+    )
+    assert psutil.Process(sup.history.get(run_id).pid).status() == psutil.STATUS_STOPPED
+    ended = await sup.kill(run_id)  # a paused run is killed too (SIGCONT goes with the TERM)
+    assert ended.status == "killed"
+
+
+async def test_relaunch_refused_when_base_weights_changed(tmp_path: Path) -> None:
+    """If the base weights change after the first launch, the policy's relaunch is refused."""
+    weights = base_weights(tmp_path)
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path, "train_nan.py", base_weights=str(weights),
+            args={"model": "{base_weights}", "output_dir": "{run_dir}", "lr": 2e-4},
+            on={"nan": {"do": "relaunch", "adjust": {"lr": "*0.5"}}},
+        )
+    )  # fmt: skip
+    events: list[object] = []
+
+    def on_event(event: object) -> None:
+        events.append(event)
+        if isinstance(event, ev.AnomalyFound) and event.anomaly.rule == "nan":
+            weights.write_bytes(b"someone overwrote the base model")
+
+    logs = tmp_path / "logs"
+    sup = Supervisor(History(logs / "ftmon.db"), logs, on_event)
+    run_id = await sup.launch(recipe)
+    final = await sup.wait_lineage(run_id)
+
+    assert final.run_id == run_id and final.status == "killed"
+    (stopped,) = of(events, ev.ChainStopped)
+    assert "base weights changed" in stopped.reason and "model.safetensors" in stopped.reason
+    assert len(sup.history.runs()) == 1
+
+
+async def test_user_relaunch_with_the_proposed_recipe(tmp_path: Path) -> None:
+    """The proposal halves lr as the nan policy would; relaunching with it kills the run and
+    starts a child from the base weights with the new lr."""
+    weights = base_weights(tmp_path)
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path, "train_nan.py", base_weights=str(weights),
+            args={"model": "{base_weights}", "output_dir": "{run_dir}", "lr": 1e-4,
+                  "steps": 500, "interval": 0.02},
+            on={"nan": {"do": "relaunch", "adjust": {"lr": "*0.5"}}},
+        )
+    )  # fmt: skip
+    sup, _ = supervisor(tmp_path)
+    run_id = await sup.launch(recipe)
+    proposed, changes = sup.proposed_relaunch(run_id)
+    assert changes == ["lr 0.0001 -> 5e-05"]
+
+    child = await sup.relaunch(run_id, proposed)
+
+    parent = sup.history.get(run_id)
+    assert parent.status == "killed" and parent.end_reason == "killed by the user for a relaunch"
+    rec = sup.history.get(child)
+    assert rec.parent_id == run_id and rec.attempt == 2
+    assert rec.argv[rec.argv.index("--lr") + 1] == "5e-05"
+    assert rec.argv[rec.argv.index("--model") + 1] == str(weights)
+    assert sup.live_runs() == [child]
+    await sup.close(kill=True)
+    assert sup.history.get(child).status == "killed"
+
+
+async def test_close_detaches_and_leaves_the_run_running(tmp_path: Path) -> None:
+    """Closing without kill leaves the process alive and its row live for `ftmon attach`."""
+    recipe = load_recipe(
+        write_recipe(tmp_path, "count_steps.py", args={"steps": 500, "interval": 0.02})
+    )
+    sup, events = supervisor(tmp_path)
+    run_id = await sup.launch(recipe)
+    await wait_for(lambda: of(events, ev.MetricsObserved))
+    await sup.close()
+    rec = sup.history.get(run_id)
+    proc = psutil.Process(rec.pid)
+    try:
+        assert proc.is_running() and rec.live and rec.lineno > 0
+        assert [e.status for e in of(events, ev.RunEnded)] == ["detached"]
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
+async def test_a_command_that_cannot_start_is_a_failed_run(tmp_path: Path) -> None:
+    """A missing program gives a failed run with the reason, not an exception."""
+    path = write_recipe(tmp_path, "count_steps.py")
+    path.write_text(path.read_text().replace("count_steps.py", "no_such_program.py"))
+    bad = load_recipe(path).model_copy(update={"command": ["/no/such/interpreter"]})
+    sup, _ = supervisor(tmp_path)
+    run_id = await sup.launch(bad)
+    ended = await sup.wait_lineage(run_id)
+    assert ended.status == "failed" and "could not start" in ended.reason
+    assert sup.history.get(run_id).status == "failed"
