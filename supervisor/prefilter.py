@@ -68,7 +68,10 @@ class Prefilter:
                 found.append(_id)
                 return True  # stop at the first match
 
-            self._db.scan(data, match_event_handler=on_match)
+            try:
+                self._db.scan(data, match_event_handler=on_match)
+            except _hs.ScanTerminated:
+                pass  # our handler stopped it at the first match
             return bool(found)
         return self._rb.search(data) is not None
 
