@@ -136,13 +136,14 @@ def plan_run(
 def write_run_files(plan: LaunchPlan) -> None:
     """Create the run folder with `recipe.yaml` and `command.sh` (no secrets in either)."""
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    rendered = "\n".join(f"#   {{{k}}} = {v}" for k, v in (plan.values or {}).items())
-    header = (
-        f"# ftmon run {plan.run_id}, attempt {plan.attempt}: the recipe as launched.\n"
-        "# Placeholders are kept as written; this run rendered them as:\n"
-        f"{rendered}\n"
-        f"# argv: {shlex.join(plan.argv)}\n"
-    )
+    lines = [
+        f"ftmon run {plan.run_id}, attempt {plan.attempt}: the recipe as launched.",
+        "Placeholders are kept as written; this run rendered them as:",
+        *(f"  {{{k}}} = {v}" for k, v in (plan.values or {}).items()),
+        f"argv: {shlex.join(plan.argv)}",
+    ]
+    # A value may hold newlines (a `python -c` script): every line of it must stay a comment.
+    header = "".join(f"# {line}\n" for text in lines for line in text.splitlines())
     (plan.run_dir / "recipe.yaml").write_text(header + plan.recipe.to_yaml())
     script = plan.run_dir / "command.sh"
     script.write_text(command_script(plan))
