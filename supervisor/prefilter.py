@@ -41,7 +41,8 @@ class Prefilter:
                 re.compile(p)
             except re.error as exc:
                 raise ValueError(f"invalid prefilter pattern {p!r}: {exc}") from None
-        self._re = re.compile("|".join(f"(?:{p})" for p in self.patterns), re.IGNORECASE)
+        # ASCII semantics on str as on bytes and in hyperscan: `\b` and case are ASCII-only.
+        self._re = re.compile("|".join(f"(?:{p})" for p in self.patterns), re.IGNORECASE | re.ASCII)
         self._rb = re.compile("|".join(f"(?:{p})" for p in self.patterns).encode(), re.IGNORECASE)
         self.engine = "hyperscan" if engine != "re" and _hs is not None else "re"
         self._db = None
