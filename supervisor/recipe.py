@@ -12,6 +12,7 @@ bare `--flag` or as `--flag true`, lists repeated, joined or spread, and which a
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import shlex
 import string
@@ -136,8 +137,17 @@ def _check_arg_value(value: Any) -> Any:
                 raise ValueError("a list of flag values holds plain values, not lists or mappings")
             _check_arg_value(item)
         return value
+    if isinstance(value, dict):  # passed as one JSON argument (HF's `--lr_scheduler_kwargs`)
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"a mapping is passed as JSON, and this one cannot be: {exc}"
+            ) from None
+        return value
     raise ValueError(
-        f"a flag value is text, a number, true/false, null or a list, not {type(value).__name__}"
+        "a flag value is text, a number, true/false, null, a list or a mapping (passed as JSON), "
+        f"not {type(value).__name__}"
     )
 
 
@@ -354,6 +364,8 @@ def render_args(args: dict[str, Any], style: FlagStyle, values: dict[str, str]) 
     def text(v: Any) -> str:
         if isinstance(v, bool):
             return style.true_value if v else style.false_value
+        if isinstance(v, dict):  # as written: placeholders are not filled inside JSON
+            return json.dumps(v)
         return render_template(v, values) if isinstance(v, str) else str(v)
 
     flags: list[str] = []

@@ -151,6 +151,20 @@ def test_literal_braces_render_as_single_braces(tmp_path: Path) -> None:
     assert recipe.render_argv({"name": "x"}) == ["echo", '{"a": "x"}']
 
 
+def test_mapping_arg_is_passed_as_one_json_argument() -> None:
+    """A mapping value (HF's `lr_scheduler_kwargs`) becomes one JSON argument, not a problem."""
+    recipe = recipe_from_yaml(
+        "name: r\ncommand: [x]\nargs:\n  lr_scheduler_kwargs: {min_lr: 1.0e-6, warm: [1, 2]}\n"
+    )
+    assert recipe.render_argv({}) == [
+        "x",
+        "--lr_scheduler_kwargs",
+        '{"min_lr": 1e-06, "warm": [1, 2]}',
+    ]
+    with pytest.raises(RecipeError, match=r"args\.bad: a list of flag values holds plain values"):
+        recipe_from_yaml("name: r\ncommand: [x]\nargs:\n  bad: [[1]]\n")
+
+
 # ---------------------------------------------------------------- overrides
 
 
