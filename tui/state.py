@@ -73,6 +73,7 @@ class FeedItem:
     kind: str  # "anomaly" | "action" | "paused" | "ended" | "relaunched" | "stopped" | "started"
     text: str
     severity: Severity = Severity.INFO
+    who: str = ""  # the run as the feed names it: `name #attempt`
 
 
 class RunBook:
@@ -159,8 +160,7 @@ class RunBook:
                 self.runs[event.run_id] = child
             child.parent_id = event.parent_id
             child.changes = event.changes
-            changes = ", ".join(event.changes) or "no changes"
-            text = f"relaunched as {event.run_id} ({changes}) after {event.reason}"
+            text = f"{event.reason}; new run {event.run_id} from the base weights"
             items.append(
                 self._item(event.ts, event.parent_id, "relaunched", text, Severity.WARNING)
             )
@@ -206,8 +206,9 @@ class RunBook:
         sev = Severity.WARNING if action.kind in ("pause", "kill", "relaunch") else Severity.INFO
         return self._item(action.ts, run_id, "action", text, sev)
 
-    @staticmethod
     def _item(
-        ts: float, run_id: str, kind: str, text: str, severity: Severity = Severity.INFO
+        self, ts: float, run_id: str, kind: str, text: str, severity: Severity = Severity.INFO
     ) -> FeedItem:
-        return FeedItem(ts=ts, run_id=run_id, kind=kind, text=text, severity=severity)
+        view = self.runs.get(run_id)
+        who = f"{view.name} #{view.attempt}" if view else run_id
+        return FeedItem(ts=ts, run_id=run_id, kind=kind, text=text, severity=severity, who=who)

@@ -24,7 +24,7 @@ SEVERITY_STYLES = {
 def feed_line(item: FeedItem) -> Text:
     clock = time.strftime("%H:%M:%S", time.localtime(item.ts))
     line = Text(f"{clock} ", style="dim")
-    line.append(item.run_id, style="cyan")
+    line.append(item.who or item.run_id, style="cyan")
     line.append(" ")
     line.append(item.text, style=SEVERITY_STYLES.get(item.severity, ""))
     return line

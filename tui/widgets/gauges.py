@@ -11,7 +11,7 @@ from textual.widgets import Static
 
 from supervisor.events import ResourceSample
 
-BAR = 16
+BAR = 12
 
 
 def bar(used: float, total: float) -> Text:
@@ -35,7 +35,7 @@ def gauge_text(sample: ResourceSample | None) -> Text:
             used, total = sample.gpu_used_gb[dev], totals.get(dev, 0.0)
             line = Text(f"GPU{dev} ")
             line.append_text(bar(used, total))
-            line.append(f" {used:5.1f}/{total:.0f} GB")
+            line.append(f" {used:5.1f}/{total:.0f}G")
             lines.append(line)
         if sample.proc_gpu_gb is not None:
             lines.append(Text(f"run VRAM {sample.proc_gpu_gb:6.1f} GB ({sample.nprocs} procs)"))
@@ -44,7 +44,7 @@ def gauge_text(sample: ResourceSample | None) -> Text:
     total_host = sample.host_rss_gb + sample.host_available_gb
     host = Text("host ")
     host.append_text(bar(sample.host_rss_gb, total_host))
-    host.append(f" {sample.host_rss_gb:5.1f} GB run, {sample.host_available_gb:.1f} free")
+    host.append(f" {sample.host_rss_gb:4.1f}G run {sample.host_available_gb:4.1f}G free")
     lines.append(host)
     cpu = Text("CPU  ")
     cpu.append_text(bar(sample.cpu_percent, 100.0 * max(1, sample.nprocs)))

@@ -165,8 +165,9 @@ class LogView(ScrollView, can_focus=True):
         self.post_message(self.Grew(self, count))
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
-        # Growth never moves scroll_y, so a step up can only be the person scrolling back.
-        if new_value < old_value and self.follow:
+        # Growth never moves scroll_y, and a resize clamps it to the (new) end; so a step up
+        # that leaves the end can only be the person scrolling back.
+        if new_value < old_value and new_value < self.max_scroll_y and self.follow:
             self.follow = False
         super().watch_scroll_y(old_value, new_value)
 

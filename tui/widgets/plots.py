@@ -59,29 +59,24 @@ class Plots(Grid):
 
     def compose(self) -> ComposeResult:
         yield Static("no metrics yet", id="no-metrics")
+        for name in PLOTTED:
+            plot = MetricPlot(name)
+            plot.display = False
+            yield plot
 
     @property
     def shown(self) -> list[str]:
         """Names of the series drawn now, in order."""
-        return [p.series_name for p in self.query(MetricPlot)]
+        return [p.series_name for p in self.query(MetricPlot) if p.display]
 
     def show(self, series: dict[str, list[tuple[float, float]]]) -> None:
-        """Draw `series`; adds or removes plots so that exactly the present series are shown."""
+        """Draw `series`: exactly the present series get a plot, the others are hidden."""
         wanted = [name for name in PLOTTED if series.get(name)]
-        if wanted != self.shown:
-            self.remove_children()
-            if wanted:
-                self.mount_all([MetricPlot(name) for name in wanted])
-                self.styles.grid_size_columns = (
-                    3 if len(wanted) > 4 else 2 if len(wanted) > 1 else 1
-                )
-                self.styles.grid_size_rows = 2 if len(wanted) > 2 else 1
-            else:
-                self.mount(Static("no metrics yet", id="no-metrics"))
-            self.call_after_refresh(self._draw, series)
-        else:
-            self._draw(series)
-
-    def _draw(self, series: dict[str, list[tuple[float, float]]]) -> None:
+        self.query_one("#no-metrics").display = not wanted
         for plot in self.query(MetricPlot):
-            plot.show(series.get(plot.series_name, []))
+            plot.display = plot.series_name in wanted
+            if plot.display:
+                plot.show(series[plot.series_name])
+        count = max(1, len(wanted))
+        self.styles.grid_size_columns = 3 if count > 4 else 2 if count > 1 else 1
+        self.styles.grid_size_rows = 2 if count > 2 else 1

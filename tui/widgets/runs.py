@@ -19,8 +19,8 @@ STATUS_STYLES = {
 
 
 def run_label(view: RunView) -> Text:
-    """`name #attempt  status  (changes)` as plain Text: run names are data, not markup."""
-    label = Text(view.run_id)
+    """`name #attempt  status  changes` as plain Text: run names are data, not markup."""
+    label = Text(f"{view.name} #{view.attempt}")
     label.append(f"  {view.status}", style=STATUS_STYLES.get(view.status, ""))
     if view.changes:
         label.append(f"  {', '.join(view.changes)}", style="italic magenta")

@@ -1,0 +1,142 @@
+"""The live log widget over real files: only visible lines, literal text, follow mode, search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+from textual.message import Message
+
+from supervisor.events import Severity
+from tui.widgets.logview import LogView
+
+
+class LogApp(App[None]):
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def compose(self) -> ComposeResult:
+        yield LogView(self.path, id="log")
+
+
+def numbered(path: Path, n: int, start: int = 1) -> None:
+    with open(path, "a") as f:
+        f.writelines(f"line {i}\n" for i in range(start, start + n))
+
+
+async def until(pilot, cond, tries: int = 100) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(tries):
+        if cond():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not reached")
+
+
+async def test_opens_at_the_end_and_reads_only_what_is_shown(tmp_path: Path) -> None:
+    """A long log opens showing its last lines; lines far above were never read."""
+    log = tmp_path / "out.log"
+    numbered(log, 5000)
+    app = LogApp(log)
+    async with app.run_test(size=(80, 20)) as pilot:
+        view = app.query_one(LogView)
+        await until(pilot, lambda: view.indexed.is_set())
+        await pilot.pause()
+        assert view.line_count == 5000
+        assert view.visible_text()[-1] == "line 5000"
+        assert view.index is not None
+        assert 0 < len(view.index._cache) < 100  # noqa: SLF001 - only the screen was read
+
+
+async def test_markup_and_control_codes_in_a_log_are_shown_literally(tmp_path: Path) -> None:
+    """`[bold red]` and `[@click=app.quit]` in a log show as text and clicking does nothing."""
+    log = tmp_path / "out.log"
+    log.write_bytes(
+        b"[bold red]alarm[/] and [@click=app.quit]quit[/]\n\x1b[31mred\x1b[0m \x07bell\n"
+    )
+    app = LogApp(log)
+    async with app.run_test(size=(80, 10)) as pilot:
+        view = app.query_one(LogView)
+        await until(pilot, lambda: view.line_count == 2)
+        await pilot.pause()
+        first = view.render_line(0).text
+        assert "[bold red]alarm[/] and [@click=app.quit]quit[/]" in first
+        assert "red �bell" in view.render_line(1).text  # ANSI gone, BEL visible
+        await pilot.click(LogView, offset=(30, 0))
+        await pilot.pause()
+        assert app.is_running
+
+
+async def test_follow_stops_on_scroll_up_and_resumes_on_end(tmp_path: Path) -> None:
+    """Following shows new lines; scrolling up stops it; End brings it back to the end."""
+    log = tmp_path / "out.log"
+    numbered(log, 200)
+    app = LogApp(log)
+    async with app.run_test(size=(60, 12)) as pilot:
+        view = app.query_one(LogView)
+        await until(pilot, lambda: view.line_count == 200)
+        view.focus()
+        numbered(log, 5, start=201)
+        await until(pilot, lambda: view.visible_text()[-1:] == ["line 205"])
+        await pilot.press("pageup")
+        assert view.follow is False
+        top = view.scroll_y
+        numbered(log, 5, start=206)
+        await until(pilot, lambda: view.line_count == 210)
+        assert view.scroll_y == top  # stays where the person is reading
+        await pilot.press("end")
+        await pilot.pause()
+        assert view.follow is True and view.visible_text()[-1] == "line 210"
+
+
+async def test_search_jumps_to_matches_and_marks_them(tmp_path: Path) -> None:
+    """Search finds the next and previous line with the text and stops following."""
+    log = tmp_path / "out.log"
+    numbered(log, 300)
+    with open(log, "a") as f:
+        f.write("the loss is NaN here\n")
+    numbered(log, 300, start=302)
+    messages: list[Message] = []
+    app = LogApp(log)
+    async with app.run_test(size=(60, 12), message_hook=messages.append) as pilot:
+        view = app.query_one(LogView)
+        await until(pilot, lambda: view.indexed.is_set())
+        view.scroll_to(y=0, animate=False, immediate=True)
+        assert view.search("nan") == 300
+        await pilot.pause()
+        assert view.follow is False
+        assert "the loss is NaN here" in view.visible_text()
+        assert view.search("line 299", backwards=True) == 298
+        await pilot.pause()
+        # A message is recorded at each node it bubbles through: count each one once.
+        done = list({id(m): m for m in messages if isinstance(m, LogView.SearchDone)}.values())
+        assert [m.lineno for m in done] == [300, 298]
+
+
+async def test_anomaly_lines_are_marked(tmp_path: Path) -> None:
+    """A line an anomaly points at gets a marker in the gutter."""
+    log = tmp_path / "out.log"
+    numbered(log, 5)
+    app = LogApp(log)
+    async with app.run_test(size=(60, 8)) as pilot:
+        view = app.query_one(LogView)
+        await until(pilot, lambda: view.line_count == 5)
+        view.scroll_to(y=0, animate=False, immediate=True)
+        view.set_marks({3: Severity.ERROR})
+        await pilot.pause()
+        assert view.render_line(2).text.startswith("3▶ line 3")
+        assert view.render_line(1).text.startswith("2  line 2")
+
+
+async def test_truncated_log_is_shown_anew(tmp_path: Path) -> None:
+    """A log truncated and rewritten (a trainer restarted in place) shows its new lines."""
+    log = tmp_path / "out.log"
+    numbered(log, 50)
+    app = LogApp(log)
+    async with app.run_test(size=(60, 8)) as pilot:
+        view = app.query_one(LogView)
+        await until(pilot, lambda: view.line_count == 50)
+        log.write_text("fresh start\n")
+        await until(pilot, lambda: view.line_count == 1)
+        await pilot.pause()
+        assert view.visible_text() == ["fresh start"]

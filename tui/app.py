@@ -1,0 +1,159 @@
+"""The `ftmon` Textual app: composes the screens over one `Supervisor`; no logic of its own.
+
+    ftmon                       reattach to live runs from the history, then wait for a launch
+    ftmon RECIPE [--set k=v]    the same, with RECIPE launched
+    ftmon run RECIPE [...]      the same (what `ftmon run` without --headless opens)
+
+The supervisor runs on the app's own asyncio loop; its events come back through the bridge as
+messages, are folded into the `RunBook` and drawn by the main screen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.screen import Screen
+
+from supervisor.history import History, default_logs_dir
+from supervisor.recipe import Recipe, RecipeError, load_recipe
+from supervisor.supervise import AttachError, LaunchRefused, Supervisor
+from tui.bridge import Bridge, MetricsArrived, RunEventMessage
+from tui.screens.confirm import ConfirmQuit
+from tui.screens.main import ACTIONS, MainScreen
+from tui.state import FeedItem, RunBook
+
+
+class FtmonApp(App[int]):
+    """See the module docstring. `recipe` is launched once the screen is up."""
+
+    TITLE = "ftmon"
+
+    def __init__(
+        self,
+        logs_dir: Path | str | None = None,
+        recipe: Recipe | None = None,
+        *,
+        force: bool = False,
+        recipes_dir: Path | str = "recipes",
+        reattach: bool = True,
+    ) -> None:
+        super().__init__()
+        self.logs_dir = Path(logs_dir) if logs_dir is not None else default_logs_dir()
+        self.recipes_dir = Path(recipes_dir)
+        self.initial_recipe = recipe
+        self.force = force
+        self.reattach = reattach
+        self.book = RunBook()
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.history = History.in_logs_dir(self.logs_dir)
+        self.bridge = Bridge(self)
+        self.supervisor = Supervisor(self.history, self.logs_dir, self.bridge)
+        self.main_screen = MainScreen()
+        self.started = False  # set once reattach and the first launch are done
+
+    def on_mount(self) -> None:
+        self.push_screen(self.main_screen)
+        self.start_up()
+
+    @work(group="startup")
+    async def start_up(self) -> None:
+        """Reattach to runs the history says are live, then launch the recipe given, if any."""
+        if self.reattach:
+            for rec in self.history.live():
+                try:
+                    await self.supervisor.attach(rec.id)
+                except (AttachError, OSError) as exc:
+                    self.notify(str(exc), title=f"cannot reattach {rec.id}", severity="warning")
+        if self.initial_recipe is not None:
+            await self.launch(self.initial_recipe, force=self.force)
+        self.started = True
+
+    async def launch(self, recipe: Recipe, force: bool = False) -> str | None:
+        """Launch `recipe`; a refusal (memory estimate, bad plan) is shown, not raised."""
+        try:
+            return await self.supervisor.launch(recipe, force=force)
+        except LaunchRefused as exc:
+            self.notify(str(exc), title=f"{recipe.name} not launched", severity="error")
+            return None
+
+    async def call_supervisor(self, method: str, *args: Any) -> Any:
+        """Ask the supervisor to act on a run; a run that ended meanwhile is a notice."""
+        try:
+            result = getattr(self.supervisor, method)(*args)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        except (KeyError, LaunchRefused, AttachError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            self.notify(str(message), title=f"{method} failed", severity="error")
+            return None
+
+    @on(RunEventMessage)
+    def _run_event(self, message: RunEventMessage) -> None:
+        items: list[FeedItem] = []
+        if isinstance(message, MetricsArrived):
+            for batch in self.bridge.take_metrics(message):
+                items += self.book.apply(batch)
+        else:
+            items = self.book.apply(message.event)
+        if self.main_screen.is_mounted:
+            self.main_screen.show_event(message, items)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Any:
+        yield from super().get_system_commands(screen)
+        for key, action, label, help_text in ACTIONS:
+            shown_key = "/" if key == "slash" else key
+            yield SystemCommand(
+                f"{label} ({shown_key})", help_text, partial(self.main_screen.run_action, action)
+            )
+
+    @work(group="quit", exclusive=True)
+    async def action_quit(self) -> None:
+        """Quit; with live runs ask whether to keep them running (reattach later) or kill them."""
+        live = self.supervisor.live_runs()
+        if live:
+            choice = await self.push_screen_wait(ConfirmQuit(live))
+            if choice is None:
+                return
+            await self.supervisor.close(kill=choice == "kill")
+        else:
+            await self.supervisor.close()
+        self.exit(0)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ftmon", description="ftmon's interactive TUI.")
+    parser.add_argument("recipe", nargs="?", help="a recipe to launch at start-up")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--logs-dir", type=Path, default=None)
+    parser.add_argument("--recipes-dir", type=Path, default=Path("recipes"))
+    parser.add_argument("--force", action="store_true", help="launch even if it may not fit")
+    args = list(argv)
+    if args and args[0] == "run":
+        args = args[1:]
+    return parser.parse_args(args)
+
+
+def main(argv: list[str]) -> int:
+    """`ftmon` with no command, `ftmon RECIPE`, `ftmon run RECIPE` (see the module docstring)."""
+    args = parse_args(argv)
+    recipe = None
+    if args.recipe:
+        try:
+            recipe = load_recipe(args.recipe)
+            if args.set:
+                recipe = recipe.with_overrides(args.set)
+        except RecipeError as exc:
+            print(f"ftmon: {exc}")
+            return 2
+    app = FtmonApp(args.logs_dir, recipe, force=args.force, recipes_dir=args.recipes_dir)
+    result = app.run()
+    app.history.close()
+    return int(result or 0)
