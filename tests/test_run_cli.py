@@ -1,0 +1,211 @@
+"""`ftmon run --headless`, `history`, `show`, `diff`, `replay` through the real console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.programs.recipes import base_weights, write_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "hf_SuperSecretValue123"
+PASSWORD = "pw_AnotherSecret456"
+
+
+def ftmon_argv() -> list[str]:
+    script = Path(sys.executable).parent / "ftmon"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "supervisor"]
+
+
+def ftmon(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ftmon_argv(), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def nan_recipe(tmp_path: Path) -> Path:
+    weights = base_weights(tmp_path)
+    return write_recipe(
+        tmp_path, "train_nan.py", name="nan-demo", base_weights=str(weights),
+        args={"model": "{base_weights}", "output_dir": "{run_dir}", "lr": 2e-4},
+        on={"nan": {"do": "relaunch", "adjust": {"lr": "*0.5"}, "max": 3}},
+    )  # fmt: skip
+
+
+def test_nan_run_is_killed_relaunched_and_recorded(tmp_path: Path) -> None:
+    """The nan run is killed and relaunched with lr halved from the base weights; history
+    shows both commands (the second runs as pasted), the first folder is untouched, diff
+    shows lr, and the exit code is 0 because the last attempt finished."""
+    logs = tmp_path / "logs"
+    recipe = nan_recipe(tmp_path)
+    res = ftmon("run", str(recipe), "--headless", "--logs-dir", str(logs))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "anomaly error" in res.stdout and " nan " in res.stdout
+    assert "action  kill [nan]" in res.stdout and "relaunched as" in res.stdout
+    assert "lr 0.0002 -> 0.0001" in res.stdout
+
+    runs = json.loads(ftmon("history", "--json", "--logs-dir", str(logs)).stdout)
+    second, first = runs  # newest first
+    assert (first["status"], first["end_reason"]) == ("killed", "killed by ftmon: rule nan")
+    assert second["parent_id"] == first["id"] and second["status"] == "finished"
+    weights = str(tmp_path / "base" / "model.safetensors")
+    for run, lr in ((first, "0.0002"), (second, "0.0001")):
+        argv = run["argv"]
+        assert argv[argv.index("--lr") + 1] == lr
+        assert argv[argv.index("--model") + 1] == weights  # never the failed run's output
+
+    table = ftmon("history", "--logs-dir", str(logs)).stdout
+    assert first["command"] in table and second["command"] in table
+    assert "started: relaunch after nan: lr 0.0002 -> 0.0001" in table
+    pasted = subprocess.run(
+        ["bash", "-c", second["command"]], capture_output=True, text=True, timeout=60
+    )
+    assert pasted.returncode == 0 and "training finished" in pasted.stdout
+
+    first_dir = Path(first["run_dir"])
+    assert sorted(p.name for p in first_dir.iterdir()) == [
+        "checkpoint.bin", "command.sh", "output.log", "recipe.yaml",
+    ]  # fmt: skip
+    assert all(p.stat().st_mtime <= first["ended_at"] for p in first_dir.iterdir())
+    assert (first_dir / "checkpoint.bin").read_bytes().endswith(b"0.0002")
+
+    diff = ftmon("diff", first["id"], second["id"], "--logs-dir", str(logs)).stdout
+    assert "args.lr: 0.0002 -> 0.0001" in diff
+    assert "after --lr: 0.0002 -> 0.0001" in diff
+
+    show = ftmon("show", second["id"], "--logs-dir", str(logs)).stdout
+    assert f"parent: {first['id']}" in show and "lr 0.0002 -> 0.0001" in show
+    assert "killed by ftmon: rule nan" in ftmon("show", first["id"], "--logs-dir", str(logs)).stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field"),
+    [
+        ("name: x\ncommand: [python]\nkil_grace_secs: 1\n", 3, "kil_grace_secs"),
+        ("name: x\ncommand: [python]\nkill_grace_secs: soon\n", 3, "kill_grace_secs"),
+        ("name: x\ncommand: [python\nargs: {}\n", 0, ""),
+    ],
+    ids=["misspelt", "wrong-type", "invalid-yaml"],
+)
+def test_bad_recipe_exits_2_with_file_line_and_field(
+    tmp_path: Path, text: str, line: int, field: str
+) -> None:
+    """A bad recipe gives exit code 2 and one line naming the file, the line and the field."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    res = ftmon("run", str(path), "--headless", "--logs-dir", str(tmp_path / "logs"))
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr
+    assert lines[0].startswith(f"{path}:")
+    if line:
+        assert lines[0].startswith(f"{path}:{line}: {field}: ")
+    assert not (tmp_path / "logs" / "ftmon.db").exists() or not json.loads(
+        ftmon("history", "--json", "--logs-dir", str(tmp_path / "logs")).stdout
+    )
+
+
+def test_unknown_set_key_exits_2(tmp_path: Path) -> None:
+    """`--set` of a key the recipe does not have: exit 2, one line naming the override."""
+    recipe = write_recipe(tmp_path, "count_steps.py", args={"steps": 3})
+    res = ftmon("run", str(recipe), "--headless", "--set", "stpes=4", "--logs-dir", str(tmp_path))
+    assert res.returncode == 2
+    (line,) = res.stderr.strip().splitlines()
+    assert "--set stpes=4" in line and "unknown key 'stpes'" in line and "steps" in line
+
+
+def test_secrets_never_stored_or_shown(tmp_path: Path) -> None:
+    """Secret env values reach the run but never the database, history, show or command.sh;
+    a replay reads them from the environment again."""
+    logs = tmp_path / "logs"
+    recipe = write_recipe(
+        tmp_path, "count_steps.py", name="secretive",
+        args={"steps": 3, "interval": 0.01, "secret_env": "HF_TOKEN"},
+        env={"HF_TOKEN": SECRET, "DB_PASSWORD": PASSWORD, "PLAIN_SETTING": "visible"},
+    )  # fmt: skip
+    res = ftmon("run", str(recipe), "--headless", "--logs-dir", str(logs))
+    assert res.returncode == 0, res.stdout + res.stderr
+    (run,) = json.loads(ftmon("history", "--json", "--logs-dir", str(logs)).stdout)
+    run_dir = Path(run["run_dir"])
+    assert "HF_TOKEN set: True" in (run_dir / "output.log").read_text()
+
+    replay = ftmon("replay", "last", "--set", "steps=2", "--logs-dir", str(logs),
+                   env={"HF_TOKEN": SECRET, "DB_PASSWORD": PASSWORD})  # fmt: skip
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    missing = ftmon("replay", run["id"], "--logs-dir", str(logs))
+    assert missing.returncode == 2 and "set HF_TOKEN in the environment" in missing.stderr
+
+    shown = [
+        ftmon("history", "--logs-dir", str(logs)).stdout,
+        ftmon("history", "--json", "--logs-dir", str(logs)).stdout,
+        ftmon("show", run["id"], "--logs-dir", str(logs)).stdout,
+        ftmon("show", "last", "--json", "--logs-dir", str(logs)).stdout,
+        ftmon("diff", run["id"], "last", "--logs-dir", str(logs)).stdout,
+    ]
+    stored = [p.read_bytes().decode("latin-1") for p in logs.rglob("*") if p.is_file()
+              and p.name != "output.log"]  # fmt: skip
+    for text in shown + stored:
+        assert SECRET not in text and PASSWORD not in text
+    assert "PLAIN_SETTING=visible" in shown[0] and 'HF_TOKEN="$HF_TOKEN"' in shown[0]
+    script = (run_dir / "command.sh").read_text()
+    assert "HF_TOKEN" in script and SECRET not in script
+    newest = json.loads(shown[1])[0]
+    assert newest["parent_id"] == run["id"] and newest["reason_started"] == f"replay of {run['id']}"
+    assert newest["argv"][newest["argv"].index("--steps") + 1] == "2"
+
+
+def wait_for_metrics(db: Path, at_least: int, timeout: float = 30) -> None:
+    """Poll the database (a test guard against hanging, not a timing claim)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if db.exists():
+            try:
+                con = sqlite3.connect(db)
+                (n,) = con.execute("SELECT COUNT(*) FROM metrics WHERE name='loss'").fetchone()
+                con.close()
+                if n >= at_least:
+                    return
+            except sqlite3.OperationalError:
+                pass  # table not created yet
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {at_least} metrics in {db}")
+
+
+@pytest.mark.parametrize("kill_on_exit", [False, True], ids=["detach", "kill-on-exit"])
+def test_ctrl_c_detaches_or_kills(tmp_path: Path, kill_on_exit: bool) -> None:
+    """Ctrl-C exits 130 without asking: the run keeps running and `ftmon attach ID` is
+    printed, or with --kill-on-exit the run is killed."""
+    logs = tmp_path / "logs"
+    recipe = write_recipe(tmp_path, "count_steps.py", args={"steps": 2000, "interval": 0.02})
+    extra = ["--kill-on-exit"] if kill_on_exit else []
+    proc = subprocess.Popen(
+        [*ftmon_argv(), "run", str(recipe), "--headless", "--logs-dir", str(logs), *extra],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for_metrics(logs / "ftmon.db", 3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    con = sqlite3.connect(logs / "ftmon.db")
+    run_id, pid, status = con.execute("SELECT id, pid, status FROM runs").fetchone()
+    try:
+        if kill_on_exit:
+            assert status == "killed" and not psutil.pid_exists(pid)
+        else:
+            assert f"ftmon attach {run_id}" in out
+            assert status == "running" and psutil.Process(pid).is_running()
+    finally:
+        if psutil.pid_exists(pid):
+            os.kill(pid, signal.SIGKILL)
