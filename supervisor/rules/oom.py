@@ -22,7 +22,6 @@ from pydantic import Field
 from supervisor.events import Anomaly, Event, Exit, ResourceSample, Severity, Text
 from supervisor.rules.base import LineCooldown, Rule, RuleSettings, clip
 
-_GATE = ("memory", "alloc_failed", "killed", "oom")
 _TRIED = re.compile(r"Tried to allocate\s+([0-9.]+\s*[KMGT]i?B)", re.I)
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"CUDA out of memory|OutOfMemoryError", re.I), "CUDA out of memory"),
@@ -66,7 +65,7 @@ class OomRule(Rule):
         assert isinstance(event, Text)
         text = event.text
         low = text.lower()
-        if not any(g in low for g in _GATE):
+        if not ("memory" in low or "oom" in low or "killed" in low or "alloc_failed" in low):
             return []
         label = next((lab for pattern, lab in _PATTERNS if pattern.search(text)), None)
         if label is None:

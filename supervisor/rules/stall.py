@@ -19,7 +19,6 @@ from pydantic import Field
 from supervisor.events import Anomaly, Event, Metric, Progress, Severity, Text
 from supervisor.rules.base import LineCooldown, Rule, RuleSettings, clip
 
-_GATE = ("watchdog", "timeout", "timed out", "heartbeat", "stall", "hang")
 _PATTERNS = re.compile(
     r"Watchdog caught collective operation timeout"
     r"|ProcessGroup\w*.{0,200}\bTime(?:d\s*)?out"
@@ -62,7 +61,17 @@ class StallRule(Rule):
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, Text):
             low = event.text.lower()
-            if not any(g in low for g in _GATE) or not _PATTERNS.search(event.text):
+            if (
+                not (
+                    "timeout" in low
+                    or "timed out" in low
+                    or "stall" in low
+                    or "stuck" in low
+                    or "hung" in low
+                    or "hang" in low
+                )
+                or _PATTERNS.search(event.text) is None
+            ):
                 return []
             if not self._quiet.ready(event.lineno):
                 return []

@@ -92,6 +92,7 @@ class _JumpRule(Rule):
         self.settings: JumpSettings
         self._series: dict[str, _Baseline] = {}
         self._in_spike: dict[str, bool] = {}
+        self._wanted: dict[str, bool] = {}
 
     def wants(self, key: str) -> bool:
         raise NotImplementedError
@@ -99,8 +100,12 @@ class _JumpRule(Rule):
     def on_event(self, event: Event) -> list[Anomaly]:
         assert isinstance(event, Metric)
         out: list[Anomaly] = []
+        wanted = self._wanted
         for key, value in event.values.items():
-            if not math.isfinite(value) or not self.wants(key):
+            want = wanted.get(key)
+            if want is None:
+                want = wanted[key] = self.wants(key)
+            if not want or not math.isfinite(value):
                 continue  # non-finite values are the nan rule's
             found = self._check(key, value, event)
             if found is not None:
