@@ -70,6 +70,9 @@ def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=RecipeDumper, sort_keys=False, allow_unicode=True, width=100)
 
 
+MAX_NODES = 50_000  # a recipe has a few hundred values
+
+
 class YamlProblem(Exception):
     """Invalid YAML: `line` is 1-based (0 when unknown)."""
 
@@ -86,6 +89,7 @@ class Loaded:
     value: Any
     lines: dict[Path_, int] = field(default_factory=dict)
     duplicates: list[tuple[Path_, int]] = field(default_factory=list)
+    nodes: int = 0
 
     def line_of(self, path: Path_) -> int:
         """The line of `path`, or of its nearest ancestor that exists (1 for the top)."""
@@ -126,7 +130,19 @@ def load_with_lines(text: str) -> Loaded:
         loader.dispose()
 
 
-def _build(loader: RecipeLoader, node: yaml.Node, path: Path_, out: Loaded) -> Any:
+def _build(
+    loader: RecipeLoader,
+    node: yaml.Node,
+    path: Path_,
+    out: Loaded,
+    inside: frozenset[int] = frozenset(),
+) -> Any:
+    if id(node) in inside:  # `a: &x [*x]`: an alias inside the node it names
+        raise YamlProblem(node.start_mark.line + 1, "invalid YAML: an alias refers to itself")
+    inside = inside | {id(node)}
+    out.nodes += 1
+    if out.nodes > MAX_NODES:  # aliases of aliases can expand a small file into billions
+        raise YamlProblem(node.start_mark.line + 1, f"invalid YAML: over {MAX_NODES} values")
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # resolves `<<:` merge keys
         result: dict[Any, Any] = {}
@@ -139,12 +155,12 @@ def _build(loader: RecipeLoader, node: yaml.Node, path: Path_, out: Loaded) -> A
             if key in result:
                 out.duplicates.append((child, line))
             out.lines[child] = line
-            result[key] = _build(loader, value_node, child, out)
+            result[key] = _build(loader, value_node, child, out, inside)
         return result
     if isinstance(node, yaml.SequenceNode):
         items = []
         for i, item in enumerate(node.value):
             out.lines[(*path, i)] = item.start_mark.line + 1
-            items.append(_build(loader, item, (*path, i), out))
+            items.append(_build(loader, item, (*path, i), out, inside))
         return items
     return loader.construct_object(node, deep=True)

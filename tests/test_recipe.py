@@ -322,3 +322,47 @@ def test_yaml_round_trip_of_any_args(args: dict, env: dict) -> None:
     env = {k: v for k, v in env.items() if "PASSWORD" not in k}
     recipe = Recipe(name="r", command=["x"], args=args, env=env)
     assert recipe_from_yaml(recipe.to_yaml()) == recipe
+
+
+_yaml_chars = st.sampled_from([*"abnoxyz01234-_.:{}[],'\"!&*|>#%@` \n\t", "on", "{run_dir}"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cut=st.integers(0, len(GOOD)),
+    junk=st.lists(_yaml_chars, max_size=12).map("".join),
+    drop=st.integers(0, 20),
+)
+def test_any_mangled_recipe_gives_a_recipe_or_a_recipe_error(
+    cut: int, junk: str, drop: int
+) -> None:
+    """A recipe with text cut out and junk put in either loads or says what is wrong, never
+    crashes with another exception."""
+    text = GOOD[:cut] + junk + GOOD[cut + drop :]
+    try:
+        recipe_from_yaml(text, "m.yaml")
+    except RecipeError as exc:
+        assert exc.problems and all(str(p).startswith("m.yaml") for p in exc.problems)
+
+
+ALIAS_PAIRS = list(zip("abcdef", "bcdefg", strict=True))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x [*x]\n",
+        "name: !!python/object:os.system x\n",
+        "name: x\ncommand: [x]\nargs: {d: !!binary aGVsbG8=}\n",
+        "\tname: x\n",
+        "name: x\n---\nname: y\n",
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in ALIAS_PAIRS),
+    ],
+)
+def test_odd_yaml_is_a_recipe_error(text: str) -> None:
+    """Recursive or exploding aliases, python tags, binary values, tabs, two documents are
+    each reported as a problem with the recipe, never a crash."""
+    with pytest.raises(RecipeError) as info:
+        recipe_from_yaml(text, "odd.yaml")
+    assert str(info.value).startswith("odd.yaml")
