@@ -34,7 +34,7 @@ from supervisor.events import (
     Severity,
 )
 from supervisor.history import History, RunRecord
-from supervisor.recipe import Recipe, RecipeError, recipe_from_yaml
+from supervisor.recipe import Recipe, RecipeError, is_secret, recipe_from_yaml
 from supervisor.run_events import (
     ActionTaken,
     AnomalyFound,
@@ -459,17 +459,25 @@ class Supervisor:
         self, run_id: str, recipe: Recipe | None = None, reason: str = "relaunched by the user"
     ) -> str:
         """Kill the run if it is live, then start a child from `recipe` (default: the run's own
-        recipe, unchanged) from the base weights. Returns the child's id. Raises ChainStop when
-        the base weights changed, LaunchRefused when the child cannot be planned."""
+        recipe, unchanged) from the base weights. Returns the child's id. Raises LaunchRefused,
+        leaving a live run alone, when the base weights changed since the lineage's first
+        launch or the child cannot be planned."""
         run = self._runs.get(run_id)
-        if run is None:
-            rec = self.history.resolve(run_id)
-            child_recipe = recipe if recipe is not None else self._recipe_from_history(rec.id)
-            lineage = self._lineage_for(rec)
+        rec = self.history.resolve(run_id)
+        old = run.recipe if run is not None else self._recipe_from_history(rec.id)
+        child_recipe = recipe if recipe is not None else old
+        changes = recipe_changes(old, child_recipe)
+        lineage = run.lineage if run is not None else self._lineage_for(rec)
+        try:
             if lineage is not None:
                 self._check_base_weights(lineage, child_recipe)
-            return await self.launch(child_recipe, parent_id=rec.id, reason=reason, force=True)
-        run.relaunch = (recipe or run.recipe, [], "user", reason)
+        except policy.ChainStop as exc:
+            raise LaunchRefused(f"not relaunching {rec.id}: {exc}") from exc
+        if run is None:
+            return await self.launch(
+                child_recipe, parent_id=rec.id, reason=reason, force=True, changes=changes
+            )
+        run.relaunch = (child_recipe, changes, "user", reason)
         run.chain_stop = None
         self._begin_kill(run, "killed by the user for a relaunch", "user")
         if run.task is not None:  # the task launches the child right after the run's end
@@ -593,3 +601,32 @@ def _first_relaunch_rule(recipe: Recipe) -> str:
         if entry.do == "relaunch":
             return rule
     return ""
+
+
+def recipe_changes(old: Recipe, new: Recipe) -> list[str]:
+    """What a user's edit changed, as the adjustments print it: `args.lr 0.0001 -> 5e-05`."""
+    before, after = _flat(old.model_dump(mode="json")), _flat(new.model_dump(mode="json"))
+    out = []
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) == after.get(key):
+            continue
+        if key.startswith("env.") and is_secret(key[4:]):
+            out.append(f"{key} changed")  # never a secret's value, not even in a change list
+        else:
+            out.append(f"{key} {_shown(before.get(key))} -> {_shown(after.get(key))}")
+    return out
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(_flat(sub, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    return f"{value:g}" if isinstance(value, float) else str(value)

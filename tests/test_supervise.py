@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 
 import psutil
+import pytest
 
 from supervisor import run_events as ev
 from supervisor.history import History
 from supervisor.recipe import load_recipe
-from supervisor.supervise import Supervisor
+from supervisor.supervise import LaunchRefused, Supervisor, recipe_changes
 from tests.programs.recipes import base_weights, write_recipe
 
 
@@ -183,6 +184,7 @@ async def test_user_relaunch_with_the_proposed_recipe(tmp_path: Path) -> None:
     assert parent.status == "killed" and parent.end_reason == "killed by the user for a relaunch"
     rec = sup.history.get(child)
     assert rec.parent_id == run_id and rec.attempt == 2
+    assert rec.changes == ("args.lr 0.0001 -> 5e-05",)
     assert rec.argv[rec.argv.index("--lr") + 1] == "5e-05"
     assert rec.argv[rec.argv.index("--model") + 1] == str(weights)
     assert sup.live_runs() == [child]
@@ -219,3 +221,31 @@ async def test_a_command_that_cannot_start_is_a_failed_run(tmp_path: Path) -> No
     ended = await sup.wait_lineage(run_id)
     assert ended.status == "failed" and "could not start" in ended.reason
     assert sup.history.get(run_id).status == "failed"
+
+
+async def test_user_relaunch_refused_leaves_the_run_alone(tmp_path: Path) -> None:
+    """A user relaunch after the base weights changed is refused and the run keeps running."""
+    weights = base_weights(tmp_path)
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path, "train_nan.py", base_weights=str(weights),
+            args={"model": "{base_weights}", "output_dir": "{run_dir}", "lr": 1e-4,
+                  "steps": 500, "interval": 0.02},
+        )
+    )  # fmt: skip
+    sup, _ = supervisor(tmp_path)
+    run_id = await sup.launch(recipe)
+    weights.write_bytes(b"retrained in place")
+    with pytest.raises(LaunchRefused, match="base weights changed"):
+        await sup.relaunch(run_id)
+    assert sup.live_runs() == [run_id]
+    assert (await sup.kill(run_id)).status == "killed"
+
+
+def test_recipe_changes_never_show_a_secret(tmp_path: Path) -> None:
+    """The change list of a user's edit names a changed secret without its value."""
+    recipe = load_recipe(
+        write_recipe(tmp_path, "count_steps.py", args={"steps": 3}, env={"HF_TOKEN": "old"})
+    )
+    edited = recipe.with_overrides(["steps=5", "env.HF_TOKEN=hf_new_secret"])
+    assert recipe_changes(recipe, edited) == ["args.steps 3 -> 5", "env.HF_TOKEN changed"]
