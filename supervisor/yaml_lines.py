@@ -66,8 +66,15 @@ for _first_char, _resolvers in RecipeLoader.yaml_implicit_resolvers.items():
 
 
 def dump_yaml(data: Any) -> str:
-    """YAML text that both PyYAML's defaults and `RecipeLoader` read back as `data`."""
-    return yaml.dump(data, Dumper=RecipeDumper, sort_keys=False, allow_unicode=True, width=100)
+    """YAML text that both PyYAML's defaults and `RecipeLoader` read back as `data`.
+
+    Text is written as UTF-8 where that reads back the same; PyYAML mangles a few characters
+    (NEL, LS, PS: YAML 1.1 line breaks), and then every non-ASCII character is escaped instead.
+    """
+    text = yaml.dump(data, Dumper=RecipeDumper, sort_keys=False, allow_unicode=True, width=100)
+    if yaml.load(text, Loader=RecipeLoader) == data:
+        return text
+    return yaml.dump(data, Dumper=RecipeDumper, sort_keys=False, allow_unicode=False, width=100)
 
 
 MAX_NODES = 50_000  # a recipe has a few hundred values
