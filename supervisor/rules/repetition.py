@@ -19,9 +19,10 @@ looser, stricter-to-fire signs:
 
 What healthy logs repeat must not fire, so these never count: lines with no letters (`-----`,
 `=====`, `|------|` tables, `████` bars, numbers), lines that look like log records (a level
-word such as INFO or WARNING, a time of day, a `[...]` prefix: the same progress message from
-eight ranks is not a collapsed model), and within a line, units made only of separator, bar,
-digit and space characters. Progress bars reach the rules as `Progress`, not text.
+word such as INFO or WARNING, a time of day, a `[...]` prefix, an exception or a traceback
+frame: the same message from eight ranks is not a collapsed model), lines the parser read as
+metrics (a loop printing `tensor(nan)` every step), and within a line, units made only of
+separator, bar, digit and space characters. Progress bars reach the rules as `Progress`.
 
 De-duplication: after a report the rule is quiet for `quiet_lines` lines.
 """
@@ -39,8 +40,11 @@ from supervisor.rules.base import LineCooldown, Rule, RuleSettings, clip
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
 _LIST_MARKER = re.compile(r"^(?:\d{1,4}[.)]|[-*•]|\\item)\s+")
+# Log records, exceptions and traceback frames: every rank prints the same one (torchrun's
+# `[rankN]:` prefix is gone by the time the text reaches the rule), so repeats are expected.
 _LOG_LIKE = re.compile(
     r"\b(?:INFO|WARN|WARNING|DEBUG|ERROR|CRITICAL|TRACE)\b|Warning:|\d\d:\d\d:\d\d|^\s*\["
+    r"|^\s*File \"|^[\w.]*(?:Error|Exception|Warning|Interrupt)\b"
 )
 # Characters that healthy logs repeat: separators, table rules, bars, digits, spaces.
 _FILLER = frozenset(
