@@ -101,6 +101,7 @@ class _Run:
     killing: asyncio.Task[None] | None = None
     last_rule: str = ""
     exited: bool = False  # the process has ended (its exit is being classified)
+    errors: int = 0  # anomalies of severity error or worse, the exit's own aside
 
     @property
     def pgid(self) -> int:
@@ -280,6 +281,18 @@ class Supervisor:
     # --- the watch task -------------------------------------------------------------------
 
     async def _supervise(self, run: _Run, offset: int, lineno: int) -> None:
+        try:
+            await self._watch_run(run, offset, lineno)
+        except Exception as exc:  # a bug here must not leave waiters hanging or the run unowned
+            print(f"ftmon: supervising {run.run_id} failed: {exc!r}", file=sys.stderr)
+            self._runs.pop(run.run_id, None)
+            why = f"supervision failed ({exc}); reattach with `ftmon attach {run.run_id}`"
+            ended = RunEnded(run.run_id, self.clock(), None, None, why, "detached")
+            self._emit(ended)
+            _settle(run.ended, ended)
+            _settle(run.lineage.final, ended)
+
+    async def _watch_run(self, run: _Run, offset: int, lineno: int) -> None:
         from supervisor.monitor import Monitor
 
         monitor = _RunMonitor(self, run, Monitor(run.recipe.watch, patterns=run.recipe.patterns))
@@ -314,7 +327,7 @@ class Supervisor:
         elif exit_.signal is not None:
             status, reason = "failed", f"killed by signal {exit_.signal}"
         elif exit_.returncode is None:  # a reattached run is not our child: no exit status
-            status, reason = "finished", "ended (exit status unknown: the run was reattached)"
+            status, reason = self._unknown_exit(run, "ended after a reattach")
         elif exit_.returncode == 0:
             status, reason = "finished", "finished"
         else:
@@ -376,6 +389,8 @@ class Supervisor:
         anomaly = dataclasses.replace(anomaly, run_id=run.run_id)
         self.history.add_anomaly(run.run_id, anomaly)
         self._emit(AnomalyFound(run.run_id, anomaly.ts, anomaly))
+        if anomaly.severity >= Severity.ERROR and anomaly.rule != "exit":
+            run.errors += 1
         if run.ending or anomaly.rule == "exit":
             return  # already being stopped; the exit's own classification needs no action
         kind = policy.decide(run.recipe, anomaly.rule).kind
@@ -547,6 +562,9 @@ class Supervisor:
         run.paused = rec.status == "paused"
         self._emit(RunStarted(rec.id, self.clock(), rec.name, rec.attempt, rec.parent_id,
                               rec.argv, rec.log_path, pid, reattached=True))  # fmt: skip
+        if run.paused:
+            why = "was paused when reattached; resume it, relaunch it or kill it"
+            self._emit(RunPaused(rec.id, self.clock(), why))
         if not process.is_alive(pid, start):
             run.pid = 0  # watch_log then reads to the end; the exit below closes the row
             await self._catch_up(run, rec)
@@ -564,8 +582,15 @@ class Supervisor:
             run.log_path, monitor, lambda ev: self._on_anomaly(run, ev),
             offset=rec.offset, lineno=rec.lineno, stop=run.stop, clock=self.clock,
         )  # fmt: skip
-        ended = self._finish(rec.id, None, None, "ended while no ftmon watched it", "finished")
-        _settle(run.lineage.final, ended)
+        status, reason = self._unknown_exit(run, "ended while no ftmon watched it")
+        _settle(run.lineage.final, self._finish(rec.id, None, None, reason, status))
+
+    def _unknown_exit(self, run: _Run, what: str) -> tuple[EndStatus, str]:
+        """How a run ended whose exit status nobody could collect (not our child): failed
+        if a rule found an error in it, else finished."""
+        if run.errors:
+            return "failed", f"{what} (exit status unknown; {run.errors} error(s) found)"
+        return "finished", f"{what} (exit status unknown; no error found)"
 
     async def close(self, kill: bool = False) -> None:
         """Stop supervising. Runs keep running (rows stay live, offsets saved: `ftmon attach`

@@ -12,9 +12,7 @@ asks nothing: it stops supervising, leaves the run running and prints how to rea
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shlex
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -152,6 +150,8 @@ def supervise_headless(
 ) -> int:
     """Open the history, run `start(supervisor) -> run_id`, supervise the lineage to its end
     and print as it goes. Ctrl-C (or SIGTERM) detaches, or kills with `kill_on_exit`."""
+    import asyncio
+
     from supervisor.history import History, HistoryError
 
     try:
@@ -172,6 +172,9 @@ async def _supervise(
     kill_on_exit: bool,
     printer: Printer,
 ) -> int:
+    import asyncio
+    import signal
+
     from supervisor.history import HistoryError
     from supervisor.supervise import AttachError, LaunchRefused, Supervisor
 
