@@ -134,8 +134,14 @@ def plan_run(
 
 
 def write_run_files(plan: LaunchPlan) -> None:
-    """Create the run folder with `recipe.yaml` and `command.sh` (no secrets in either)."""
+    """Create the run folder with `recipe.yaml` and `command.sh` (no secrets in either).
+
+    Raises FileExistsError if the folder already holds anything: ftmon never writes into
+    another run's folder (a relaunch is a new run with a new folder).
+    """
     plan.run_dir.mkdir(parents=True, exist_ok=True)
+    if any(plan.run_dir.iterdir()):
+        raise FileExistsError(f"{plan.run_dir} already holds a run; not writing into it")
     lines = [
         f"ftmon run {plan.run_id}, attempt {plan.attempt}: the recipe as launched.",
         "Placeholders are kept as written; this run rendered them as:",

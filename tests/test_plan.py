@@ -141,6 +141,17 @@ def test_recipe_snapshot_reloads_and_replays_with_env_secret(tmp_path: Path) -> 
         plan_run(snapshot, "r3", 1, tmp_path / "logs", base_env={})
 
 
+def test_an_existing_run_folder_is_never_written_into(tmp_path: Path) -> None:
+    """Planning a run whose folder already holds files refuses, and leaves the files as they are."""
+    plan = plan_run(recipe_from_yaml(recipe_text(tmp_path)), "r1", 1, tmp_path / "logs")
+    plan.run_dir.mkdir(parents=True)
+    (plan.run_dir / "output.log").write_text("the first run's log\n")
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        write_run_files(plan)
+    assert [p.name for p in plan.run_dir.iterdir()] == ["output.log"]
+    assert (plan.run_dir / "output.log").read_text() == "the first run's log\n"
+
+
 def test_recipe_snapshot_keeps_placeholders_and_notes_their_values(tmp_path: Path) -> None:
     """recipe.yaml keeps `{run_dir}` as written and says in a comment what it was for this run."""
     plan = plan_run(recipe_from_yaml(recipe_text(tmp_path)), "r1", 1, tmp_path / "logs")
