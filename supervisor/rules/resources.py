@@ -122,7 +122,7 @@ class HostMemRule(Rule):
                 self.anomaly(
                     Severity.ERROR,
                     f"host memory of the run {sample.host_rss_gb:.1f} GB over the "
-                    f"{s.limit_gb:.1f} GB limit ({sample.nprocs} processes)",
+                    f"{s.limit_gb:g} GB limit ({sample.nprocs} processes)",
                     sample.ts,
                 )
             )
