@@ -74,7 +74,7 @@ def test_vram_over_secs_zero_fires_on_the_first_sample() -> None:
 
 
 def test_vram_without_limit_uses_a_fraction_of_the_device() -> None:
-    """No limit_gb: 95% of the device is the limit, and without per-process data device use counts."""
+    """No limit_gb: 95% of the device is the limit; lacking per-process data, device use counts."""
     rule = VramRule(VramSettings(over_secs=0))
     assert rule.on_resource(gpu(real_sample(1.0), None, 70.0, total=80.0)) == []
     got = rule.on_resource(gpu(real_sample(2.0), None, 77.0, total=80.0))
