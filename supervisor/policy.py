@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from supervisor.recipe import is_secret
+
 ACTIONS = ("alert", "pause", "kill", "relaunch")
 DEFAULT_MAX = 3
 MAX_ATTEMPTS = 20
@@ -88,3 +90,41 @@ def pause_reason(rule: str, message: str, pgid: int) -> str:
         f"paused by ftmon: rule {rule}: {message}. Resume it (TUI: resume, or "
         f"`kill -CONT -{pgid}`), relaunch it with changes, or kill it"
     )
+
+
+def first_relaunch_rule(recipe: Any) -> str:
+    """The first rule whose policy is a relaunch (what the TUI's relaunch form proposes)."""
+    for rule, entry in recipe.on.items():
+        if entry.do == "relaunch":
+            return rule
+    return ""
+
+
+def recipe_changes(old: Any, new: Any) -> list[str]:
+    """What a user's edit changed, as the adjustments print it: `args.lr 0.0001 -> 5e-05`."""
+    before, after = flatten(old.model_dump(mode="json")), flatten(new.model_dump(mode="json"))
+    out = []
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) == after.get(key):
+            continue
+        if key.startswith("env.") and is_secret(key[4:]):
+            out.append(f"{key} changed")  # never a secret's value, not even in a change list
+        else:
+            out.append(f"{key} {_shown(before.get(key))} -> {_shown(after.get(key))}")
+    return out
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """{"args": {"lr": 1}} -> {"args.lr": 1}; lists stay whole values."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    return f"{value:g}" if isinstance(value, float) else str(value)

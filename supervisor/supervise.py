@@ -34,7 +34,7 @@ from supervisor.events import (
     Severity,
 )
 from supervisor.history import History, RunRecord
-from supervisor.recipe import Recipe, RecipeError, is_secret, recipe_from_yaml
+from supervisor.recipe import Recipe, RecipeError, recipe_from_yaml
 from supervisor.run_events import (
     ActionTaken,
     AnomalyFound,
@@ -481,7 +481,7 @@ class Supervisor:
         rec = self.history.resolve(run_id)
         old = run.recipe if run is not None else self._recipe_from_history(rec.id)
         child_recipe = recipe if recipe is not None else old
-        changes = recipe_changes(old, child_recipe)
+        changes = policy.recipe_changes(old, child_recipe)
         lineage = run.lineage if run is not None else self._lineage_for(rec)
         try:
             if lineage is not None:
@@ -507,7 +507,7 @@ class Supervisor:
         policy of the recipe; no changes when nothing applies or the adjustment is exhausted."""
         run = self._runs.get(run_id)
         recipe = run.recipe if run else self._recipe_from_history(run_id)
-        rule = rule or (run.last_rule if run else "") or _first_relaunch_rule(recipe)
+        rule = rule or (run.last_rule if run else "") or policy.first_relaunch_rule(recipe)
         if not rule or policy.policy_for(recipe, rule) is None:
             return recipe, []
         try:
@@ -619,39 +619,3 @@ def _resource_interval(watch_settings: Any) -> float:
         if secs and getattr(settings, "enabled", True):
             asked.append(float(secs))
     return max(MIN_RESOURCE_SECS, min(asked) if asked else DEFAULT_RESOURCE_SECS)
-
-
-def _first_relaunch_rule(recipe: Recipe) -> str:
-    for rule, entry in recipe.on.items():
-        if entry.do == "relaunch":
-            return rule
-    return ""
-
-
-def recipe_changes(old: Recipe, new: Recipe) -> list[str]:
-    """What a user's edit changed, as the adjustments print it: `args.lr 0.0001 -> 5e-05`."""
-    before, after = _flat(old.model_dump(mode="json")), _flat(new.model_dump(mode="json"))
-    out = []
-    for key in sorted(set(before) | set(after)):
-        if before.get(key) == after.get(key):
-            continue
-        if key.startswith("env.") and is_secret(key[4:]):
-            out.append(f"{key} changed")  # never a secret's value, not even in a change list
-        else:
-            out.append(f"{key} {_shown(before.get(key))} -> {_shown(after.get(key))}")
-    return out
-
-
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, sub in value.items():
-            out.update(_flat(sub, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: value}
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "(unset)"
-    return f"{value:g}" if isinstance(value, float) else str(value)

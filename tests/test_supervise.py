@@ -11,8 +11,9 @@ import pytest
 
 from supervisor import run_events as ev
 from supervisor.history import History
+from supervisor.policy import recipe_changes
 from supervisor.recipe import load_recipe
-from supervisor.supervise import LaunchRefused, Supervisor, recipe_changes
+from supervisor.supervise import LaunchRefused, Supervisor
 from tests.programs.recipes import base_weights, write_recipe
 
 

@@ -249,16 +249,6 @@ def replay_cmd(args: argparse.Namespace) -> int:
 # --- diff -----------------------------------------------------------------------------------
 
 
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """{"args": {"lr": 1}} -> {"args.lr": 1}; lists stay whole values."""
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, sub in value.items():
-            out.update(flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: value}
-
-
 def _recipe_data(rec: Any) -> dict[str, Any]:
     import yaml
 
@@ -307,6 +297,8 @@ def diff_cmd(args: argparse.Namespace) -> int:
     a, b = _resolve(history, args.run_a), _resolve(history, args.run_b)
     if a is None or b is None:
         return EXIT_USAGE
+    from supervisor.policy import flatten
+
     recipe = _mapping_diff(flatten(_recipe_data(a)), flatten(_recipe_data(b)))
     env = _mapping_diff(a.env, b.env)
     argv = argv_diff(list(a.argv), list(b.argv))
