@@ -1,0 +1,202 @@
+"""How fast does ftmon read a whole log, against `grep -cE` of the anomaly words on the same file?
+
+    python bench/scan.py                 # 1M lines, cached under bench/out/
+    python bench/scan.py --lines 200000 --profile
+
+Prints seconds and ratios to grep, measured in the same run, for: splitting the file into lines
+(Tail's LineSplitter), splitting + parsing every line (Parser), and `ftmon scan` itself (the whole
+Monitor: parse + rules), and checks that every anomaly planted by make_log.py was reported.
+Figures, not assertions: the machine's load decides the absolute numbers; compare the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from supervisor.parse import Parser  # noqa: E402
+from supervisor.tail import iter_file_lines  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+MAKE_LOG = next(
+    (
+        p
+        for p in (
+            ROOT.parent / "shared" / "bench" / "make_log.py",
+            Path("/work/shared/bench/make_log.py"),
+        )
+        if p.is_file()
+    ),
+    None,
+)
+# What a person would grep a training log for.
+ANOMALY_WORDS = (
+    "nan|inf|out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED|Traceback|F F F F"
+)
+LABEL_OF_RULE = {
+    "nan": "nan",
+    "oom": "oom",
+    "repetition": "repetition",
+    "spike": "spike",
+    "grad_norm": "spike",
+    "divergence": "spike",
+}
+
+
+def make_log(lines: int) -> tuple[Path, Path]:
+    OUT.mkdir(parents=True, exist_ok=True)
+    log = OUT / f"scan-{lines}.log"
+    planted = OUT / f"scan-{lines}.planted.tsv"
+    if not (log.is_file() and planted.is_file()):
+        if MAKE_LOG is None:
+            sys.exit("make_log.py not found (expected ../shared/bench/make_log.py)")
+        print(f"writing {log} ({lines:,} lines) ...", flush=True)
+        with open(planted, "wb") as err:
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(MAKE_LOG),
+                    "--lines",
+                    str(lines),
+                    "--plant",
+                    "20",
+                    "--out",
+                    str(log),
+                ],
+                check=True,
+                stderr=err,
+            )
+    return log, planted
+
+
+def best_of(repeat: int, fn: Callable[[], object]) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def grep(log: Path) -> int:
+    out = subprocess.run(["grep", "-cE", ANOMALY_WORDS, str(log)], capture_output=True, text=True)
+    return int(out.stdout.strip() or 0)
+
+
+def split_only(log: Path) -> int:
+    return sum(len(batch) for batch in iter_file_lines(log))
+
+
+def split_and_parse(log: Path) -> int:
+    parse = Parser().parse
+    n = 0
+    for batch in iter_file_lines(log):
+        for line in batch:
+            n += len(parse(line, 0.0))
+    return n
+
+
+def ftmon_scan(log: Path) -> list[dict]:
+    out = subprocess.run(
+        [sys.executable, "-m", "supervisor", "scan", str(log), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    if out.returncode not in (0, 1):
+        raise SystemExit(f"ftmon scan failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+    return [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
+
+
+def check_planted(planted: Path, records: list[dict]) -> tuple[int, int, list[str]]:
+    found = [
+        (r["lineno"], LABEL_OF_RULE.get(r["rule"], r["rule"]))
+        for r in records
+        if r.get("type") == "anomaly"
+    ]
+    missed = []
+    total = 0
+    for row in planted.read_text().splitlines():
+        line, kind = row.split("\t")
+        total += 1
+        if not any(label == kind and abs(n - int(line)) <= 3 for n, label in found):
+            missed.append(f"{kind}@{line}")
+    return total - len(missed), total, missed
+
+
+def profile(log: Path, limit: int) -> None:
+    from supervisor.monitor import Monitor
+
+    monitor = Monitor()
+    prof = cProfile.Profile()
+
+    def run() -> None:
+        seen = 0
+        for batch in iter_file_lines(log):
+            monitor.feed_lines(batch, 0.0)
+            seen += len(batch)
+            if seen >= limit:
+                return
+
+    prof.runcall(run)
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(20)
+    print(f"\ncProfile of Monitor.feed_lines over the first {limit:,} lines (by own time):")
+    print(buf.getvalue())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=1, help="best of N for each timing")
+    ap.add_argument("--profile", action="store_true", help="cProfile the Monitor afterwards")
+    ap.add_argument("--skip-ftmon", action="store_true", help="time only the in-process parts")
+    a = ap.parse_args()
+    if shutil.which("grep") is None:
+        sys.exit("grep not found")
+    log, planted = make_log(a.lines)
+    size = os.path.getsize(log)
+    print(
+        f"log: {log} ({a.lines:,} lines, {size / 2**20:.0f} MiB); load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    grep(log)  # warm the page cache so that nobody pays for the disk
+    rows: list[tuple[str, float, str]] = []
+    t_grep, hits = best_of(a.repeat, lambda: grep(log))
+    rows.append((f"grep -cE '{ANOMALY_WORDS}'", t_grep, f"{hits:,} matching lines"))
+    t, n = best_of(a.repeat, lambda: split_only(log))
+    rows.append(("split into LogLines (iter_file_lines)", t, f"{n:,} lines"))
+    t, n = best_of(a.repeat, lambda: split_and_parse(log))
+    rows.append(("split + Parser.parse every line", t, f"{n:,} events"))
+    if not a.skip_ftmon:
+        t, records = best_of(a.repeat, lambda: ftmon_scan(log))
+        summary = next((r for r in records if r.get("type") == "summary"), {})
+        ok, total, missed = check_planted(planted, records)
+        note = f"{summary.get('metrics', '?'):,} metrics, planted found {ok}/{total}"
+        rows.append(("ftmon scan (parse + rules, new process)", t, note))
+    print(f"\n{'what':44} {'seconds':>8} {'x grep':>7}  notes")
+    for name, secs, note in rows:
+        print(f"{name[:44]:44} {secs:8.2f} {secs / t_grep:7.1f}  {note}")
+    if not a.skip_ftmon and missed:
+        print(f"MISSED planted anomalies: {', '.join(missed)}")
+    if a.profile:
+        profile(log, min(a.lines, 200_000))
+
+
+if __name__ == "__main__":
+    main()
