@@ -4,21 +4,15 @@ A bad recipe never gives a traceback: `load_recipe` collects every problem (inva
 keys with the nearest known name, wrong types, unknown placeholders, policies for unknown rules)
 into one `RecipeError`, each problem with the file, line and field path.
 
-Flag rendering lives here too (`Recipe.render_argv`): trainers spell flags differently, so the
-recipe says how (`flags:`): `--lr` or `-lr`, `--learning_rate` or `--learning-rate`, booleans as a
-bare `--flag` or as `--flag true`, lists repeated, joined or spread, and which args are positional.
+How args become flags is supervisor/flags.py; how problems are worded, recipe_problems.py; YAML
+with line numbers, yaml_lines.py. This module holds the models, the checks across fields, and
+`--set` overrides.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
 import shlex
-import string
-import types
-import typing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -36,19 +30,37 @@ from pydantic import (
     model_validator,
 )
 
-from supervisor.yaml_lines import Loaded, YamlProblem, dump_yaml, load_scalar, load_with_lines
+from supervisor.flags import (
+    PLACEHOLDERS,
+    FlagStyle,
+    check_arg_value,
+    check_template,
+    placeholders_in,
+    render_args,
+    render_template,
+)
+from supervisor.recipe_problems import Problem, RecipeError, did_you_mean, dotted, problems_from
+from supervisor.rules import WatchSettings
+from supervisor.yaml_lines import YamlProblem, dump_yaml, load_scalar, load_with_lines
 
-try:
-    from supervisor.rules import WatchSettings
-except ImportError:  # the rules package lands in parallel; until then any mapping is accepted
-    WatchSettings = None  # type: ignore[assignment,misc]
+__all__ = [
+    "PLACEHOLDERS",
+    "REDACTED",
+    "FlagStyle",
+    "Policy",
+    "Preflight",
+    "Problem",
+    "Recipe",
+    "RecipeError",
+    "apply_overrides",
+    "is_secret",
+    "load_recipe",
+    "recipe_from_yaml",
+    "render_args",
+    "resolve_key",
+    "rule_names",
+]
 
-PLACEHOLDERS = ("run_dir", "run_id", "base_weights", "attempt", "name")
-# Rule names a policy may name, when WatchSettings is not importable (see ARCHITECTURE.md).
-_FALLBACK_RULES = (
-    "nan", "oom", "repetition", "spike", "grad_norm", "divergence", "skipped_steps", "stall",
-    "traceback", "vram", "host_mem", "exit",
-)  # fmt: skip
 REDACTED = "<redacted>"
 # The args names that mean "micro-batch" and "gradient accumulation", for `keep:
 # [effective_batch]` (adjust.py) and its check here. The first one found in args is used.
@@ -65,94 +77,11 @@ def is_secret(name: str) -> bool:
 
 def rule_names() -> tuple[str, ...]:
     """The rules a policy (`on:`) may name: one per field of WatchSettings."""
-    if WatchSettings is None:
-        return _FALLBACK_RULES
     return tuple(WatchSettings.model_fields)
 
 
-# ---------------------------------------------------------------- problems and errors
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a recipe, where the user can find it."""
-
-    file: str
-    line: int
-    field_path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return (
-            f"{where}: {self.field_path}: {self.message}"
-            if self.field_path
-            else (f"{where}: {self.message}")
-        )
-
-
-class RecipeError(Exception):
-    """A recipe is bad. `str()` is one line per problem; `.problems` holds them all."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("\n".join(str(p) for p in problems))
-        self.problems = problems
-
-
-# ---------------------------------------------------------------- placeholder checks
-
-
-def placeholders_in(text: str) -> list[str]:
-    """Names of the `{...}` fields in `text`; raises ValueError on a stray brace."""
-    try:
-        return [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
-    except ValueError as exc:
-        raise ValueError(f"{exc} in {text!r} (write a literal brace as '{{{{' or '}}}}')") from None
-
-
-def _check_template(text: str) -> str:
-    for name in placeholders_in(text):
-        if name not in PLACEHOLDERS:
-            known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
-            raise ValueError(
-                f"unknown placeholder {{{name}}} in {text!r} (known: {known}; "
-                "write a literal brace as '{{' or '}}')"
-            )
-    return text
-
-
-def render_template(text: str, values: dict[str, str]) -> str:
-    """Fill the placeholders of `text` (already checked at load)."""
-    return text.format_map(values)
-
-
-def _check_arg_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return _check_template(value)
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, list):
-        for item in value:
-            if isinstance(item, (list, dict)):
-                raise ValueError("a list of flag values holds plain values, not lists or mappings")
-            _check_arg_value(item)
-        return value
-    if isinstance(value, dict):  # passed as one JSON argument (HF's `--lr_scheduler_kwargs`)
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"a mapping is passed as JSON, and this one cannot be: {exc}"
-            ) from None
-        return value
-    raise ValueError(
-        "a flag value is text, a number, true/false, null, a list or a mapping (passed as JSON), "
-        f"not {type(value).__name__}"
-    )
-
-
-Template = Annotated[str, AfterValidator(_check_template)]
-ArgValue = Annotated[Any, AfterValidator(_check_arg_value)]
+Template = Annotated[str, AfterValidator(check_template)]
+ArgValue = Annotated[Any, AfterValidator(check_arg_value)]
 
 _OP = re.compile(r"^([*/+-])\s*(\S+)$")
 
@@ -191,14 +120,9 @@ def _adjust_kind(value: Any) -> str:
 def _check_rule_name(name: str) -> str:
     known = rule_names()
     if name not in known:
-        hint = _did_you_mean(name, known)
+        hint = did_you_mean(name, known)
         raise ValueError(f"no rule is named {name!r}{hint} (rules: {', '.join(known)})")
     return name
-
-
-def _did_you_mean(name: str, known: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 RuleName = Annotated[str, AfterValidator(_check_rule_name)]
@@ -208,21 +132,6 @@ RuleName = Annotated[str, AfterValidator(_check_rule_name)]
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FlagStyle(_Model):
-    """How `args` become argv. Defaults suit argparse: `--micro_batch 8`, bare `--flag`."""
-
-    prefix: Literal["--", "-"] = "--"
-    dashes: bool = False  # turn `micro_batch` into `--micro-batch`
-    equals: bool = False  # `--lr=0.1` instead of `--lr 0.1`
-    bools: Literal["bare", "value"] = "bare"  # bare: `--flag` / omitted; value: `--flag true`
-    true_value: str = "true"  # with bools: value
-    false_value: str = "false"
-    lists: Literal["spread", "repeat", "join"] = "spread"  # `--x a b` | `--x a --x b` | `--x a,b`
-    sep: str = ","  # with lists: join
-    positional: list[str] = []  # args rendered as bare values, in this order
-    positional_first: bool = False  # put them before the flags (after `command`)
 
 
 class Policy(_Model):
@@ -250,13 +159,6 @@ class Preflight(_Model):
     warn_ratio: float = Field(0.9, gt=0)
 
 
-if WatchSettings is not None:
-    _WatchType: Any = WatchSettings
-    _watch_default: Any = WatchSettings()
-else:  # pragma: no cover - only before supervisor/rules lands
-    _WatchType = dict[str, dict[str, Any]]
-    _watch_default = {}
-
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -272,7 +174,7 @@ class Recipe(_Model):
     flags: FlagStyle = FlagStyle()
     env: dict[str, Template] = {}
     cwd: Template | None = None
-    watch: _WatchType = _watch_default
+    watch: WatchSettings = WatchSettings()
     patterns: list[str] = []
     on: dict[RuleName, Policy] = {}
     kill_grace_secs: float = Field(10.0, ge=0)
@@ -358,50 +260,6 @@ class Recipe(_Model):
         return argv + render_args(self.args, self.flags, values)
 
 
-def render_args(args: dict[str, Any], style: FlagStyle, values: dict[str, str]) -> list[str]:
-    """Render `args` as flags per `style`: None omitted, bools per style, lists per style."""
-
-    def text(v: Any) -> str:
-        if isinstance(v, bool):
-            return style.true_value if v else style.false_value
-        if isinstance(v, dict):  # as written: placeholders are not filled inside JSON
-            return json.dumps(v)
-        return render_template(v, values) if isinstance(v, str) else str(v)
-
-    flags: list[str] = []
-    for key, value in args.items():
-        if key in style.positional or value is None:
-            continue
-        flag = style.prefix + (key.replace("_", "-") if style.dashes else key)
-        if isinstance(value, bool) and style.bools == "bare":
-            if value:
-                flags.append(flag)
-            continue
-        if isinstance(value, list):
-            items = [text(v) for v in value]
-            if style.lists == "repeat":
-                for item in items:
-                    flags.extend([f"{flag}={item}"] if style.equals else [flag, item])
-                continue
-            if style.lists == "join":
-                items = [style.sep.join(items)]
-            if style.equals and len(items) == 1:
-                flags.append(f"{flag}={items[0]}")
-            else:
-                flags.extend([flag, *items])
-            continue
-        flags.extend([f"{flag}={text(value)}"] if style.equals else [flag, text(value)])
-    positional: list[str] = []
-    for key in style.positional:
-        value = args.get(key)
-        if value is None:
-            continue
-        positional.extend(text(v) for v in value) if isinstance(value, list) else (
-            positional.append(text(value))
-        )
-    return positional + flags if style.positional_first else flags + positional
-
-
 def cross_problems(recipe: Recipe) -> list[tuple[tuple[str | int, ...], str]]:
     """Checks across fields: placeholders that need a value, adjust keys, positional names."""
     out: list[tuple[tuple[str | int, ...], str]] = []
@@ -446,11 +304,11 @@ def resolve_key(recipe: Recipe, key: str) -> tuple[str, ...]:
             return ("args", key)
         if key in _TOP_FIELDS:
             return (key,)
-        close = _did_you_mean(key, [*recipe.args, *_TOP_FIELDS])
+        close = did_you_mean(key, [*recipe.args, *_TOP_FIELDS])
         has = ", ".join(recipe.args) or "nothing"
         raise KeyError(f"unknown key {key!r}{close} (args has: {has})")
     if parts[0] not in _TOP_FIELDS:
-        close = _did_you_mean(parts[0], _TOP_FIELDS)
+        close = did_you_mean(parts[0], _TOP_FIELDS)
         raise KeyError(f"unknown key {key!r}: no field {parts[0]!r}{close}")
     return parts
 
@@ -500,14 +358,14 @@ def apply_overrides(recipe: Recipe, sets: list[str]) -> Recipe:
     try:
         new = Recipe.model_validate(data, context={"defer_cross_checks": True})
     except ValidationError as exc:
-        found = _problems_from(exc, "--set", None, data)
+        found = problems_from(exc, "--set", None, data, Recipe)
         raise RecipeError(
             [
                 Problem(origin(tuple(p.field_path.split("."))), 0, p.field_path, p.message)
                 for p in found
             ]
         ) from None
-    cross = [Problem(origin(loc), 0, _dotted(loc), msg) for loc, msg in cross_problems(new)]
+    cross = [Problem(origin(loc), 0, dotted(loc), msg) for loc, msg in cross_problems(new)]
     if cross:
         raise RecipeError(cross)
     return new
@@ -539,87 +397,15 @@ def recipe_from_yaml(text: str, source: str = "<recipe>") -> Recipe:
         got = "nothing" if loaded.value is None else type(loaded.value).__name__
         raise RecipeError([Problem(file, 1, "", f"a recipe is a mapping of key: value, got {got}")])
     problems = [
-        Problem(file, line, _dotted(p), "this key is given twice; the last one would win")
+        Problem(file, line, dotted(p), "this key is given twice; the last one would win")
         for p, line in loaded.duplicates
     ]
     try:
         recipe = Recipe.model_validate(loaded.value, context={"defer_cross_checks": True})
     except ValidationError as exc:
-        problems += _problems_from(exc, file, loaded, loaded.value)
+        problems += problems_from(exc, file, loaded, loaded.value, Recipe)
         raise RecipeError(sorted(problems, key=lambda p: p.line)) from None
-    problems += [Problem(file, loaded.line_of(p), _dotted(p), m) for p, m in cross_problems(recipe)]
+    problems += [Problem(file, loaded.line_of(p), dotted(p), m) for p, m in cross_problems(recipe)]
     if problems:
         raise RecipeError(problems)
     return recipe
-
-
-def _dotted(path: typing.Sequence[str | int]) -> str:
-    return ".".join(str(p) for p in path)
-
-
-def _clean_loc(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
-    """Drop pydantic's internal loc parts (union tags, `[key]`) that are not in the user's data."""
-    out: list[str | int] = []
-    node = data
-    for i, part in enumerate(loc):
-        last = i == len(loc) - 1
-        if part == "[key]":
-            continue
-        in_dict = isinstance(node, dict) and part in node
-        if in_dict or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
-            node = node[part]
-        elif not last:
-            continue  # e.g. the "map" tag of a discriminated union
-        else:
-            node = None
-        out.append(part)
-    return tuple(out)
-
-
-def _unwrap(tp: Any) -> Any:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0] if len(args) == 1 else tp
-    return tp
-
-
-def _known_fields_dict_aware(loc: tuple[str | int, ...]) -> list[str]:
-    """Like `_known_fields`, but steps over free dict keys (`on.<rule>` -> Policy fields)."""
-    model: Any = Recipe
-    i = 0
-    while i < len(loc):
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
-        field = model.model_fields.get(str(loc[i]))
-        if field is None:
-            return []
-        model = _unwrap(field.annotation)
-        if typing.get_origin(model) is dict:
-            model = typing.get_args(model)[1]
-            i += 1  # skip the free key
-        i += 1
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return []
-
-
-def _problems_from(
-    exc: ValidationError, file: str, loaded: Loaded | None, data: Any
-) -> list[Problem]:
-    problems = []
-    for err in exc.errors(include_url=False):
-        loc = _clean_loc(tuple(err["loc"]), data)
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key" + _did_you_mean(str(loc[-1]), _known_fields_dict_aware(loc[:-1]))
-        elif err["type"] == "missing":
-            msg = "this field is required"
-        elif (
-            "input" in err
-            and not isinstance(err["input"], (dict, list))
-            and err["type"] not in ("value_error", "assertion_error")
-        ):
-            msg = f"{msg} (got {err['input']!r})"
-        line = loaded.line_of(loc) if loaded is not None else 0
-        problems.append(Problem(file, line, _dotted(loc), msg))
-    return problems

@@ -202,10 +202,6 @@ def test_override_with_wrong_type_is_validated() -> None:
 
 def test_override_of_watch_settings_is_validated() -> None:
     """`--set watch.<rule>.<field>` goes through the watch settings model (unknown rule refused)."""
-    from supervisor.recipe import WatchSettings
-
-    if WatchSettings is None:
-        pytest.skip("supervisor.rules.WatchSettings has not landed yet")
     recipe = recipe_from_yaml(GOOD)
     with pytest.raises(RecipeError) as info:
         apply_overrides(recipe, ["watch.no_such_rule.secs=3"])
