@@ -343,7 +343,8 @@ def apply_overrides(recipe: Recipe, sets: list[str]) -> Recipe:
                 break
             node = child
         else:
-            node[path[-1]] = load_scalar(raw)
+            # env values are text, always: `--set env.X=1:2` is not YAML to be typed
+            node[path[-1]] = raw if path[0] == "env" else load_scalar(raw)
             paths.append((path, where))
     if problems:
         raise RecipeError(problems)

@@ -111,9 +111,12 @@ class Loaded:
 def load_scalar(text: str) -> Any:
     """Type one `--set` value by the same YAML rules as a recipe file (`1e-5` -> float)."""
     try:
-        return yaml.load(text, Loader=RecipeLoader)  # RecipeLoader is a SafeLoader
+        value = yaml.load(text, Loader=RecipeLoader)  # RecipeLoader is a SafeLoader
     except yaml.YAMLError:
         return text
+    if value is None and text.strip() not in ("", "~", "null", "Null", "NULL"):
+        return text  # `#foo` is a YAML comment, but on a command line it is the text `#foo`
+    return value
 
 
 def load_with_lines(text: str) -> Loaded:

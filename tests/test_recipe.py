@@ -182,6 +182,18 @@ def test_overrides_bare_dotted_and_typed() -> None:
     assert recipe.with_overrides(["on.nan.max=1"]).on["nan"].max == 1
 
 
+def test_override_values_that_yaml_would_misread() -> None:
+    """`--set env.X=a: b`, `#tag` and an empty value mean what a shell user typed."""
+    recipe = recipe_from_yaml(GOOD)
+    new = apply_overrides(
+        recipe, ["env.X=a: b", "env.Y=007", "model=#tag", "lr=", "args.seq=[1, 2]"]
+    )
+    assert new.env["X"] == "a: b" and new.env["Y"] == "007"
+    assert new.args["model"] == "#tag"
+    assert new.args["lr"] is None and "--lr" not in new.render_argv({})  # null leaves it out
+    assert new.args["seq"] == [1, 2]
+
+
 def test_override_of_unknown_key_names_it() -> None:
     """`--set lr2=1` is an error naming the key and listing what args has."""
     with pytest.raises(RecipeError) as info:
