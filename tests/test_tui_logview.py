@@ -45,7 +45,7 @@ async def test_opens_at_the_end_and_reads_only_what_is_shown(tmp_path: Path) -> 
         assert view.line_count == 5000
         assert view.visible_text()[-1] == "line 5000"
         assert view.index is not None
-        assert 0 < len(view.index._cache) < 100  # noqa: SLF001 - only the screen was read
+        assert 0 < len(view.index._cache) < 100  # only the screen was read
 
 
 async def test_markup_and_control_codes_in_a_log_are_shown_literally(tmp_path: Path) -> None:

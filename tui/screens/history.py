@@ -6,10 +6,10 @@ a run's command (as it ran, ready to paste into a shell), replays a run, or diff
 
 from __future__ import annotations
 
-import difflib
 import time
 from typing import TYPE_CHECKING, ClassVar
 
+import yaml
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -18,9 +18,11 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
+from supervisor.commands.history import argv_diff, command_line
 from supervisor.history import RunRecord
-from supervisor.plan import shell_command
+from supervisor.policy import flatten
 from supervisor.recipe import RecipeError, recipe_from_yaml
+from supervisor.supervise import LaunchRefused
 
 if TYPE_CHECKING:
     from tui.app import FtmonApp
@@ -29,19 +31,36 @@ STATUS_STYLES = {"finished": "green", "failed": "red", "killed": "red", "paused"
 
 
 def command_of(rec: RunRecord) -> str:
-    """The run's command as it ran, ready to paste (secrets read from the shell's own env)."""
-    return shell_command(list(rec.argv), rec.env, rec.cwd or ".")
+    """The run's command as it ran, ready to paste (`ftmon history` prints the same)."""
+    return command_line(rec)
 
 
 def run_diff(a: RunRecord, b: RunRecord) -> Text:
-    """What differs between two runs: command and recipe, as a coloured unified diff."""
-    left = [f"command: {command_of(a)}", *a.recipe_yaml.splitlines()]
-    right = [f"command: {command_of(b)}", *b.recipe_yaml.splitlines()]
-    out = Text()
-    for line in difflib.unified_diff(left, right, a.id, b.id, lineterm="", n=1):
-        style = "green" if line.startswith("+") else "red" if line.startswith("-") else "dim"
-        out.append(line + "\n", style=style)
-    return out if out.plain else Text(f"{a.id} and {b.id} ran the same command and recipe.")
+    """What differs between two runs, as `ftmon diff` reads it: argv, recipe, env, cwd."""
+    out = Text(f"a: {a.id}\nb: {b.id}\n")
+    rows: list[tuple[str, str]] = [("argv", line) for line in argv_diff(list(a.argv), list(b.argv))]
+    for title, left, right in (
+        ("recipe", flatten(_yaml(a.recipe_yaml)), flatten(_yaml(b.recipe_yaml))),
+        ("env", a.env, b.env),
+        ("cwd", {"cwd": a.cwd}, {"cwd": b.cwd}),
+    ):
+        for key in sorted(set(left) | set(right)):
+            if left.get(key) != right.get(key):
+                rows.append((title, f"{key}: {left.get(key)!r} -> {right.get(key)!r}"))
+    if not rows:
+        out.append("no differences in argv, recipe, environment or cwd", style="dim")
+    for title, line in rows:
+        out.append(f"{title:7} ", style="bold")
+        out.append(line + "\n")
+    return out
+
+
+def _yaml(text: str) -> dict[str, object]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def started(ts: float) -> str:
@@ -167,10 +186,16 @@ class HistoryScreen(Screen[None]):
         except RecipeError as exc:
             self.notify(str(exc), title=f"cannot replay {rec.id}", severity="error")
             return
-        run_id = await self.ftmon.launch(recipe)
-        if run_id:
-            self.notify(f"replaying {rec.id} as {run_id}")
-            self.reload()
+        # As `ftmon replay RUN`: the same recipe, a new lineage that names the run it replays.
+        try:
+            run_id = await self.ftmon.supervisor.launch(
+                recipe, parent_id=rec.id, reason=f"replay of {rec.id}", fresh=True
+            )
+        except LaunchRefused as exc:
+            self.notify(str(exc), title=f"cannot replay {rec.id}", severity="error")
+            return
+        self.notify(f"replaying {rec.id} as {run_id}")
+        self.reload()
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -21,10 +21,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from supervisor.adjust import Change
 from supervisor.history import HistoryError
 from supervisor.plan import recipe_yaml_redacted
-from supervisor.policy import relaunch_reason
+from supervisor.policy import ChainStop
 from supervisor.recipe import Recipe, RecipeError, load_recipe, recipe_from_yaml
 from supervisor.supervise import LaunchRefused
 
@@ -158,15 +157,6 @@ class RelaunchScreen(ModalScreen["str | None"]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-    def changes_made(self, recipe: Recipe) -> list[str]:
-        """What differs from the run's recipe, in the adjust module's words."""
-        keys = dict.fromkeys([*self.base.args, *recipe.args])
-        return [
-            str(Change(k, self.base.args.get(k), recipe.args.get(k)))
-            for k in keys
-            if self.base.args.get(k) != recipe.args.get(k)
-        ]
-
     @work(exclusive=True, group="relaunch")
     async def action_launch(self) -> None:
         recipe = self.edited
@@ -174,11 +164,10 @@ class RelaunchScreen(ModalScreen["str | None"]):
             self.notify("Fix the fields first.", severity="error")
             return
         app: FtmonApp = self.app  # type: ignore[assignment]
-        reason = relaunch_reason("user", self.changes_made(recipe))
         self.query_one("#launch", Button).disabled = True
         try:
-            self.new_run_id = await app.supervisor.relaunch(self.run_id, recipe, reason=reason)
-        except (LaunchRefused, RecipeError, HistoryError, KeyError, ValueError) as exc:
+            self.new_run_id = await app.supervisor.relaunch(self.run_id, recipe)
+        except (LaunchRefused, ChainStop, RecipeError, HistoryError, KeyError, ValueError) as exc:
             self.query_one("#error", Static).update(Text(f"not relaunched: {exc}"))
             self.query_one("#launch", Button).disabled = False
             return

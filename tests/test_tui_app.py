@@ -1,0 +1,305 @@
+"""The TUI driven by Textual's pilot, with real runs of tiny Python scripts behind it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from textual.message import Message
+
+from supervisor.plan import shell_command
+from supervisor.process import is_alive
+from supervisor.recipe import Recipe, load_recipe
+from tui.app import FtmonApp, parse_args
+from tui.bridge import ActionDone, AnomalySeen, RunFinished, RunLaunched, RunWasPaused
+from tui.screens.confirm import ConfirmKill, ConfirmQuit
+from tui.screens.history import HistoryScreen
+from tui.screens.main import MainScreen
+from tui.screens.relaunch import LaunchScreen, RelaunchScreen
+from tui.widgets.logview import LogView
+
+SIZE = (120, 40)
+
+# A stand-in trainer: one JSON metric line per step; the loss is nan at step `nan_at` while the
+# learning rate is 0.1 or more, so a relaunch with half the LR trains on.
+SCRIPT = """
+import argparse, json, time
+p = argparse.ArgumentParser()
+p.add_argument("--steps", type=int)
+p.add_argument("--nan_at", type=int)
+p.add_argument("--delay", type=float)
+p.add_argument("--lr", type=float)
+a = p.parse_args()
+loss = 2.0
+for step in range(1, a.steps + 1):
+    loss = float("nan") if step == a.nan_at and a.lr >= 0.1 else loss * 0.9
+    print(json.dumps(dict(step=step, loss=loss, lr=a.lr, grad_norm=1.0)), flush=True)
+    time.sleep(a.delay)
+print("done")
+"""
+
+
+def tiny_recipe(
+    tmp_path: Path,
+    *,
+    steps: int = 6,
+    nan_at: int = 0,
+    delay: float = 0.02,
+    on_nan: dict[str, Any] | None = None,
+    name: str = "tiny",
+) -> Path:
+    data: dict[str, Any] = {
+        "name": name,
+        "command": [sys.executable, "-c", SCRIPT],
+        "args": {"steps": steps, "nan_at": nan_at, "delay": delay, "lr": 0.1},
+        "kill_grace_secs": 2,
+        "on": {"nan": on_nan or {"do": "relaunch", "adjust": {"lr": "*0.5"}, "max": 2}},
+    }
+    path = tmp_path / "recipes" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def make_app(tmp_path: Path, recipe: Recipe | None = None, reattach: bool = True) -> FtmonApp:
+    return FtmonApp(tmp_path / "logs", recipe, recipes_dir=tmp_path / "recipes", reattach=reattach)
+
+
+async def until(pilot, cond: Callable[[], object], secs: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(int(secs / 0.05)):
+        if cond():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def seen(messages: list[Message], kind: type) -> list[Any]:
+    """Messages of `kind`, each once (a message is recorded at every node it passes)."""
+    return list({id(m): m for m in messages if isinstance(m, kind)}.values())
+
+
+async def stop_all(app: FtmonApp) -> None:
+    await app.supervisor.close(kill=True)
+
+
+async def test_recipe_given_at_start_is_launched_and_drawn(tmp_path: Path) -> None:
+    """`ftmon RECIPE` opens with the run launched: its log, its loss plot and its metrics."""
+    recipe = load_recipe(tiny_recipe(tmp_path, steps=5))
+    messages: list[Message] = []
+    app = make_app(tmp_path, recipe)
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await until(pilot, lambda: seen(messages, RunFinished))
+        main = app.main_screen
+        run_id = seen(messages, RunLaunched)[0].run_id
+        assert main.selected == run_id
+        await until(pilot, lambda: "done" in main.query_one(LogView).visible_text())
+        assert set(main.query_one("#plots").shown) == {"loss", "grad_norm", "lr"}
+        assert app.book.runs[run_id].status == "finished"
+        assert len(app.book.runs[run_id].series["loss"]) == 5
+
+
+async def test_nan_is_caught_killed_and_relaunched_with_lower_lr(tmp_path: Path) -> None:
+    """A nan loss kills the run and the policy relaunches it under its parent with half the LR."""
+    recipe = load_recipe(tiny_recipe(tmp_path, steps=40, nan_at=3, delay=0.05))
+    messages: list[Message] = []
+    app = make_app(tmp_path, recipe)
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await until(pilot, lambda: len(seen(messages, RunLaunched)) == 2)
+        first, second = (m.run_id for m in seen(messages, RunLaunched))
+        assert any(m.event.anomaly.rule == "nan" for m in seen(messages, AnomalySeen))
+        child = app.book.runs[second]
+        assert child.parent_id == first and child.changes == ("lr 0.1 -> 0.05",)
+        assert app.book.runs[first].marks.get(3) is not None  # the nan line is marked
+        assert app.main_screen.selected == second  # the screen follows the lineage
+        tree = app.main_screen.query_one("#runs")
+        assert tree.run_ids == [first, second]
+        assert "--lr 0.05" in " ".join(app.history.get(second).argv)
+        await stop_all(app)
+
+
+async def test_pause_and_resume_by_key(tmp_path: Path) -> None:
+    """p pauses the selected run (its process stops) and p again resumes it."""
+    recipe = load_recipe(tiny_recipe(tmp_path, steps=400, delay=0.05))
+    messages: list[Message] = []
+    app = make_app(tmp_path, recipe)
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await until(pilot, lambda: app.main_screen.selected)
+        run_id = app.main_screen.selected
+        await pilot.press("p")
+        await until(pilot, lambda: app.book.runs[run_id].status == "paused")
+        assert "p: resume" in str(app.main_screen.query_one("#status").render())
+        assert app.history.get(run_id).status == "paused"
+        await pilot.press("p")
+        await until(pilot, lambda: app.book.runs[run_id].status == "running")
+        kinds = [m.event.action.kind for m in seen(messages, ActionDone)]
+        assert "pause" in kinds and "resume" in kinds
+        await stop_all(app)
+
+
+async def test_policy_pause_says_why_and_what_to_do(tmp_path: Path) -> None:
+    """When the policy pauses a run, the screen says which rule and offers resume/kill/relaunch."""
+    recipe = load_recipe(tiny_recipe(tmp_path, steps=400, nan_at=2, on_nan={"do": "pause"}))
+    messages: list[Message] = []
+    app = make_app(tmp_path, recipe)
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await until(pilot, lambda: seen(messages, RunWasPaused))
+        status = str(app.main_screen.query_one("#status").render())
+        assert "nan" in status and "p: resume" in status and "k: kill" in status
+        await stop_all(app)
+
+
+async def test_kill_asks_first_and_kills_on_yes(tmp_path: Path) -> None:
+    """k asks for confirmation; n keeps the run, y kills its process group."""
+    recipe = load_recipe(tiny_recipe(tmp_path, steps=400, delay=0.05))
+    messages: list[Message] = []
+    app = make_app(tmp_path, recipe)
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await until(pilot, lambda: app.main_screen.selected)
+        run_id = app.main_screen.selected
+        rec = app.history.get(run_id)
+        await pilot.press("k")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmKill))
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        assert app.book.runs[run_id].status == "running"
+        await pilot.press("k")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmKill))
+        await pilot.press("y")
+        await until(pilot, lambda: seen(messages, RunFinished))
+        assert seen(messages, RunFinished)[0].event.status == "killed"
+        assert not is_alive(rec.pid, rec.proc_start_time)
+
+
+async def test_relaunch_form_prefills_policy_change_and_launches_edits(tmp_path: Path) -> None:
+    """l opens the form with the policy's change filled in; an edit shows in the diff and the
+    relaunch runs under its parent with exactly those changes."""
+    recipe = load_recipe(tiny_recipe(tmp_path, steps=3))
+    messages: list[Message] = []
+    app = make_app(tmp_path, recipe)
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await until(pilot, lambda: seen(messages, RunFinished))
+        parent = app.main_screen.selected
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, RelaunchScreen))
+        form = app.screen
+        fields = {key: form.query_one(f"#field-{i}").value for i, key in enumerate(form.fields)}
+        assert fields["lr"] == "0.05"  # what the nan policy would do
+        steps = form.query_one(f"#field-{form.fields.index('steps')}")
+        steps.value = "4"
+        await pilot.pause()
+        diff = str(form.query_one("#diff").render())
+        assert "-  steps: 3" in diff and "+  steps: 4" in diff and "+  lr: 0.05" in diff
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: len(seen(messages, RunLaunched)) == 2)
+        child = app.history.get(seen(messages, RunLaunched)[1].run_id)
+        assert child.parent_id == parent
+        assert set(child.changes) == {"args.steps 3 -> 4", "args.lr 0.1 -> 0.05"}
+        assert "--steps 4" in " ".join(child.argv)
+        await stop_all(app)
+
+
+async def test_launch_screen_launches_a_recipe_from_recipes_dir(tmp_path: Path) -> None:
+    """o lists the recipes folder; choosing one launches it; a bad path says why in one line."""
+    tiny_recipe(tmp_path, steps=2)
+    messages: list[Message] = []
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, LaunchScreen))
+        screen = app.screen
+        screen.query_one("#path").value = str(tmp_path / "missing.yaml")
+        screen.query_one("#path").focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: "cannot read" in str(screen.query_one("#error").render()))
+        screen.query_one("#recipes").focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: seen(messages, RunLaunched))
+        assert seen(messages, RunLaunched)[0].event.name == "tiny"
+        assert isinstance(app.screen, MainScreen)
+        await stop_all(app)
+
+
+async def test_history_copies_exact_command_replays_and_diffs(tmp_path: Path) -> None:
+    """h lists every run with its exact command; c copies it, d+d diffs two runs, r replays."""
+    recipe = load_recipe(tiny_recipe(tmp_path, steps=20, nan_at=2, delay=0.02))
+    messages: list[Message] = []
+    app = make_app(tmp_path, recipe)
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await until(pilot, lambda: len(seen(messages, RunFinished)) == 2)
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        screen = app.screen
+        assert len(screen.records) == 2
+        newest = screen.records[0]
+        await pilot.press("c")
+        assert screen.copied == shell_command(list(newest.argv), newest.env, newest.cwd)
+        assert app.clipboard == screen.copied
+        await pilot.press("d", "down", "d")
+        diff = str(screen.query_one("#detail").render())
+        assert "args.lr: 0.05 -> 0.1" in diff and "after --lr: 0.05 -> 0.1" in diff
+        target = screen.current()
+        await pilot.press("r")
+        await until(pilot, lambda: len(seen(messages, RunLaunched)) >= 3)
+        replay = app.history.get(seen(messages, RunLaunched)[2].run_id)
+        assert replay.reason_started == f"replay of {target.id}"
+        assert replay.argv == target.argv
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+        await stop_all(app)
+
+
+async def test_quit_keeps_runs_alive_and_next_start_reattaches(tmp_path: Path) -> None:
+    """q with a live run asks; keep leaves it running, a new ftmon reattaches; then kill it."""
+    recipe = load_recipe(tiny_recipe(tmp_path, steps=400, delay=0.05))
+    app = make_app(tmp_path, recipe)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.main_screen.selected)
+        run_id = app.main_screen.selected
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+        await pilot.press("k")
+        await until(pilot, lambda: not app.is_running)
+    rec = app.history.get(run_id)
+    assert rec.live and is_alive(rec.pid, rec.proc_start_time)
+    messages: list[Message] = []
+    again = make_app(tmp_path)
+    async with again.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await until(pilot, lambda: seen(messages, RunLaunched))
+        assert seen(messages, RunLaunched)[0].event.reattached
+        assert again.main_screen.selected == run_id
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(again.screen, ConfirmQuit))
+        await pilot.press("x")
+        await until(pilot, lambda: not again.is_running)
+    assert not is_alive(rec.pid, rec.proc_start_time)
+    assert again.history.get(run_id).status == "killed"
+
+
+async def test_every_action_is_in_the_command_palette_and_footer(tmp_path: Path) -> None:
+    """Each action has a key in the footer and an entry in the command palette."""
+    app = make_app(tmp_path, reattach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        for label in ("Pause/Resume", "Kill", "Relaunch", "Launch", "History", "Follow", "Search"):
+            assert any(t.startswith(label + " (") for t in titles), label
+        footer_keys = {k for k, b in app.main_screen.active_bindings.items() if b.binding.show}
+        assert {"p", "k", "l", "o", "h", "f", "slash", "q"} <= footer_keys
+
+
+def test_arguments_accept_recipe_and_run_forms() -> None:
+    """`ftmon RECIPE --set k=v` and `ftmon run RECIPE` both name the recipe to launch."""
+    assert parse_args(["r.yaml", "--set", "args.lr=1"]).recipe == "r.yaml"
+    assert parse_args(["run", "r.yaml"]).recipe == "r.yaml"
+    assert parse_args([]).recipe is None
+
+
+@pytest.fixture(autouse=True)
+def _no_ftmon_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FTMON_HOME", raising=False)
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
