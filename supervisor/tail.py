@@ -15,6 +15,7 @@ import os
 import re
 import struct
 from collections.abc import Callable, Iterator
+from itertools import accumulate
 
 from supervisor.events import LogLine
 
@@ -110,7 +111,6 @@ class LineSplitter:
         base = self._pos
         self._pos += len(data)
         out: list[LogLine] = []
-        cap = self.max_line
         start = 0
         n = len(data)
         if self.pending:
@@ -127,21 +127,42 @@ class LineSplitter:
         # Whole lines inside this chunk: one split, then offsets by running sum.
         last_nl = data.rfind(b"\n", start)
         if last_nl >= start:
-            pos = base + start
-            make = self._make
-            for raw in data[start:last_nl].split(b"\n"):
-                end = pos + len(raw) + 1
-                if len(raw) > cap:
-                    out.append(make(raw[:cap], pos, end, len(raw) - cap))
-                else:
-                    out.append(make(raw, pos, end, 0))
-                pos = end
+            out += self._whole_lines(data[start : last_nl + 1], base + start)
             start = last_nl + 1
         if start < n:
             self._held_start = base + start
             self._hold(data[start:])
         else:
             self._held_start = self._pos
+        return out
+
+    def _whole_lines(self, region: bytes, pos: int) -> list[LogLine]:
+        """The complete lines of `region`, which ends with a `\n`."""
+        raws = region[:-1].split(b"\n")
+        lens = list(map(len, raws))
+        first = self._lineno + 1
+        if max(lens) <= self.max_line and b"\x1b" not in region and b"\x00" not in region:
+            # The common case, in bulk: one decode for the whole region (a `\n` byte is never
+            # part of a UTF-8 sequence, so this equals decoding line by line), offsets by
+            # running sum, and no per-line Python besides building the LogLine.
+            text = region.decode("utf-8", "replace")
+            if "\r" in text:
+                text = text.replace("\r\n", "\n")
+            texts = text.split("\n")
+            texts.pop()  # the empty string after the final newline
+            ends = list(accumulate([n + 1 for n in lens], initial=pos))
+            self._lineno += len(raws)
+            return list(map(LogLine, range(first, self._lineno + 1), ends, ends[1:], texts))
+        out: list[LogLine] = []
+        make = self._make
+        cap = self.max_line
+        for raw in raws:
+            end = pos + len(raw) + 1
+            if len(raw) > cap:
+                out.append(make(raw[:cap], pos, end, len(raw) - cap))
+            else:
+                out.append(make(raw, pos, end, 0))
+            pos = end
         return out
 
     def _hold(self, piece: bytes) -> None:

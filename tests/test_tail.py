@@ -18,7 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor.events import LogLine
-from supervisor.tail import LineSplitter, Tail, _make_inotify, follow, iter_file_lines
+from supervisor.tail import (
+    LineSplitter,
+    Tail,
+    _make_inotify,
+    clean_text,
+    follow,
+    iter_file_lines,
+)
 
 # Pieces a real log is made of, including the awkward ones.
 PIECES = [
@@ -83,6 +90,34 @@ def test_lines_cover_the_bytes_exactly(data: bytes) -> None:
             assert not line.truncated
         pos = line.end
     assert pos == len(data)
+
+
+def reference(data: bytes, cap: int) -> list[tuple[int, int, str, bool]]:
+    """The slow, obvious way: one line at a time."""
+    out = []
+    pos = 0
+    parts = data.split(b"\n")
+    for i, raw in enumerate(parts):
+        if i == len(parts) - 1 and not raw:
+            break
+        end = pos + len(raw) + (1 if i < len(parts) - 1 else 0)
+        cut = len(raw) > cap
+        body = raw[:cap] if cut else raw.removesuffix(b"\r")
+        text = clean_text(body) + (f" …[truncated {len(raw) - cap} B]" if cut else "")
+        out.append((pos, end, text, cut))
+        pos = end
+    return out
+
+
+plain = st.lists(st.sampled_from([p for p in PIECES if b"\x1b" not in p]), max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=plain.map(b"".join), cap=st.sampled_from([CAP, 1 << 20]))
+def test_bulk_and_line_by_line_agree(data: bytes, cap: int) -> None:
+    """The bulk path for plain chunks gives what decoding each line alone gives."""
+    got = [(ln.offset, ln.end, ln.text, ln.truncated) for ln in split_all(data, cap)]
+    assert got == reference(data, cap)
 
 
 def test_line_cleaning() -> None:
