@@ -190,7 +190,8 @@ def test_override_values_that_yaml_would_misread() -> None:
     )
     assert new.env["X"] == "a: b" and new.env["Y"] == "007"
     assert new.args["model"] == "#tag"
-    assert new.args["lr"] is None and "--lr" not in new.render_argv({})  # null leaves it out
+    values = {"run_dir": "/r", "base_weights": "/w"}
+    assert new.args["lr"] is None and "--lr" not in new.render_argv(values)  # null: left out
     assert new.args["seq"] == [1, 2]
 
 
