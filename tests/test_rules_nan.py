@@ -153,3 +153,15 @@ def test_skip_nonfinite_loss_messages_in_a_row() -> None:
     log = "".join(f"step {s}: skip non-finite loss\n" for s in range(54))
     found = scan(log)
     assert rules_of(found) == [("skipped_steps", 3)]
+
+
+def test_reference_trainer_skip_messages_and_recovery() -> None:
+    """The trainer's 'skip non-finite step' lines: 2 then a finite step is no run; 3 in a row is."""
+    skip = "step {s}: loss is nan: skip non-finite step, no optimizer update ({k} skipped so far)\n"
+    ok = '{{"type": "metric", "step": {s}, "loss": 1.5, "grad_norm": 0.9, "skipped": {k}}}\n'
+    log = skip.format(s=1, k=1) + skip.format(s=2, k=2) + ok.format(s=3, k=2)
+    log += "".join(skip.format(s=s, k=s - 1) for s in range(4, 8))
+    found = [a for a in scan(log) if a.rule == "skipped_steps"]
+    assert [(a.lineno, a.message) for a in found] == [
+        (6, "3 steps in a row skipped for a non-finite loss")
+    ]

@@ -11,7 +11,8 @@ Megatron "number of skipped iterations: 10" in the first iterations). What is no
   (the search settles in the thousands; 64 -> 32 -> 16 in the middle of a run means every
   step overflows);
 - past warm-up, `cascade` reductions in a row with no scale increase in between;
-- "skip non-finite loss" style messages `run` times in a row.
+- "skip non-finite loss" style messages `run` times in a row (a finite loss between them
+  breaks the run).
 
 A loss-scale cascade is the same failure as a nan loss seen from the optimizer's side: the
 corpus scorer counts `skipped_steps` as the `nan` label (tests/test_corpus.py says so).
@@ -90,6 +91,13 @@ class SkippedStepsRule(Rule):
         if isinstance(event, Metric):
             if event.step is not None:
                 self._max_step = max(self._max_step, event.step)
+            loss = event.values.get("loss")
+            if loss is not None and math.isfinite(loss) and self._skips:
+                # A step went through: the run of non-finite skips is broken. (Not so for loss-
+                # scale cuts: HF Trainer logs a finite loss even for the steps it skipped.)
+                self._skips = 0
+                if not self._reductions:
+                    self._reported = False
             scale = event.values.get("loss_scale")
             if scale is not None and math.isfinite(scale) and scale < self.settings.floor_scale:
                 self._last_skip_line = event.lineno
