@@ -54,8 +54,9 @@ def dotted(path: typing.Sequence[str | int]) -> str:
     return ".".join(str(p) for p in path)
 
 
-def _clean_loc(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
-    """Drop pydantic's internal loc parts (union tags, `[key]`) that are not in the user's data."""
+def _clean_loc(loc: tuple[str | int, ...], data: Any, missing: bool) -> tuple[str | int, ...]:
+    """Drop pydantic's internal loc parts (union tags, `[key]`) that are not in the user's data.
+    The last part is kept when it is absent only for a missing field (it names the field)."""
     out: list[str | int] = []
     node = data
     for i, part in enumerate(loc):
@@ -65,7 +66,7 @@ def _clean_loc(loc: tuple[str | int, ...], data: Any) -> tuple[str | int, ...]:
         in_dict = isinstance(node, dict) and part in node
         if in_dict or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
             node = node[part]
-        elif not last:
+        elif not (last and missing):
             continue  # e.g. the "map" tag of a discriminated union
         else:
             node = None
@@ -107,7 +108,7 @@ def problems_from(
     """One Problem per pydantic error; `data` is what was validated, `root` the model."""
     problems = []
     for err in exc.errors(include_url=False):
-        loc = _clean_loc(tuple(err["loc"]), data)
+        loc = _clean_loc(tuple(err["loc"]), data, err["type"] == "missing")
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key" + did_you_mean(str(loc[-1]), _known_fields(root, loc[:-1]))

@@ -124,6 +124,16 @@ def test_bad_adjust_op_and_policy_action(tmp_path: Path) -> None:
     assert ":13: on.oom.do: Input should be 'alert', 'pause', 'kill' or 'relaunch'" in lines[1]
 
 
+def test_missing_fields_and_a_bad_adjust_shape(tmp_path: Path) -> None:
+    """A missing field is named; `adjust: 5` points at `adjust`, not at pydantic's internals."""
+    path = write(tmp_path, "args: {lr: 1}\non:\n  nan: {do: relaunch, adjust: 5}\n")
+    assert problems_of(path) == [
+        f"{path}:1: name: this field is required",
+        f"{path}:1: command: this field is required",
+        f"{path}:3: on.nan.adjust: Input should be a valid dictionary (got 5)",
+    ]
+
+
 def test_keep_effective_batch_needs_accumulation(tmp_path: Path) -> None:
     """`keep: [effective_batch]` without an accumulation arg is an error naming the keys sought."""
     (line,) = problems_of(write(tmp_path, GOOD.replace("  grad_accum: 2\n", "")))
