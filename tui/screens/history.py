@@ -64,7 +64,7 @@ def _yaml(text: str) -> dict[str, object]:
 
 
 def started(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    return time.strftime("%m-%d %H:%M:%S", time.localtime(ts))
 
 
 class HistoryScreen(Screen[None]):
@@ -101,7 +101,7 @@ class HistoryScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.border_title = "history"
-        table.add_columns("run", "parent", "#", "status", "reason", "started")
+        table.add_columns("run", "parent", "#", "status", "reason", "started", "command")
         self.query_one("#detail-box").border_title = "command"
         self.reload()
         table.focus()
@@ -113,13 +113,15 @@ class HistoryScreen(Screen[None]):
         self.records = self.ftmon.history.runs()
         for rec in self.records:
             reason = rec.end_reason or rec.reason_started
+            argv = " ".join(rec.argv)
             table.add_row(
                 Text(rec.id),
                 Text(rec.parent_id or "-"),
                 str(rec.attempt),
                 Text(rec.status, style=STATUS_STYLES.get(rec.status, "")),
-                Text(reason if len(reason) <= 60 else reason[:59] + "…"),
+                Text(reason if len(reason) <= 40 else reason[:39] + "…"),
                 started(rec.started_at),
+                Text(argv if len(argv) <= 80 else argv[:79] + "…"),
                 key=rec.id,
             )
         self.show_detail()
@@ -142,8 +144,10 @@ class HistoryScreen(Screen[None]):
             return
         text = Text(command_of(rec) + "\n\n", style="bold")
         text.append(f"outcome: {rec.status}")
-        if rec.returncode is not None or rec.signal:
-            text.append(f" (exit {rec.returncode}, signal {rec.signal})")
+        if rec.signal:
+            text.append(f" (signal {rec.signal})")
+        elif rec.returncode is not None:
+            text.append(f" (exit {rec.returncode})")
         text.append(f"\nreason: {rec.end_reason or '-'}\n")
         text.append(f"started as: {rec.reason_started or 'first launch'}\n")
         if rec.changes:

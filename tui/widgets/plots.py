@@ -78,5 +78,5 @@ class Plots(Grid):
             if plot.display:
                 plot.show(series[plot.series_name])
         count = max(1, len(wanted))
-        self.styles.grid_size_columns = 3 if count > 4 else 2 if count > 1 else 1
-        self.styles.grid_size_rows = 2 if count > 2 else 1
+        self.styles.grid_size_columns = min(count, 3)
+        self.styles.grid_size_rows = (count + 2) // 3
