@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS runs (
     signal INTEGER,
     end_reason TEXT NOT NULL DEFAULT '',
     base_fingerprint_json TEXT NOT NULL DEFAULT '',
-    changes_json TEXT NOT NULL DEFAULT '[]'
+    changes_json TEXT NOT NULL DEFAULT '[]',
+    owner_pid INTEGER,
+    owner_start REAL
 );
 CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_id);
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
@@ -133,6 +135,7 @@ class RunRecord:
     end_reason: str
     base_fingerprint: dict[str, object] | None
     changes: tuple[str, ...]
+    owner_pid: int | None = None  # the ftmon process supervising it now, if any
 
     @property
     def live(self) -> bool:
@@ -184,6 +187,7 @@ def _record(row: sqlite3.Row) -> RunRecord:
         end_reason=row["end_reason"],
         base_fingerprint=fp if isinstance(fp, dict) else None,
         changes=tuple(str(c) for c in _loads(row["changes_json"], [])),  # type: ignore[union-attr]
+        owner_pid=row["owner_pid"],
     )
 
 
@@ -245,6 +249,10 @@ class History:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+            for column, kind in (("owner_pid", "INTEGER"), ("owner_start", "REAL")):
+                if column not in columns:  # a database from before supervisors owned runs
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
             row = db.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
@@ -318,8 +326,40 @@ class History:
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET status = ?, ended_at = ?, returncode = ?, signal = ?,"
-                " end_reason = ? WHERE id = ?",
+                " end_reason = ?, owner_pid = NULL, owner_start = NULL WHERE id = ?",
                 (status, ended_at, returncode, signal, reason, run_id),
+            )
+
+    def claim(
+        self, run_id: str, pid: int, start: float, alive: Callable[[int, float], bool]
+    ) -> int | None:
+        """Make the supervisor process (`pid`, `start`) the one that supervises `run_id`.
+
+        Two supervisors reading one run would store every metric twice and act twice, so a run
+        has one owner. Returns None when claimed, or the pid of another owner still alive
+        (`alive(pid, start)`); a dead owner (a SIGKILLed `ftmon run`) is replaced.
+        """
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT owner_pid, owner_start FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise HistoryError(f"no run {run_id!r} in {self.path}")
+            owner, owner_start = row
+            if owner and owner != pid and alive(int(owner), float(owner_start or 0.0)):
+                return int(owner)
+            db.execute(
+                "UPDATE runs SET owner_pid = ?, owner_start = ? WHERE id = ?", (pid, start, run_id)
+            )
+            return None
+
+    def release(self, run_id: str, pid: int) -> None:
+        """`pid` no longer supervises `run_id` (it detached); another may attach."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET owner_pid = NULL, owner_start = NULL"
+                " WHERE id = ? AND owner_pid = ?",
+                (run_id, pid),
             )
 
     def set_offset(self, run_id: str, offset: int, lineno: int) -> None:

@@ -12,7 +12,9 @@ after the end the task relaunches when the policy (or the user) asked for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import os
 import sys
 import time
 from collections import Counter
@@ -20,6 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from supervisor import adjust, policy, process, watch
 from supervisor import plan as planning
@@ -155,6 +159,8 @@ class Supervisor:
         self.on_event = on_event
         self.clock = clock
         self._runs: dict[str, _Run] = {}
+        # This process, as the owner of the runs it supervises (see History.claim).
+        self._me = (os.getpid(), psutil.Process().create_time())
         self._lineages: dict[str, _Lineage] = {}  # by the id of any run of it, as it goes
 
     # --- events and actions ---------------------------------------------------------------
@@ -231,6 +237,7 @@ class Supervisor:
             _settle(lineage.final, ended)
             return run_id
         self.history.add_run(**common, pid=spawned.pid, proc_start_time=spawned.start_time)
+        self.history.claim(run_id, *self._me, process.is_alive)
         run = _Run(run_id, recipe, attempt, lineage, spawned.pid, spawned.start_time, plan.log_path)
         self._emit(RunStarted(run_id, now, recipe.name, attempt, parent_id, tuple(plan.argv),
                               str(plan.log_path), spawned.pid))  # fmt: skip
@@ -288,6 +295,8 @@ class Supervisor:
             self._runs.pop(run.run_id, None)
             why = f"supervision failed ({exc}); reattach with `ftmon attach {run.run_id}`"
             ended = RunEnded(run.run_id, self.clock(), None, None, why, "detached")
+            with contextlib.suppress(Exception):
+                self.history.release(run.run_id, self._me[0])
             self._emit(ended)
             _settle(run.ended, ended)
             _settle(run.lineage.final, ended)
@@ -312,6 +321,7 @@ class Supervisor:
         if summary is None or summary.exit is None:  # stopped: the process runs on
             why = f"detached: reattach with `ftmon attach {run.run_id}`"
             ended = RunEnded(run.run_id, self.clock(), None, None, why, "detached")
+            self.history.release(run.run_id, self._me[0])
             self._emit(ended)
             _settle(run.ended, ended)
             _settle(run.lineage.final, ended)
@@ -557,6 +567,11 @@ class Supervisor:
             )
         lineage.last_run_id = rec.id
         self._lineages[rec.id] = lineage
+        owner = self.history.claim(rec.id, *self._me, process.is_alive)
+        if owner is not None:
+            raise AttachError(
+                f"{rec.id} is supervised by another ftmon (pid {owner}); stop that one first"
+            )
         pid, start = rec.pid or 0, rec.proc_start_time or 0.0
         run = _Run(rec.id, recipe, rec.attempt, lineage, pid, start, Path(rec.log_path))
         run.paused = rec.status == "paused"

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import psutil
+import pytest
 
 from supervisor import run_events as ev
 from supervisor.history import History
@@ -29,16 +30,18 @@ def steps_in_db(db: Path) -> Counter[int]:
 
 
 def test_sigkilled_ftmon_then_attach_reads_every_line_once(tmp_path: Path) -> None:
-    """`ftmon run` killed with SIGKILL mid-run: the run goes on, and `ftmon attach` reads on
-    from the stored offset so that the metrics table holds every step exactly once."""
+    """`ftmon run` killed with SIGKILL mid-run: the run goes on, and `ftmon attach` (refused
+    while that ftmon lived) reads on from the stored offset: every step stored exactly once."""
     logs = tmp_path / "logs"
     db = logs / "ftmon.db"
-    recipe = write_recipe(tmp_path, "count_steps.py", args={"steps": STEPS, "interval": 0.03})
+    recipe = write_recipe(tmp_path, "count_steps.py", args={"steps": STEPS, "interval": 0.05})
     proc = subprocess.Popen(
         [*ftmon_argv(), "run", str(recipe), "--headless", "--logs-dir", str(logs)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     wait_for_metrics(db, 5)
+    with pytest.raises(AttachError, match=f"supervised by another ftmon \\(pid {proc.pid}\\)"):
+        asyncio.run(Supervisor(History(db), logs, print).attach("last"))  # no double reading
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     con = sqlite3.connect(db)
