@@ -41,9 +41,14 @@ def test_shipped_recipe_loads_and_plans(path: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", RECIPES, ids=IDS)
 def test_shipped_recipe_opens_with_its_command(path: Path) -> None:
-    """Each recipe opens with a comment showing the exact command that runs it."""
-    first = path.read_text().splitlines()[0]
-    assert first.startswith("# ftmon ") and str(path.relative_to(ROOT)) in first, first
+    """Each recipe opens with a comment that shows the exact `ftmon` command that runs it."""
+    lines = path.read_text().splitlines()
+    end = next((i for i, x in enumerate(lines) if not x.startswith("#")), len(lines))
+    opening = lines[:end]
+    rel = str(path.relative_to(ROOT))
+    assert any("ftmon " in x and rel in x for x in opening), (
+        f"{rel} opens with no `ftmon ... {rel}`"
+    )
 
 
 def _run_demo(tmp_path: Path, sets: list[str]) -> tuple[Recipe, Path]:
