@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -140,3 +141,25 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(HistoryError, match="newer ftmon"):
         History(db)
+
+
+def test_a_run_has_one_live_owner(tmp_path: Path) -> None:
+    """A run claimed by a live ftmon cannot be claimed by another; a dead owner is replaced."""
+    import psutil
+
+    from supervisor.process import is_alive
+
+    h = History(tmp_path / "ftmon.db")
+    add(h, "r1", 1.0)
+    me = (os.getpid(), psutil.Process().create_time())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_start = psutil.Process(dead.pid).create_time()
+    dead.wait()
+    assert h.claim("r1", dead.pid, dead_start, is_alive) is None
+    assert h.claim("r1", *me, is_alive) is None  # the dead owner is replaced
+    assert h.claim("r1", 1, 0.0, is_alive) == os.getpid()  # a live owner is not
+    h.release("r1", os.getpid())
+    assert h.claim("r1", 1, 0.0, is_alive) is None
+    h.finish_run("r1", status="finished", ended_at=2.0)
+    rec = h.get("r1")
+    assert rec is not None and rec.owner_pid is None
