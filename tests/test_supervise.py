@@ -9,6 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from supervisor import policy
 from supervisor import run_events as ev
 from supervisor.history import History
 from supervisor.policy import recipe_changes
@@ -250,3 +251,17 @@ def test_recipe_changes_never_show_a_secret(tmp_path: Path) -> None:
     )
     edited = recipe.with_overrides(["steps=5", "env.HF_TOKEN=hf_new_secret"])
     assert recipe_changes(recipe, edited) == ["args.steps 3 -> 5", "env.HF_TOKEN changed"]
+
+
+def test_policy_defaults_to_alert_and_counts_relaunches_per_rule(tmp_path: Path) -> None:
+    """A rule without a policy alerts; a relaunch stops at the rule's max within a lineage."""
+    recipe = load_recipe(
+        write_recipe(tmp_path, "count_steps.py", on={"nan": {"do": "relaunch", "max": 2}})
+    )
+    assert policy.decide(recipe, "spike").kind == "alert"
+    assert policy.decide(recipe, "nan").kind == "relaunch"
+    policy.check_relaunch_allowed(recipe, "nan", {"nan": 1, "oom": 5}, attempt=6)
+    with pytest.raises(policy.ChainStop, match="relaunched 2 time"):
+        policy.check_relaunch_allowed(recipe, "nan", {"nan": 2}, attempt=3)
+    with pytest.raises(policy.ChainStop, match="attempts"):
+        policy.check_relaunch_allowed(recipe, "nan", {}, attempt=policy.MAX_ATTEMPTS)
