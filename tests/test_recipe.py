@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -386,3 +388,33 @@ def test_odd_yaml_is_a_recipe_error(text: str) -> None:
     with pytest.raises(RecipeError) as info:
         recipe_from_yaml(text, "odd.yaml")
     assert str(info.value).startswith("odd.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "sets", "expected"),
+    [
+        (GOOD + "kill_grace: 5\n", [], ":14: kill_grace: unknown key; did you mean"),
+        (GOOD + "kill_grace_secs: ten\n", [], ":14: kill_grace_secs: Input should be"),
+        (GOOD.replace("args:", "args: [", 1), [], ": invalid YAML"),
+        (GOOD, ["--set", "lr2=1"], "--set lr2=1: unknown key 'lr2'"),
+    ],
+    ids=["misspelt", "wrong-type", "invalid-yaml", "set-unknown"],
+)
+def test_ftmon_run_with_a_bad_recipe_exits_2(
+    tmp_path: Path, text: str, sets: list[str], expected: str
+) -> None:
+    """`ftmon run` of a bad recipe (or a bad --set) exits 2 with one line naming file and field,
+    launches nothing, and prints no traceback."""
+    path = write(tmp_path, text)
+    logs = ["--logs-dir", str(tmp_path / "logs")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "supervisor", "run", str(path), *sets, "--headless", *logs],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not list((tmp_path / "logs").glob("*/output.log"))
