@@ -143,11 +143,18 @@ def to_float(value: object) -> float | None:
 _RANK_PREFIX = re.compile(r"^(?:\[(?:rank|default)\d+\]:[ ]?|rank:\s*\d+\s*\|\s?)")
 _TENSOR = re.compile(r"tensor\(\s*([-+]?[\w.+\-]+)\s*(?:,[^()]*(?:\([^()]*\)[^()]*)*)?\)")
 _BARE_TENSOR = re.compile(r"^\s*tensor\(\s*([-+]?[\w.+\-]+)\s*(?:,[^()]*)?\)\s*$")
-_TQDM = re.compile(
-    r"^(?P<desc>[^\r|%]{0,120}?)\s*(?P<pct>\d{1,3})%\|[^|]*\|\s*"
+_BAR = (
+    r"(?P<desc>[^\r|%]{0,120}?)[ \t]*(?P<pct>\d{1,3})%\|[^|\r]*\|[ \t]*"
     r"(?P<n>\d+(?:\.\d+)?[kMG]?)/(?P<total>\d+(?:\.\d+)?[kMG]?|\?)"
-    r"(?:\s*\[(?P<info>[^\]]*)\])?"
+    r"(?:[ \t]*\[(?P<info>[^\]\r]*)\])?"
 )
+_TQDM = re.compile(_BAR)
+# A line of nothing but redraws of bars (the commonest line of all): one C-level check.
+_BARE_BAR = _BAR.replace("?P<desc>", "?:").replace("?P<pct>", "?:").replace("?P<n>", "?:")
+_BARE_BAR = _BARE_BAR.replace("?P<total>", "?:").replace("?P<info>", "?:")
+_ALL_BARS = re.compile(rf"[ \t\r]*{_BARE_BAR}[ \t]*(?:\r[ \t\r]*{_BARE_BAR}[ \t]*)*[ \t\r]*")
+_DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
+_TEMPLATES_MAX = 4096
 _MMENGINE_ITER = re.compile(r"Iter\(\w+\)\s*\[\s*(\d+)\s*/")
 _SCALE = {"k": 1e3, "M": 1e6, "G": 1e9}
 
@@ -189,7 +196,9 @@ METRIC_WORDS = (
 class Parser:
     """Turn lines into events. Stateless apart from the user patterns; safe to share."""
 
-    def __init__(self, patterns: Sequence[str] = (), prefilter_engine: str = "auto") -> None:
+    def __init__(
+        self, patterns: Sequence[str] = (), prefilter_engine: str = "auto", cache: bool = True
+    ) -> None:
         compiled: list[re.Pattern[str]] = []
         for p in patterns:
             try:
@@ -204,6 +213,8 @@ class Parser:
             compiled.append(rx)
         self.patterns = tuple(compiled)
         self.prefilter = Prefilter(METRIC_WORDS, engine=prefilter_engine)
+        self.cache = cache  # off only to test that the template cache changes nothing
+        self._templates: dict[str, _Template] = {}
 
     # -- entry point --
 
@@ -225,6 +236,17 @@ class Parser:
     # -- tqdm frames --
 
     def _parse_frames(self, text: str, lineno: int, ts: float) -> list[Event]:
+        if _ALL_BARS.fullmatch(text):
+            # Only bars: what counts is the last one (a terminal shows nothing else).
+            last = text.rstrip(" \t\r").rpartition("\r")[2]
+            m = _TQDM.match(last)
+            if m is not None and not last[m.end() :].strip():
+                out: list[Event] = []
+                self._emit_progress(m, lineno, ts, out)
+                return out
+        return self._parse_frames_one_by_one(text, lineno, ts)
+
+    def _parse_frames_one_by_one(self, text: str, lineno: int, ts: float) -> list[Event]:
         out: list[Event] = []
         last_progress: re.Match[str] | None = None
         for frame in text.split("\r"):
@@ -280,33 +302,25 @@ class Parser:
                     out.append(Metric(lineno, ts, {"loss": v}, None, "tensor"))
                 return
             text = _TENSOR.sub(r"\1", text)
-        values, step = self._kv(text)
-        if step is None and "Iter(" in text:
-            mm = _MMENGINE_ITER.search(text)  # mmengine: `Iter(train) [ 10/100]`
-            if mm is not None:
-                step = int(mm.group(1))
+            values, step = self._kv(text)
+        elif self.cache:
+            # Lines of one format differ only in their digits: find where the values sit once
+            # per shape, then read them by position (see _Template).
+            shape = text.translate(_DIGITS_TO_ZERO)
+            template = self._templates.get(shape)
+            if template is None:
+                template = _Template.of(text)
+                if len(self._templates) >= _TEMPLATES_MAX:
+                    self._templates.clear()
+                self._templates[shape] = template
+            values, step = template.read(text) if template.cacheable else self._kv(text)
+        else:
+            values, step = self._kv(text)
         if values:
             _emit_values(values, step, lineno, ts, "kv", out)
 
     def _kv(self, text: str) -> tuple[dict[str, float], int | None]:
-        values: dict[str, float] = {}
-        step: int | None = None
-        for m in _KV.finditer(text):
-            key = m.group("key")
-            num = m.group("num")
-            if num is not None:
-                value = float(num.replace(",", "")) if "," in num else float(num)
-            else:
-                value = _SPECIAL[m.group("special").lower()]
-            name = _pick_name(key, bare=m.group("colon") is None, text=text, m=m)
-            if name is None:
-                continue
-            if name == "step":
-                if step is None and value == value and value >= 0 and value.is_integer():
-                    step = int(value)
-                continue
-            values.setdefault(name, value)
-        return values, step
+        return _Template.of(text).read(text)
 
     # -- JSON and Python dict lines --
 
@@ -362,6 +376,72 @@ class Parser:
                     values[normalise_name(name)] = v
             if values:
                 out.append(Metric(lineno, ts, values, step, "pattern"))
+
+
+class _Template:
+    """Where the metric values of a `key: value` line sit, by character position.
+
+    Two lines that differ only in their digits (every digit read as 0) parse alike: the regex
+    decisions depend on digit-or-not, never on which digit, so the names found on the first line
+    and the spans of its values hold for the next. Not cacheable when a name itself has digits.
+    Step candidates are all kept, because whether `1.0` or `1.5` is a valid step depends on the
+    digits: `read` picks the first valid one as the full parse would.
+    """
+
+    __slots__ = ("cacheable", "steps", "values")
+
+    def __init__(
+        self,
+        values: list[tuple[str, int, int, float | None]],
+        steps: list[tuple[int, int, float | None]],
+        cacheable: bool,
+    ) -> None:
+        self.values = values  # (name, start, end, constant or None to read text[start:end])
+        self.steps = steps
+        self.cacheable = cacheable
+
+    @classmethod
+    def of(cls, text: str) -> _Template:
+        values: list[tuple[str, int, int, float | None]] = []
+        steps: list[tuple[int, int, float | None]] = []
+        seen: set[str] = set()
+        cacheable = True
+        for m in _KV.finditer(text):
+            name = _pick_name(m.group("key"), bare=m.group("colon") is None, text=text, m=m)
+            if name is None:
+                continue
+            if any(c.isdigit() for c in m.group("key")):
+                cacheable = False
+            if m.group("num") is not None:
+                start, end, const = m.start("num"), m.end("num"), None
+            else:
+                special = m.group("special")
+                start, end, const = m.start("special"), m.end("special"), _SPECIAL[special.lower()]
+            if name == "step":
+                steps.append((start, end, const))
+            elif name not in seen:
+                seen.add(name)
+                values.append((name, start, end, const))
+        if "Iter(" in text:
+            mm = _MMENGINE_ITER.search(text)  # mmengine: `Iter(train) [ 10/100]`
+            if mm is not None:
+                steps.append((mm.start(1), mm.end(1), None))
+        return cls(values, steps, cacheable)
+
+    def read(self, text: str) -> tuple[dict[str, float], int | None]:
+        values = {
+            name: const if const is not None else _number(text[start:end])
+            for name, start, end, const in self.values
+        }
+        for start, end, const in self.steps:
+            v = const if const is not None else _number(text[start:end])
+            if v == v and v >= 0 and v.is_integer() and v != math.inf:
+                return values, int(v)
+        return values, None
+
+
+def _number(token: str) -> float:
+    return float(token.replace(",", "")) if "," in token else float(token)
 
 
 _TRAILING_WORDS = frozenset(("to", "is", "of", "at", "was", "now", "becomes", "from"))

@@ -276,3 +276,89 @@ def test_every_corpus_line_parses() -> None:
                     for e in events:
                         if isinstance(e, (Metric, Eval)):
                             assert all(not math.isnan(v) for v in e.values.values()), (path, e)
+
+
+KV_PIECES = [
+    "step ",
+    "iter ",
+    "loss: ",
+    "loss ",
+    "lm loss: ",
+    "grad norm: ",
+    "tok/sec: ",
+    "eval_loss=",
+    "v2: ",
+    "| ",
+    " | ",
+    ", ",
+    " ",
+    "nan",
+    "inf",
+    "ms",
+    "%",
+    "/",
+    ":",
+    ".",
+    "e-",
+    ",",
+    "Iter(train) [ ",
+    "#",
+    "##",
+    "###",
+]
+
+
+def fill(shape: str, digits: list[int]) -> str:
+    out = []
+    i = 0
+    for ch in shape:
+        if ch == "#":
+            out.append(str(digits[i % len(digits)]))
+            i += 1
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+@settings(max_examples=250, deadline=None)
+@given(
+    shape=st.lists(st.sampled_from(KV_PIECES), min_size=1, max_size=14).map("".join),
+    first=st.lists(st.integers(0, 9), min_size=1, max_size=8),
+    second=st.lists(st.integers(0, 9), min_size=1, max_size=8),
+)
+def test_template_cache_changes_nothing(shape: str, first: list[int], second: list[int]) -> None:
+    """Reading values by position from a cached line shape gives what a full parse gives."""
+    cached = Parser()
+    plain = Parser(cache=False)
+    for digits in (first, second, first):
+        text = fill(shape, digits)
+        got, want = parse_with(cached, text), parse_with(plain, text)
+        assert repr(got) == repr(want), text  # repr: nan == nan
+
+
+def parse_with(parser: Parser, text: str) -> list[Event]:
+    return parser.parse(LogLine(1, 0, 0, text), 0.0)
+
+
+FRAMES = [
+    " 14%|█▍        | 378/2724 [13:55:57<86:19:20, 132.41s/it]",
+    "Epoch 1:  10%|█         | 10/100 [00:01<00:09,  9.50it/s, loss=1.23, v_num=0]",
+    "Train:   0%|          | 5/148500 [04:11<2164:04:35, 52.46s/it]",
+    "100%|██████████| 10/10",
+    " 50%|█████     | 5/10 [00:01<00:01]INFO oom soon",
+    "[2023-06-07 22:16:00,018] [INFO] OVERFLOW!",
+    "   ",
+    "",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(FRAMES), min_size=1, max_size=8))
+def test_bar_only_lines_fast_path(frames: list[str]) -> None:
+    """The one-regex path for lines of bars gives what reading frame by frame gives."""
+    text = "\r".join(frames)
+    if "\r" not in text and "%|" not in text:
+        return
+    fast = PARSER.parse(LogLine(1, 0, 0, text), 0.0)
+    slow = PARSER._parse_frames_one_by_one(text, 1, 0.0)
+    assert fast == slow
