@@ -84,12 +84,13 @@ def test_numbered_sentence_repeating_in_a_foreign_log() -> None:
 
 
 def test_latex_items_and_blocks_repeating() -> None:
-    """`\\item Freddie Highmore` x 17 and a two-line block x 4 are loops."""
+    """`\\item Freddie Highmore` x 17 (list items: 4 copies) and a plain block x 12 are loops."""
     items = "\\begin{itemize}\n" + "\\item Freddie Highmore\n" * 17
     assert [a.lineno for a in scan(items)] == [5]
-    block = "Question: who are you?\nAnswer: I am the assistant.\n" * 4
+    block = "Question: who are you?\nAnswer: I am the assistant.\n" * 12
     found = scan(block)
-    assert [a.lineno for a in found] == [8] and "a block of 2 lines" in found[0].message
+    assert [a.lineno for a in found] == [24] and "a block of 2 lines" in found[0].message
+    assert scan("Question: who are you?\nAnswer: I am the assistant.\n" * 11) == []
 
 
 def test_repetition_inside_one_line() -> None:
@@ -111,6 +112,10 @@ HEALTHY_LOG = (
     + "".join(f"Step {i} | loss:0.9 lr:2e-05\n" for i in range(10))
     + "".join(f"epoch {i}: done\n" for i in range(10))
     + "UserWarning: `use_cache=True` is incompatible with gradient checkpointing.\n" * 8
+    + "Using /root/.cache/torch_extensions/py310_cu121 as PyTorch extensions root...\n" * 8
+    + "Special tokens have been added in the vocabulary, make sure the associated word "
+    "embeddings are fine-tuned or trained.\n" * 8
+    + "<s> [INST] hello [/INST] hi</s>" + "<pad>" * 60 + "\n"
     + "  warnings.warn(\n" * 2
     + "tensor(nan, device='cuda:0')\n" * 6
     + "    return forward_call(*args, **kwargs)\n  File \"/x/module.py\", line 1501\n" * 4
@@ -123,7 +128,7 @@ HEALTHY_LOG = (
 
 
 def test_what_healthy_logs_repeat_never_fires() -> None:
-    """Bars, separators, tables, INFO lines, step lines, warnings from every rank: no repetition."""
+    """Bars, separators, tables, INFO lines, step lines, messages from 8 ranks, padding: no loop."""
     found = [a for a in scan(HEALTHY_LOG) if a.rule == "repetition"]
     assert found == []
 
@@ -131,7 +136,7 @@ def test_what_healthy_logs_repeat_never_fires() -> None:
 def test_one_report_per_loop() -> None:
     """A sentence repeated 300 times gives one report, then `quiet_lines` of quiet."""
     log = "The model says hello to you.\n" * 300
-    assert [a.lineno for a in scan(log)] == [4, 205]
+    assert [a.lineno for a in scan(log)] == [12, 213]
 
 
 @settings(max_examples=60, deadline=None)

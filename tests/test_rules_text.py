@@ -46,6 +46,9 @@ def test_other_out_of_memory_texts() -> None:
         "[12345.678] Out of memory: Killed process 48213 (python) total-vm:120000000kB",
         "memory watchdog: RSS 121.3 GB over 120 GB, killing training process",
         "RuntimeError: DataLoader worker (pid 4242) is killed by signal: Killed.",
+        "RuntimeError: HIP out of memory. Tried to allocate 2.00 GiB",
+        "NCCL error in: ProcessGroupNCCL.cpp:1269, unhandled cuda error, NCCL version 2.14.3; "
+        "Last error: Cuda failure 'out of memory'",
     ]
     for line in lines:
         assert len(OomRule().on_event(Text(1, 1.0, line))) == 1, line
@@ -59,6 +62,7 @@ def test_memory_words_in_healthy_lines_do_not_fire() -> None:
         "Epoch(train) [1][200/735]  lr: 1.9870e-04  memory: 10762  loss: 2.7522\n"
         "Killed 3 stale dataloader workers from the previous epoch\n"
         "bloom-560m loaded in the living room\n"
+        "Tip: lower --micro_batch to avoid running out of memory on small GPUs\n"
     )
     assert scan(log) == []
 

@@ -1,9 +1,10 @@
 """`exit`: how the watched process ended, as an anomaly when it did not end cleanly.
 
-Clean (code 0): nothing. Killed by ftmon: INFO, with the reason ftmon gave (the anomaly that
-caused it was reported already). Killed by a signal: ERROR with the signal's name (a SIGKILL
-nobody here sent is often the kernel OOM killer; the `oom` rule says so when memory was short).
-A non-zero code: ERROR; codes 128+N, which a shell reports for a child killed by signal N, say so.
+Clean (code 0): nothing. Status unknown (a foreign pid): INFO. Killed by ftmon: INFO, with
+the reason ftmon gave (the anomaly that caused it was reported already). Killed by a signal:
+ERROR with the signal's name (a SIGKILL nobody here sent is often the kernel OOM killer; the
+`oom` rule says so when memory was short). A non-zero code: ERROR; codes 128+N, which a shell
+reports for a child killed by signal N, say so.
 """
 
 from __future__ import annotations
@@ -54,5 +55,6 @@ class ExitRule(Rule):
         if exit.returncode == 0 and exit.signal is None:
             return []
         if exit.returncode is None and exit.signal is None:
-            return [self.anomaly(Severity.WARNING, describe_exit(exit), exit.ts)]
+            # A foreign process (`--watch --pid`) whose status nobody can read: news, not a fault.
+            return [self.anomaly(Severity.INFO, describe_exit(exit), exit.ts)]
         return [self.anomaly(Severity.ERROR, describe_exit(exit), exit.ts)]

@@ -35,7 +35,11 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"killed by signal: Killed", re.I), "a worker was killed (likely host memory)"),
     # The shell's report of a SIGKILLed child: "Killed" alone, or "line 3: 1234 Killed  python".
     (re.compile(r"^\s*Killed\s*$|\b\d+\s+Killed\s+\S"), "process killed (likely the OOM killer)"),
-    (re.compile(r"\bout of memory\b", re.I), "out of memory"),
+    # Any other "out of memory" only as an error, not advice ("to avoid running out of memory").
+    (
+        re.compile(r"(?:Error|error|ERROR|failed|FAILED|Fatal|FATAL)\b.{0,120}\bout of memory"),
+        "out of memory",
+    ),
 )
 
 

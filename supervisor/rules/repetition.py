@@ -12,9 +12,10 @@ tokens, five of them the same). A sample has collapsed when
 In a foreign log nothing marks a line as generated text, so ordinary text lines are judged on
 looser, stricter-to-fire signs:
 
-- the same line, or a block of up to `max_block` lines, repeated `lines` times in a row,
-  after taking off a list marker (`1.`, `-`, `\\item`), which generated lists carry and
-  repeated copies differ in;
+- the same list item, or a block of up to `max_block` of them, repeated `lines` times in a
+  row, once the list marker (`1.`, `-`, `\\item`) is taken off (generated lists carry one,
+  and numbered copies differ in it); any other line or block `plain_lines` times: transformers
+  and DeepSpeed print the same plain sentence once per rank, eight times on one node;
 - within one line, a unit of 1 to 40 characters repeated `in_line_repeats` times in a row.
 
 What healthy logs repeat must not fire, so these never count: lines with no letters (`-----`,
@@ -22,7 +23,8 @@ What healthy logs repeat must not fire, so these never count: lines with no lett
 word such as INFO or WARNING, a time of day, a `[...]` prefix, an exception or a traceback
 frame: the same message from eight ranks is not a collapsed model), lines the parser read as
 metrics (a loop printing `tensor(nan)` every step), and within a line, units made only of
-separator, bar, digit and space characters. Progress bars reach the rules as `Progress`.
+separator, bar, digit and space characters, or padding tokens (`<pad>`, `<|endoftext|>`,
+`</s>`: a data preview padded to length). Progress bars reach the rules as `Progress`.
 
 De-duplication: after a report the rule is quiet for `quiet_lines` lines.
 """
@@ -75,6 +77,8 @@ def _may_repeat(text: str, copies: int) -> bool:
     return False
 
 
+# Special tokens that fill sequences to length: `<pad>`, `[PAD]`, `<|endoftext|>`, `</s>`.
+_PADDING = re.compile(r"pad|endoftext|</s>|<unk>|<eos>|<\|eot_id\|>", re.I)
 _MARKER_START = frozenset("0123456789-*•\\")
 
 
@@ -115,7 +119,12 @@ class RepetitionSettings(RuleSettings):
     dominant_share: float = Field(
         0.5, gt=0, le=1, description="A sample where one token is more than this share."
     )
-    lines: int = Field(4, ge=2, description="Log lines (or blocks) repeated this many times.")
+    lines: int = Field(
+        4, ge=2, description="List items (`1.`, `-`, `\\item`) repeated this many times in a row."
+    )
+    plain_lines: int = Field(
+        12, ge=2, description="Other log lines (or blocks) repeated this many times in a row."
+    )
     max_block: int = Field(4, ge=1, description="Longest block of lines checked for repeats.")
     in_line_repeats: int = Field(
         8, ge=3, description="A unit repeated this many times within one log line."
@@ -135,7 +144,7 @@ class RepetitionRule(Rule):
         self._quiet = LineCooldown(s.quiet_lines)
         self._chars = re.compile(rf"(.{{1,10}}?)\1{{{s.min_tokens - 1},}}", re.S)
         self._in_line = re.compile(rf"(.{{1,40}}?)\1{{{s.in_line_repeats - 1},}}", re.S)
-        self._recent: deque[tuple[str, str]] = deque(maxlen=s.max_block * s.lines)
+        self._recent: deque[tuple[str, str, bool]] = deque(maxlen=s.max_block)
         self._runs = [0] * (s.max_block + 1)
         self._metric_line = 0
 
@@ -187,9 +196,11 @@ class RepetitionRule(Rule):
         head = text[:_IN_LINE_CAP]
         if len(head) >= _MIN_SPAN and _may_repeat(head, s.in_line_repeats - 1):
             for m in self._in_line.finditer(head):
-                unit = m.group(1)
-                if len(m.group(0)) * 3 < len(head) or all(c in _FILLER for c in unit):
+                unit, span = m.group(1), m.group(0)
+                if len(span) * 3 < len(head) or all(c in _FILLER for c in unit):
                     continue
+                if _PADDING.search(span[: 4 * len(unit)]):
+                    continue  # a data preview padded to length is not a looping model
                 count = len(m.group(0)) // len(unit)
                 return (
                     f"a log line repeats {clip(unit.strip() or unit, 60)!r} {count} times",
@@ -203,7 +214,10 @@ class RepetitionRule(Rule):
             self._recent.clear()
             self._runs = [0] * (s.max_block + 1)
             return None
-        key = _LIST_MARKER.sub("", stripped) if stripped[0] in _MARKER_START else stripped
+        key = stripped
+        if stripped[0] in _MARKER_START:
+            key = _LIST_MARKER.sub("", stripped)
+        marked = len(key) < len(stripped)
         recent = self._recent
         runs = self._runs
         found: tuple[str, tuple[str, ...]] | None = None
@@ -214,16 +228,19 @@ class RepetitionRule(Rule):
             runs[p] += 1
             if found is None and runs[p] >= (s.lines - 1) * p:
                 block = list(recent)[-p:]
+                listed = marked and all(m for _, _, m in block)
+                if runs[p] < ((s.lines if listed else s.plain_lines) - 1) * p:
+                    continue
                 # Judged only now, not on every line: what healthy logs repeat never counts.
-                if all(_is_prose(k) for k, _ in block):
+                if all(_is_prose(k) for k, _, _ in block):
                     what = f"the line {clip(key, 80)!r}" if p == 1 else f"a block of {p} lines"
                     copies = runs[p] // p + 1
-                    shown = [t for _, t in list(recent)[-max(p, 2) :]] + [stripped]
+                    shown = [t for _, t, _ in list(recent)[-max(p, 2) :]] + [stripped]
                     found = (
                         f"{what} repeated {copies} times in a row",
                         tuple(clip(t) for t in shown),
                     )
-        recent.append((key, stripped))
+        recent.append((key, stripped, marked))
         return found
 
     def _report(
