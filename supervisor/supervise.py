@@ -121,6 +121,8 @@ class _RunMonitor:
         self.sup, self.run, self.monitor = sup, run, monitor
 
     def feed_lines(self, lines: list[Any], ts: float) -> list[Any]:
+        if self.run.paused and not _stopped(self.run.pid):  # `kill -CONT` from a shell
+            self.sup._resumed(self.run, "resumed from outside ftmon")
         events = self.monitor.feed_lines(lines, ts)
         observed = tuple(e for e in events if isinstance(e, Metric | Eval | Sample))
         self.sup.history.record_batch(
@@ -467,10 +469,13 @@ class Supervisor:
     async def resume(self, run_id: str) -> None:
         run = self._live(run_id)
         if run.paused and process.resume(run.pgid):
-            run.paused = False
-            self.history.set_status(run.run_id, "running")
-            self._act(run.run_id, "resume", "user", "resumed by the user")
-            self._emit(RunResumed(run.run_id, self.clock()))
+            self._resumed(run, "resumed by the user")
+
+    def _resumed(self, run: _Run, detail: str) -> None:
+        run.paused = False
+        self.history.set_status(run.run_id, "running")
+        self._act(run.run_id, "resume", "user", detail)
+        self._emit(RunResumed(run.run_id, self.clock()))
 
     async def kill(self, run_id: str, reason: str = "killed by the user") -> RunEnded:
         """Kill a live run (TERM, grace, KILL, sweep) and return how it ended."""
@@ -618,6 +623,14 @@ class Supervisor:
             elif not run.ending:  # a kill under way is seen through to the run's end
                 run.stop.set()
         await asyncio.gather(*(r.task for r in runs if r.task), return_exceptions=True)
+
+
+def _stopped(pid: int) -> bool:
+    """The process is stopped (SIGSTOP); a vanished one counts as not."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    except psutil.Error:
+        return False
 
 
 def _settle(future: asyncio.Future[RunEnded] | None, ended: RunEnded) -> None:

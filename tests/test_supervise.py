@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from pathlib import Path
 
 import psutil
@@ -86,7 +87,8 @@ async def test_kill_leaves_no_process_behind(tmp_path: Path) -> None:
 
 
 async def test_pause_stops_the_group_and_resume_continues_it(tmp_path: Path) -> None:
-    """Pause stops the run's processes (history says paused); resume lets them run again."""
+    """Pause stops the run's processes (history says paused); resume, from ftmon or from a
+    shell (`kill -CONT`), lets them run again and the history follows."""
     recipe = load_recipe(
         write_recipe(tmp_path, "count_steps.py", args={"steps": 500, "interval": 0.02})
     )
@@ -101,14 +103,15 @@ async def test_pause_stops_the_group_and_resume_continues_it(tmp_path: Path) -> 
     await sup.resume(run_id)
     await wait_for(lambda: proc.status() != psutil.STATUS_STOPPED)
     assert sup.history.get(run_id).status == "running"
+    await sup.pause(run_id)
+    os.killpg(proc.pid, signal.SIGCONT)  # the person follows the hint in a shell
+    await wait_for(lambda: len(of(events, ev.RunResumed)) == 2)
+    assert sup.history.get(run_id).status == "running"
     await sup.kill(run_id)
 
-    kinds = [e.action.kind for e in of(events, ev.ActionTaken) if e.action.rule == "user"]
-    assert kinds == ["pause", "resume", "kill"]
-    assert [type(e) for e in events if isinstance(e, ev.RunPaused | ev.RunResumed)] == [
-        ev.RunPaused,
-        ev.RunResumed,
-    ]
+    actions = [e.action for e in of(events, ev.ActionTaken) if e.action.rule == "user"]
+    assert [a.kind for a in actions] == ["pause", "resume", "pause", "resume", "kill"]
+    assert actions[3].detail == "resumed from outside ftmon"
 
 
 async def test_pause_policy_says_what_the_person_can_do(tmp_path: Path) -> None:
