@@ -126,7 +126,7 @@ def _apply(key: str, old: Any, how: Any) -> Any:
     """One key's new value, or AdjustmentExhausted."""
     op = parse_op(how)
     if op is None:
-        if old == how and type(old) is type(how):
+        if old == how:
             raise AdjustmentExhausted(f"{key} is already {_show(how)}")
         return how
     sign, k = op
