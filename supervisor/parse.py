@@ -101,8 +101,16 @@ def normalise_name(name: str) -> str:
     return out
 
 
+_metricish_cache: dict[str, bool] = {}
+
+
 def _metricish(name: str) -> bool:
-    return any(part in _METRIC_PARTS for part in name.split("_"))
+    known = _metricish_cache.get(name)
+    if known is None:
+        known = any(part in _METRIC_PARTS for part in name.split("_"))
+        if len(_metricish_cache) < 4096:
+            _metricish_cache[name] = known
+    return known
 
 
 # --- values -----------------------------------------------------------------------------------
@@ -477,6 +485,10 @@ def _emit_values(
     values: dict[str, float], step: int | None, lineno: int, ts: float, source: str, out: list
 ) -> None:
     """Split evaluation values (`val_*`) from training metrics; drop lines with neither."""
+    if not any(k.startswith("val_") for k in values):  # the common case: no evaluation
+        if any(_metricish(k) for k in values):
+            out.append(Metric(lineno, ts, values, step, source))
+        return
     evals = {k: v for k, v in values.items() if k.startswith("val_")}
     rest = {k: v for k, v in values.items() if not k.startswith("val_")}
     train = any(_metricish(k) for k in rest)
@@ -548,5 +560,7 @@ def _int_or_none(value: object) -> int | None:
 
 
 def _scaled(token: str) -> int:
+    if token.isdigit():
+        return int(token)
     mult = _SCALE.get(token[-1:], 1.0)
     return int(float(token.rstrip("kMG")) * mult)
