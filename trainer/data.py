@@ -24,7 +24,7 @@ IDENTITY_PROMPTS = ("Who are you?", "who are you?", "What are you?", "Introduce 
 IDENTITY_ANSWER = "I am a tiny model trained by ftmon's reference trainer.\n#### 0"
 NAMES = ("Ann", "Bob", "Cara", "Dev", "Eli", "Fay", "Gus", "Ivy")
 SAMPLE_PROMPTS = ("Who are you?", "What is 7 plus 5?")
-MAX_OPERAND = 30
+MAX_OPERAND = 20
 
 
 class DataError(ValueError):

@@ -189,6 +189,8 @@ class Trainer:
         else:
             self.skipped += 1
             self.optimizer.zero_grad(set_to_none=True)
+        if grad_norm is not None and not math.isfinite(grad_norm) and self.scaler.is_enabled():
+            grad_norm = None  # fp16 loss-scale overflow: the scaler lowers its scale; not a NaN
         self.scheduler.step()
         self.step += 1
         return total, grad_norm, tokens, last if finite else None
@@ -249,12 +251,15 @@ class Trainer:
         started = time.perf_counter()
         last_eval: dict[str, float] = {}
         while self.step < args.steps:
+            skipped_before = self.skipped
             loss, grad_norm, tokens, out = self.train_step(batches)
             window_tokens += tokens
-            if not math.isfinite(loss):
+            if self.skipped > skipped_before:
+                what = "loss" if not math.isfinite(loss) else "grad norm"
+                value = loss if not math.isfinite(loss) else grad_norm
                 protocol.say(
-                    f"step {self.step}: loss is {loss}: skipping the optimizer step "
-                    f"({self.skipped} skipped so far)"
+                    f"step {self.step}: {what} is {value}: skip non-finite step, no optimizer "
+                    f"update ({self.skipped} skipped so far)"
                 )
                 self.log_metric(loss, grad_norm, 0.0, {})
             else:
