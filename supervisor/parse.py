@@ -230,7 +230,9 @@ class Parser:
         """Events of one line, in the order they appear in it."""
         text = line.text
         if text.startswith(("[", "rank:")):
-            text = _RANK_PREFIX.sub("", text, count=1)
+            prefix = _RANK_PREFIX.match(text)
+            if prefix is not None:
+                text = text[prefix.end() :]
         if "\r" not in text and "%|" not in text:
             out: list[Event] = []
             self._parse_text(text, line.lineno, ts, out)
