@@ -49,6 +49,8 @@ class Monitor:
             t: [r.on_event for r in self.rules if t in r.handles]
             for t in (Metric, Eval, Sample, Progress, Text)
         }
+        # Text (nearly every line) goes through the rules' keyword gates, lowered once here.
+        self._text_handlers = [(r.text_gate, r.on_event) for r in self.rules if Text in r.handles]
         self._line_hooks = [r.on_lines for r in self.rules if type(r).on_lines is not Rule.on_lines]
         self._recent: deque[tuple[int, str]] = deque(maxlen=EVIDENCE_LINES)
         self.last_line_ts: float | None = None
@@ -75,6 +77,9 @@ class Monitor:
             recent.append((line.lineno, line.text))
             for event in parse(line, ts):
                 kind = type(event)
+                if kind is Text:
+                    out.extend(self._on_text(event))  # type: ignore[arg-type]
+                    continue
                 if kind in _RETURNED:
                     out.append(event)
                     self._count(event)
@@ -88,6 +93,21 @@ class Monitor:
             self.last_line_ts = ts
             for hook in self._line_hooks:
                 out.extend(self._finish(hook(last.lineno, ts)))
+        return out
+
+    def _on_text(self, event: Text) -> list[Anomaly]:
+        low = event.text.lower()
+        out: list[Anomaly] = []
+        for gate, handle in self._text_handlers:
+            if gate:
+                for word in gate:
+                    if word in low:
+                        break
+                else:
+                    continue
+            found = handle(event)
+            if found:
+                out.extend(self._finish(found))
         return out
 
     def feed_resource(self, sample: ResourceSample) -> list[Anomaly]:

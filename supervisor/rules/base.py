@@ -30,6 +30,10 @@ class Rule:
     Settings: ClassVar[type[RuleSettings]] = RuleSettings
     # The event types `on_event` wants; the monitor only passes these.
     handles: ClassVar[tuple[type, ...]] = ()
+    # Lower-case substrings without which a `Text` cannot matter to this rule: the monitor lowers
+    # each text once and passes it only to the rules whose gate it meets (empty: every text).
+    # The rule checks again itself, so that calling `on_event` directly gives the same answers.
+    text_gate: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, settings: RuleSettings | None = None) -> None:
         self.settings = settings if settings is not None else self.Settings()

@@ -59,6 +59,7 @@ class NanRule(Rule):
     name = "nan"
     Settings = NanSettings
     handles = (Metric, Eval, Text)
+    text_gate = ("nan", "loss scale", "tensor(")
 
     def __init__(self, settings: NanSettings | None = None) -> None:
         super().__init__(settings)
@@ -90,7 +91,7 @@ class NanRule(Rule):
 
     def _on_text(self, event: Text) -> list[Anomaly]:
         low = event.text.lower()
-        if not ("nan" in low or "loss scale" in low or "tensor(" in low):
+        if not any(g in low for g in self.text_gate):
             return []
         for pattern, label in _TEXT_PATTERNS:
             m = pattern.search(event.text)

@@ -58,6 +58,7 @@ class OomRule(Rule):
     name = "oom"
     Settings = OomSettings
     handles = (Text,)
+    text_gate = ("memory", "oom", "killed", "alloc_failed")
 
     def __init__(self, settings: OomSettings | None = None) -> None:
         super().__init__(settings)
@@ -69,7 +70,7 @@ class OomRule(Rule):
         assert isinstance(event, Text)
         text = event.text
         low = text.lower()
-        if not ("memory" in low or "oom" in low or "killed" in low or "alloc_failed" in low):
+        if not any(g in low for g in self.text_gate):
             return []
         label = next((lab for pattern, lab in _PATTERNS if pattern.search(text)), None)
         if label is None:

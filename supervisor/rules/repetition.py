@@ -16,7 +16,8 @@ looser, stricter-to-fire signs:
   row, once the list marker (`1.`, `-`, `\\item`) is taken off (generated lists carry one,
   and numbered copies differ in it); any other line or block `plain_lines` times: transformers
   and DeepSpeed print the same plain sentence once per rank, eight times on one node;
-- within one line, a unit of 1 to 40 characters repeated `in_line_repeats` times in a row.
+- within one line, a unit of 1 to 40 characters repeated `in_line_repeats` times in a row
+  over at least half the line (a looping model fills its output).
 
 What healthy logs repeat must not fire, so these never count: lines with no letters (`-----`,
 `=====`, `|------|` tables, `████` bars, numbers), lines that look like log records (a level
@@ -61,18 +62,16 @@ _IN_LINE_CAP = 4096  # only the start of a very long line is searched
 
 
 def _may_repeat(text: str, copies: int) -> bool:
-    """Whether a unit may repeat `copies` + 1 times over at least a third of `text`.
+    """Whether a unit may repeat `copies` + 1 times over at least half of `text`.
 
-    A repeated span that long contains one of the 4-character windows starting at multiples of
-    a sixth of the line, and that window then recurs `copies` times: five `str.count` calls in
-    C, instead of the backtracking regex on every line. Pure filler windows never count.
+    A repeated span that long contains a 4-character window starting at a quarter, half or
+    three quarters of the line, and that window then recurs `copies` times: three `str.count`
+    calls in C instead of the backtracking regex on every line. Filler windows never count.
     """
     n = len(text)
-    count = text.count
-    for k in range(1, 6):
-        j = k * n // 6
+    for j in (n // 4, n // 2, 3 * n // 4 - 4):
         window = text[j : j + 4]
-        if window.strip(_FILLER_STR) and count(window) >= copies:
+        if window.strip(_FILLER_STR) and text.count(window) >= copies:
             return True
     return False
 
@@ -192,12 +191,14 @@ class RepetitionRule(Rule):
     def _judge_line(self, event: Text) -> tuple[str, tuple[str, ...]] | None:
         text = event.text
         s = self.settings
-        # Within the line: the regex costs ~1 us per character, so a cheap gate first.
-        head = text[:_IN_LINE_CAP]
-        if len(head) >= _MIN_SPAN and _may_repeat(head, s.in_line_repeats - 1):
+        # Within the line (not a metric line): the regex costs ~1 us per character, so a cheap
+        # gate first. The repetition must cover half the line: a model's loop fills its output.
+        metric_line = event.lineno == self._metric_line
+        head = text if len(text) <= _IN_LINE_CAP else text[:_IN_LINE_CAP]
+        if not metric_line and len(head) >= _MIN_SPAN and _may_repeat(head, s.in_line_repeats - 1):
             for m in self._in_line.finditer(head):
                 unit, span = m.group(1), m.group(0)
-                if len(span) * 3 < len(head) or all(c in _FILLER for c in unit):
+                if len(span) * 2 < len(head) or all(c in _FILLER for c in unit):
                     continue
                 if _PADDING.search(span[: 4 * len(unit)]):
                     continue  # a data preview padded to length is not a looping model
@@ -210,7 +211,7 @@ class RepetitionRule(Rule):
         stripped = text.strip()
         if not stripped:
             return None  # blank lines neither count nor break a run
-        if event.lineno == self._metric_line:
+        if metric_line:
             self._recent.clear()
             self._runs = [0] * (s.max_block + 1)
             return None

@@ -72,6 +72,7 @@ class SkippedStepsRule(Rule):
     name = "skipped_steps"
     Settings = SkippedStepsSettings
     handles = (Metric, Progress, Text)
+    text_gate = ("scale", "finite")
 
     def __init__(self, settings: SkippedStepsSettings | None = None) -> None:
         super().__init__(settings)
@@ -108,7 +109,7 @@ class SkippedStepsRule(Rule):
             return []
         assert isinstance(event, Text)
         low = event.text.lower()
-        if not ("scale" in low or "finite" in low):
+        if not any(g in low for g in self.text_gate):
             return []
         if (
             self._last_skip_line is not None

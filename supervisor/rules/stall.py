@@ -46,6 +46,7 @@ class StallRule(Rule):
     name = "stall"
     Settings = StallSettings
     handles = (Metric, Progress, Text)
+    text_gate = ("timeout", "timed out", "stall", "stuck", "hung", "hang")
 
     def __init__(self, settings: StallSettings | None = None) -> None:
         super().__init__(settings)
@@ -61,17 +62,7 @@ class StallRule(Rule):
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, Text):
             low = event.text.lower()
-            if (
-                not (
-                    "timeout" in low
-                    or "timed out" in low
-                    or "stall" in low
-                    or "stuck" in low
-                    or "hung" in low
-                    or "hang" in low
-                )
-                or _PATTERNS.search(event.text) is None
-            ):
+            if not any(g in low for g in self.text_gate) or _PATTERNS.search(event.text) is None:
                 return []
             if not self._quiet.ready(event.lineno):
                 return []

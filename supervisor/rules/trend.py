@@ -175,12 +175,17 @@ class DivergenceRule(Rule):
         self._best: dict[str, float] = {}
         self._above: dict[str, int] = {}
         self._reported: dict[str, bool] = {}
+        self._wanted: dict[str, bool] = {}
 
     def on_event(self, event: Event) -> list[Anomaly]:
         assert isinstance(event, (Metric, Eval))
         out: list[Anomaly] = []
+        wanted = self._wanted
         for key, value in event.values.items():
-            if not (is_val_loss(key) or (isinstance(event, Eval) and key == "loss")):
+            want = wanted.get(key)
+            if want is None:
+                want = wanted[key] = is_val_loss(key)
+            if not (want or (key == "loss" and isinstance(event, Eval))):
                 continue
             if not math.isfinite(value):
                 continue
