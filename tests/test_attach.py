@@ -17,7 +17,7 @@ from supervisor.history import History
 from supervisor.recipe import load_recipe
 from supervisor.supervise import AttachError, Supervisor
 from tests.programs.recipes import write_recipe
-from tests.test_run_cli import ROOT, ftmon, ftmon_argv, wait_for_metrics
+from tests.test_run_cli import ROOT, ftmon, ftmon_argv, ftmon_here, wait_for_metrics
 
 STEPS = 60
 
@@ -66,11 +66,11 @@ def test_attach_refuses_an_ended_run_and_an_unknown_id(tmp_path: Path) -> None:
     """Attaching to a finished run exits 1 saying so; an unknown id exits 2."""
     logs = tmp_path / "logs"
     recipe = write_recipe(tmp_path, "count_steps.py", args={"steps": 2, "interval": 0.01})
-    assert ftmon("run", str(recipe), "--headless", "--logs-dir", str(logs)).returncode == 0
-    ended = ftmon("attach", "last", "--logs-dir", str(logs))
-    assert ended.returncode == 1 and "has ended: finished" in ended.stderr
-    unknown = ftmon("attach", "1999", "--logs-dir", str(logs))
-    assert unknown.returncode == 2 and "no run matches '1999'" in unknown.stderr
+    assert ftmon_here("run", str(recipe), "--headless", "--logs-dir", str(logs))[0] == 0
+    code, _, err = ftmon_here("attach", "last", "--logs-dir", str(logs))
+    assert code == 1 and "has ended: finished" in err
+    code, _, err = ftmon_here("attach", "1999", "--logs-dir", str(logs))
+    assert code == 2 and "no run matches '1999'" in err
 
 
 async def test_attach_does_not_take_a_reused_pid_for_the_run(tmp_path: Path) -> None:

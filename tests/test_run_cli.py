@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -29,10 +31,29 @@ def ftmon_argv() -> list[str]:
 def ftmon(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
+    """The console script in a fresh process, with the test's secrets only where given."""
+    base = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "DB_PASSWORD")}
     return subprocess.run(
         [*ftmon_argv(), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**base, **(env or {})},
     )  # fmt: skip
+
+
+def ftmon_here(*args: str) -> tuple[int, str, str]:
+    """The console script's `main` in this process: (exit code, stdout, stderr). For commands
+    that only read (history, show, diff) or fail early, where a fresh interpreter adds nothing."""
+    from tui.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
+def read(*args: str) -> str:
+    code, out, err = ftmon_here(*args)
+    assert code == 0, err
+    return out
 
 
 def nan_recipe(tmp_path: Path) -> Path:
@@ -56,7 +77,7 @@ def test_nan_run_is_killed_relaunched_and_recorded(tmp_path: Path) -> None:
     assert "action  kill [nan]" in res.stdout and "relaunched as" in res.stdout
     assert "lr 0.0002 -> 0.0001" in res.stdout
 
-    runs = json.loads(ftmon("history", "--json", "--logs-dir", str(logs)).stdout)
+    runs = json.loads(read("history", "--json", "--logs-dir", str(logs)))
     second, first = runs  # newest first
     assert (first["status"], first["end_reason"]) == ("killed", "killed by ftmon: rule nan")
     assert second["parent_id"] == first["id"] and second["status"] == "finished"
@@ -66,7 +87,7 @@ def test_nan_run_is_killed_relaunched_and_recorded(tmp_path: Path) -> None:
         assert argv[argv.index("--lr") + 1] == lr
         assert argv[argv.index("--model") + 1] == weights  # never the failed run's output
 
-    table = ftmon("history", "--logs-dir", str(logs)).stdout
+    table = read("history", "--logs-dir", str(logs))
     assert first["command"] in table and second["command"] in table
     assert "started: relaunch after nan: lr 0.0002 -> 0.0001" in table
     pasted = subprocess.run(
@@ -81,13 +102,13 @@ def test_nan_run_is_killed_relaunched_and_recorded(tmp_path: Path) -> None:
     assert all(p.stat().st_mtime <= first["ended_at"] for p in first_dir.iterdir())
     assert (first_dir / "checkpoint.bin").read_bytes().endswith(b"0.0002")
 
-    diff = ftmon("diff", first["id"], second["id"], "--logs-dir", str(logs)).stdout
+    diff = read("diff", first["id"], second["id"], "--logs-dir", str(logs))
     assert "args.lr: 0.0002 -> 0.0001" in diff
     assert "after --lr: 0.0002 -> 0.0001" in diff
 
-    show = ftmon("show", second["id"], "--logs-dir", str(logs)).stdout
+    show = read("show", second["id"], "--logs-dir", str(logs))
     assert f"parent: {first['id']}" in show and "lr 0.0002 -> 0.0001" in show
-    assert "killed by ftmon: rule nan" in ftmon("show", first["id"], "--logs-dir", str(logs)).stdout
+    assert "killed by ftmon: rule nan" in read("show", first["id"], "--logs-dir", str(logs))
 
 
 @pytest.mark.parametrize(
@@ -105,24 +126,28 @@ def test_bad_recipe_exits_2_with_file_line_and_field(
     """A bad recipe gives exit code 2 and one line naming the file, the line and the field."""
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    res = ftmon("run", str(path), "--headless", "--logs-dir", str(tmp_path / "logs"))
-    assert res.returncode == 2
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in res.stderr
+    code, _, stderr = ftmon_here(
+        "run", str(path), "--headless", "--logs-dir", str(tmp_path / "logs")
+    )
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr
     assert lines[0].startswith(f"{path}:")
     if line:
         assert lines[0].startswith(f"{path}:{line}: {field}: ")
     assert not (tmp_path / "logs" / "ftmon.db").exists() or not json.loads(
-        ftmon("history", "--json", "--logs-dir", str(tmp_path / "logs")).stdout
+        read("history", "--json", "--logs-dir", str(tmp_path / "logs"))
     )
 
 
 def test_unknown_set_key_exits_2(tmp_path: Path) -> None:
     """`--set` of a key the recipe does not have: exit 2, one line naming the override."""
     recipe = write_recipe(tmp_path, "count_steps.py", args={"steps": 3})
-    res = ftmon("run", str(recipe), "--headless", "--set", "stpes=4", "--logs-dir", str(tmp_path))
-    assert res.returncode == 2
-    (line,) = res.stderr.strip().splitlines()
+    code, _, stderr = ftmon_here(
+        "run", str(recipe), "--headless", "--set", "stpes=4", "--logs-dir", str(tmp_path)
+    )
+    assert code == 2
+    (line,) = stderr.strip().splitlines()
     assert "--set stpes=4" in line and "unknown key 'stpes'" in line and "steps" in line
 
 
@@ -137,7 +162,7 @@ def test_secrets_never_stored_or_shown(tmp_path: Path) -> None:
     )  # fmt: skip
     res = ftmon("run", str(recipe), "--headless", "--logs-dir", str(logs))
     assert res.returncode == 0, res.stdout + res.stderr
-    (run,) = json.loads(ftmon("history", "--json", "--logs-dir", str(logs)).stdout)
+    (run,) = json.loads(read("history", "--json", "--logs-dir", str(logs)))
     run_dir = Path(run["run_dir"])
     assert "HF_TOKEN set: True" in (run_dir / "output.log").read_text()
 
@@ -148,11 +173,11 @@ def test_secrets_never_stored_or_shown(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "set HF_TOKEN in the environment" in missing.stderr
 
     shown = [
-        ftmon("history", "--logs-dir", str(logs)).stdout,
-        ftmon("history", "--json", "--logs-dir", str(logs)).stdout,
-        ftmon("show", run["id"], "--logs-dir", str(logs)).stdout,
-        ftmon("show", "last", "--json", "--logs-dir", str(logs)).stdout,
-        ftmon("diff", run["id"], "last", "--logs-dir", str(logs)).stdout,
+        read("history", "--logs-dir", str(logs)),
+        read("history", "--json", "--logs-dir", str(logs)),
+        read("show", run["id"], "--logs-dir", str(logs)),
+        read("show", "last", "--json", "--logs-dir", str(logs)),
+        read("diff", run["id"], "last", "--logs-dir", str(logs)),
     ]
     stored = [p.read_bytes().decode("latin-1") for p in logs.rglob("*") if p.is_file()
               and p.name != "output.log"]  # fmt: skip
