@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import os
 import re
+import stat
 import struct
 from collections.abc import Callable, Iterator
 from itertools import accumulate
@@ -21,6 +23,7 @@ from supervisor.events import LogLine
 
 DEFAULT_MAX_LINE = 1 << 20
 READ_CHUNK = 1 << 20
+MAX_READ = 32 << 20
 POLL_SECS = 0.05  # without inotify
 SAFETY_POLL_SECS = 1.0  # with inotify: a missed event (NFS, overlayfs) costs at most this
 
@@ -199,6 +202,7 @@ class Tail:
         lineno: int = 0,
         max_line: int = DEFAULT_MAX_LINE,
         chunk: int = READ_CHUNK,
+        max_read: int = MAX_READ,
     ) -> None:
         self.path = os.fspath(path)
         self.chunk = chunk
@@ -208,6 +212,10 @@ class Tail:
         self._fd: int | None = None
         self._ino: tuple[int, int] | None = None
         self.reopened = 0  # how many times a replacement or truncation was followed
+        # One read() returns after this many bytes, so that a caller on an event loop stays
+        # responsive while a huge backlog is read; `behind` then says to call again at once.
+        self.max_read = max_read
+        self.behind = False
 
     @property
     def pending(self) -> bool:
@@ -234,9 +242,12 @@ class Tail:
     def _open(self) -> bool:
         try:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            return False
+        except (FileNotFoundError, NotADirectoryError):
+            return False  # not there (yet): wait for it
         st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            raise IsADirectoryError(errno.EISDIR, "is a directory, not a log file", self.path)
         self._fd = fd
         self._ino = (st.st_dev, st.st_ino)
         return True
@@ -247,17 +258,28 @@ class Tail:
             self.lineno = lines[-1].lineno
         return lines
 
-    def _drain(self) -> list[LogLine]:
+    def _drain(self, limit: int | None = None) -> list[LogLine]:
         assert self._fd is not None
         out: list[LogLine] = []
+        done = 0
+        self.behind = False
         while True:
             data = os.pread(self._fd, self.chunk, self._splitter.position)
             if not data:
                 return out
             out += self._splitter.feed(data)
+            done += len(data)
+            if limit is not None and done >= limit:
+                self.behind = True  # more may be there: the caller reads again at once
+                return out
 
     def read(self) -> list[LogLine]:
-        """Everything new since the last call (whole lines only; see `flush_partial`)."""
+        """What is new since the last call (whole lines only; see `flush_partial`).
+
+        At most about `max_read` bytes per call; `behind` is then True. Raises OSError when the
+        path exists but cannot be read (a directory, no permission); a missing file reads as
+        empty until it appears.
+        """
         out: list[LogLine] = []
         if self._fd is None and not self._open():
             return out
@@ -284,7 +306,7 @@ class Tail:
             self._splitter.reset(0, 0)
             self.offset, self.lineno = 0, 0
             self.reopened += 1
-        return out + self._take(self._drain())
+        return out + self._take(self._drain(self.max_read))
 
     def flush_partial(self) -> list[LogLine]:
         """Emit a held partial last line; call after the writer has been quiet a moment."""
@@ -442,6 +464,9 @@ async def follow(
                     on_lines(flushed)
             if stop.is_set():
                 return
+            if tail.behind:
+                await asyncio.sleep(0)  # a backlog: let others run, then read on
+                continue
             if watcher is not None:
                 watcher.watch_file(tail.inode)
                 timeout = SAFETY_POLL_SECS

@@ -233,6 +233,8 @@ def test_a_50_mb_line_is_read_in_bounded_memory(tmp_path: Path) -> None:
     tracemalloc.start()
     try:
         lines = tail.read()
+        while tail.behind:
+            lines += tail.read()
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -334,3 +336,23 @@ def test_inotify_reports_writes_and_replacement(tmp_path: Path) -> None:
         assert select.select([watcher.fd], [], [], 5)[0] and watcher.drain()
     finally:
         watcher.close()
+
+
+def test_a_directory_is_refused_clearly(tmp_path: Path) -> None:
+    """Pointing the tailer at a directory is an OSError naming the path, not a crash later."""
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        Tail(tmp_path).read()
+
+
+async def test_a_backlog_is_read_in_slices(tmp_path: Path) -> None:
+    """A large backlog comes in several reads (the event loop keeps running) and loses nothing."""
+    log = tmp_path / "big.log"
+    log.write_bytes(b"".join(b"line %05d\n" % i for i in range(5000)))
+    tail = Tail(log, chunk=4096, max_read=8192)
+    first = tail.read()
+    assert tail.behind and 0 < len(first) < 5000
+    rest = await collect(
+        Tail(log, offset=tail.offset, lineno=tail.lineno, chunk=4096, max_read=8192),
+        5000 - len(first),
+    )
+    assert [ln.text for ln in first + rest] == [f"line {i:05d}" for i in range(5000)]
