@@ -9,6 +9,9 @@ import ast
 import signal
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from supervisor.events import Anomaly, Eval, Exit, Metric, Progress, ResourceSample, Sample, Text
 from supervisor.monitor import Monitor
 from supervisor.rules import WatchSettings
@@ -160,3 +163,42 @@ def test_event_types_are_the_shared_ones() -> None:
     splitter = LineSplitter()
     events = Monitor().feed_lines(splitter.feed(LOG.encode()), 1.0)
     assert {type(e) for e in events} <= {Metric, Eval, Sample, Anomaly}
+
+
+FRAGMENTS = [
+    "loss: nan",
+    "{'loss': 1e308, 'grad_norm': -inf}",
+    '{"type": "sample", "text": "F F F F F F F F F F F F F F"}',
+    '{"type": "eval", "val_loss": "x"}',
+    "Traceback (most recent call last):",
+    '  File "x.py", line 1',
+    "setting loss scale to: 0",
+    " 10%|█         | 10/100",
+    "CUDA out of memory. Tried to allocate",
+    "step -5 | loss: -3e-320",
+    "\\item x",
+    "神神神",
+    "\r\r",
+    "",
+]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=60)),
+        min_size=1,
+        max_size=40,
+    ),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=3),
+)
+def test_any_lines_and_values_never_crash(pieces: list[str], numbers: list[float]) -> None:
+    """Random mixes of log fragments, odd numbers and junk give events, never an exception."""
+    m = Monitor()
+    text = "\n".join(pieces + [f"step 3 | loss: {x!r}" for x in numbers]) + "\n"
+    splitter = LineSplitter()
+    events = m.feed_lines(splitter.feed(text.encode("utf-8", "surrogatepass")), 1.0)
+    events += m.tick(2.0) + m.feed_exit(Exit(3.0, None))
+    for e in events:
+        if isinstance(e, Anomaly):
+            assert e.rule and e.message and e.lineno >= 0
