@@ -26,6 +26,7 @@ from pathlib import Path
 import psutil
 
 from supervisor.events import Exit
+from supervisor.resources import GpuSource, default_nvml, descendant_pids
 
 # Two create times closer than this are the same process (psutil rounds to clock ticks).
 START_TIME_TOLERANCE = 0.01
@@ -293,18 +294,17 @@ def _collect_tree(pid: int, pgid: int | None) -> list[psutil.Process]:
     signal: once a parent dies its children are re-parented to init and can no longer be found
     by walking down from it."""
     procs: dict[int, psutil.Process] = {}
-    with contextlib.suppress(psutil.Error):
-        root = psutil.Process(pid)
-        procs[root.pid] = root
-        for child in root.children(recursive=True):
-            procs[child.pid] = child
+    roots = [pid]
     if pgid is not None:
         for proc in psutil.process_iter():
             with contextlib.suppress(psutil.Error, OSError):
-                if proc.pid not in procs and os.getpgid(proc.pid) == pgid:
-                    procs[proc.pid] = proc
-                    for child in proc.children(recursive=True):
-                        procs.setdefault(child.pid, child)
+                if proc.pid != pid and os.getpgid(proc.pid) == pgid:
+                    roots.append(proc.pid)
+    for root in roots:
+        for one in [root, *descendant_pids(root)]:
+            if one not in procs:
+                with contextlib.suppress(psutil.Error):
+                    procs[one] = psutil.Process(one)
     return list(procs.values())
 
 
@@ -347,29 +347,33 @@ def _add_new_descendants(procs: list[psutil.Process]) -> list[psutil.Process]:
     known = {p.pid for p in procs}
     out = list(procs)
     for proc in procs:
-        with contextlib.suppress(psutil.Error):
-            if _alive(proc):
-                for child in proc.children(recursive=True):
-                    if child.pid not in known:
-                        known.add(child.pid)
-                        out.append(child)
+        if _alive(proc):
+            for pid in descendant_pids(proc.pid):
+                if pid not in known:
+                    known.add(pid)
+                    with contextlib.suppress(psutil.Error):
+                        out.append(psutil.Process(pid))
     return out
 
 
-def kill_tree(pid: int, pgid: int | None, grace: float = 10.0, nvml=None) -> KillReport:
-    """Stop a run for good: SIGTERM, `grace` seconds, SIGKILL, sweep, confirm.
+@dataclass
+class _Killing:
+    """A kill under way: what was found and signalled before the grace period."""
 
-    With `pgid` (a run spawned here) the signals go to the group; with `pgid=None` (a foreign
-    `--pid`) they go to every process of the pid's tree. Either way every descendant found before
-    the first signal is swept afterwards, even one that left the group with `setsid`.
-    `nvml` is the NVML seam of resources.py; by default the real one when NVML is present.
-    """
+    pid: int
+    pgid: int | None
+    procs: list[psutil.Process]
+    termed: list[int]
+    started: float
+
+
+def _begin_kill(pid: int, pgid: int | None) -> _Killing:
+    """Collect the tree, then SIGTERM (and SIGCONT, so a paused run can act on it). A few
+    milliseconds: the async variant runs this on the event loop so the signal goes at once."""
     started = time.monotonic()
     if pgid is not None and pgid <= 1:
         raise ValueError(f"refusing to signal process group {pgid}")
     procs = _collect_tree(pid, pgid)
-    tree = tuple(p.pid for p in procs)
-
     if pgid is not None:
         termed = [p.pid for p in procs if _in_group(p, pgid)]
         _signal_group(pgid, signal.SIGTERM)
@@ -378,42 +382,60 @@ def kill_tree(pid: int, pgid: int | None, grace: float = 10.0, nvml=None) -> Kil
     else:
         termed = _send(procs, signal.SIGTERM)
         _send(procs, signal.SIGCONT)
+    return _Killing(pid, pgid, procs, termed, started)
 
-    alive = _wait_gone(procs, grace)
+
+def _finish_kill(k: _Killing, grace: float, nvml: GpuSource | None) -> KillReport:
+    """Wait up to `grace`, SIGKILL the group and every survivor of the tree, confirm."""
+    alive = _wait_gone(k.procs, grace)
     alive = [p for p in _add_new_descendants(alive) if _alive(p)]
     killed: list[int] = []
     if alive:
-        if pgid is not None:
-            _signal_group(pgid, signal.SIGKILL)
+        if k.pgid is not None:
+            _signal_group(k.pgid, signal.SIGKILL)
         killed = _send(alive, signal.SIGKILL)
         alive = _wait_gone(alive, KILL_CONFIRM_SECS)
-    for proc in procs:  # reap every child of ours in the tree, so none is left a zombie
+    for proc in k.procs:  # reap every child of ours in the tree, so none is left a zombie
         _alive(proc)
-
+    tree = tuple(p.pid for p in k.procs)
     gpu_holders: tuple[int, ...] = ()
     if nvml is None:
-        from supervisor.resources import default_nvml
-
         nvml = default_nvml()
     if nvml is not None:
         holders = set(nvml.gpu_pids())
         gpu_holders = tuple(p for p in tree if p in holders)
-
     return KillReport(
-        pid=pid,
-        pgid=pgid,
+        pid=k.pid,
+        pgid=k.pgid,
         tree=tree,
-        termed=tuple(termed),
+        termed=tuple(k.termed),
         killed=tuple(killed),
         survivors=tuple(p.pid for p in alive),
         gpu_holders=gpu_holders,
-        seconds=time.monotonic() - started,
+        seconds=time.monotonic() - k.started,
     )
 
 
-async def kill_tree_async(pid: int, pgid: int | None, grace: float = 10.0, nvml=None) -> KillReport:
-    """`kill_tree` in a worker thread, so the event loop runs on during the grace period."""
-    return await asyncio.to_thread(kill_tree, pid, pgid, grace, nvml)
+def kill_tree(
+    pid: int, pgid: int | None, grace: float = 10.0, nvml: GpuSource | None = None
+) -> KillReport:
+    """Stop a run for good: SIGTERM, `grace` seconds, SIGKILL, sweep, confirm.
+
+    With `pgid` (a run spawned here) the signals go to the group; with `pgid=None` (a foreign
+    `--pid`) they go to every process of the pid's tree. Either way every descendant found before
+    the first signal is swept afterwards, even one that left the group with `setsid`.
+    `nvml` is the NVML seam of resources.py; by default the real one when NVML is present.
+    """
+    return _finish_kill(_begin_kill(pid, pgid), grace, nvml)
+
+
+async def kill_tree_async(
+    pid: int, pgid: int | None, grace: float = 10.0, nvml: GpuSource | None = None
+) -> KillReport:
+    """`kill_tree` for the event loop: the SIGTERM goes at once, the grace period is waited for
+    in a worker thread so the loop runs on."""
+    killing = _begin_kill(pid, pgid)
+    return await asyncio.to_thread(_finish_kill, killing, grace, nvml)
 
 
 def _in_group(proc: psutil.Process, pgid: int) -> bool:

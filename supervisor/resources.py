@@ -10,6 +10,7 @@ part (a walk of /proc), is refreshed only every `children_secs`.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import warnings
 from typing import Protocol
@@ -100,6 +101,56 @@ def nvml_available() -> bool:
     return default_nvml() is not None
 
 
+def descendant_pids(pid: int) -> list[int]:
+    """Every descendant of `pid`, walking down through /proc/PID/task/TID/children.
+
+    psutil's children(recursive=True) reads the parent of every process on the machine (9 ms
+    with a hundred processes); this reads only the tree's own files (0.2 ms). Where the kernel
+    lacks those files (CONFIG_PROC_CHILDREN off, not Linux), psutil's walk is the fallback.
+    """
+    out: list[int] = []
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            if parent == pid and not os.path.exists(f"/proc/{pid}"):
+                return []  # gone (or no /proc at all)
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children", "rb") as fh:
+                    found = [int(x) for x in fh.read().split()]
+            except FileNotFoundError:
+                if _proc_children_missing():
+                    return _psutil_descendants(pid)
+                continue  # the thread ended
+            except OSError:
+                continue
+            out += found
+            stack += found
+    return out
+
+
+_PROC_CHILDREN: list[bool] = []
+
+
+def _proc_children_missing() -> bool:
+    if not _PROC_CHILDREN:
+        _PROC_CHILDREN.append(
+            not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+        )
+    return _PROC_CHILDREN[0]
+
+
+def _psutil_descendants(pid: int) -> list[int]:
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
 class ResourceProbe:
     """Samples one process tree at a time; keep one probe per watched pid for cheap sampling."""
 
@@ -186,18 +237,15 @@ class ResourceProbe:
         return root
 
     def _refresh_children(self, root: psutil.Process) -> None:
-        try:
-            found = root.children(recursive=True)
-        except psutil.Error:
-            return
         # Keep the cached objects of known children: their CPU baseline lives in them.
         known = {p.pid: p for p in self._children if p.is_running()}
         fresh = []
-        for proc in found:
-            if proc.pid in known:
-                fresh.append(known[proc.pid])
-            else:
-                with contextlib.suppress(psutil.Error):
-                    proc.cpu_percent(interval=None)
+        for pid in descendant_pids(root.pid):
+            if pid in known:
+                fresh.append(known[pid])
+                continue
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                proc.cpu_percent(interval=None)
                 fresh.append(proc)
         self._children = fresh

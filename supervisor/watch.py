@@ -133,7 +133,11 @@ def start_of_last_line(path: Path) -> tuple[int, int]:
     lines = 0
     last_end = 0
     pos = 0
-    with open(path, "rb") as fh:
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below; a missing file is not an error
+    except FileNotFoundError:
+        return 0, 0  # not written yet: everything it will hold is new
+    with fh:
         while chunk := fh.read(1 << 20):
             n = chunk.count(b"\n")
             if n:

@@ -84,9 +84,13 @@ def wait_for(predicate, timeout: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-def is_reading(proc: subprocess.Popen, log: Path) -> bool:
-    """ftmon opens the log once its loop (and its signal handlers) are up."""
-    return str(log) in {f.path for f in psutil.Process(proc.pid).open_files()}
+def wait_ready(proc: subprocess.Popen[str]) -> str:
+    """ftmon says on stderr where it starts reading, once its loop and signal handlers are up:
+    everything written to the log after that line is read."""
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert line.startswith("ftmon: watching"), line
+    return line
 
 
 @pytest.fixture
@@ -105,7 +109,7 @@ def test_watch_reports_a_planted_nan_while_the_writer_still_runs(tmp_path: Path,
     log.write_text(HEALTHY * 5)
     watcher, out = start_ftmon("--watch", str(log))
     cleanup.append(watcher)
-    wait_for(lambda: is_reading(watcher, log))
+    assert "from line 6" in wait_ready(watcher)
     writer = start_writer(log, "--interval", "0.05", "--nan-at", "20")
     cleanup.append(writer)
     line = out.until(lambda s: "nan" in s.split())
@@ -179,7 +183,7 @@ def test_watch_on_a_healthy_log_exits_0_on_sigterm(tmp_path: Path, cleanup) -> N
     log.write_text(HEALTHY * 3)
     watcher, out = start_ftmon("--watch", str(log), "--from-start", "--json")
     cleanup.append(watcher)
-    wait_for(lambda: is_reading(watcher, log))
+    wait_ready(watcher)
     watcher.send_signal(signal.SIGTERM)
     records = [json.loads(line) for line in out.rest()]
     assert watcher.wait(20) == 0

@@ -329,12 +329,17 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> Any:
         from supervisor.events import Anomaly
-        from supervisor.watch import watch_log
+        from supervisor.watch import start_of_last_line, watch_log
 
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        offset, lineno = (0, 0) if args.from_start else start_of_last_line(path)
+        # On stderr, so that stdout stays anomalies only (and pure JSON with --json). Anything
+        # written to the log from now on will be read: scripts may wait for this line.
+        target = f", pid {args.pid}" if args.pid is not None else ""
+        print(f"ftmon: watching {path} from line {lineno + 1}{target}", file=sys.stderr, flush=True)
         actor = Actor(args.pid, args.grace, printer) if args.pid is not None else None
 
         def on_event(event: Any) -> None:
@@ -350,7 +355,8 @@ def run(args: argparse.Namespace) -> int:
                 path,
                 _MarkKills(monitor, actor),
                 on_event,
-                from_start=args.from_start,
+                offset=offset,
+                lineno=lineno,
                 pid=args.pid,
                 poll_secs=poll_secs,
                 stop=stop,
