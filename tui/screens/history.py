@@ -6,7 +6,9 @@ a run's command (as it ran, ready to paste into a shell), replays a run, or diff
 
 from __future__ import annotations
 
+import shlex
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import yaml
@@ -63,6 +65,16 @@ def _yaml(text: str) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
+def short_command(argv: tuple[str, ...] | list[str]) -> str:
+    """The command abbreviated for the table (the detail pane shows it exactly): the program's
+    base name, and long arguments (an inline script) cut in the middle."""
+    parts = [Path(argv[0]).name] if argv else []
+    for arg in argv[1:]:
+        one = " ".join(arg.split())
+        parts.append(one if len(one) <= 30 else f"{one[:14]}…{one[-10:]}")
+    return shlex.join(parts)
+
+
 def started(ts: float) -> str:
     return time.strftime("%m-%d %H:%M:%S", time.localtime(ts))
 
@@ -101,7 +113,7 @@ class HistoryScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.border_title = "history"
-        table.add_columns("run", "parent", "#", "status", "reason", "started", "command")
+        table.add_columns("run", "#", "status", "command", "reason", "parent", "started")
         self.query_one("#detail-box").border_title = "command"
         self.reload()
         table.focus()
@@ -113,15 +125,14 @@ class HistoryScreen(Screen[None]):
         self.records = self.ftmon.history.runs()
         for rec in self.records:
             reason = rec.end_reason or rec.reason_started
-            argv = " ".join(rec.argv)
             table.add_row(
                 Text(rec.id),
-                Text(rec.parent_id or "-"),
                 str(rec.attempt),
                 Text(rec.status, style=STATUS_STYLES.get(rec.status, "")),
+                Text(short_command(rec.argv)),
                 Text(reason if len(reason) <= 40 else reason[:39] + "…"),
+                Text(rec.parent_id or "-"),
                 started(rec.started_at),
-                Text(argv if len(argv) <= 80 else argv[:79] + "…"),
                 key=rec.id,
             )
         self.show_detail()
