@@ -199,8 +199,7 @@ class Supervisor:
         (for the history); `fresh` starts a new lineage even with a parent (a replay: its own
         relaunch budget and base-weights fingerprint).
         """
-        if not force:
-            self._preflight(recipe)
+        warning = "" if force else self._preflight(recipe)
         parent = self.history.get(parent_id) if parent_id else None
         attempt = parent.attempt + 1 if parent else 1
         lineage = None if fresh else self._lineage_for(parent)
@@ -243,26 +242,32 @@ class Supervisor:
         run = _Run(run_id, recipe, attempt, lineage, spawned.pid, spawned.start_time, plan.log_path)
         self._emit(RunStarted(run_id, now, recipe.name, attempt, parent_id, tuple(plan.argv),
                               str(plan.log_path), spawned.pid))  # fmt: skip
+        if warning:
+            self._act(run_id, "alert", "preflight", warning)
         self._start(run, offset=0, lineno=0)
         return run_id
 
-    def _preflight(self, recipe: Recipe) -> None:
-        """Refuse a recipe the memory estimate says does not fit (estimate.py, when present)."""
+    def _preflight(self, recipe: Recipe) -> str:
+        """Refuse a recipe the memory estimate says does not fit; a warning when it is near
+        the card's limit (\"\" when not, or when no estimate can be made)."""
         if not recipe.preflight.enabled:
-            return
+            return ""
         try:
-            from supervisor.estimate import preflight  # optional: another engineer's module
-        except ImportError:
-            return
+            from supervisor.estimate import preflight
+        except ImportError:  # estimate.py is optional
+            return ""
         try:
             result = preflight(recipe, gpu_gb=recipe.preflight.gpu_gb)
         except Exception:  # an estimate that cannot be made is no reason to refuse a run
-            return
-        if not getattr(result, "fits", True):
+            return ""
+        if result.near_limit:
+            return f"near the memory limit: peak {result.peak_gb:.1f} of {result.gpu_gb:.1f} GB"
+        if not result.fits:
             raise LaunchRefused(
                 f"{recipe.name}: the memory estimate says it does not fit (--force launches it"
-                f" anyway)\n{getattr(result, 'report', '')}".rstrip()
+                f" anyway)\n{result.report}".rstrip()
             )
+        return ""
 
     def _lineage_for(self, parent: RunRecord | None) -> _Lineage | None:
         """The lineage a child joins: the one in memory, else rebuilt from the history (a

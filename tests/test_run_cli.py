@@ -234,3 +234,18 @@ def test_ctrl_c_detaches_or_kills(tmp_path: Path, kill_on_exit: bool) -> None:
     finally:
         if psutil.pid_exists(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_recipe_that_does_not_fit_is_refused_unless_forced(tmp_path: Path) -> None:
+    """The memory estimate refuses a recipe too big for the card (exit 2, with the estimate);
+    `--force` launches it anyway."""
+    logs = tmp_path / "logs"
+    recipe = write_recipe(
+        tmp_path, "count_steps.py", args={"steps": 2, "interval": 0.01},
+        preflight={"model": "tiny", "gpu_gb": 0.0001},
+    )  # fmt: skip
+    code, _, err = ftmon_here("run", str(recipe), "--headless", "--logs-dir", str(logs))
+    assert code == 2 and "does not fit" in err and "--force" in err and "peak" in err
+    assert json.loads(read("history", "--json", "--logs-dir", str(logs))) == []
+    code, out, _ = ftmon_here("run", str(recipe), "--headless", "--force", "--logs-dir", str(logs))
+    assert code == 0 and "ended finished" in out

@@ -90,15 +90,15 @@ def run(args: argparse.Namespace) -> int:
 class Printer:
     """Turns run events into the lines `ftmon run` prints, and remembers the lineage."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out  # None: whatever sys.stdout is when a line is printed
         self.started: list[str] = []
         self.ended: dict[str, tuple[str, str]] = {}
         self.changes: dict[str, tuple[str, ...]] = {}
         self.chain_stopped = ""
 
     def line(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        print(text, file=self.out or sys.stdout, flush=True)
 
     def __call__(self, event: object) -> None:
         from supervisor import run_events as ev
@@ -146,7 +146,7 @@ def supervise_headless(
     start: Callable[..., Awaitable[str]],
     *,
     kill_on_exit: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
     """Open the history, run `start(supervisor) -> run_id`, supervise the lineage to its end
     and print as it goes. Ctrl-C (or SIGTERM) detaches, or kills with `kill_on_exit`."""
