@@ -165,3 +165,22 @@ def test_reference_trainer_skip_messages_and_recovery() -> None:
     assert [(a.lineno, a.message) for a in found] == [
         (6, "3 steps in a row skipped for a non-finite loss")
     ]
+
+
+MEGATRON = (
+    " iteration {it:8d}/ 1000000 | consumed samples: 8000 | learning rate: 1.000E-04 | "
+    "lm loss: 2.345E+00 | loss scale: 65536.0 | grad norm: 1.234 | "
+    "number of skipped iterations: {skip:3d} | number of nan iterations: {nan:3d} |\n"
+)
+
+
+def test_megatron_skipped_and_nan_iteration_counts() -> None:
+    """Megatron: 10 skipped at iteration 10 is the search; 7 at 2000 is not, nor any nan count."""
+    assert scan(MEGATRON.format(it=10, skip=10, nan=0)) == []
+    assert scan(MEGATRON.format(it=2000, skip=1, nan=0)) == []
+    found = scan(MEGATRON.format(it=2000, skip=7, nan=0))
+    assert [(a.rule, a.message) for a in found] == [
+        ("skipped_steps", "7 iterations skipped at step 2000 (past warm-up)")
+    ]
+    found = scan(MEGATRON.format(it=2000, skip=0, nan=2))
+    assert [(a.rule, a.message) for a in found] == [("nan", "2 nan iterations up to step 2000")]

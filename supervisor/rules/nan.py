@@ -1,8 +1,9 @@
 """`nan`: the loss, the grad norm or a validation loss stopped being a finite number.
 
 Two ways in. Parsed metrics (JSON, HF dicts, `key: value` lines) whose loss / norm / perplexity
-value is nan or inf; and text the parser cannot turn into metrics: a printed `tensor(nan, ...)`,
-"found NaN in local grad norm" (Megatron), fairseq's `FloatingPointError: Minimum loss scale
+value is nan or inf, or Megatron's "number of nan iterations" above 0; and text the parser
+cannot turn into metrics: a printed `tensor(nan, ...)`, "found NaN in local grad norm"
+(Megatron), fairseq's `FloatingPointError: Minimum loss scale
 reached` and DeepSpeed's "Current loss scale already at minimum" (both mean every step
 overflowed until the scaler gave up). fp16 loss-scale halving on its own is *not* here: that is
 normal during warm-up, and `skipped_steps` judges when it stops being normal.
@@ -73,6 +74,10 @@ class NanRule(Rule):
         assert isinstance(event, (Metric, Eval))
         bad: list[tuple[str, float]] = []
         finite_seen = False
+        nan_iters = event.values.get("nan_iterations")
+        if nan_iters:  # Megatron counts the iterations whose loss or grads were nan
+            where = f" up to step {event.step}" if event.step is not None else ""
+            return self._report(f"{nan_iters:g} nan iterations{where}", event.lineno, event.ts, ())
         for key, value in event.values.items():
             if not watched_for_nan(key):
                 continue

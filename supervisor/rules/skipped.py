@@ -11,6 +11,7 @@ Megatron "number of skipped iterations: 10" in the first iterations). What is no
   (the search settles in the thousands; 64 -> 32 -> 16 in the middle of a run means every
   step overflows);
 - past warm-up, `cascade` reductions in a row with no scale increase in between;
+- past warm-up, Megatron's "number of skipped iterations" at `cascade` or more in one line;
 - "skip non-finite loss" style messages `run` times in a row (a finite loss between them
   breaks the run).
 
@@ -99,6 +100,18 @@ class SkippedStepsRule(Rule):
                 self._skips = 0
                 if not self._reductions:
                     self._reported = False
+            skipped = event.values.get("skipped_iterations")
+            if (
+                skipped is not None
+                and skipped >= self.settings.cascade
+                and self._max_step >= self.settings.warmup_steps
+            ):
+                # Megatron counts skipped iterations per log interval: one now and then is the
+                # scaler probing a higher scale; a handful past warm-up is a cascade.
+                return self._report(
+                    f"{skipped:g} iterations skipped at step {self._max_step} (past warm-up)",
+                    event.lineno, event.ts, (), Severity.WARNING,
+                )  # fmt: skip
             scale = event.values.get("loss_scale")
             if scale is not None and math.isfinite(scale) and scale < self.settings.floor_scale:
                 self._last_skip_line = event.lineno
