@@ -130,3 +130,14 @@ def test_nvml_available_answers_without_raising() -> None:
     assert nvml_available() in (True, False)
     if not Path("/dev/nvidiactl").exists():
         assert nvml_available() is False
+
+
+def test_descendant_pids_matches_psutils_walk(tree) -> None:
+    """The /proc walk finds exactly the descendants psutil finds."""
+    proc, child = tree
+    from supervisor.resources import descendant_pids
+
+    assert descendant_pids(proc.pid) == [child]
+    mine = sorted(descendant_pids(os.getpid()))
+    assert mine == sorted(p.pid for p in psutil.Process().children(recursive=True))
+    assert descendant_pids(999_999_999) == []

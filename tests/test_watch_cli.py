@@ -276,3 +276,72 @@ def test_text_output_is_one_readable_line_per_anomaly(tmp_path: Path) -> None:
     assert len(stamp) == 8 and stamp.count(":") == 2
     assert "nan" in rest and "line 3" in rest
     assert "last loss" in result.stdout
+
+
+# ------------------------------------------------------------------ watch_log in-process
+
+
+def test_watch_log_reads_the_last_words_of_a_run_before_its_exit(tmp_path: Path) -> None:
+    """A run's final unfinished line is read, then its exit fed; resources are sampled meanwhile."""
+    import asyncio
+
+    from supervisor.events import Anomaly, Metric
+    from supervisor.monitor import Monitor
+    from supervisor.watch import watch_log
+
+    log = tmp_path / "train.log"
+    code = (
+        "import sys, time\n"
+        f"f = open({str(log)!r}, 'a')\n"
+        "for i in range(1, 6):\n"
+        "    loss = 2 - i / 10\n"
+        "    f.write(\"{'loss': %.2f, 'grad_norm': 1.0, 'learning_rate': 1e-05}\\n\" % loss)\n"
+        "    f.flush(); time.sleep(0.1)\n"
+        "f.write('Traceback (most recent call last):\\n  File \"t.py\", line 1\\n')\n"
+        "f.write('RuntimeError: CUDA error: an illegal memory access')  # no newline\n"
+        "f.flush(); sys.exit(3)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    events: list[object] = []
+    samples: list[object] = []
+
+    async def scenario():
+        return await watch_log(
+            log, Monitor(), events.append, from_start=True, pid=proc.pid, poll_secs=0.05,
+            on_resource=samples.append,
+        )  # fmt: skip
+
+    summary = asyncio.run(asyncio.wait_for(scenario(), 60))
+    proc.wait()
+    assert summary.ended == "exit" and summary.exit.returncode == 3
+    assert summary.lines == 8, "the unfinished last line was read too"
+    assert [e.values["loss"] for e in events if isinstance(e, Metric)] == [1.9, 1.8, 1.7, 1.6, 1.5]
+    rules = [e.rule for e in events if isinstance(e, Anomaly)]
+    assert "traceback" in rules and rules[-1] == "exit", "the exit comes after the last lines"
+    assert samples and all(s.pid == proc.pid for s in samples)
+
+
+def test_watch_log_stops_when_asked_and_leaves_the_process_alone(tmp_path: Path) -> None:
+    """Setting `stop` ends the watch (ended="stop") while the watched process runs on."""
+    import asyncio
+
+    from supervisor.monitor import Monitor
+    from supervisor.watch import watch_log
+
+    log = tmp_path / "train.log"
+    writer = start_writer(log, "--interval", "0.02")
+    try:
+        wait_for(lambda: log.exists() and log.stat().st_size > 0)
+
+        async def scenario():
+            stop = asyncio.Event()
+            asyncio.get_running_loop().call_later(0.5, stop.set)
+            return await watch_log(log, Monitor(), lambda e: None, pid=writer.pid, stop=stop)
+
+        summary = asyncio.run(asyncio.wait_for(scenario(), 30))
+        assert summary.ended == "stop" and summary.exit is None
+        assert summary.lines > 0 and summary.last_loss is not None
+        assert writer.poll() is None
+    finally:
+        writer.kill()
+        writer.wait()
