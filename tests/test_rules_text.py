@@ -162,8 +162,27 @@ def test_timeouts_in_healthy_text_are_not_stalls() -> None:
         "ddp_timeout: 1800\n"
         "step 00100/01953 | loss: 2.3 | dt: 512.00ms | total time: 9.00m\n"
         "Setting NCCL_TIMEOUT=1800 for the process group\n"
+        "[I ProcessGroupNCCL.cpp:835] [Rank 0] ProcessGroupNCCL initialization options: "
+        "NCCL_ASYNC_ERROR_HANDLING: 1, TIMEOUT(ms): 1800000, USE_HIGH_PRIORITY_STREAM: 0\n"
+        "Set NCCL_P2P_DISABLE=1 to keep the process from hanging on consumer GPUs\n"
     )
     assert scan(log) == []
+
+
+def test_other_hang_messages_are_stalls() -> None:
+    """NCCL's heartbeat, a stuck watchdog, a distributed timeout and 'training is stuck' count."""
+    lines = [
+        "[rank0]:[E ProcessGroupNCCL.cpp:1316] [PG 0 Rank 0] Heartbeat monitor timed out! "
+        "Process will be terminated after dumping debug info.",
+        "[PG 0 Rank 3] ProcessGroupNCCL's watchdog got stuck for 480 seconds without making "
+        "progress in monitoring enqueued collectives.",
+        "torch.distributed.DistBackendError: [1] is setting up NCCL communicator and retrieving "
+        "ncclUniqueId from [0] via c10d key-value store by key '0', but store->get('0') got "
+        "error: Socket Timeout",
+        "WARNING: training appears to be stuck: no step for 900 s",
+    ]
+    for line in lines:
+        assert [a.rule for a in StallRule().on_event(Text(1, 1.0, line))] == ["stall"], line
 
 
 def test_silence_is_reported_once_per_stall_on_tick() -> None:

@@ -19,15 +19,20 @@ from pydantic import Field
 from supervisor.events import Anomaly, Event, Metric, Progress, Severity, Text
 from supervisor.rules.base import LineCooldown, Rule, RuleSettings, clip
 
+# What PyTorch / NCCL print when a collective hangs; not the start-up lines that merely mention
+# a timeout ("ProcessGroupNCCL initialization options: ... TIMEOUT(ms): 1800000").
 _PATTERNS = re.compile(
     r"Watchdog caught collective operation timeout"
-    r"|ProcessGroup\w*.{0,200}\bTime(?:d\s*)?out"
+    r"|Timeout at NCCL work"
+    r"|timeout\) detected by watchdog"
+    r"|watchdog got stuck"
     r"|NCCL operations have failed or timed out"
     r"|Heartbeat monitor timed out"
-    r"|\b(?:collective|allreduce|all_reduce|barrier|broadcast)\b.{0,80}\btimed out"
-    r"|DistBackendError.{0,200}\btime(?:d\s*)?out"
-    r"|\b(?:training|rank \d+|process(?:es)?|job)\s+(?:appears?\s+to\s+be\s+|seems\s+|is\s+)?"
-    r"(?:stalled|stuck|hung|hanging)\b",
+    r"|\b(?:collective|allreduce|all_reduce|all_gather|reduce_scatter|barrier|broadcast)\b"
+    r".{0,80}\btimed out"
+    r"|DistBackendError.{0,200}\b(?:timed out|timeout)\b"
+    r"|\b(?:training|rank \d+|process(?:es)?|job)\s+(?:appears?\s+to\s+be|seems(?:\s+to\s+be)?"
+    r"|is|was|has\s+been)\s+(?:stalled|stuck|hung|hanging)\b",
     re.I,
 )
 
