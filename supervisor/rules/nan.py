@@ -31,8 +31,8 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\btensor\(\s*-?(?:nan|inf)\b", re.I), "non-finite tensor printed"),
     (
         re.compile(
-            r"\bfound\s+(?:a\s+)?nan\b|\b(?:inf\s+or\s+)?nan\s+(?:or\s+inf\s+)?(?:values?\s+)?"
-            r"(?:found|detected)\b|\bdetected\s+(?:inf\s+or\s+)?nan\b|returned\s+nan\b",
+            r"\bfound\s+(?:a\s+)?nan\b|\bdetected\s+(?:inf\s+or\s+)?nan\b|returned\s+nan\b"
+            r"|(?<!no )\b(?:inf\s+or\s+)?nan\s+(?:or\s+inf\s+)?(?:values?\s+)?(?:found|detected)\b",
             re.I,
         ),
         "NaN detected",
@@ -41,7 +41,7 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # ("iter 3010: loss nan, time ..."). `\bnan\b` keeps "nanochat", "nanms", "finance" out.
     (
         re.compile(
-            r"(?:loss|norm|ppl|perplexity)\w*['\"]?\s*(?:[:=]|\bis\b)?\s*['\"]?-?nan\b", re.I
+            r"(?:loss|norm|ppl|perplexity)\w*['\"]?\s*(?:[:=]|\bis\b)?\s*['\"]?-?nan(?![\w-])", re.I
         ),
         "non-finite value printed",
     ),
