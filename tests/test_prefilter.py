@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -45,6 +47,11 @@ WORDS = [
     "█",
     "\t",
     "banana",
+    "TOK",
+    "LoSs",
+    "\u212a",
+    "İ",
+    "Step\\S",
     "info",
     "1",
 ]
@@ -52,7 +59,9 @@ texts = st.lists(st.sampled_from(WORDS), max_size=80).map("".join)
 
 
 def per_line(pf: Prefilter, data: bytes) -> set[int]:
-    return {i for i, line in enumerate(data.split(b"\n")) if pf.search(line.decode())}
+    """The oracle: Python's own case-insensitive search, line by line."""
+    rx = re.compile("|".join(f"(?:{p})" for p in pf.patterns), re.IGNORECASE | re.ASCII)
+    return {i for i, line in enumerate(data.split(b"\n")) if rx.search(line.decode())}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -75,7 +84,7 @@ def test_lines_found_on_a_real_log_excerpt(engine: str) -> None:
 
 PAIRS = [
     (Prefilter(p, engine="re"), Prefilter(p, engine="hyperscan") if hyperscan_available() else None)
-    for p in (ANOMALY_WORDS, METRIC_WORDS)
+    for p in (ANOMALY_WORDS, METRIC_WORDS, (r"step\S", r"\bLoss\b"))
 ]
 
 
@@ -86,6 +95,8 @@ def test_engines_agree(text: str) -> None:
     data = text.encode()
     for slow, fast in PAIRS:
         expected = per_line(slow, data)
+        lines = data.decode().split("\n")
+        assert {i for i, line in enumerate(lines) if slow.search(line)} == expected
         assert slow.matching_lines(data) == expected
         assert slow.search_bytes(data) == bool(expected)
         if fast is not None:
