@@ -1,0 +1,275 @@
+"""Calibration of the memory estimate: estimate vs the measured peak of live tensors.
+
+    python bench/estimate.py [--quick] [--steps 3] [--json OUT]
+
+For each config of a grid (model shape x method sft/lora/gkd x two sequence lengths x two
+micro-batches) it runs the reference trainer's own training step (`Trainer.train_step`, with
+the model built as `build_model` builds it) for a few steps on full-length batches, and
+measures the peak of live tensors:
+
+- on CPU with torch's MemTracker (torch.distributed._tools.mem_tracker), which follows every
+  tensor's storage through a dispatch mode: parameters, gradients, optimizer states,
+  activations and temporaries;
+- on CUDA with torch.cuda.max_memory_allocated and max_memory_reserved.
+
+The estimate comes from supervisor.estimate.estimate_recipe on a recipe that names the same
+settings, i.e. the same path `ftmon estimate` takes. It prints one row per config with the
+error (estimate / measured - 1); the target is within 15% on every CPU config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import tempfile
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
+from supervisor.estimate import estimate_recipe  # noqa: E402
+from supervisor.recipe import recipe_from_yaml  # noqa: E402
+from trainer.cli import parse_args  # noqa: E402
+from trainer.data import Batch  # noqa: E402
+from trainer.model import tiny_config_dict  # noqa: E402
+from trainer.train import Trainer, build_model, lr_factor, make_optimizer  # noqa: E402
+
+# A "small" Llama (untied, grouped-query) and a "small" Qwen3 (tied, q/k norms), next to the
+# trainer's tiny model: big enough vocabularies that the logits matter as they do in real models.
+SMALL_LLAMA = {
+    "model_type": "llama",
+    "vocab_size": 8192,
+    "hidden_size": 256,
+    "intermediate_size": 688,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "head_dim": 32,
+    "max_position_embeddings": 1024,
+    "tie_word_embeddings": False,
+    "torch_dtype": "float32",
+}
+SMALL_QWEN3 = {
+    **SMALL_LLAMA,
+    "model_type": "qwen3",
+    "vocab_size": 4096,
+    "num_hidden_layers": 3,
+    "tie_word_embeddings": True,
+}
+MODELS = {"tiny": None, "small-llama": SMALL_LLAMA, "small-qwen3": SMALL_QWEN3}
+
+
+def model_dir(name: str, tmp: Path) -> str:
+    """`tiny`, or a saved model directory built from the shape (so build_model loads it)."""
+    shape = MODELS[name]
+    if shape is None:
+        return "tiny"
+    where = tmp / name
+    if not (where / "config.json").is_file():
+        from transformers import CONFIG_MAPPING, AutoModelForCausalLM
+
+        cfg = {k: v for k, v in shape.items() if k not in ("model_type", "torch_dtype")}
+        config = CONFIG_MAPPING[shape["model_type"]](**cfg)
+        torch.manual_seed(0)
+        AutoModelForCausalLM.from_config(config).save_pretrained(str(where))
+    return str(where)
+
+
+def vocab_of(name: str) -> int:
+    shape = MODELS[name] or tiny_config_dict()
+    return int(shape["vocab_size"])
+
+
+def flags(cfg: dict[str, Any]) -> list[str]:
+    return [f"--{k}={v}" for k, v in cfg.items() if not k.startswith("_")]
+
+
+def make_trainer(args: argparse.Namespace, device: torch.device) -> Trainer:
+    """A Trainer with what `setup()` builds for a step, minus the data files and tokenizer."""
+    t = Trainer(args)
+    t.device = device
+    t.model = build_model(args, device, None)
+    t.params = [p for p in t.model.parameters() if p.requires_grad]
+    t.optimizer = make_optimizer(t.params, args)
+    t.scheduler = torch.optim.lr_scheduler.LambdaLR(
+        t.optimizer, lambda s: lr_factor(s, args.steps, args.warmup, args.schedule)
+    )
+    t.scaler = torch.amp.GradScaler(device.type, enabled=args.dtype == "fp16")
+    t.step, t.skipped, t.seen = 0, 0, 0
+    t.codec = None  # only on-policy sampling uses it, and the grid samples nothing (lmbda 0)
+    return t
+
+
+def full_batches(micro_batch: int, seq_len: int, vocab: int, device: torch.device) -> Any:
+    """Endless full-length batches (the estimate's worst case: no row shorter than seq_len)."""
+    gen = torch.Generator().manual_seed(0)
+    while True:
+        ids = torch.randint(0, min(vocab, 256), (micro_batch, seq_len), generator=gen)
+        labels = ids.clone()
+        labels[:, : seq_len // 4] = -100  # a prompt that is not scored
+        mask = torch.ones_like(ids)
+        yield Batch(ids.to(device), mask.to(device), labels.to(device), micro_batch * seq_len)
+
+
+def measure(cfg: dict[str, Any], steps: int, device: torch.device) -> tuple[int, int | None]:
+    """Peak bytes of live tensors over `steps` optimizer steps (and reserved, on CUDA)."""
+    args = parse_args(flags(cfg))
+    t = make_trainer(args, device)
+    batches = full_batches(args.micro_batch, args.seq_len, vocab_of(cfg["_name"]), device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(steps):
+            _, _, _, last = t.train_step(batches)
+        torch.cuda.synchronize(device)
+        del last
+        return torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)
+    tracker = LiveTensors()
+    tracker.add(*t.model.parameters(), *t.model.buffers())
+    with tracker:
+        for _ in range(steps):
+            _, _, _, last = t.train_step(batches)
+        del last
+    return tracker.peak, None
+
+
+class LiveTensors(TorchDispatchMode):
+    """The bytes of live tensor storages on CPU, and their peak.
+
+    Every tensor an operator returns is counted once per storage until the storage is freed (a
+    weak reference's callback). This is what MemTracker does; it is written out here because
+    MemTracker's module hooks refuse models with frozen parameters (LoRA).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0
+        self.peak = 0
+        self._refs: dict[int, weakref.ref[Any]] = {}
+
+    def add(self, *tensors: torch.Tensor) -> None:
+        for tensor in tensors:
+            storage = tensor.untyped_storage()
+            key = id(storage)
+            if key in self._refs and self._refs[key]() is storage:
+                continue
+            size = storage.nbytes()
+
+            def freed(_ref: Any, key: int = key, size: int = size) -> None:
+                self.now -= size
+                self._refs.pop(key, None)
+
+            self._refs[key] = weakref.ref(storage, freed)
+            self.now += size
+            self.peak = max(self.peak, self.now)
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        self.add(*(x for x in torch.utils._pytree.tree_leaves(out) if isinstance(x, torch.Tensor)))
+        return out
+
+
+def recipe_for(cfg: dict[str, Any]) -> Any:
+    """The recipe `ftmon estimate` would read for the same run of the reference trainer."""
+    args = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    lines = ["name: calib", "command: [python, -m, trainer]", "args:"]
+    lines += [f"  {k}: {json.dumps(v)}" for k, v in args.items()]
+    return recipe_from_yaml("\n".join(lines) + "\n", "<bench>")
+
+
+def grid(quick: bool, device: str) -> list[dict[str, Any]]:
+    models = ["tiny", "small-llama"] if quick else list(MODELS)
+    out = []
+    for name in models:
+        for method in ("sft", "lora", "gkd"):
+            for seq_len in (64, 256):
+                for micro_batch in (2, 8):
+                    if quick and (seq_len, micro_batch) == (64, 8):
+                        continue
+                    out.append(
+                        {
+                            "_name": name,
+                            "model": name,
+                            "method": method,
+                            "micro_batch": micro_batch,
+                            "seq_len": seq_len,
+                            "dtype": "fp32",
+                            "device": device,
+                            "lmbda": 0.0,  # GKD on the data; sampling is a separate no-grad phase
+                            "steps": 3,
+                        }
+                    )
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer configs")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows here too")
+    parser.add_argument("--threads", type=int, default=2)
+    opts = parser.parse_args()
+    torch.set_num_threads(opts.threads)
+    device = torch.device(opts.device)
+    rows = []
+    print(f"device {device}; error = estimate / measured - 1; target |error| <= 15%")
+    header = f"{'model':<12} {'method':<6} {'mb':>3} {'len':>4} {'measured MB':>12}"
+    header += f" {'estimate MB':>12} {'error':>7}  peak phase / dominant term"
+    if device.type == "cuda":
+        header += "  (reserved MB)"
+    print(header)
+    with tempfile.TemporaryDirectory() as tmp:
+        for cfg in grid(opts.quick, device.type):
+            cfg["model"] = model_dir(cfg["_name"], Path(tmp))
+            started = time.perf_counter()
+            measured, reserved = measure(cfg, opts.steps, device)
+            est = estimate_recipe(recipe_for(cfg))
+            # the CUDA context is outside max_memory_allocated: compare without it
+            context = next((t.bytes for t in est.terms if t.name == "CUDA context"), 0)
+            margin = next((t.bytes for t in est.terms if t.name == "allocator margin"), 0)
+            allocated_est = est.peak_bytes - context - margin
+            error = allocated_est / measured - 1
+            row = {
+                "model": cfg["_name"],
+                "method": cfg["method"],
+                "micro_batch": cfg["micro_batch"],
+                "seq_len": cfg["seq_len"],
+                "measured": measured,
+                "reserved": reserved,
+                "estimate": allocated_est,
+                "error": error,
+                "peak_phase": est.peak_phase,
+                "dominant": est.dominant.name,
+                "secs": time.perf_counter() - started,
+            }
+            rows.append(row)
+            line = f"{row['model']:<12} {row['method']:<6} {row['micro_batch']:>3} "
+            line += f"{row['seq_len']:>4} {measured / 1e6:12.2f} {allocated_est / 1e6:12.2f} "
+            line += f"{error:+7.1%}  {est.peak_phase} / {est.dominant.name}"
+            if reserved is not None:
+                line += f"  ({reserved / 1e6:.1f})"
+            print(line, flush=True)
+    worst = max(rows, key=lambda r: abs(r["error"]))
+    within = sum(abs(r["error"]) <= 0.15 for r in rows)
+    mean_abs = sum(abs(r["error"]) for r in rows) / len(rows)
+    print(
+        f"{within}/{len(rows)} within 15%; mean |error| {mean_abs:.1%}; worst {worst['error']:+.1%}"
+        f" ({worst['model']} {worst['method']} mb {worst['micro_batch']} len {worst['seq_len']})"
+    )
+    if opts.json:
+        opts.json.write_text(json.dumps(rows, indent=1))
+    return 0 if math.isfinite(mean_abs) else 1
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
