@@ -79,3 +79,23 @@ def test_command_demo_with_high_lr_goes_nan(tmp_path: Path) -> None:
     events = scan_file(log, Monitor(recipe.watch, recipe.patterns))
     rules = {e.rule for e in events if type(e).__name__ == "Anomaly"}
     assert "nan" in rules and recipe.on["nan"].do == "relaunch"
+
+
+@pytest.mark.slow  # imports transformers
+def test_hf_trainer_recipe_speaks_training_arguments(tmp_path: Path) -> None:
+    """recipes/hf-trainer.yaml renders flags that HfArgumentParser(TrainingArguments) accepts,
+    with the values the recipe gives (checked against transformers itself, not a copy)."""
+    transformers = pytest.importorskip("transformers")
+    recipe = load_recipe(ROOT / "recipes" / "hf-trainer.yaml")
+    plan = plan_run(recipe, "hf", 1, tmp_path / "logs")
+    parser = transformers.HfArgumentParser(transformers.TrainingArguments)
+    parser.add_argument("--model_name_or_path")  # the script's own argument
+    # parse_known_args only: building TrainingArguments would check for a GPU (bf16).
+    ns, unknown = parser.parse_known_args(plan.argv[len(recipe.command) :])
+    assert unknown == []
+    assert ns.learning_rate == recipe.args["learning_rate"]
+    assert ns.per_device_train_batch_size == recipe.args["per_device_train_batch_size"]
+    assert ns.gradient_accumulation_steps == recipe.args["gradient_accumulation_steps"]
+    assert ns.bf16 is True
+    assert "--gradient_checkpointing" not in plan.argv  # false + bools: bare = left out
+    assert ns.output_dir == f"{plan.run_dir}/checkpoints"
