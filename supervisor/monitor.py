@@ -34,7 +34,7 @@ from supervisor.rules import Rule, WatchSettings, build_rules
 from supervisor.rules.base import clip
 
 EVIDENCE_LINES = 3  # lines up to the anomaly's own, for rules that give no evidence
-_RETURNED = (Metric, Eval, Sample)
+_RETURNED = frozenset((Metric, Eval, Sample))
 
 
 class Monitor:
@@ -130,7 +130,7 @@ class Monitor:
         return self._finish(out)
 
     def _count(self, event: Event) -> None:
-        if isinstance(event, Metric):
+        if type(event) is Metric:
             self.metrics += 1
             self.last_values.update(event.values)
             if event.step is not None:

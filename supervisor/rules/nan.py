@@ -67,19 +67,26 @@ class NanRule(Rule):
         self.settings: NanSettings
         self._in_episode = False
         self._last_report = 0
+        self._watched = watched_for_nan
 
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, Text):
             return self._on_text(event)
         assert isinstance(event, (Metric, Eval))
-        bad: list[tuple[str, float]] = []
-        finite_seen = False
-        nan_iters = event.values.get("nan_iterations")
+        values = event.values
+        nan_iters = values.get("nan_iterations")
         if nan_iters:  # Megatron counts the iterations whose loss or grads were nan
             where = f" up to step {event.step}" if event.step is not None else ""
             return self._report(f"{nan_iters:g} nan iterations{where}", event.lineno, event.ts, ())
-        for key, value in event.values.items():
-            if not watched_for_nan(key):
+        total = sum(values.values())
+        if total - total == 0.0:  # every value finite (one nan or inf makes this nan): most lines
+            if self._in_episode and any(self._watched(k) for k in values):
+                self._in_episode = False  # the state changed: the next nan is news again
+            return []
+        bad: list[tuple[str, float]] = []
+        finite_seen = False
+        for key, value in values.items():
+            if not self._watched(key):
                 continue
             if math.isfinite(value):
                 finite_seen = True
