@@ -2,7 +2,7 @@
 
 Nothing here knows about Textual. A log of millions of lines must open at once, so the index
 holds only the byte offset of each line start (8 bytes a line, in an `array('Q')`), found by
-scanning big reads for b"\\n" (`re.finditer` over 8 MiB slices). A
+scanning big reads (8 MiB slices) for b"\\n" (numpy where installed, else `re.finditer`). A
 line's text is read when it is drawn, with `os.pread`, sanitised exactly as `tail.py` does it
 (invalid UTF-8 replaced, ANSI and NUL removed, the last `\\r` frame shown) and kept in a small LRU.
 The index grows as the file grows (`refresh()`), and starts over if the file is truncated or
@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 from supervisor.events import LogLine
 from supervisor.tail import clean_text
@@ -39,12 +41,16 @@ class LogIndex:
         self._cache: OrderedDict[int, str] = OrderedDict()
         self._cache_lines = cache_lines
         self.generation = 0  # bumped when the file was truncated or replaced
+        # The view indexes in a worker thread and reads lines on the UI thread: every read and
+        # every change of the offsets holds this lock (changes are committed in one step).
+        self._lock = threading.RLock()
 
     def __len__(self) -> int:
         """Lines so far, counting a last line that has no newline yet."""
-        if self._scanned == 0:
-            return 0
-        return len(self._starts) - (1 if self._ends_with_newline else 0)
+        with self._lock:
+            if self._scanned == 0:
+                return 0
+            return len(self._starts) - (1 if self._ends_with_newline else 0)
 
     @property
     def size(self) -> int:
@@ -52,30 +58,36 @@ class LogIndex:
         return self._scanned
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def _open(self) -> int | None:
         """(Re)open the file; a missing file is an empty log, not an error."""
-        try:
-            st = os.stat(self.path)
-        except OSError:
+        with self._lock:
+            try:
+                st = os.stat(self.path)
+            except OSError:
+                return self._fd
+            inode = (st.st_dev, st.st_ino)
+            if self._fd is not None and inode == self._inode:
+                return self._fd
+            if self._fd is not None:  # replaced (log rotation): start over on the new file
+                self._clear()
+                self.close()
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except OSError:
+                return None
+            self._inode = inode
             return self._fd
-        inode = (st.st_dev, st.st_ino)
-        if self._fd is not None and inode == self._inode:
-            return self._fd
-        if self._fd is not None:  # replaced (log rotation): start over on the new file
-            self._reset()
-            self.close()
-        try:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        except OSError:
-            return None
-        self._inode = inode
-        return self._fd
 
     def _reset(self) -> None:
+        with self._lock:
+            self._clear()
+
+    def _clear(self) -> None:
         self._starts = array("Q")
         self._scanned = 0
         self._ends_with_newline = True
@@ -106,54 +118,58 @@ class LogIndex:
         return len(self) - before
 
     def _add_chunk(self, data: bytes) -> None:
-        base = self._scanned
-        if self._scanned == 0:
-            self._starts.append(0)
-        # The line that was last may have been partial: it grows now, so read it again.
-        self._cache.pop(len(self._starts) - 1, None)
-        # Each b"\n" starts a new line one byte after it. `finditer` walks the bytes in C;
-        # this measured faster than split + accumulate and than a `find` loop over an mmap.
-        self._starts.extend(m.end() + base for m in _NEWLINE.finditer(data))
-        self._scanned = base + len(data)
-        self._ends_with_newline = data.endswith(b"\n")
+        base = self._scanned  # only the indexing caller writes it, so reading it here is safe
+        new = line_starts(data, base)
+        with self._lock:
+            if base == 0:
+                self._starts.append(0)
+            # The line that was last may have been partial: it grows now, so read it again.
+            self._cache.pop(len(self._starts) - 1, None)
+            self._starts.extend(new)
+            self._scanned = base + len(data)
+            self._ends_with_newline = data.endswith(b"\n")
 
     def span(self, lineno: int) -> tuple[int, int]:
         """Byte range of line `lineno` (0-based), without its newline."""
-        start = self._starts[lineno]
-        last = lineno + 1 >= len(self._starts)
-        end = self._scanned if last else self._starts[lineno + 1] - 1
-        return start, end
+        with self._lock:
+            start = self._starts[lineno]
+            last = lineno + 1 >= len(self._starts)
+            end = self._scanned if last else self._starts[lineno + 1] - 1
+            return start, end
 
     def raw(self, lineno: int, cap: int = SHOW_CAP) -> bytes:
         """The line's bytes as written (up to `cap`)."""
-        fd = self._fd
-        if fd is None or not 0 <= lineno < len(self):
-            return b""
-        start, end = self.span(lineno)
-        return os.pread(fd, min(end - start, cap), start)
+        with self._lock:
+            fd = self._fd
+            if fd is None or not 0 <= lineno < len(self):
+                return b""
+            start, end = self.span(lineno)
+            return os.pread(fd, min(end - start, cap), start)
 
     def line(self, lineno: int) -> str:
         """Line `lineno` (0-based) as a terminal would show it: decoded, no ANSI or NUL, the
         last non-empty `\\r` frame of a progress bar. Out of range gives ""."""
-        cached = self._cache.get(lineno)
-        if cached is not None:
-            self._cache.move_to_end(lineno)
-            return cached
-        if not 0 <= lineno < len(self):
-            return ""
-        data = self.raw(lineno)
-        start, end = self.span(lineno)
-        text = _shown(data)
-        if end - start > SHOW_CAP:
-            text += f" … [{end - start:,} bytes, cut for display]"
-        self._cache[lineno] = text
-        if len(self._cache) > self._cache_lines:
-            self._cache.popitem(last=False)
-        return text
+        with self._lock:
+            cached = self._cache.get(lineno)
+            if cached is not None:
+                self._cache.move_to_end(lineno)
+                return cached
+            if not 0 <= lineno < len(self):
+                return ""
+            data = self.raw(lineno)
+            start, end = self.span(lineno)
+            text = _shown(data)
+            if end - start > SHOW_CAP:
+                text += f" … [{end - start:,} bytes, cut for display]"
+            self._cache[lineno] = text
+            if len(self._cache) > self._cache_lines:
+                self._cache.popitem(last=False)
+            return text
 
     def line_at(self, offset: int) -> int:
         """The line (0-based) that holds byte `offset`."""
-        return max(0, bisect_right(self._starts, offset) - 1)
+        with self._lock:
+            return max(0, bisect_right(self._starts, offset) - 1)
 
     def find(self, needle: str, start: int, backwards: bool = False) -> int | None:
         """First line at or after `start` (at or before it, when `backwards`) whose shown text
@@ -197,7 +213,8 @@ class LogIndex:
 
     def _read_uncached(self, lineno: int) -> str:
         """Text for search: the cache is for what is on screen, a search must not flush it."""
-        cached = self._cache.get(lineno)
+        with self._lock:
+            cached = self._cache.get(lineno)
         if cached is not None:
             return cached
         return _shown(self.raw(lineno))
@@ -206,3 +223,33 @@ class LogIndex:
 def _shown(raw: bytes) -> str:
     """What a terminal shows of one line's bytes, cleaned as tail.py cleans them."""
     return LogLine(0, 0, 0, clean_text(raw)).shown
+
+
+def line_starts(data: bytes, base: int) -> array[int]:
+    """Offsets just past each b"\\n" in `data` (which starts at byte `base` of the file).
+
+    numpy, where installed (it comes with the [train] extra), finds them about three times
+    faster than `re.finditer`, which is the fallback; both give the same offsets.
+    """
+    np = _numpy()
+    if np is not None:
+        found = np.flatnonzero(np.frombuffer(data, np.uint8) == 10).astype(np.uint64)
+        found += base + 1
+        out = array("Q")
+        out.frombytes(found.tobytes())
+        return out
+    return array("Q", (m.end() + base for m in _NEWLINE.finditer(data)))
+
+
+_NUMPY: list[object] = []
+
+
+def _numpy() -> Any:
+    """numpy if it can be imported (looked up once, on first use), else None."""
+    if not _NUMPY:
+        try:
+            import numpy
+        except ImportError:
+            numpy = None  # type: ignore[assignment]
+        _NUMPY.append(numpy)
+    return _NUMPY[0]

@@ -147,3 +147,13 @@ def test_huge_line_is_cut_for_display(tmp_path: Path) -> None:
     index.refresh()
     assert index.line(0).startswith("a" * 100) and "cut for display" in index.line(0)
     assert index.line(1) == "next"
+
+
+def test_numpy_and_plain_paths_find_the_same_offsets(monkeypatch) -> None:
+    """With or without numpy, the same line starts are found."""
+    data = b"a\n\nbb\nccc" * 50 + b"\n"
+    fast = logindex.line_starts(data, 100)
+    monkeypatch.setattr(logindex, "_NUMPY", [None])
+    plain = logindex.line_starts(data, 100)
+    assert list(plain) == list(fast)
+    assert list(plain[:3]) == [102, 103, 106]

@@ -2,7 +2,7 @@
 
 The file side is `supervisor.logindex.LogIndex` (byte offsets of line starts, text on demand);
 this widget is a Line-API `ScrollView` whose virtual height is the number of lines, so a log of
-millions of lines costs what one screen costs. Indexing runs in slices on the event loop, so
+millions of lines costs what one screen costs. Indexing runs in slices in a worker thread, so
 the first screen appears after the first slice and a person can scroll while the rest is read.
 
 Log text is data, never markup: each line becomes a `rich.text.Text` built from the plain
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -29,11 +30,13 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.worker import get_current_worker
 
 from supervisor.events import Severity
 from supervisor.logindex import CHUNK, LogIndex
 
 POLL_SECS = 0.25  # how often a followed file is checked for growth
+NOTIFY_SECS = 0.25  # while indexing, how often the view redraws with the lines found so far
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 MARK_STYLES = {
@@ -72,12 +75,14 @@ class LogView(ScrollView, can_focus=True):
     follow: reactive[bool] = reactive(True)
 
     class Grew(Message):
-        """The log gained lines (replaces an unhandled older one for the same view)."""
+        """The log gained lines; `done` when the whole file as it is now is indexed. A newer
+        one replaces an unhandled older one for the same view, so bursts cost one redraw."""
 
-        def __init__(self, view: LogView, lines: int) -> None:
+        def __init__(self, view: LogView, index: LogIndex, done: bool) -> None:
             super().__init__()
             self.view = view
-            self.lines = lines
+            self.index = index
+            self.done = done
 
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, LogView.Grew) and message.view is self.view
@@ -138,31 +143,40 @@ class LogView(ScrollView, can_focus=True):
         self.marks = dict(marks)
         self.refresh()
 
-    @work(exclusive=True, group="logview-index")
-    async def _keep_indexing(self, index: LogIndex) -> None:
-        """Index the file slice by slice, yielding to the UI between slices; then poll."""
+    @work(thread=True, exclusive=True, group="logview-index")
+    def _keep_indexing(self, index: LogIndex) -> None:
+        """Index the file slice by slice in a thread, so the UI draws and scrolls meanwhile;
+        then poll for growth. The UI hears of it at most every NOTIFY_SECS (and at the end)."""
+        worker = get_current_worker()
         generation = index.generation
-        while True:
-            added = index.refresh(max_bytes=CHUNK)
-            if added or index.generation != generation:  # grew, or truncated and read anew
-                generation = index.generation
-                self._grew()
-            caught_up = index.size >= _file_size(index.path)
+        told = 0.0
+        while not worker.is_cancelled:
+            try:
+                added = index.refresh(max_bytes=CHUNK)
+                caught_up = index.size >= _file_size(index.path)
+            except (OSError, ValueError):
+                return  # the file was closed under us: the view moved on
+            changed = bool(added) or index.generation != generation
+            generation = index.generation
+            now = time.monotonic()
+            if (changed and now - told >= NOTIFY_SECS) or (caught_up and (changed or not told)):
+                self.post_message(self.Grew(self, index, done=caught_up))
+                told = now
             if caught_up:
-                self.indexed.set()
                 if not self._poll:
                     return
-                await asyncio.sleep(POLL_SECS)
-            else:
-                await asyncio.sleep(0)
+                time.sleep(POLL_SECS)
 
-    def _grew(self) -> None:
+    def on_log_view_grew(self, message: Grew) -> None:
+        if message.view is not self or message.index is not self.index:
+            return  # a slice of a file this view no longer shows
         count = self.line_count
         self.virtual_size = Size(self.size.width, count)
         if self.follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         self.refresh()
-        self.post_message(self.Grew(self, count))
+        if message.done:
+            self.indexed.set()
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         # Growth never moves scroll_y, and a resize clamps it to the (new) end; so a step up
