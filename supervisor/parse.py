@@ -130,19 +130,22 @@ _SPECIAL = {
 
 def to_float(value: object) -> float | None:
     """A number from a JSON value or a token; None for anything else (booleans included)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        s = value.strip().replace(",", "")
-        special = _SPECIAL.get(s.lower())
-        if special is not None:
-            return special
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[return-value]
+    if kind is int:
+        return float(value)  # type: ignore[arg-type]
+    if kind is str:
+        # float() itself reads nan, NaN, inf, -Infinity and surrounding spaces.
         try:
-            return float(s)
+            return float(value)  # type: ignore[arg-type]
         except ValueError:
-            return None
+            try:
+                return float(value.replace(",", ""))  # type: ignore[union-attr]
+            except ValueError:
+                return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)  # subclasses (numpy scalars do not get here: JSON has none)
     return None
 
 
@@ -509,12 +512,22 @@ def _load_object(text: str) -> dict | None:
             obj = json.loads(text)
         except ValueError:
             try:
-                obj = json.loads(_JSON_FIX.sub(_fix_special, text))
+                obj = json.loads(_fix_json(text))
             except ValueError:
                 obj = None
         if isinstance(obj, dict):
             return obj
-    # HF Trainer prints a Python dict: quote style and nan/inf are not JSON.
+    # HF Trainer prints a Python dict: quote style and nan/inf are not JSON. Most such lines
+    # become JSON by swapping the quotes (fast, in C); the rest are read pair by pair.
+    if text.startswith("{'"):
+        swapped = text.replace("'", '"')
+        for attempt in (swapped, None):
+            try:
+                obj = json.loads(attempt if attempt is not None else _fix_json(swapped))
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                return obj
     pairs = _DICT_PAIR.findall(text)
     if not pairs:
         return None
@@ -530,11 +543,16 @@ def _load_object(text: str) -> dict | None:
     return obj
 
 
+def _fix_json(text: str) -> str:
+    """Bare nan / inf (as Python and some loggers print them) -> JSON's NaN / Infinity."""
+    return _JSON_FIX.sub(_fix_special, text)
+
+
 def _fix_special(m: re.Match[str]) -> str:
     word = m.group(3).lower()
     if word == "nan":
         return m.group(1) + "NaN"
-    return m.group(1) + m.group(2) + "Infinity"
+    return m.group(1) + ("-" if m.group(2) == "-" else "") + "Infinity"
 
 
 def _numeric_values(obj: dict) -> dict[str, float]:

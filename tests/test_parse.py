@@ -362,3 +362,25 @@ def test_bar_only_lines_fast_path(frames: list[str]) -> None:
     fast = PARSER.parse(LogLine(1, 0, 0, text), 0.0)
     slow = PARSER._parse_frames_one_by_one(text, 1, 0.0)
     assert fast == slow
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "{'loss': -inf, 'grad_norm': +inf, 'lr': 1e-05}",
+            {"loss": -math.inf, "grad_norm": math.inf},
+        ),
+        ("{'loss': 1.5, 'note': 'it's fine', 'ok': True}", {"loss": 1.5}),
+        ('{"loss": -Infinity, "grad_norm": +inf}', {"loss": -math.inf, "grad_norm": math.inf}),
+        (
+            "{'loss': 2.0, 'memory(GiB)': 28.63, 'global_step/max_steps': '5/148500'}",
+            {"mem_gb": 28.63},
+        ),
+    ],
+)
+def test_awkward_dict_lines(text: str, expected: dict[str, float]) -> None:
+    """Signed infinities, quotes inside strings and Python literals still give the numbers."""
+    values = metric(parse(text)).values
+    for key, value in expected.items():
+        assert values[key] == value, values
