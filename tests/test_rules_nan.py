@@ -115,6 +115,15 @@ def test_loss_scale_search_at_start_of_training_is_healthy() -> None:
     assert scan("Beginning of Epoch 1/16\n" + ds_cascade(65536, 3)) == []
 
 
+def test_a_finished_dataset_bar_is_not_training_progress() -> None:
+    """'Map: 5000/5000' then the training bar at 0: the loss-scale search is still warm-up."""
+    log = (
+        "Map: 100%|██████████| 5000/5000 [00:01<00:00, 3500.21 examples/s]\n"
+        "  0%|          | 0/2724 [00:00<?, ?it/s]\n" + ds_cascade(65536, 9)
+    )
+    assert scan(log) == []
+
+
 def test_cascade_past_warmup_is_reported() -> None:
     """Past warm-up, five halvings in a row are reported once as skipped steps."""
     steps = "".join(f"{{'loss': 1.1, 'grad_norm': 0.5, 'step': {s}}}\n" for s in range(100, 160))

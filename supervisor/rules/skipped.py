@@ -7,9 +7,9 @@ Megatron "number of skipped iterations: 10" in the first iterations). What is no
 
 - the scale falls below 1 (`floor_scale`): even unscaled gradients overflow fp16, i.e. the
   gradients are inf/nan; no warm-up search ever goes that low, so this fires at any time;
-- past warm-up (`warmup_steps` known training steps), the scale is cut to `min_scale` or below
-  (the search settles in the thousands; 64 -> 32 -> 16 in the middle of a run means every
-  step overflows);
+- past warm-up (`warmup_steps` training steps, from metric lines or the latest progress bar),
+  the scale is cut to `min_scale` or below (the search settles in the thousands; 64 -> 32 ->
+  16 in the middle of a run means every step overflows);
 - past warm-up, `cascade` reductions in a row with no scale increase in between;
 - past warm-up, Megatron's "number of skipped iterations" at `cascade` or more in one line;
 - "skip non-finite loss" style messages `run` times in a row (a finite loss between them
@@ -78,7 +78,8 @@ class SkippedStepsRule(Rule):
     def __init__(self, settings: SkippedStepsSettings | None = None) -> None:
         super().__init__(settings)
         self.settings: SkippedStepsSettings
-        self._max_step = 0
+        self._metric_step = 0  # the highest step a metric line named
+        self._bar_step = 0  # where the latest progress bar stands
         self._reductions = 0
         self._last_scale: float | None = None
         self._skips = 0
@@ -88,11 +89,13 @@ class SkippedStepsRule(Rule):
 
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, Progress):
-            self._max_step = max(self._max_step, event.current)
+            # The latest bar, not the highest count ever seen: a finished "Map: 5000/5000"
+            # dataset bar before training must not make the first steps look past warm-up.
+            self._bar_step = event.current
             return []
         if isinstance(event, Metric):
             if event.step is not None:
-                self._max_step = max(self._max_step, event.step)
+                self._metric_step = max(self._metric_step, event.step)
             loss = event.values.get("loss")
             if loss is not None and math.isfinite(loss) and self._skips:
                 # A step went through: the run of non-finite skips is broken. (Not so for loss-
@@ -104,12 +107,12 @@ class SkippedStepsRule(Rule):
             if (
                 skipped is not None
                 and skipped >= self.settings.cascade
-                and self._max_step >= self.settings.warmup_steps
+                and self._step >= self.settings.warmup_steps
             ):
                 # Megatron counts skipped iterations per log interval: one now and then is the
                 # scaler probing a higher scale; a handful past warm-up is a cascade.
                 return self._report(
-                    f"{skipped:g} iterations skipped at step {self._max_step} (past warm-up)",
+                    f"{skipped:g} iterations skipped at step {self._step} (past warm-up)",
                     event.lineno, event.ts, (), Severity.WARNING,
                 )  # fmt: skip
             scale = event.values.get("loss_scale")
@@ -156,7 +159,7 @@ class SkippedStepsRule(Rule):
         self._last_skip_line = event.lineno
         self._reductions += 1
         self._note(event.text)
-        past_warmup = self._max_step >= s.warmup_steps
+        past_warmup = self._step >= s.warmup_steps
         evidence = tuple(self._first_evidence)
         if scale < s.floor_scale:
             return self._report(
@@ -166,17 +169,21 @@ class SkippedStepsRule(Rule):
             )  # fmt: skip
         if past_warmup and scale <= s.min_scale:
             return self._report(
-                f"fp16 loss scale cut to {fmt_value(scale)} at step {self._max_step} "
+                f"fp16 loss scale cut to {fmt_value(scale)} at step {self._step} "
                 f"(past warm-up): steps keep overflowing",
                 event.lineno, event.ts, evidence, Severity.WARNING,
             )  # fmt: skip
         if past_warmup and self._reductions >= s.cascade:
             return self._report(
-                f"{self._reductions} fp16 overflows in a row at step {self._max_step} "
+                f"{self._reductions} fp16 overflows in a row at step {self._step} "
                 f"(past warm-up), loss scale now {fmt_value(scale)}",
                 event.lineno, event.ts, evidence, Severity.WARNING,
             )  # fmt: skip
         return []
+
+    @property
+    def _step(self) -> int:
+        return max(self._metric_step, self._bar_step)
 
     def _note(self, text: str) -> None:
         if len(self._first_evidence) < 3:
