@@ -1,0 +1,100 @@
+"""What the TUI records from the supervisor's events, and how the bridge delivers them."""
+
+from __future__ import annotations
+
+import math
+
+from textual.app import App
+from textual.message import Message
+
+from supervisor.events import Action, Anomaly, Eval, Metric, ResourceSample, Severity
+from supervisor.run_events import (
+    ActionTaken,
+    AnomalyFound,
+    MetricsObserved,
+    ResourcesObserved,
+    RunEnded,
+    RunPaused,
+    RunRelaunched,
+    RunStarted,
+)
+from tui.bridge import Bridge, MetricsArrived, ResourcesSampled
+from tui.state import RunBook
+
+
+def started(run_id: str, parent: str | None = None, attempt: int = 1) -> RunStarted:
+    return RunStarted(run_id, 1.0, "demo", attempt, parent, ("python", "x.py"), "/tmp/x.log", 7)
+
+
+def test_lineage_status_and_changes_are_recorded() -> None:
+    """A relaunch sits under its parent with its change; statuses follow pause and end."""
+    book = RunBook()
+    book.apply(started("a"))
+    book.apply(RunPaused("a", 2.0, "paused by ftmon: rule spike"))
+    assert book.runs["a"].status == "paused" and "spike" in book.runs["a"].reason
+    book.apply(RunEnded("a", 3.0, None, 15, "killed by ftmon: rule nan", "killed"))
+    book.apply(started("b", parent="a", attempt=2))
+    items = book.apply(
+        RunRelaunched("a", "b", 4.0, "relaunch after nan: lr 1 -> 0.5", ("lr 1 -> 0.5",))
+    )
+    assert [r.run_id for r in book.roots()] == ["a"]
+    assert [r.run_id for r in book.children("a")] == ["b"]
+    assert book.runs["b"].changes == ("lr 1 -> 0.5",)
+    assert book.live_ids() == ["b"]
+    assert "lr 1 -> 0.5" in items[0].text and items[0].who == "demo #1"
+
+
+def test_metrics_become_plot_series_and_nan_is_not_plotted() -> None:
+    """Loss, grad norm, LR, tokens/s and validation loss become series; a NaN is left out."""
+    book = RunBook()
+    book.apply(started("a"))
+    metrics = (
+        Metric(1, 1.0, {"loss": 2.0, "lr": 1e-4, "tok_s": 900.0}, step=1),
+        Metric(2, 2.0, {"loss": math.nan, "grad_norm": 1.5}, step=2),
+        Eval(3, 3.0, {"val_loss": 1.9}, step=2),
+    )
+    book.apply(MetricsObserved("a", 3.0, metrics))
+    series = book.runs["a"].series
+    assert series["loss"] == [(1.0, 2.0)]
+    assert series["grad_norm"] == [(2.0, 1.5)]
+    assert series["val_loss"] == [(2.0, 1.9)]
+    assert set(series) == {"loss", "lr", "tok_s", "grad_norm", "val_loss"}
+
+
+def test_anomalies_mark_lines_and_actions_enter_the_feed() -> None:
+    """An anomaly marks its log line with its severity; an action is a feed line."""
+    book = RunBook()
+    book.apply(started("a"))
+    book.apply(AnomalyFound("a", 2.0, Anomaly("nan", Severity.ERROR, "loss is nan", 2.0, 12)))
+    book.apply(ActionTaken("a", 2.0, Action("kill", "nan", 2.0, "a", "killed by ftmon")))
+    assert book.runs["a"].marks == {12: Severity.ERROR}
+    assert [i.kind for i in book.feed] == ["started", "anomaly", "action"]
+    assert book.feed[1].text == "nan: loss is nan (line 12)"
+
+
+async def test_bridge_batches_metrics_and_keeps_newest_resources() -> None:
+    """Bursts of metrics arrive whole in fewer messages; only the newest resource sample is
+    handled when several queue up."""
+    received: list[MetricsObserved] = []
+    samples: list[float] = []
+
+    class Sink(App[None]):
+        def on_metrics_arrived(self, message: MetricsArrived) -> None:
+            received.extend(bridge.take_metrics(message))
+
+        def on_resources_sampled(self, message: ResourcesSampled) -> None:
+            samples.append(message.event.sample.ts)  # type: ignore[union-attr]
+
+    app = Sink()
+    bridge = Bridge(app)
+    messages: list[Message] = []
+    async with app.run_test(message_hook=messages.append) as pilot:
+        for i in range(50):
+            bridge(MetricsObserved("a", float(i), (Metric(i, float(i), {"loss": 1.0}, i),)))
+        for i in range(20):
+            bridge(ResourcesObserved("a", float(i), ResourceSample(float(i), 1, 1.0, 2.0, 3.0)))
+        await pilot.pause()
+    assert [m.ts for m in received] == [float(i) for i in range(50)]
+    handled = {id(m) for m in messages if isinstance(m, MetricsArrived)}
+    assert len(handled) < 50
+    assert samples[-1] == 19.0 and len(samples) < 20
