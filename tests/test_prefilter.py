@@ -100,6 +100,7 @@ def test_engines_agree(text: str) -> None:
         assert slow.matching_lines(data) == expected
         assert slow.search_bytes(data) == bool(expected)
         if fast is not None:
+            assert {i for i, line in enumerate(lines) if fast.search(line)} == expected
             assert fast.matching_lines(data) == expected
             assert fast.search_bytes(data) == bool(expected)
 
