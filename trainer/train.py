@@ -262,12 +262,14 @@ class Trainer:
                     f"update ({self.skipped} skipped so far)"
                 )
                 self.log_metric(loss, grad_norm, 0.0, {})
+                reported = True
             else:
+                reported = False
                 window.append(loss)
                 last_loss = loss
                 if first_loss is None:
                     first_loss = loss
-            if self.step % args.log_every == 0 and window:
+            if self.step % args.log_every == 0 and window and not reported:
                 now = time.perf_counter()
                 extra: dict[str, Any] = {}
                 if out is not None:
