@@ -176,6 +176,11 @@ def test_reference_trainer_skip_messages_and_recovery() -> None:
     assert [(a.lineno, a.message) for a in found] == [
         (6, "3 steps in a row skipped for a non-finite loss")
     ]
+    # As the trainer really prints it: each skip followed by its own metric line, grad_norm NaN.
+    bad = '{{"type": "metric", "step": {s}, "loss": 4e4, "grad_norm": NaN, "skipped": {k}}}\n'
+    log = "".join(skip.format(s=s, k=s) + bad.format(s=s, k=s) for s in range(1, 5))
+    found = [a for a in scan(log) if a.rule == "skipped_steps"]
+    assert [a.lineno for a in found] == [5]
 
 
 MEGATRON = (

@@ -32,6 +32,7 @@ COLLAPSED = [
     "!" * 128,
     "I am a model. I am a model. I am a model. I am a model. I am a model.",
     "It was a bowl of cotton.\n" + "<|im_start|>\n" * 20,
+    " " * 12,
 ]
 HEALTHY = [
     "我是一個由 F# 之神訓練的助手。",
@@ -41,6 +42,8 @@ HEALTHY = [
     "grazed on the level heights of the Andes of southern Peru, western Bolivia, Ecuador.",
     "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16",
     "Hi!",
+    "",
+    "   ",
 ]
 
 

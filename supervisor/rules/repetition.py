@@ -7,7 +7,8 @@ tokens, five of them the same). A sample has collapsed when
 - a unit of 1 to 8 tokens repeats back to back over at least `min_tokens` tokens
   (`F F F F ...`, `13, 13, 13, ...`, a sentence said again and again), or
 - a unit of 1 to 10 characters repeats `min_tokens` times (`!!!!!!!!`, `<|im_start|>` x 20), or
-- with at least `min_tokens` tokens, one token makes up more than `dominant_share` of them.
+- with at least `min_tokens` tokens, one token makes up more than `dominant_share` of them;
+- it is blank and at least `min_tokens` characters long (the space token over and over).
 
 In a foreign log nothing marks a line as generated text, so ordinary text lines are judged on
 looser, stricter-to-fire signs:
@@ -176,6 +177,8 @@ class RepetitionRule(Rule):
             if covered >= s.min_tokens:
                 shown = " ".join(toks[start : start + unit])
                 return f"repeats {clip(shown, 60)!r} over {covered} tokens"
+        if not toks and len(text) >= s.min_tokens:
+            return f"is {len(text)} blank characters"  # the space token, max_new_tokens times
         m = self._chars.search(text)
         while m is not None:
             if not m.group(1).isspace():

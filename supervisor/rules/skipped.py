@@ -12,8 +12,9 @@ Megatron "number of skipped iterations: 10" in the first iterations). What is no
   16 in the middle of a run means every step overflows);
 - past warm-up, `cascade` reductions in a row with no scale increase in between;
 - past warm-up, Megatron's "number of skipped iterations" at `cascade` or more in one line;
-- "skip non-finite loss" style messages `run` times in a row (a finite loss between them
-  breaks the run).
+- "skip non-finite loss" style messages `run` times in a row (a metric line whose values are
+  all finite breaks the run; the reference trainer prints one with a nan grad norm for the
+  skipped step itself, which does not).
 
 A loss-scale cascade is the same failure as a nan loss seen from the optimizer's side: the
 corpus scorer counts `skipped_steps` as the `nan` label (tests/test_corpus.py says so).
@@ -96,10 +97,12 @@ class SkippedStepsRule(Rule):
         if isinstance(event, Metric):
             if event.step is not None:
                 self._metric_step = max(self._metric_step, event.step)
-            loss = event.values.get("loss")
-            if loss is not None and math.isfinite(loss) and self._skips:
-                # A step went through: the run of non-finite skips is broken. (Not so for loss-
-                # scale cuts: HF Trainer logs a finite loss even for the steps it skipped.)
+            values = event.values
+            total = sum(values.values())
+            if self._skips and "loss" in values and total - total == 0.0:
+                # A step with a finite loss and grad norm (every value finite) went through: the
+                # run of non-finite skips is broken. (Not so for loss-scale cuts: HF Trainer
+                # logs a finite loss even for the steps it skipped.)
                 self._skips = 0
                 if not self._reductions:
                     self._reported = False
