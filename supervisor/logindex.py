@@ -211,6 +211,29 @@ class LogIndex:
             pos += CHUNK
         return None
 
+    def tail(self, count: int) -> list[str]:
+        """The file's last `count` lines as shown, read backwards from its end without the
+        index: what a view shows at once while a big log is still being indexed."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return []
+        try:
+            end = os.fstat(fd).st_size
+            data, pos, block = b"", end, 64 << 10
+            while pos > 0 and data.count(b"\n") <= count + 1 and len(data) < SHOW_CAP * 4:
+                step = min(block, pos)
+                pos -= step
+                data = os.pread(fd, step, pos) + data
+        finally:
+            os.close(fd)
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()  # the file ends with a newline: no line after it
+        if pos > 0 and len(lines) > count:
+            lines = lines[1:]  # the first piece may be the end of a longer line
+        return [_shown(raw[:SHOW_CAP]) for raw in lines[-count:]]
+
     def _read_uncached(self, lineno: int) -> str:
         """Text for search: the cache is for what is on screen, a search must not flush it."""
         with self._lock:

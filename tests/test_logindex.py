@@ -157,3 +157,13 @@ def test_numpy_and_plain_paths_find_the_same_offsets(monkeypatch) -> None:
     plain = logindex.line_starts(data, 100)
     assert list(plain) == list(fast)
     assert list(plain[:3]) == [102, 103, 106]
+
+
+def test_tail_reads_the_last_lines_without_the_index(tmp_path: Path) -> None:
+    """The last lines of a log are read from its end before any indexing."""
+    log = tmp_path / "out.log"
+    write(log, b"".join(b"line %d\n" % i for i in range(100_000)) + b"\x1b[1mlast\x1b[0m")
+    index = LogIndex(log)
+    assert index.tail(3) == ["line 99998", "line 99999", "last"]
+    assert len(index) == 0  # nothing was indexed for it
+    assert LogIndex(tmp_path / "none.log").tail(3) == []

@@ -140,3 +140,22 @@ async def test_truncated_log_is_shown_anew(tmp_path: Path) -> None:
         await until(pilot, lambda: view.line_count == 1)
         await pilot.pause()
         assert view.visible_text() == ["fresh start"]
+
+
+async def test_end_of_a_log_shows_before_it_is_indexed(tmp_path: Path) -> None:
+    """A log just opened shows its last lines at once, read from its end; line numbers come
+    when the index is complete."""
+    small, big = tmp_path / "small.log", tmp_path / "big.log"
+    numbered(small, 3)
+    numbered(big, 20_000)
+    app = LogApp(small)
+    async with app.run_test(size=(60, 10)) as pilot:
+        view = app.query_one(LogView)
+        view.open(big)  # the index has not been given any time yet
+        assert view.showing_tail
+        assert view.visible_text()[-1] == "line 20000"
+        assert "…" in view.render_line(len(view.visible_text()) - 1).text
+        await until(pilot, lambda: view.indexed.is_set())
+        await pilot.pause()
+        assert not view.showing_tail and view.line_count == 20_000
+        assert view.visible_text()[-1] == "line 20000"

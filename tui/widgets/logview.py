@@ -36,6 +36,7 @@ from supervisor.events import Severity
 from supervisor.logindex import CHUNK, LogIndex
 
 POLL_SECS = 0.25  # how often a followed file is checked for growth
+TAIL_LINES = 200  # lines read from the end of a log that is still being indexed
 NOTIFY_SECS = 0.25  # while indexing, how often the view redraws with the lines found so far
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -104,6 +105,7 @@ class LogView(ScrollView, can_focus=True):
         self.needle = ""
         self.hit: int | None = None  # 0-based line of the current search match
         self._poll = poll
+        self._tail: list[str] | None = None  # the file's last lines, shown until it is indexed
         self._path = Path(path) if path is not None else None
         self.indexed = asyncio.Event()  # set once the whole file as it was is indexed
 
@@ -133,6 +135,7 @@ class LogView(ScrollView, can_focus=True):
         self.hit = None
         self.follow = True
         self.indexed = asyncio.Event()
+        self._tail = self.index.tail(TAIL_LINES) if self.index is not None else None
         self.virtual_size = Size(self.size.width, 0)
         self.scroll_to(0, 0, animate=False, immediate=True)
         self.refresh()
@@ -172,11 +175,14 @@ class LogView(ScrollView, can_focus=True):
             return  # a slice of a file this view no longer shows
         count = self.line_count
         self.virtual_size = Size(self.size.width, count)
+        if message.done:
+            self.indexed.set()
+            self._tail = None
+        elif self.follow:
+            self._tail = message.index.tail(TAIL_LINES)  # the end may have moved on
         if self.follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         self.refresh()
-        if message.done:
-            self.indexed.set()
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         # Growth never moves scroll_y, and a resize clamps it to the (new) end; so a step up
@@ -225,8 +231,25 @@ class LogView(ScrollView, can_focus=True):
         if self.needle:
             self.search(self.needle, backwards=True)
 
+    @property
+    def showing_tail(self) -> bool:
+        """Following a log whose index is not complete yet: its last lines are shown from a
+        read of the file's end, without line numbers until the index catches up."""
+        return self._tail is not None and self.follow and not self.indexed.is_set()
+
+    def _tail_shown(self) -> list[str]:
+        return (self._tail or [])[-max(1, self.size.height) :]
+
     def render_line(self, y: int) -> Strip:
         width = self.size.width
+        if self.showing_tail:
+            lines = self._tail_shown()
+            if y >= len(lines):
+                return Strip.blank(width, self.rich_style)
+            digits = len(str(max(self.line_count, 1)))
+            gutter = Segment(f"{'…':>{digits}}  ", GUTTER_STYLE)
+            body = Strip(display_text(lines[y]).render(self.app.console))
+            return (Strip([gutter]) + body).crop_extend(0, width, self.rich_style)
         lineno = int(self.scroll_y) + y
         index = self.index
         if index is None or lineno >= len(index):
@@ -250,6 +273,8 @@ class LogView(ScrollView, can_focus=True):
         """The lines on screen as plain text (for tests and the e2e check)."""
         if self.index is None:
             return []
+        if self.showing_tail:
+            return self._tail_shown()
         top = int(self.scroll_y)
         return [
             self.index.line(i) for i in range(top, min(top + self.size.height, self.line_count))
