@@ -160,11 +160,22 @@ _BAR = (
     r"(?:[ \t]*\[(?P<info>[^\]\r]*)\])?"
 )
 _TQDM = re.compile(_BAR)
-# A line of nothing but redraws of bars (the commonest line of all): one C-level check.
-_BARE_BAR = _BAR.replace("?P<desc>", "?:").replace("?P<pct>", "?:").replace("?P<n>", "?:")
-_BARE_BAR = _BARE_BAR.replace("?P<total>", "?:").replace("?P<info>", "?:")
-_ALL_BARS = re.compile(rf"[ \t\r]*{_BARE_BAR}[ \t]*(?:\r[ \t\r]*{_BARE_BAR}[ \t]*)*[ \t\r]*")
-_DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
+# Where a bar's numbers are: (n start, n end, total start, total end, info start or -1,
+# info end or -1, end of the bar).
+_Bar = tuple[int, int, int, int, int, int, int]
+_MISSING = object()
+
+
+def _match_bar(frame: str) -> _Bar | None:
+    m = _TQDM.match(frame)
+    if m is None:
+        return None
+    return (*m.span("n"), *m.span("total"), *m.span("info"), m.end())
+
+
+# The shape of a line for the caches: its UTF-8 bytes with every digit read as 0 (bytes, as
+# bytes.translate is many times faster than str.translate on non-ASCII text such as bars).
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _TEMPLATES_MAX = 4096
 _MMENGINE_ITER = re.compile(r"Iter\(\w+\)\s*\[\s*(\d+)\s*/")
 _SCALE = {"k": 1e3, "M": 1e6, "G": 1e9}
@@ -225,7 +236,8 @@ class Parser:
         self.patterns = tuple(compiled)
         self.prefilter = Prefilter(METRIC_WORDS, engine=prefilter_engine)
         self.cache = cache  # off only to test that the template cache changes nothing
-        self._templates: dict[str, _Template] = {}
+        self._templates: dict[bytes, _Template] = {}
+        self._bars: dict[bytes, _Bar | None] = {}
 
     # -- entry point --
 
@@ -249,49 +261,61 @@ class Parser:
     # -- tqdm frames --
 
     def _parse_frames(self, text: str, lineno: int, ts: float) -> list[Event]:
-        if _ALL_BARS.fullmatch(text):
-            # Only bars: what counts is the last one (a terminal shows nothing else).
-            last = text.rstrip(" \t\r").rpartition("\r")[2]
-            m = _TQDM.match(last)
-            if m is not None and not last[m.end() :].strip():
-                out: list[Event] = []
-                self._emit_progress(m, lineno, ts, out)
-                return out
-        return self._parse_frames_one_by_one(text, lineno, ts)
-
-    def _parse_frames_one_by_one(self, text: str, lineno: int, ts: float) -> list[Event]:
         out: list[Event] = []
-        last_progress: re.Match[str] | None = None
+        last: tuple[str, _Bar] | None = None
+        bar_of = self._bar_of
         for frame in text.split("\r"):
-            if not frame.strip():
+            if not frame or frame.isspace():
                 continue
-            m = _TQDM.match(frame)
-            if m is None:
+            bar = bar_of(frame)
+            if bar is None:
                 self._parse_text(frame, lineno, ts, out)
                 continue
-            rest = frame[m.end() :]
-            if rest.strip():
+            rest = frame[bar[6] :]
+            if rest and not rest.isspace():
                 # Text printed after the bar without a newline: a log line of its own.
-                self._emit_progress(m, lineno, ts, out)
+                self._emit_progress(frame, bar, lineno, ts, out)
                 self._parse_text(rest, lineno, ts, out)
-                last_progress = None
+                last = None
             else:
-                last_progress = m
-        if last_progress is not None:
-            self._emit_progress(last_progress, lineno, ts, out)
+                last = (frame, bar)  # only the last redraw counts: the terminal shows it
+        if last is not None:
+            self._emit_progress(last[0], last[1], lineno, ts, out)
         elif not out:
             out.append(Text(lineno, ts, ""))  # only blank redraws: a blank line
         return out
 
-    def _emit_progress(self, m: re.Match[str], lineno: int, ts: float, out: list[Event]) -> None:
-        current = _scaled(m.group("n"))
-        total = None if m.group("total") == "?" else _scaled(m.group("total"))
-        out.append(Progress(lineno, ts, current, total))
-        info = m.group("info")
-        if info and "=" in info:  # Lightning / tqdm postfix: `[00:01<00:09, loss=1.23, v_num=0]`
-            values, step = self._kv(info)
-            if values and any(_metricish(k) for k in values):
-                out.append(Metric(lineno, ts, values, step, "tqdm"))
+    def _bar_of(self, frame: str) -> _Bar | None:
+        """Where a tqdm bar's numbers sit in `frame`, or None if it does not start with a bar.
+
+        Cached by shape (digits read as 0), as for key-value lines: a bar line redraws the same
+        few shapes thousands of times, and the regex costs more than the lookup.
+        """
+        if not self.cache:
+            return _match_bar(frame)
+        shape = frame.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO)
+        bar = self._bars.get(shape, _MISSING)
+        if bar is _MISSING:
+            bar = _match_bar(frame)
+            if len(self._bars) >= _TEMPLATES_MAX:
+                self._bars.clear()
+            self._bars[shape] = bar
+        return bar  # type: ignore[return-value]
+
+    def _emit_progress(
+        self, frame: str, bar: _Bar, lineno: int, ts: float, out: list[Event]
+    ) -> None:
+        n0, n1, t0, t1, i0, i1, _ = bar
+        total = frame[t0:t1]
+        out.append(
+            Progress(lineno, ts, _scaled(frame[n0:n1]), None if total == "?" else _scaled(total))
+        )
+        if i0 >= 0:
+            info = frame[i0:i1]
+            if "=" in info:  # Lightning / tqdm postfix: `[00:01<00:09, loss=1.23, v_num=0]`
+                values, step = self._values(info)
+                if values and any(_metricish(k) for k in values):
+                    out.append(Metric(lineno, ts, values, step, "tqdm"))
 
     # -- one line of text --
 
@@ -316,21 +340,25 @@ class Parser:
                 return
             text = _TENSOR.sub(r"\1", text)
             values, step = self._kv(text)
-        elif self.cache:
-            # Lines of one format differ only in their digits: find where the values sit once
-            # per shape, then read them by position (see _Template).
-            shape = text.translate(_DIGITS_TO_ZERO)
-            template = self._templates.get(shape)
-            if template is None:
-                template = _Template.of(text)
-                if len(self._templates) >= _TEMPLATES_MAX:
-                    self._templates.clear()
-                self._templates[shape] = template
-            values, step = template.read(text) if template.cacheable else self._kv(text)
         else:
-            values, step = self._kv(text)
+            values, step = self._values(text)
         if values:
             _emit_values(values, step, lineno, ts, "kv", out)
+
+    def _values(self, text: str) -> tuple[dict[str, float], int | None]:
+        """`key: value` pairs of `text`, through the shape cache."""
+        if not self.cache:
+            return self._kv(text)
+        # Lines of one format differ only in their digits: find where the values sit once
+        # per shape, then read them by position (see _Template).
+        shape = text.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO)
+        template = self._templates.get(shape)
+        if template is None:
+            template = _Template.of(text)
+            if len(self._templates) >= _TEMPLATES_MAX:
+                self._templates.clear()
+            self._templates[shape] = template
+        return template.read(text) if template.cacheable else self._kv(text)
 
     def _kv(self, text: str) -> tuple[dict[str, float], int | None]:
         return _Template.of(text).read(text)
