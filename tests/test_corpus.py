@@ -184,3 +184,39 @@ def test_planted_anomalies_all_found_and_nothing_else(
     planted_lines = {n for n, _ in plants}
     extra = [a.one_line() for a in loud if a.lineno not in planted_lines]
     assert not extra, "false alarms in the healthy mix:\n" + "\n".join(extra)
+
+
+# --- the reference trainer, healthy and blown up ------------------------------------------
+
+TRAINER = ["--threads", "1", "--eval-size", "4", "--max-new-tokens", "12", "--train-size", "200"]
+
+
+def train_log(tmp_path: Path, name: str, extra: list[str]) -> Path:
+    """Run `python -m trainer` for real, its stdout and stderr into one log, as ftmon would."""
+    pytest.importorskip("torch")
+    log = tmp_path / f"{name}.log"
+    with log.open("wb") as out:
+        argv = [sys.executable, "-m", "trainer", *TRAINER, "--output-dir", str(tmp_path / name)]
+        subprocess.run(
+            [*argv, *extra],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            check=True,
+            timeout=300,
+        )
+    return log
+
+
+@pytest.mark.slow
+def test_reference_trainer_healthy_and_blown_up(tmp_path: Path) -> None:
+    """A healthy tiny run raises nothing loud; lr 50 without clipping gives spike, nan, skips."""
+    healthy = scan_in_process(
+        train_log(tmp_path, "ok", ["--steps", "16", "--log-every", "2", "--eval-every", "8"])
+    )
+    assert [a.one_line() for a in healthy if a.severity >= Severity.WARNING] == []
+    unstable = "--steps 10 --log-every 1 --sample-every 10 --lr 50 --optimizer sgd --clip 0"
+    blown = scan_in_process(train_log(tmp_path, "blown", [*unstable.split(), "--warmup", "0"]))
+    rules = {a.rule for a in blown}
+    assert {"nan", "skipped_steps"} <= rules, [a.one_line() for a in blown]
+    assert rules & {"spike", "grad_norm"}, [a.one_line() for a in blown]
