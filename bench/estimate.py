@@ -219,6 +219,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
     device = torch.device(opts.device)
     rows = []
     print(f"device {device}; error = estimate / measured - 1; target |error| <= 15%")

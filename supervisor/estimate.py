@@ -284,17 +284,16 @@ def resolve_gpu_gb(recipe: Any, gpu_gb: float | None = None) -> tuple[float | No
 
 
 def _arg_names(recipe: Any, change: dict[str, int]) -> dict[str, int]:
-    """The suggestion under the names the recipe's args use (HF or reference trainer)."""
+    """The suggestion as `--set` keys: the recipe's own arg names (HF or reference trainer);
+    `args.<name>` for an arg the recipe does not set yet (a bare key must exist)."""
     hf = "per_device_train_batch_size" in recipe.args
     out: dict[str, int] = {}
     for key, value in change.items():
         found = _arg(dict(recipe.args), key)
         if found:
             out[found[0]] = value
-        elif hf:
-            out[ALIASES[key][1]] = value
         else:
-            out[key] = value
+            out[f"args.{ALIASES[key][1] if hf else key}"] = value
     return out
 
 
@@ -335,7 +334,7 @@ def format_report(
     lines.append(f"card: {gpu_gb:.1f} GB ({gpu_source}): {verdict}")
     if est.peak_gb > gpu_gb:
         if suggestion:
-            said = ", ".join(f"{k} {v}" for k, v in suggestion.items())
+            said = " ".join(f"--set {k}={v}" for k, v in suggestion.items())
             lines.append(f"fits with: {said} (same effective batch)")
         else:
             lines.append(

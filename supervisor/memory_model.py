@@ -22,9 +22,10 @@ from dataclasses import dataclass, replace
 from supervisor.model_config import ALL_LINEARS, MLP_LINEARS, ModelConfig, count_params
 
 FORWARD = "forward end"
-BACKWARD = "backward start"
+BACKWARD = "backward start"  # the loss's backward
+LAYERS = "backward through the layers"  # from the head's backward on
 STEP = "optimizer step"
-PHASES = (FORWARD, BACKWARD, STEP)
+PHASES = (FORWARD, BACKWARD, LAYERS, STEP)
 ALWAYS = PHASES
 
 GB = 1024**3  # GiB, as NVML and the vram rule count them
@@ -173,11 +174,11 @@ def layer_saved(cfg: ModelConfig, train: TrainSettings) -> list[tuple[str, float
         out.append(("attention softmax fp32 (B x heads x L x L)", 4 * cfg.heads * train.seq_len))
         if s != 4:
             out.append(("attention probs cast", s * cfg.heads * train.seq_len))
-    else:
+        if input_saved(("o_proj",)):
+            out.append(("o_proj input", s * q))
+    else:  # SDPA's output is laid out (B, L, heads, d): it is o_proj's input, no copy
         out.append(("q, k, v (sdpa)", s * (q + 2 * kv)))
-        out.append(("attention output + logsumexp (sdpa)", s * q + 4 * cfg.heads))
-    if input_saved(("o_proj",)):
-        out.append(("o_proj input", s * q))
+        out.append(("attention output = o_proj input, logsumexp", s * q + 4 * cfg.heads))
     out.append(("MLP gate, act(gate), up", 3 * s * inter))
     if input_saved(("down_proj",)):
         out.append(("down_proj input", s * inter))
@@ -197,41 +198,46 @@ def layer_saved(cfg: ModelConfig, train: TrainSettings) -> list[tuple[str, float
 
 
 def _loss_terms(cfg: ModelConfig, train: TrainSettings) -> list[Term]:
-    """The logits and what the loss (and GKD's teacher, and an entropy metric) hold of B x L x V."""
+    """The logits and what the loss (and GKD's teacher, and an entropy metric) hold of B x L x V.
+
+    Counted as the reference trainer and Hugging Face compute them. Chunked (the reference
+    trainer, checkpointed per chunk of positions): forward holds a contiguous fp32 copy of the
+    chunk and its log_softmax; backward recomputes the log_softmax and adds its gradient and the
+    chunk's input gradient. Unchunked (Hugging Face): the fp32 upcast (16-bit logits only) and
+    the log_softmax in forward, the log_softmax with two gradients in backward. GKD's
+    generalized JSD holds 9 (forward) and 12 (backward) fp32 buffers per position: two
+    log_softmax, their shifted copies and stack, the mixture, the KL terms and their gradients.
+    """
     s = DTYPE_BYTES[train.compute_dtype]
     btv = train.tokens * cfg.vocab
-    chunk_frac = min(1.0, train.loss_chunk / train.seq_len) if train.loss_chunk else 1.0
-    terms = [Term("logits (B x L x V)", s * btv, (FORWARD, BACKWARD))]
+    live = (FORWARD, BACKWARD, LAYERS) if train.held_logits else (FORWARD,)
+    terms = [Term("logits (B x L x V)", s * btv, live)]
     if train.held_logits:
         held = train.held_logits * s * btv
-        terms.append(Term("logits kept from the last micro-batch", held, (FORWARD, BACKWARD)))
+        terms.append(Term("logits kept from the last micro-batch", held, live))
     gkd = train.method == "gkd"
     if gkd:
         terms.append(Term("teacher logits (no grad)", s * btv, (FORWARD, BACKWARD)))
-    # fp32 buffers of B x L x V per position of the loss: cross-entropy upcast + log_softmax;
-    # the generalized JSD has two log_softmax, their stack, the mixture and two KL terms.
-    # Chunked (the reference trainer): a contiguous fp32 copy of the chunk + its log_softmax;
-    # unchunked (Hugging Face): the fp32 upcast (bf16 only) + log_softmax.
     if gkd:
-        fwd_bufs, bwd_bufs = 8, 12
+        fwd_bufs, bwd_bufs = 9, 12
     elif train.loss_chunk:
-        fwd_bufs, bwd_bufs = 2, 4
+        fwd_bufs, bwd_bufs = 2, 3
     else:
         fwd_bufs, bwd_bufs = (1 if s != 4 else 0) + 1, 3
-    if train.loss_chunk:
-        fwd = int(4 * fwd_bufs * btv * chunk_frac)
-        bwd = int(4 * bwd_bufs * btv * chunk_frac)
-        terms.append(Term("loss buffers fp32 (one chunk)", fwd, (FORWARD,)))
-        terms.append(Term("loss backward fp32 (one chunk, recomputed)", bwd, (BACKWARD,)))
-        # each chunk's gradient arrives as a full-size B x L x V tensor that autograd sums
-        terms.append(Term("logits gradient (summed over chunks)", 2 * s * btv, (BACKWARD,)))
+    if train.loss_chunk:  # the trainer shifts: L - 1 positions are scored
+        positions = max(1, train.seq_len - 1)
+        per_chunk = train.micro_batch * min(train.loss_chunk, positions) * cfg.vocab * 4
+        terms.append(Term("loss buffers fp32 (one chunk)", fwd_bufs * per_chunk, (FORWARD,)))
+        terms.append(Term("loss backward fp32 (one chunk)", bwd_bufs * per_chunk, (BACKWARD,)))
+        if train.loss_chunk < positions:  # the chunks' gradients are summed into one tensor
+            terms.append(Term("logits gradient (summed over chunks)", s * btv, (BACKWARD,)))
     else:
+        name = "loss buffers fp32 (log_softmax" + (", upcast)" if s != 4 else ")")
+        terms.append(Term(name, 4 * fwd_bufs * btv, (FORWARD,)))
         terms.append(
-            Term("loss buffers fp32 (log_softmax, upcast)", 4 * fwd_bufs * btv, (FORWARD,))
+            Term("loss backward fp32 (log_softmax + grads)", 4 * bwd_bufs * btv, (BACKWARD,))
         )
-        terms.append(Term("loss backward fp32 (saved + grads)", 4 * bwd_bufs * btv, (BACKWARD,)))
-        if s != 4:
-            terms.append(Term("logits gradient", s * btv, (BACKWARD,)))
+    terms.append(Term("logits gradient", s * btv, (LAYERS,)))
     if train.entropy_chunk is not None:
         frac = min(1.0, train.entropy_chunk / train.seq_len) if train.entropy_chunk else 1.0
         # log_softmax, its exp and their product, fp32 (no grad): the 7.5 GB x 3 of the story
@@ -274,7 +280,7 @@ def estimate(cfg: ModelConfig, train: TrainSettings) -> Estimate:
         head_grad = 0 if train.adapters else cfg.vocab * cfg.hidden * grad_bytes
         terms.append(Term("gradients", grads - head_grad, (STEP,)))
         if head_grad:
-            terms.append(Term("head gradient", head_grad, (BACKWARD, STEP)))
+            terms.append(Term("head gradient", head_grad, (LAYERS, STEP)))
     per_param, what = _optimizer_bytes_per_param(train, grad_bytes)
     terms.append(Term(f"optimizer states ({what})", int(trainable * per_param), ALWAYS))
     if train.optimizer in ("adamw", "sgd_momentum") and per_param:
@@ -288,14 +294,14 @@ def estimate(cfg: ModelConfig, train: TrainSettings) -> Estimate:
     final_norm = 4 * cfg.hidden + 4 + (2 * s * cfg.hidden if not train.adapters else 0)
     if train.grad_checkpointing:
         saved = cfg.layers * s * cfg.hidden * tokens
-        terms.append(Term("layer inputs (checkpointed)", saved, (FORWARD, BACKWARD)))
-        terms.append(Term("one layer recomputed in backward", int(per_layer * tokens), (BACKWARD,)))
+        terms.append(Term("layer inputs (checkpointed)", saved, (FORWARD, BACKWARD, LAYERS)))
+        terms.append(Term("one layer recomputed in backward", int(per_layer * tokens), (LAYERS,)))
     else:
         acts = int(cfg.layers * per_layer * tokens)
         if train.adapters:  # layer 0's first norm sees no grad before the first adapter
             acts -= (4 * cfg.hidden + 4) * tokens
-        terms.append(Term(f"activations ({cfg.layers} layers)", acts, (FORWARD, BACKWARD)))
-    terms.append(Term("final norm", final_norm * tokens, (FORWARD, BACKWARD)))
+        terms.append(Term(f"activations ({cfg.layers} layers)", acts, (FORWARD, BACKWARD, LAYERS)))
+    terms.append(Term("final norm", final_norm * tokens, (FORWARD, BACKWARD, LAYERS)))
     terms.extend(_loss_terms(cfg, train))
 
     if train.device == "cuda":
