@@ -140,7 +140,7 @@ class LineSplitter:
         return out
 
     def _whole_lines(self, region: bytes, pos: int) -> list[LogLine]:
-        """The complete lines of `region`, which ends with a `\n`."""
+        """The complete lines of `region`, which ends with a newline."""
         raws = region[:-1].split(b"\n")
         lens = list(map(len, raws))
         first = self._lineno + 1
