@@ -199,6 +199,15 @@ def test_silence_is_reported_once_per_stall_on_tick() -> None:
     assert m.tick(1330.0) == [] and len(m.tick(1400.0)) == 1
 
 
+def test_lines_without_steps_are_no_step_stall() -> None:
+    """A log that never shows a step (plain chatter) is never a 'no new step' stall."""
+    rule = StallRule(StallSettings(secs=600, step_secs=100))
+    for t in range(0, 1000, 50):
+        rule.on_event(Text(1, float(t), "still downloading shards"))
+        rule.on_lines(1, float(t))
+        assert rule.on_tick(float(t)) == []
+
+
 def test_no_line_at_all_counts_from_the_first_tick() -> None:
     """Watching a log nobody writes: the silence starts at the first tick."""
     rule = StallRule(StallSettings(secs=10))

@@ -1,10 +1,11 @@
 """`stall`: the run stopped making progress.
 
 Three signs. No new line for `secs` seconds, and no new training step for `step_secs` seconds
-(both checked on `on_tick`, with the time the caller passes in; the clock starts at the first
-tick or line). And text that says a collective hung: PyTorch's NCCL watchdog ("Watchdog caught
-collective operation timeout", "ProcessGroupNCCL ... Timeout", "Some NCCL operations have
-failed or timed out"), the heartbeat monitor, Gloo/distributed timeouts: those count at once.
+once the log has shown one (both checked on `on_tick`, with the time the caller passes in; the
+clock starts at the first tick or line). And text that says a collective hung: PyTorch's NCCL
+watchdog ("Watchdog caught collective operation timeout", "Timeout at NCCL work", "Some NCCL
+operations have failed or timed out"), the heartbeat monitor, distributed timeouts, "training
+is stuck": those count at once.
 
 De-duplication: one report per silence (a new line or step ends it); watchdog text from every
 rank gives one report, then `quiet_lines` lines of quiet.
@@ -40,7 +41,9 @@ _PATTERNS = re.compile(
 class StallSettings(RuleSettings):
     secs: float = Field(900.0, gt=0, description="No new line for this long is a stall.")
     step_secs: float | None = Field(
-        None, gt=0, description="No new training step for this long is a stall (None: off)."
+        1800.0,
+        gt=0,
+        description="No new training step for this long, once a step was seen (None: off).",
     )
     quiet_lines: int = Field(
         200, ge=0, description="After a watchdog report, lines during which more are not news."
@@ -110,7 +113,8 @@ class StallRule(Rule):
             out.append(
                 self.anomaly(Severity.WARNING, f"no new line for {quiet_for:.0f} s{after}", ts)
             )
-        if s.step_secs is not None and not self._stepless_reported:
+        # Only once the log has shown a step: a log without steps cannot say it stopped stepping.
+        if s.step_secs is not None and self._last_step is not None and not self._stepless_reported:
             stepless = ts - self._last_step_ts
             if stepless >= s.step_secs:
                 self._stepless_reported = True
