@@ -98,3 +98,19 @@ async def test_bridge_batches_metrics_and_keeps_newest_resources() -> None:
     handled = {id(m) for m in messages if isinstance(m, MetricsArrived)}
     assert len(handled) < 50
     assert samples[-1] == 19.0 and len(samples) < 20
+
+
+def test_text_from_runs_is_shown_literally_without_raw_escapes() -> None:
+    """A reason or message holding markup and escape codes shows as text, with no raw ESC."""
+    from supervisor.events import Severity as Sev
+    from tui.screens.main import status_text
+    from tui.state import FeedItem, RunView
+    from tui.widgets.feed import feed_line
+
+    hostile = "\x1b[2J[bold red]boom[/] [@click=app.quit]x[/]"
+    line = feed_line(FeedItem(0.0, "r1", "anomaly", hostile, Sev.ERROR, who="demo #1"))
+    view = RunView("r1", "demo", status="paused", reason=hostile)
+    for text in (line, status_text(view)):
+        assert "\x1b" not in text.plain
+        assert "[bold red]boom[/] [@click=app.quit]x[/]" in text.plain
+        assert all(text.plain[s.start : s.end] != "boom" for s in text.spans)  # not parsed

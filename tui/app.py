@@ -70,7 +70,12 @@ class FtmonApp(App[int]):
                 try:
                     await self.supervisor.attach(rec.id)
                 except (AttachError, OSError) as exc:
-                    self.notify(str(exc), title=f"cannot reattach {rec.id}", severity="warning")
+                    self.notify(
+                        str(exc),
+                        title=f"cannot reattach {rec.id}",
+                        severity="warning",
+                        markup=False,
+                    )
         if self.initial_recipe is not None:
             await self.launch(self.initial_recipe, force=self.force)
         self.started = True
@@ -80,7 +85,9 @@ class FtmonApp(App[int]):
         try:
             return await self.supervisor.launch(recipe, force=force)
         except LaunchRefused as exc:
-            self.notify(str(exc), title=f"{recipe.name} not launched", severity="error")
+            self.notify(
+                str(exc), title=f"{recipe.name} not launched", severity="error", markup=False
+            )
             return None
 
     async def call_supervisor(self, method: str, *args: Any) -> Any:
@@ -92,7 +99,7 @@ class FtmonApp(App[int]):
             return result
         except (KeyError, LaunchRefused, AttachError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-            self.notify(str(message), title=f"{method} failed", severity="error")
+            self.notify(str(message), title=f"{method} failed", severity="error", markup=False)
             return None
 
     @on(RunEventMessage)

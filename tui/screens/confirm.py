@@ -11,6 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from tui.text import clean
+
 QuitChoice = Literal["keep", "kill"]
 
 MODAL_CSS = """
@@ -41,7 +43,7 @@ class ConfirmKill(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         question = Text("Kill run ")
-        question.append(self.run_id, style="bold")
+        question.append(clean(self.run_id), style="bold")
         question.append(f" ({self.status})?\n")
         question.append(
             "Its whole process group gets SIGTERM, then SIGKILL after the grace period. "
@@ -76,7 +78,7 @@ class ConfirmQuit(ModalScreen["QuitChoice | None"]):
 
     def compose(self) -> ComposeResult:
         question = Text(f"{len(self.live)} run(s) still live: ")
-        question.append(", ".join(self.live), style="bold")
+        question.append(clean(", ".join(self.live)), style="bold")
         question.append(
             "\nKeep them running (ftmon reattaches to them when it starts again), "
             "or kill them before quitting?"

@@ -25,6 +25,7 @@ from supervisor.history import RunRecord
 from supervisor.policy import flatten
 from supervisor.recipe import RecipeError, recipe_from_yaml
 from supervisor.supervise import LaunchRefused
+from tui.text import clean, plain
 
 if TYPE_CHECKING:
     from tui.app import FtmonApp
@@ -39,7 +40,7 @@ def command_of(rec: RunRecord) -> str:
 
 def run_diff(a: RunRecord, b: RunRecord) -> Text:
     """What differs between two runs, as `ftmon diff` reads it: argv, recipe, env, cwd."""
-    out = Text(f"a: {a.id}\nb: {b.id}\n")
+    out = plain(f"a: {a.id}\nb: {b.id}\n")
     rows: list[tuple[str, str]] = [("argv", line) for line in argv_diff(list(a.argv), list(b.argv))]
     for title, left, right in (
         ("recipe", flatten(_yaml(a.recipe_yaml)), flatten(_yaml(b.recipe_yaml))),
@@ -53,7 +54,7 @@ def run_diff(a: RunRecord, b: RunRecord) -> Text:
         out.append("no differences in argv, recipe, environment or cwd", style="dim")
     for title, line in rows:
         out.append(f"{title:7} ", style="bold")
-        out.append(line + "\n")
+        out.append(clean(line) + "\n")
     return out
 
 
@@ -126,12 +127,12 @@ class HistoryScreen(Screen[None]):
         for rec in self.records:
             reason = rec.end_reason or rec.reason_started
             table.add_row(
-                Text(rec.id),
+                plain(rec.id),
                 str(rec.attempt),
-                Text(rec.status, style=STATUS_STYLES.get(rec.status, "")),
-                Text(short_command(rec.argv)),
-                Text(reason if len(reason) <= 40 else reason[:39] + "…"),
-                Text(rec.parent_id or "-"),
+                plain(rec.status, style=STATUS_STYLES.get(rec.status, "")),
+                plain(short_command(rec.argv)),
+                plain(reason if len(reason) <= 40 else reason[:39] + "…"),
+                plain(rec.parent_id or "-"),
                 started(rec.started_at),
                 key=rec.id,
             )
@@ -153,17 +154,17 @@ class HistoryScreen(Screen[None]):
         if rec is None:
             detail.update(Text("no runs yet: launch one with o on the main screen"))
             return
-        text = Text(command_of(rec) + "\n\n", style="bold")
+        text = plain(command_of(rec) + "\n\n", style="bold")
         text.append(f"outcome: {rec.status}")
         if rec.signal:
             text.append(f" (signal {rec.signal})")
         elif rec.returncode is not None:
             text.append(f" (exit {rec.returncode})")
-        text.append(f"\nreason: {rec.end_reason or '-'}\n")
-        text.append(f"started as: {rec.reason_started or 'first launch'}\n")
+        text.append(clean(f"\nreason: {rec.end_reason or '-'}\n"))
+        text.append(clean(f"started as: {rec.reason_started or 'first launch'}\n"))
         if rec.changes:
-            text.append(f"changes: {'; '.join(rec.changes)}\n")
-        text.append(f"parent: {rec.parent_id or '-'}   log: {rec.log_path}\n", style="dim")
+            text.append(clean(f"changes: {'; '.join(rec.changes)}\n"))
+        text.append(clean(f"parent: {rec.parent_id or '-'}   log: {rec.log_path}\n"), style="dim")
         if self.marked:
             text.append(f"marked for diff: {self.marked} (d on another run shows the diff)")
         detail.update(text)
@@ -174,7 +175,7 @@ class HistoryScreen(Screen[None]):
             return
         self.copied = command_of(rec)
         self.app.copy_to_clipboard(self.copied)
-        self.notify(f"copied the command of {rec.id}")
+        self.notify(f"copied the command of {rec.id}", markup=False)
 
     def action_diff(self) -> None:
         rec = self.current()
@@ -199,7 +200,9 @@ class HistoryScreen(Screen[None]):
         try:
             recipe = recipe_from_yaml(rec.recipe_yaml, source=f"history:{rec.id}")
         except RecipeError as exc:
-            self.notify(str(exc), title=f"cannot replay {rec.id}", severity="error")
+            self.notify(
+                clean(str(exc)), title=f"cannot replay {rec.id}", severity="error", markup=False
+            )
             return
         # As `ftmon replay RUN`: the same recipe, a new lineage that names the run it replays.
         try:
@@ -207,9 +210,11 @@ class HistoryScreen(Screen[None]):
                 recipe, parent_id=rec.id, reason=f"replay of {rec.id}", fresh=True
             )
         except LaunchRefused as exc:
-            self.notify(str(exc), title=f"cannot replay {rec.id}", severity="error")
+            self.notify(
+                clean(str(exc)), title=f"cannot replay {rec.id}", severity="error", markup=False
+            )
             return
-        self.notify(f"replaying {rec.id} as {run_id}")
+        self.notify(f"replaying {rec.id} as {run_id}", markup=False)
         self.reload()
 
     def action_back(self) -> None:

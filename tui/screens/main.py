@@ -29,6 +29,7 @@ from tui.bridge import (
 )
 from tui.screens.confirm import ConfirmKill
 from tui.state import FeedItem, RunView
+from tui.text import clean
 from tui.widgets.feed import Feed
 from tui.widgets.gauges import Gauges
 from tui.widgets.logview import LogView
@@ -135,7 +136,12 @@ class MainScreen(Screen[None]):
                 self.select(child)
                 return
         if isinstance(message, RunWasPaused):
-            self.notify(message.event.reason, title=f"{run_id} paused", severity="warning")  # type: ignore[union-attr]
+            self.notify(
+                clean(message.event.reason),
+                title=f"{run_id} paused",
+                severity="warning",
+                markup=False,
+            )  # type: ignore[union-attr]
         self.refresh_runs()
         if run_id == self.selected:
             self._show_status()
@@ -191,10 +197,12 @@ class MainScreen(Screen[None]):
     def _selected_or_say(self, live: bool = True) -> RunView | None:
         view = self._view()
         if view is None:
-            self.notify("No run selected.", severity="warning")
+            self.notify("No run selected.", severity="warning", markup=False)
             return None
         if live and not view.live:
-            self.notify(f"{view.run_id} is not running ({view.status}).", severity="warning")
+            self.notify(
+                f"{view.run_id} is not running ({view.status}).", severity="warning", markup=False
+            )
             return None
         return view
 
@@ -225,7 +233,7 @@ class MainScreen(Screen[None]):
 
         screen = RelaunchScreen.for_run(self.ftmon.supervisor, view.run_id)
         if isinstance(screen, str):
-            self.notify(screen, title="cannot relaunch", severity="error")
+            self.notify(screen, title="cannot relaunch", severity="error", markup=False)
             return
         await self.app.push_screen_wait(screen)
 
@@ -262,7 +270,7 @@ class MainScreen(Screen[None]):
         found = log.search(event.value)
         self.action_close_search()
         if found is None and event.value:
-            self.notify(f"{event.value!r} is not in this log.", severity="warning")
+            self.notify(f"{event.value!r} is not in this log.", severity="warning", markup=False)
 
     def action_quit(self) -> None:
         self.ftmon.action_quit()
@@ -272,13 +280,13 @@ def status_text(view: RunView | None) -> Text:
     """One line about the selected run; when paused, why and what the person can do."""
     if view is None:
         return Text("no run selected: o launches a recipe, h shows the history")
-    text = Text(view.run_id, style="bold")
+    text = Text(clean(view.run_id), style="bold")
     text.append(f"  {view.status}")
     if view.pid:
         text.append(f"  pid {view.pid}")
     if view.status == "paused":
-        text.append(f"  {view.reason or 'paused'}  ")
+        text.append(clean(f"  {view.reason or 'paused'}  "))
         text.append("p: resume · k: kill · l: relaunch with changes", style="bold")
     elif view.reason:
-        text.append(f"  {view.reason}")
+        text.append(clean(f"  {view.reason}"))
     return text

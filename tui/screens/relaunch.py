@@ -26,6 +26,7 @@ from supervisor.plan import recipe_yaml_redacted
 from supervisor.policy import ChainStop
 from supervisor.recipe import Recipe, RecipeError, load_recipe, recipe_from_yaml
 from supervisor.supervise import LaunchRefused
+from tui.text import clean, plain
 
 if TYPE_CHECKING:
     from supervisor.supervise import Supervisor
@@ -68,7 +69,7 @@ def recipe_diff(old: Recipe, new: Recipe) -> Text:
     out = Text()
     for line in lines:
         style = "green" if line.startswith("+") else "red" if line.startswith("-") else "dim"
-        out.append(line + "\n", style=style)
+        out.append(clean(line) + "\n", style=style)
     return out if out.plain else Text("no changes: the run's recipe as it was", style="dim")
 
 
@@ -104,18 +105,18 @@ class RelaunchScreen(ModalScreen["str | None"]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            title = Text(f"Relaunch {self.run_id} from the base weights ")
-            title.append(str(self.base.base_weights or "(none set)"), style="italic")
+            title = plain(f"Relaunch {self.run_id} from the base weights ")
+            title.append(clean(str(self.base.base_weights or "(none set)")), style="italic")
             yield Static(title, classes="title")
             proposal = "; ".join(self.changes) or "nothing (no policy adjustment applies)"
-            yield Static(Text(f"The policy would change: {proposal}"))
+            yield Static(plain(f"The policy would change: {proposal}"))
             with VerticalScroll(id="fields"):
                 for i, key in enumerate(self.fields):
                     value = self.proposed.args[key]
                     field = Input(_show(value), id=f"field-{i}")
                     field.set_class(self.base.args.get(key) != value, "changed")
                     with Horizontal(classes="row"):
-                        yield Label(Text(key))
+                        yield Label(plain(key))
                         yield field
             yield Static(recipe_diff(self.base, self.proposed), id="diff")
             yield Static("", id="error")
@@ -139,7 +140,7 @@ class RelaunchScreen(ModalScreen["str | None"]):
             self.edited = self.proposed.with_overrides(self.edits())
         except RecipeError as exc:
             self.edited = None
-            error.update(Text(str(exc)))
+            error.update(plain(str(exc)))
             return
         error.update("")
         for i, key in enumerate(self.fields):
@@ -161,14 +162,14 @@ class RelaunchScreen(ModalScreen["str | None"]):
     async def action_launch(self) -> None:
         recipe = self.edited
         if recipe is None:
-            self.notify("Fix the fields first.", severity="error")
+            self.notify("Fix the fields first.", severity="error", markup=False)
             return
         app: FtmonApp = self.app  # type: ignore[assignment]
         self.query_one("#launch", Button).disabled = True
         try:
             self.new_run_id = await app.supervisor.relaunch(self.run_id, recipe)
         except (LaunchRefused, ChainStop, RecipeError, HistoryError, KeyError, ValueError) as exc:
-            self.query_one("#error", Static).update(Text(f"not relaunched: {exc}"))
+            self.query_one("#error", Static).update(plain(f"not relaunched: {exc}"))
             self.query_one("#launch", Button).disabled = False
             return
         self.dismiss(self.new_run_id)
@@ -194,9 +195,9 @@ class LaunchScreen(ModalScreen["str | None"]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(
-                Text(f"Launch a recipe from {self.recipes_dir}/ or a path"), classes="title"
+                plain(f"Launch a recipe from {self.recipes_dir}/ or a path"), classes="title"
             )
-            options = [Option(Text(str(p)), id=str(p)) for p in self.recipe_paths()]
+            options = [Option(plain(str(p)), id=str(p)) for p in self.recipe_paths()]
             yield OptionList(*options, id="recipes")
             yield Input(placeholder="or a path to a recipe, then Enter", id="path")
             yield Static("", id="error")
@@ -225,13 +226,13 @@ class LaunchScreen(ModalScreen["str | None"]):
         try:
             recipe = load_recipe(path)
         except RecipeError as exc:
-            error.update(Text(str(exc)))
+            error.update(plain(str(exc)))
             return
         app: FtmonApp = self.app  # type: ignore[assignment]
         try:
             self.new_run_id = await app.supervisor.launch(recipe)
         except LaunchRefused as exc:
-            error.update(Text(f"not launched: {exc}"))
+            error.update(plain(f"not launched: {exc}"))
             return
         self.dismiss(self.new_run_id)
 

@@ -12,6 +12,7 @@ from textual.widgets import RichLog
 
 from supervisor.events import Severity
 from tui.state import FeedItem
+from tui.text import clean
 
 SEVERITY_STYLES = {
     Severity.INFO: "",
@@ -24,9 +25,9 @@ SEVERITY_STYLES = {
 def feed_line(item: FeedItem) -> Text:
     clock = time.strftime("%H:%M:%S", time.localtime(item.ts))
     line = Text(f"{clock} ", style="dim")
-    line.append(item.who or item.run_id, style="cyan")
+    line.append(clean(item.who or item.run_id), style="cyan")
     line.append(" ")
-    line.append(item.text, style=SEVERITY_STYLES.get(item.severity, ""))
+    line.append(clean(item.text), style=SEVERITY_STYLES.get(item.severity, ""))
     return line
 
 

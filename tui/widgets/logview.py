@@ -34,11 +34,11 @@ from textual.worker import get_current_worker
 
 from supervisor.events import Severity
 from supervisor.logindex import CHUNK, LogIndex
+from tui.text import clean
 
 POLL_SECS = 0.25  # how often a followed file is checked for growth
 TAIL_LINES = 200  # lines read from the end of a log that is still being indexed
 NOTIFY_SECS = 0.25  # while indexing, how often the view redraws with the lines found so far
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 MARK_STYLES = {
     Severity.INFO: Style(color="cyan"),
@@ -52,7 +52,7 @@ HIT_STYLE = Style(reverse=True)
 
 def display_text(line: str) -> Text:
     """A log line as a Text: literal (no markup), tabs expanded, control characters visible."""
-    return Text(_CONTROL.sub("�", line.expandtabs(8)), no_wrap=True, end="")
+    return Text(clean(line.expandtabs(8)).replace("\n", "\ufffd"), no_wrap=True, end="")
 
 
 class LogView(ScrollView, can_focus=True):

@@ -7,6 +7,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from tui.state import RunBook, RunView
+from tui.text import clean
 
 STATUS_STYLES = {
     "running": "green",
@@ -20,10 +21,10 @@ STATUS_STYLES = {
 
 def run_label(view: RunView) -> Text:
     """`name #attempt  status  changes` as plain Text: run names are data, not markup."""
-    label = Text(f"{view.name} #{view.attempt}")
+    label = Text(clean(f"{view.name} #{view.attempt}"))
     label.append(f"  {view.status}", style=STATUS_STYLES.get(view.status, ""))
     if view.changes:
-        label.append(f"  {', '.join(view.changes)}", style="italic magenta")
+        label.append(clean(f"  {', '.join(view.changes)}"), style="italic magenta")
     return label
 
 
