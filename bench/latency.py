@@ -188,8 +188,8 @@ def measure(name: str, trial, trials: int, interval: float) -> list[float]:
     return out
 
 
-def probe_cost(seconds: float = 5.0, hz: float = 20.0, children: int = 8) -> None:
-    """CPU of this process per second spent sampling a tree of `children` at `hz`."""
+def probe_cost(seconds: float = 5.0, hz: float = 20.0, children: int = 32) -> None:
+    """CPU this process spends sampling a tree of `children` + 1 processes at `hz`."""
     code = "import time; time.sleep(600)"
     root = subprocess.Popen(
         [sys.executable, "-c",
@@ -198,19 +198,24 @@ def probe_cost(seconds: float = 5.0, hz: float = 20.0, children: int = 8) -> Non
          f"time.sleep(600)"],
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while len(psutil.Process(root.pid).children()) < children:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+        n = int(seconds * hz)
+
+        def idle() -> None:  # the sampling loop with nothing sampled: its own overhead
+            for _ in range(n):
+                time.sleep(1 / hz)
 
         def cached() -> None:
             probe = ResourceProbe(gpu=None)
-            for _ in range(int(seconds * hz)):
+            for _ in range(n):
                 probe.sample(root.pid, time.time())
                 time.sleep(1 / hz)
 
-        def naive() -> None:
-            for _ in range(int(seconds * hz)):
+        def naive() -> None:  # psutil, the tree walked and every process read afresh each time
+            for _ in range(n):
                 proc = psutil.Process(root.pid)
                 tree = [proc, *proc.children(recursive=True)]
                 sum(p.memory_info().rss for p in tree)
@@ -218,16 +223,18 @@ def probe_cost(seconds: float = 5.0, hz: float = 20.0, children: int = 8) -> Non
                 psutil.virtual_memory()
                 time.sleep(1 / hz)
 
-        results = {}
-        for name, fn in (("naive", naive), ("cached", cached)):
+        cpu = {}
+        for name, fn in (("idle", idle), ("naive", naive), ("cached", cached)):
             t0 = time.process_time()
-            w0 = time.monotonic()
             fn()
-            results[name] = (time.process_time() - t0) / (time.monotonic() - w0) * 100
+            cpu[name] = time.process_time() - t0
+        per = {k: (cpu[k] - cpu["idle"]) / n * 1e6 for k in ("naive", "cached")}
+        share = {k: per[k] * hz / 1e6 * 100 for k in per}
         print(
-            f"probe cost at {hz:.0f} Hz, tree of {children + 1}: cached "
-            f"{results['cached']:.2f}% of one core, walk-every-sample {results['naive']:.2f}% "
-            f"(ratio {results['cached'] / results['naive']:.2f})"
+            f"probe at {hz:.0f} Hz, tree of {children + 1}: ResourceProbe {per['cached']:.0f} us "
+            f"per sample = {share['cached']:.2f}% of one core; psutil walk every sample "
+            f"{per['naive']:.0f} us = {share['naive']:.2f}% "
+            f"(ratio {per['cached'] / per['naive']:.2f})"
         )
     finally:
         for child in psutil.Process(root.pid).children(recursive=True):

@@ -141,3 +141,34 @@ def test_descendant_pids_matches_psutils_walk(tree) -> None:
     mine = sorted(descendant_pids(os.getpid()))
     assert mine == sorted(p.pid for p in psutil.Process().children(recursive=True))
     assert descendant_pids(999_999_999) == []
+
+
+def test_cpu_of_a_busy_process_is_counted() -> None:
+    """A process spinning on the CPU shows CPU use; a sleeping one shows almost none."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        probes = {p.pid: ResourceProbe(gpu=None) for p in (busy, idle)}
+        for pid, probe in probes.items():
+            probe.sample(pid, 0.0)  # the first sample sets the baseline
+        time.sleep(1.0)
+        cpu = {pid: probe.sample(pid, 1.0).cpu_percent for pid, probe in probes.items()}
+        assert cpu[busy.pid] > 5.0, cpu  # a whole core when the machine is idle
+        assert cpu[idle.pid] < 5.0, cpu
+    finally:
+        for proc in (busy, idle):
+            proc.kill()
+            proc.wait()
+
+
+def test_a_reused_pid_is_not_taken_for_the_watched_process() -> None:
+    """When the watched pid names a different process (another start time) the probe says None."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        probe = ResourceProbe(gpu=None)
+        assert probe.sample(proc.pid, 0.0) is not None
+        probe._start[proc.pid] -= 1  # as if the process seen before had started a tick earlier
+        assert probe.sample(proc.pid, 1.0) is None
+    finally:
+        proc.kill()
+        proc.wait()
