@@ -32,6 +32,8 @@ from supervisor.resources import GpuSource, default_nvml, descendant_pids
 START_TIME_TOLERANCE = 0.01
 # How long SIGKILLed processes get to disappear before a kill is reported as incomplete.
 KILL_CONFIRM_SECS = 5.0
+# How long the GPU driver gets to release a killed tree's memory before it is reported as held.
+GPU_CONFIRM_SECS = 3.0
 
 # Popen objects of the runs spawned here, by pid, so that whoever notices first that one ended
 # (wait_exit, kill_tree, is_alive) reaps it through its Popen and the exit status is kept.
@@ -398,12 +400,7 @@ def _finish_kill(k: _Killing, grace: float, nvml: GpuSource | None) -> KillRepor
     for proc in k.procs:  # reap every child of ours in the tree, so none is left a zombie
         _alive(proc)
     tree = tuple(p.pid for p in k.procs)
-    gpu_holders: tuple[int, ...] = ()
-    if nvml is None:
-        nvml = default_nvml()
-    if nvml is not None:
-        holders = set(nvml.gpu_pids())
-        gpu_holders = tuple(p for p in tree if p in holders)
+    gpu_holders = _gpu_holders(tree, nvml if nvml is not None else default_nvml())
     return KillReport(
         pid=k.pid,
         pgid=k.pgid,
@@ -414,6 +411,23 @@ def _finish_kill(k: _Killing, grace: float, nvml: GpuSource | None) -> KillRepor
         gpu_holders=gpu_holders,
         seconds=time.monotonic() - k.started,
     )
+
+
+def _gpu_holders(tree: tuple[int, ...], nvml: GpuSource | None) -> tuple[int, ...]:
+    """Pids of the (dead) tree that NVML still lists as holding GPU memory. The driver frees a
+    dead process's memory a moment after it dies, so ask again for a few seconds first."""
+    if nvml is None:
+        return ()
+    deadline = time.monotonic() + GPU_CONFIRM_SECS
+    while True:
+        try:
+            holders = nvml.gpu_pids()
+        except Exception:  # NVML failing now must not turn a finished kill into a crash
+            return ()
+        held = tuple(p for p in tree if p in holders)
+        if not held or time.monotonic() >= deadline:
+            return held
+        time.sleep(0.1)
 
 
 def kill_tree(

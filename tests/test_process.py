@@ -208,3 +208,42 @@ def test_group_zero_is_never_signalled() -> None:
     """pause(0) would stop ftmon's own group: it is refused."""
     with pytest.raises(ValueError):
         process.pause(0)
+
+
+class GpuHolding:
+    """NVML's process list as the driver reports it after a kill (the seam for the GPU we lack):
+    `pid` holds memory for the first `calls` questions, then no more (or forever: calls=-1)."""
+
+    def __init__(self, pid: int, calls: int) -> None:
+        self.pid, self.calls, self.asked = pid, calls, 0
+
+    def memory(self) -> dict[int, tuple[int, int]]:
+        return {0: (0, 80 << 30)}
+
+    def process_memory(self) -> dict[int, int]:
+        self.asked += 1
+        holding = self.calls < 0 or self.asked <= self.calls
+        return {self.pid: 1 << 30, 1: 1 << 20} if holding else {1: 1 << 20}
+
+    def gpu_pids(self) -> set[int]:
+        return set(self.process_memory())
+
+
+def test_kill_waits_for_the_driver_to_release_gpu_memory(tmp_path: Path) -> None:
+    """GPU memory released a moment after the kill counts as gone; memory still held is reported."""
+    for calls, expect_gone in ((2, True), (-1, False)):
+        spawned = process.spawn(
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+            child_env(),
+            tmp_path,
+            tmp_path / "l",
+        )
+        gpu = GpuHolding(spawned.pid, calls)
+        report = process.kill_tree(spawned.pid, spawned.pgid, grace=2, nvml=gpu)
+        assert not report.survivors, "the processes themselves are gone either way"
+        assert report.all_gone is expect_gone
+        if expect_gone:
+            assert gpu.asked == 3 and report.gpu_holders == ()
+        else:
+            assert report.gpu_holders == (spawned.pid,), "pid 1's memory is not the run's"
+            assert "still holding GPU memory" in report.detail()
