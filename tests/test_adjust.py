@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from supervisor.adjust import (
     AdjustmentExhausted,
@@ -168,3 +170,21 @@ def test_auto_asks_the_memory_estimate() -> None:
     new, changes = apply_adjustments(recipe, "auto", rule="oom")
     assert new.args["micro_batch"] < 8
     assert {c.note for c in changes} == {"auto: from the memory estimate"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    old=st.integers(1, 10**6),
+    sign=st.sampled_from("*/+-"),
+    k=st.floats(0.01, 100, allow_nan=False).map(lambda x: round(x, 2)),
+)
+def test_integers_stay_integers_of_at_least_one(old: int, sign: str, k: float) -> None:
+    """Any operation on an integer gives an integer of at least 1, or says why it cannot."""
+    recipe = Recipe(name="r", command=["x"], args={"micro_batch": old})
+    try:
+        new, _ = apply_adjustments(recipe, {"micro_batch": f"{sign}{k}"})
+    except AdjustmentExhausted as exc:
+        assert exc.reason.startswith("micro_batch ")
+        return
+    value = new.args["micro_batch"]
+    assert type(value) is int and value >= 1 and value != old
