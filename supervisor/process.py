@@ -251,23 +251,22 @@ def resume(pgid: int) -> bool:
     return _signal_group(pgid, signal.SIGCONT)
 
 
-def pause_tree(pid: int) -> bool:
-    """SIGSTOP a process we did not start (`--pid`) and its descendants. False if it is gone."""
+def pause_tree(pid: int) -> list[int]:
+    """SIGSTOP a process we did not start (`--pid`) and its descendants: the pids stopped
+    (empty, so false, if it is gone)."""
     return _signal_tree(pid, signal.SIGSTOP)
 
 
-def resume_tree(pid: int) -> bool:
-    """SIGCONT a process we did not start and its descendants. False if it is gone."""
+def resume_tree(pid: int) -> list[int]:
+    """SIGCONT a process we did not start and its descendants: the pids continued."""
     return _signal_tree(pid, signal.SIGCONT)
 
 
-def _signal_tree(pid: int, sig: int) -> bool:
+def _signal_tree(pid: int, sig: int) -> list[int]:
     # Its group may be ours (started from our shell without job control): signal the processes,
     # never the group, so that ftmon does not stop itself.
-    procs = _collect_tree(pid, None)
-    if not procs:
-        return False
-    return pid in _send(procs, sig)
+    sent = _send(_collect_tree(pid, None), sig)
+    return sent if pid in sent else []
 
 
 def start_time_of(pid: int) -> float | None:

@@ -247,3 +247,26 @@ def test_kill_waits_for_the_driver_to_release_gpu_memory(tmp_path: Path) -> None
         else:
             assert report.gpu_holders == (spawned.pid,), "pid 1's memory is not the run's"
             assert "still holding GPU memory" in report.detail()
+
+
+def test_pause_tree_and_resume_tree_on_a_foreign_process(tmp_path: Path) -> None:
+    """A process we did not start is stopped with its child, and continued again, by pid."""
+    code = (
+        "import subprocess, sys, time\n"
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print(c.pid, flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(proc.stdout.readline())
+        assert sorted(process.pause_tree(proc.pid)) == sorted([proc.pid, child])
+        for pid in (proc.pid, child):
+            wait_for(lambda pid=pid: psutil.Process(pid).status() == psutil.STATUS_STOPPED)
+        assert os.getpgid(proc.pid) == os.getpgid(0), "same group as ours, and we still run"
+        assert sorted(process.resume_tree(proc.pid)) == sorted([proc.pid, child])
+        for pid in (proc.pid, child):
+            wait_for(lambda pid=pid: psutil.Process(pid).status() != psutil.STATUS_STOPPED)
+    finally:
+        process.kill_tree(proc.pid, None, grace=1)
+        proc.wait()
+    assert process.pause_tree(proc.pid) == []

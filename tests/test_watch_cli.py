@@ -165,7 +165,8 @@ def test_watch_with_pid_pause_stops_the_writer(tmp_path: Path, cleanup) -> None:
         "--watch", str(log), "--from-start", "--pid", str(writer.pid), "--on", "nan=pause"
     )
     cleanup.append(watcher)
-    out.until(lambda s: "ACTION" in s and "pause" in s)
+    action = out.until(lambda s: "ACTION" in s and "pause" in s)
+    assert f"kill -CONT {writer.pid}" in action, "says how to resume"
     wait_for(lambda: psutil.Process(writer.pid).status() == psutil.STATUS_STOPPED)
     size = log.stat().st_size
     time.sleep(0.4)

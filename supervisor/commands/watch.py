@@ -256,10 +256,11 @@ class Actor:
                 sys.stderr.write("\a")  # the terminal bell: someone may be in another window
             self.printer.action(Action("alert", anomaly.rule, now, detail=anomaly.message))
         elif action == "pause" and not self.paused and not self.killing:
-            ok = process.pause_tree(self.pid)
-            self.paused = ok
-            detail = f"SIGSTOP to pid {self.pid} and its tree" if ok else "process is gone"
-            self.printer.action(Action("pause", anomaly.rule, now, detail=detail, ok=ok))
+            stopped = process.pause_tree(self.pid)
+            self.paused = bool(stopped)
+            pids = " ".join(map(str, stopped))
+            detail = f"SIGSTOP to {pids}; resume: kill -CONT {pids}" if stopped else "it is gone"
+            self.printer.action(Action("pause", anomaly.rule, now, detail=detail, ok=self.paused))
         elif action == "kill" and not self.killing:
             self.killing = True
             self.killed_because = f"{anomaly.rule}: {anomaly.message}"
