@@ -98,7 +98,8 @@ async def test_recipe_given_at_start_is_launched_and_drawn(tmp_path: Path) -> No
         run_id = seen(messages, RunLaunched)[0].run_id
         assert main.selected == run_id
         await until(pilot, lambda: "done" in main.query_one(LogView).visible_text())
-        assert set(main.query_one("#plots").shown) == {"loss", "grad_norm", "lr"}
+        plots = main.query_one("#plots")
+        await until(pilot, lambda: set(plots.shown) == {"loss", "grad_norm", "lr"})
         assert app.book.runs[run_id].status == "finished"
         assert len(app.book.runs[run_id].series["loss"]) == 5
 
@@ -119,6 +120,12 @@ async def test_nan_is_caught_killed_and_relaunched_with_lower_lr(tmp_path: Path)
         tree = app.main_screen.query_one("#runs")
         assert tree.run_ids == [first, second]
         assert "--lr 0.05" in " ".join(app.history.get(second).argv)
+        tree.focus()
+        await pilot.press("up", "enter")  # choose the first run in the tree
+        await until(pilot, lambda: app.main_screen.selected == first)
+        log = app.main_screen.query_one(LogView)
+        await until(pilot, lambda: log.indexed.is_set() and log.line_count >= 3)
+        assert log.marks.get(3) is not None and log.path == Path(app.history.get(first).log_path)
         await stop_all(app)
 
 

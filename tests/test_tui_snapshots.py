@@ -118,7 +118,8 @@ def test_main_screen_shows_lineage_log_plots_gauges_feed(tmp_path: Path, snap_co
         log = app.main_screen.query_one(LogView)
         for _ in range(100):
             await pilot.pause(0.02)
-            if app.main_screen.selected == CHILD and log.line_count == 31:
+            plots = app.main_screen.query_one("#plots").shown
+            if app.main_screen.selected == CHILD and log.line_count == 31 and len(plots) == 3:
                 break
         assert app.book.runs[CHILD].parent_id == FIRST
         assert app.main_screen.query_one("#plots").shown == ["loss", "grad_norm", "lr"]

@@ -114,3 +114,19 @@ def test_text_from_runs_is_shown_literally_without_raw_escapes() -> None:
         assert "\x1b" not in text.plain
         assert "[bold red]boom[/] [@click=app.quit]x[/]" in text.plain
         assert all(text.plain[s.start : s.end] != "boom" for s in text.spans)  # not parsed
+
+
+def test_gauges_show_each_gpu_and_the_runs_share_when_nvml_reports_them() -> None:
+    """With GPU figures in a sample, each device and the run's own VRAM get a line; without
+    them the VRAM line says there is no GPU instead of showing zeros."""
+    from tui.widgets.gauges import gauge_text
+
+    sample = ResourceSample(
+        0.0, 1, 3.0, 100.0, 180.0, gpu_used_gb={0: 70.0, 1: 10.0},
+        gpu_total_gb={0: 80.0, 1: 80.0}, proc_gpu_gb=75.5, nprocs=3,
+    )  # fmt: skip
+    shown = gauge_text(sample).plain
+    assert "GPU0" in shown and "70.0/80G" in shown and "GPU1" in shown
+    assert "run VRAM   75.5 GB (3 procs)" in shown and "CPU" in shown
+    no_gpu = gauge_text(ResourceSample(0.0, 1, 3.0, 100.0, 50.0)).plain
+    assert "no NVIDIA GPU" in no_gpu and "GPU0" not in no_gpu

@@ -8,6 +8,7 @@ messages (see tui/bridge.py), which the app folds into its `RunBook` and hands t
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -38,6 +39,8 @@ from tui.widgets.runs import RunsTree
 
 if TYPE_CHECKING:
     from tui.app import FtmonApp
+
+PLOT_SECS = 0.25  # plots redraw at most this often
 
 # (key, action, footer label, palette help): one list feeds the bindings and the command palette.
 ACTIONS: tuple[tuple[str, str, str, str], ...] = (
@@ -77,6 +80,8 @@ class MainScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.selected: str | None = None
+        self._plots_drawn_at = 0.0  # monotonic time of the last plot redraw
+        self._plots_pending = False  # a redraw is scheduled
 
     @property
     def ftmon(self) -> FtmonApp:
@@ -113,7 +118,7 @@ class MainScreen(Screen[None]):
         run_id = message.run_id
         if isinstance(message, MetricsArrived):
             if run_id == self.selected:
-                self._show_plots()
+                self._plots_changed()
             return
         if isinstance(message, ResourcesSampled):
             if run_id == self.selected:
@@ -172,7 +177,19 @@ class MainScreen(Screen[None]):
     def _view(self) -> RunView | None:
         return self.ftmon.book.get(self.selected) if self.selected else None
 
+    def _plots_changed(self) -> None:
+        """Redraw the plots now, or once PLOT_SECS after the last redraw: a chatty run sends
+        metrics many times a second, and plotext redraws cost milliseconds each."""
+        wait = PLOT_SECS - (time.monotonic() - self._plots_drawn_at)
+        if wait <= 0:
+            self._show_plots()
+        elif not self._plots_pending:
+            self._plots_pending = True
+            self.set_timer(wait, self._show_plots)
+
     def _show_plots(self) -> None:
+        self._plots_pending = False
+        self._plots_drawn_at = time.monotonic()
         view = self._view()
         self.query_one(Plots).show(view.series if view else {})
 
