@@ -37,11 +37,20 @@ def test_hf_dict_nan_loss_is_reported_with_step_and_line() -> None:
 
 def test_json_inf_grad_norm_and_eval_nan_are_reported() -> None:
     """Non-finite values in JSON metrics and in evaluations are reported, with the step."""
-    found = scan('{"type": "metric", "step": 7, "loss": 2.0, "grad_norm": Infinity}\n')
-    assert [a.message for a in found] == ["grad_norm is inf at step 7"]
+    found = scan('{"type": "metric", "step": 700, "loss": 2.0, "grad_norm": Infinity}\n')
+    assert [a.message for a in found] == ["grad_norm is inf at step 700"]
     rule = NanRule()
     got = rule.on_event(Eval(3, 1.0, {"val_loss": math.nan}, step=40))
     assert got and got[0].message == "eval: val_loss is nan at step 40"
+
+
+def test_fp16_overflow_in_the_first_steps_is_not_nan() -> None:
+    """grad_norm inf, loss finite, at step 10 is the fp16 scaler's search; nan or later is not."""
+    rule = NanRule()
+    assert rule.on_event(Metric(1, 1.0, {"loss": 2.1, "grad_norm": math.inf}, step=10)) == []
+    assert len(rule.on_event(Metric(2, 1.0, {"loss": 2.1, "grad_norm": math.nan}, step=20))) == 1
+    rule = NanRule()
+    assert len(rule.on_event(Metric(3, 1.0, {"loss": 2.1, "grad_norm": math.inf}, step=500))) == 1
 
 
 def test_records_and_scales_are_not_losses() -> None:

@@ -6,7 +6,8 @@ cannot turn into metrics: a printed `tensor(nan, ...)`, "found NaN in local grad
 (Megatron), fairseq's `FloatingPointError: Minimum loss scale
 reached` and DeepSpeed's "Current loss scale already at minimum" (both mean every step
 overflowed until the scaler gave up). fp16 loss-scale halving on its own is *not* here: that is
-normal during warm-up, and `skipped_steps` judges when it stops being normal.
+normal during warm-up, and `skipped_steps` judges when it stops being normal; for the same
+reason an inf (not nan) grad norm with a finite loss before step `overflow_steps` is let be.
 
 De-duplication: a broken run prints nan on every step. The rule reports the first non-finite
 value, then stays quiet while values stay non-finite, except for a reminder every
@@ -22,7 +23,7 @@ from pydantic import Field
 
 from supervisor.events import Anomaly, Eval, Event, Metric, Severity, Text
 from supervisor.rules.base import Rule, RuleSettings, clip, fmt_value
-from supervisor.rules.names import watched_for_nan
+from supervisor.rules.names import is_grad_norm, watched_for_nan
 
 # A cheap gate first (plain substrings of the lower-cased text), then the precise patterns.
 _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -53,6 +54,11 @@ class NanSettings(RuleSettings):
         1000,
         ge=1,
         description="While values stay non-finite, remind at most once per this many lines.",
+    )
+    overflow_steps: int = Field(
+        50,
+        ge=0,
+        description="Before this step, an inf grad norm with a finite loss is fp16 warm-up.",
     )
 
 
@@ -92,6 +98,15 @@ class NanRule(Rule):
                 finite_seen = True
             else:
                 bad.append((key, value))
+        if (
+            event.step is not None
+            and event.step < self.settings.overflow_steps
+            and all(v == math.inf and is_grad_norm(k) for k, v in bad)
+            and math.isfinite(values.get("loss", math.nan))
+        ):
+            # fp16 AMP: the scaler's first steps overflow (inf gradients, step skipped) while
+            # it searches for a scale; the loss itself stays finite. Healthy, like the halving.
+            return []
         if not bad:
             if finite_seen:
                 self._in_episode = False  # the state changed: the next nan is news again
