@@ -18,7 +18,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 CORPUS = ROOT.parent / "shared" / "corpus"
-FTMON = [sys.executable, "-m", "supervisor"]
+# The console script users run, where it is installed beside this interpreter (the venv).
+_SCRIPT = Path(sys.executable).parent / "ftmon"
+FTMON = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "supervisor"]
 HEALTHY = "{'loss': 1.2345, 'grad_norm': 1.25, 'learning_rate': 2e-05, 'epoch': 0.01}\n"
 
 
