@@ -19,7 +19,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,7 +129,7 @@ def exit_from_returncode(returncode: int | None, ts: float, killed_by_ftmon: str
     return Exit(ts, returncode, None, killed_by_ftmon)
 
 
-async def wait_exit(spawned: Spawned, clock=time.time) -> Exit:
+async def wait_exit(spawned: Spawned, clock: Callable[[], float] = time.time) -> Exit:
     """Wait, without blocking the event loop, until a spawned process ends; reap it."""
     popen = spawned.popen
     if popen.poll() is None:
@@ -139,8 +139,12 @@ async def wait_exit(spawned: Spawned, clock=time.time) -> Exit:
     return exit_from_returncode(popen.returncode, clock())
 
 
-async def wait_pid_exit(pid: int, start_time: float | None = None, clock=time.time) -> Exit:
-    """Wait until a process that is not ours (`--pid`) ends. Its exit status is unknowable."""
+async def wait_pid_exit(
+    pid: int, start_time: float | None = None, clock: Callable[[], float] = time.time
+) -> Exit:
+    """Wait until a process that is not ours (`--pid`) ends. Its exit status is known only if its
+    parent has not reaped it yet when we look (see `zombie_returncode`); else `returncode` is None.
+    For a process spawned here this is `wait_exit`."""
     if pid in _SPAWNED:
         popen = _SPAWNED[pid]
         await _wait_pid_gone(pid, is_child=True)
@@ -186,8 +190,8 @@ async def _wait_pid_gone(
         pidfd = -1
     try:
         if pidfd >= 0 and (start_time is None or is_alive(pid, start_time)):
-            # The pidfd was opened after checking identity above: if the pid was reused between
-            # our caller's check and here, is_alive said False and we fall through to polling.
+            # is_alive ran after pidfd_open: if the pid still names the process that started at
+            # start_time, the pidfd refers to it and not to a later process given the same pid.
             loop = asyncio.get_running_loop()
             ended = loop.create_future()
             loop.add_reader(pidfd, lambda: ended.done() or ended.set_result(None))
