@@ -217,6 +217,7 @@ def test_scan_exit_codes_and_corpus_findings(tmp_path: Path) -> None:
         (["--watch", "{log}", "--on", "nope=kill", "--pid", "1"], "unknown rule"),
         (["--watch", "{log}", "--on", "nan=kill"], "needs --pid"),
         (["--watch", "{log}", "--pid", "999999999"], "no such process"),
+        (["--watch", "{log}", "--pid", "{self}", "--on", "oom=kill"], "is ftmon itself"),
         (["scan", "{log}", "--set", "watch.nosuchrule.x=1"], "watch.nosuchrule"),
         (["scan", "{log}", "--pattern", "("], "--pattern"),
         (["scan", "{log}", "--pattern", "loss=\\d+"], "named groups"),
@@ -233,6 +234,7 @@ def test_bad_usage_or_input_is_one_line_and_exit_2(tmp_path: Path, args, words, 
         "dir": str(tmp_path),
         "notdir": str(log / "x.log"),
         "log": str(log),
+        "self": str(os.getpid()),
     }
     code = main([a.format(**values) for a in args])  # in-process: an exception fails the test
     err = capsys.readouterr().err

@@ -325,6 +325,11 @@ def run(args: argparse.Namespace) -> int:
         start_time = process.start_time_of(args.pid)
         if start_time is None:
             raise UsageError(f"--pid {args.pid}: no such process")
+        if set(on.values()) - {"alert"} and args.pid in _self_and_parents():
+            raise UsageError(
+                f"--pid {args.pid}: is ftmon itself or one of its parents (your shell?): "
+                "pause or kill would hit ftmon too"
+            )
     printer = Printer(args.json)
     poll_secs = float(getattr(getattr(settings, "vram", None), "poll_secs", 0.5) or 0.5)
 
@@ -378,6 +383,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.log}: cannot read: {exc.strerror or exc}") from None
     printer.summary(summary)
     return EXIT_FOUND if summary.found() else EXIT_OK
+
+
+def _self_and_parents() -> set[int]:
+    import psutil
+
+    me = psutil.Process()
+    return {me.pid, *(p.pid for p in me.parents())}
 
 
 def _killed(exit_: Any, why: str) -> Any:
