@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import os
 import time
@@ -26,6 +27,7 @@ from supervisor.resources import ResourceProbe
 from supervisor.tail import Tail, follow, iter_file_lines
 
 TICK_SECS = 1.0
+log = logging.getLogger("ftmon.watch")
 # Anomalies kept in a summary; the rest are still counted per rule (a NaN on every line of a
 # million-line log must not hold a million objects).
 MAX_KEPT = 10_000
@@ -147,6 +149,16 @@ def start_of_last_line(path: Path) -> tuple[int, int]:
     return last_end, lines
 
 
+def _guarded(call: Callable[..., Any], *args: Any) -> list[Any]:
+    """A Monitor call whose failure is logged, not raised: a rule's bug on one odd line must not
+    end the watch of a whole training run (the lines after it are still read and judged)."""
+    try:
+        return list(call(*args) or ())
+    except Exception:
+        log.exception("ftmon: %s failed; the watch goes on", getattr(call, "__name__", call))
+        return []
+
+
 async def _wait(stop: asyncio.Event, secs: float) -> None:
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(stop.wait(), secs)
@@ -197,7 +209,7 @@ async def watch_log(
         summary.lines += len(lines)
         summary.lineno = lines[-1].lineno
         summary.offset = lines[-1].end
-        emit(monitor.feed_lines(lines, clock()))
+        emit(_guarded(monitor.feed_lines, lines, clock()))
 
     async def read() -> None:
         try:
@@ -210,7 +222,7 @@ async def watch_log(
         while not stop.is_set():
             await _wait(stop, tick_secs)
             if not stop.is_set():
-                emit(monitor.tick(clock()))
+                emit(_guarded(monitor.tick, clock()))
 
     async def sample() -> None:
         assert pid is not None
@@ -220,7 +232,7 @@ async def watch_log(
             if got is not None:
                 if on_resource is not None:
                     on_resource(got)
-                emit(monitor.feed_resource(got))
+                emit(_guarded(monitor.feed_resource, got))
             await _wait(stop, poll_secs)
 
     async def wait_for_pid() -> None:
@@ -235,7 +247,7 @@ async def watch_log(
         take(tail.flush_partial())
         summary.exit = exit_
         summary.ended = "exit"
-        emit(monitor.feed_exit(exit_))
+        emit(_guarded(monitor.feed_exit, exit_))
 
     reader = asyncio.create_task(read())
     others = [asyncio.create_task(tick())]
@@ -280,7 +292,7 @@ def scan_file(
         summary.lines += len(lines)
         summary.lineno = lines[-1].lineno
         summary.offset = lines[-1].end
-        for event in monitor.feed_lines(lines, ts):
+        for event in _guarded(monitor.feed_lines, lines, ts):
             summary.note(event)
             if keep is None or keep(event):
                 events.append(event)

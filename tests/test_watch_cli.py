@@ -350,3 +350,27 @@ def test_watch_log_stops_when_asked_and_leaves_the_process_alone(tmp_path: Path)
     finally:
         writer.kill()
         writer.wait()
+
+
+def test_a_monitor_failure_on_one_batch_does_not_end_the_scan(tmp_path: Path, caplog) -> None:
+    """If judging one batch of lines raises, it is logged and the lines after it are still read."""
+    from supervisor.events import Anomaly
+    from supervisor.monitor import Monitor
+    from supervisor.watch import WatchSummary, scan_file
+
+    class FailsOnce(Monitor):
+        failed = False
+
+        def feed_lines(self, lines, ts):
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("a rule's bug")
+            return super().feed_lines(lines, ts)
+
+    log = tmp_path / "t.log"
+    log.write_text(HEALTHY + "x" * (1 << 22) + "\n" + "{'loss': nan, 'learning_rate': 1e-05}\n")
+    summary = WatchSummary(path=str(log))
+    events = scan_file(log, FailsOnce(), summary)
+    assert "a rule's bug" in caplog.text
+    assert summary.lines == 3
+    assert [e.lineno for e in events if isinstance(e, Anomaly) and e.rule == "nan"] == [3]
