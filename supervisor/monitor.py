@@ -14,6 +14,7 @@ order; `Text` and `Progress` events go to the rules but are not returned (there 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 
@@ -51,6 +52,10 @@ class Monitor:
         }
         # Text (nearly every line) goes through the rules' keyword gates, lowered once here.
         self._text_handlers = [(r.text_gate, r.on_event) for r in self.rules if Text in r.handles]
+        self._text_always = [h for gate, h in self._text_handlers if not gate]
+        # One C-level search for every gate word at once: most lines meet none of them.
+        words = sorted({w for gate, _ in self._text_handlers for w in gate})
+        self._any_gate = re.compile("|".join(map(re.escape, words))) if words else None
         self._line_hooks = [r.on_lines for r in self.rules if type(r).on_lines is not Rule.on_lines]
         self._recent: deque[tuple[int, str]] = deque(maxlen=EVIDENCE_LINES)
         self.last_line_ts: float | None = None
@@ -98,6 +103,12 @@ class Monitor:
     def _on_text(self, event: Text) -> list[Anomaly]:
         low = event.text.lower()
         out: list[Anomaly] = []
+        if self._any_gate is None or self._any_gate.search(low) is None:
+            for handle in self._text_always:
+                found = handle(event)
+                if found:
+                    out.extend(self._finish(found))
+            return out
         for gate, handle in self._text_handlers:
             if gate:
                 for word in gate:
