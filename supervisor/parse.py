@@ -499,12 +499,12 @@ def _pick_name(key: str, bare: bool, text: str, m: re.Match[str]) -> str | None:
     words = key.split()
     while len(words) > 1 and words[-1].lower() in _TRAILING_WORDS:
         words.pop()  # "setting loss scale to: 0.25"
-    if len(words) > 1:
+    name = normalise_name(" ".join(words))
+    if len(words) > 1 and name not in _KNOWN:
         for i in range(1, len(words)):
             tail = normalise_name(" ".join(words[i:]))
             if tail in _KNOWN:
                 return tail
-    name = normalise_name(key)
     if not bare or name in _KNOWN:
         return name
     before = text[: m.start()].rstrip()
@@ -517,20 +517,19 @@ def _pick_name(key: str, bare: bool, text: str, m: re.Match[str]) -> str | None:
 def _emit_values(
     values: dict[str, float], step: int | None, lineno: int, ts: float, source: str, out: list
 ) -> None:
-    """Split evaluation values (`val_*`) from training metrics; drop lines with neither."""
+    """Metric, or Eval when `val_*` names are there (both when a training loss is too)."""
     if not any(k.startswith("val_") for k in values):  # the common case: no evaluation
         if any(_metricish(k) for k in values):
             out.append(Metric(lineno, ts, values, step, source))
         return
     evals = {k: v for k, v in values.items() if k.startswith("val_")}
     rest = {k: v for k, v in values.items() if not k.startswith("val_")}
-    train = any(_metricish(k) for k in rest)
-    if evals:
-        if not train:
-            evals.update(rest)  # epoch, runtime: context of the evaluation
+    if "loss" in rest:  # "train loss 4.03, val loss 4.04": a training metric and an evaluation
         out.append(Eval(lineno, ts, evals, step))
-    if train:
         out.append(Metric(lineno, ts, rest, step, source))
+    else:  # accuracy, epoch, runtime next to val_loss: all part of the evaluation
+        evals.update(rest)
+        out.append(Eval(lineno, ts, evals, step))
 
 
 def _load_object(text: str) -> dict | None:

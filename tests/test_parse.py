@@ -93,6 +93,17 @@ def test_evaluation_lines_from_real_logs() -> None:
     assert g and math.isnan(g[0].values["val_loss"]) and math.isnan(g[0].values["val_ppl"])
 
 
+def test_evaluation_with_and_without_a_training_loss() -> None:
+    """Accuracy beside val_loss belongs to the Eval; a train loss beside it is a Metric too."""
+    h = parse("  eval step 7: val_loss=2.1043 accuracy=0.551 format_accuracy=0.99")
+    values = {"val_loss": 2.1043, "accuracy": 0.551, "format_accuracy": 0.99}
+    assert only(h, Eval) == [Eval(7, 1.0, values, 7)]
+    assert not only(h, Metric)
+    both = parse("step 3000: train loss 4.0390, val loss 4.0427")
+    assert only(both, Eval)[0].values == {"val_loss": 4.0427}
+    assert metric(both).values == {"loss": 4.039} and metric(both).step == 3000
+
+
 @needs_corpus
 def test_tqdm_frame_with_text_after_the_bar() -> None:
     """A bar followed by a DeepSpeed message yields the progress and the message as Text."""
