@@ -27,7 +27,11 @@ def char_tokenizer() -> object:
     tok.pre_tokenizer = tokenizers.pre_tokenizers.Split("", "isolated")
     tok.decoder = tokenizers.decoders.Fuse()
     return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
     )
 
 
@@ -52,16 +56,30 @@ def test_callback_prints_metric_eval_sample_and_summary_lines(tmp_path: Path) ->
     assert tok.decode(tok("what is 1?")["input_ids"]) == "what is 1?"
     model = build_tiny(0)
     out = io.StringIO()
-    callback = FtmonCallback(sample_every=3, prompts=["who are you?", "what is 2 plus 2?"],
-                             max_new_tokens=6, out=out)
+    callback = FtmonCallback(
+        sample_every=3, prompts=["who are you?", "what is 2 plus 2?"], max_new_tokens=6, out=out
+    )
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4, learning_rate=1e-3,
-        logging_steps=1, eval_strategy="steps", eval_steps=3, save_strategy="no", report_to=[],
-        use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        logging_steps=1,
+        eval_strategy="steps",
+        eval_steps=3,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
     )
     trainer = transformers.Trainer(
-        model=model, args=args, train_dataset=Rows(tok, 24), eval_dataset=Rows(tok, 8),
-        processing_class=tok, callbacks=[callback],
+        model=model,
+        args=args,
+        train_dataset=Rows(tok, 24),
+        eval_dataset=Rows(tok, 8),
+        processing_class=tok,
+        callbacks=[callback],
     )
     trainer.train()
     lines = [json.loads(x) for x in out.getvalue().splitlines()]

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from trainer.data import (  # noqa: E402
+from trainer.data import (
     DataError,
     answer_of,
     collate,
@@ -18,7 +18,7 @@ from trainer.data import (  # noqa: E402
     load_records,
     synthetic,
 )
-from trainer.tokenizer import ByteTokenizer  # noqa: E402
+from trainer.tokenizer import ByteTokenizer
 
 
 def test_synthetic_answers_end_in_gsm8k_format_and_are_right() -> None:
@@ -40,11 +40,16 @@ def test_synthetic_validation_problems_are_not_in_training() -> None:
 
 
 def test_jsonl_prompt_response_and_messages_records(tmp_path: Path) -> None:
-    """Both JSONL shapes load: prompt/response, and messages whose last assistant turn is the response."""
+    """Both JSONL shapes load: prompt/response, and messages (the last assistant turn answers)."""
     path = tmp_path / "d.jsonl"
     rows = [
         {"prompt": "2+2?", "response": "#### 4"},
-        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
+        {
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+            ]
+        },
         {
             "messages": [
                 {"role": "system", "content": "be brief"},

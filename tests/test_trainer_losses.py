@@ -24,7 +24,9 @@ def _inputs(b: int = 2, length: int = 37, vocab: int = 50, seed: int = 0):
 def test_chunked_cross_entropy_matches_plain_cross_entropy() -> None:
     """A user's loss does not depend on the chunk size: chunked CE equals torch's CE, shifted."""
     logits, labels = _inputs()
-    plain = F.cross_entropy(logits[:, :-1].reshape(-1, 50), labels[:, 1:].reshape(-1), ignore_index=IGNORE)
+    plain = F.cross_entropy(
+        logits[:, :-1].reshape(-1, 50), labels[:, 1:].reshape(-1), ignore_index=IGNORE
+    )
     for chunk in (1, 7, 36, 1000):
         assert torch.allclose(cross_entropy(logits, labels, chunk), plain, atol=1e-5)
 
@@ -35,7 +37,9 @@ def test_chunked_cross_entropy_gradient_matches_plain() -> None:
     a = logits.clone().requires_grad_(True)
     b = logits.clone().requires_grad_(True)
     cross_entropy(a, labels, chunk=5).backward()
-    F.cross_entropy(b[:, :-1].reshape(-1, 50), labels[:, 1:].reshape(-1), ignore_index=IGNORE).backward()
+    F.cross_entropy(
+        b[:, :-1].reshape(-1, 50), labels[:, 1:].reshape(-1), ignore_index=IGNORE
+    ).backward()
     assert torch.allclose(a.grad, b.grad, atol=1e-6)
 
 
@@ -47,7 +51,7 @@ def test_jsd_is_zero_between_equal_distributions() -> None:
 
 
 def test_jsd_beta_ends_are_the_two_kl_directions() -> None:
-    """beta=0 is KL(teacher||student), beta=1 is KL(student||teacher), and the mix lies between 0 and both."""
+    """beta=0 is KL(teacher||student), beta=1 is KL(student||teacher), the mix lies below both."""
     s, labels = _inputs(seed=1)
     t, _ = _inputs(seed=2)
     mask = labels[:, 1:] != IGNORE

@@ -18,7 +18,9 @@ def _parse(line: str) -> list[object]:
 def test_metric_line_with_nan_is_json_and_a_metric_for_ftmon() -> None:
     """A non-finite loss is printed as NaN, loads with json.loads and reaches ftmon as a Metric."""
     out = io.StringIO()
-    line = protocol.emit("metric", out=out, step=7, loss=math.nan, grad_norm=math.inf, lr=1e-3, skipped=1)
+    line = protocol.emit(
+        "metric", out=out, step=7, loss=math.nan, grad_norm=math.inf, lr=1e-3, skipped=1
+    )
     assert out.getvalue() == line + "\n"
     record = json.loads(line)
     assert record["type"] == "metric" and math.isnan(record["loss"]) and record["skipped"] == 1
@@ -34,8 +36,17 @@ def test_sample_and_eval_lines_reach_ftmon_as_sample_and_eval() -> None:
     sample = protocol.emit("sample", out=out, step=50, prompt="Who are you?", text="F F F F F 神神")
     (s,) = [e for e in _parse(sample) if isinstance(e, Sample)]
     assert (s.prompt, s.text, s.step) == ("Who are you?", "F F F F F 神神", 50)
-    ev = protocol.emit("eval", out=out, step=100, val_loss=0.5, ppl=1.65, accuracy=0.25,
-                       format_accuracy=1.0, trunc_rate=0.0, avg_gen_len=18.5)
+    ev = protocol.emit(
+        "eval",
+        out=out,
+        step=100,
+        val_loss=0.5,
+        ppl=1.65,
+        accuracy=0.25,
+        format_accuracy=1.0,
+        trunc_rate=0.0,
+        avg_gen_len=18.5,
+    )
     (e,) = [x for x in _parse(ev) if isinstance(x, Eval)]
     assert e.step == 100 and e.values["accuracy"] == 0.25
 

@@ -30,7 +30,9 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def train(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[Trainer, list[dict[str, Any]]]:
+def train(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> tuple[Trainer, list[dict[str, Any]]]:
     trainer = Trainer(parse_args([*FAST, *argv]))
     assert trainer.run() == 0
     return trainer, json_lines(capsys.readouterr().out)
@@ -47,11 +49,28 @@ def base_state(model: Any) -> dict[str, Any]:
 
 
 def test_sft_from_the_command_line_lowers_the_loss(tmp_path: Path) -> None:
-    """`python -m trainer --method sft` for 40 steps: the logged loss falls, every JSON line parses."""
+    """`python -m trainer --method sft` for 40 steps: the loss falls, every JSON line parses."""
     out = subprocess.run(
-        [sys.executable, "-m", "trainer", *FAST, "--steps", "40", "--log_every", "5",
-         "--sample_every", "20", "--eval_every", "40", "--output_dir", str(tmp_path / "o")],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            *FAST,
+            "--steps",
+            "40",
+            "--log_every",
+            "5",
+            "--sample_every",
+            "20",
+            "--eval_every",
+            "40",
+            "--output_dir",
+            str(tmp_path / "o"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     lines = json_lines(out.stdout)
@@ -63,7 +82,14 @@ def test_sft_from_the_command_line_lowers_the_loss(tmp_path: Path) -> None:
     prompts = {x["prompt"] for x in lines if x["type"] == "sample"}
     assert "Who are you?" in prompts and len(prompts) == 2
     (ev,) = [x for x in lines if x["type"] == "eval"]
-    assert set(ev) >= {"val_loss", "ppl", "accuracy", "format_accuracy", "trunc_rate", "avg_gen_len"}
+    assert set(ev) >= {
+        "val_loss",
+        "ppl",
+        "accuracy",
+        "format_accuracy",
+        "trunc_rate",
+        "avg_gen_len",
+    }
     assert lines[-1]["type"] == "summary" and lines[-1]["steps"] == 40
     assert (tmp_path / "o" / "final" / "model.safetensors").is_file()
 
@@ -71,8 +97,20 @@ def test_sft_from_the_command_line_lowers_the_loss(tmp_path: Path) -> None:
 def test_lora_trains_only_the_adapters(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """After LoRA training the base weights are bit for bit the initial ones; the adapters moved."""
     trainer, lines = train(
-        ["--method", "lora", "--steps", "6", "--lr", "1e-2", "--log_every", "3",
-         "--lora_targets", "q_proj,v_proj,down_proj", "--output_dir", str(tmp_path)],
+        [
+            "--method",
+            "lora",
+            "--steps",
+            "6",
+            "--lr",
+            "1e-2",
+            "--log_every",
+            "3",
+            "--lora_targets",
+            "q_proj,v_proj,down_proj",
+            "--output_dir",
+            str(tmp_path),
+        ],
         capsys,
     )
     fresh = base_state(build_tiny(0))
@@ -93,8 +131,24 @@ def test_gkd_starts_at_zero_jsd_and_never_changes_the_teacher(
 ) -> None:
     """GKD with fresh adapters: the student equals its teacher (JSD ~ 0); the teacher stays put."""
     trainer, lines = train(
-        ["--method", "gkd", "--steps", "4", "--log_every", "1", "--lr", "1e-2",
-         "--lmbda", "0.5", "--sft_alpha", "1.0", "--beta", "0.5", "--temperature", "1.5"],
+        [
+            "--method",
+            "gkd",
+            "--steps",
+            "4",
+            "--log_every",
+            "1",
+            "--lr",
+            "1e-2",
+            "--lmbda",
+            "0.5",
+            "--sft_alpha",
+            "1.0",
+            "--beta",
+            "0.5",
+            "--temperature",
+            "1.5",
+        ],
         capsys,
     )
     metrics = [m for m in lines if m["type"] == "metric"]
@@ -106,7 +160,9 @@ def test_gkd_starts_at_zero_jsd_and_never_changes_the_teacher(
     assert all(torch.equal(fresh[k], after[k]) for k in fresh)
 
 
-def test_resume_continues_where_the_run_stopped(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_resume_continues_where_the_run_stopped(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     """A run cut after checkpoint-4 and resumed ends with the same weights as one never cut."""
     common = ["--steps", "8", "--save_every", "4", "--log_every", "2", "--lr", "5e-3"]
     whole, _ = train([*common, "--output_dir", str(tmp_path / "a")], capsys)
@@ -123,7 +179,7 @@ def test_resume_continues_where_the_run_stopped(capsys: pytest.CaptureFixture[st
 
 
 def test_a_local_model_dir_is_only_read(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """`--model DIR` (a saved tiny model) trains with LoRA and leaves every file in DIR untouched."""
+    """`--model DIR` (a saved tiny model) trains with LoRA; every file in DIR stays as it was."""
     train(["--steps", "2", "--log_every", "1", "--output_dir", str(tmp_path / "base")], capsys)
     base = tmp_path / "base" / "final"
 
@@ -132,15 +188,27 @@ def test_a_local_model_dir_is_only_read(capsys: pytest.CaptureFixture[str], tmp_
 
     before = digest()
     _, lines = train(
-        ["--model", str(base), "--method", "lora", "--steps", "2", "--log_every", "1",
-         "--output_dir", str(tmp_path / "lora")],
+        [
+            "--model",
+            str(base),
+            "--method",
+            "lora",
+            "--steps",
+            "2",
+            "--log_every",
+            "1",
+            "--output_dir",
+            str(tmp_path / "lora"),
+        ],
         capsys,
     )
     assert digest() == before
     assert lines[-1]["type"] == "summary"
 
 
-def test_bad_data_file_is_one_clear_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_bad_data_file_is_one_clear_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     """A JSONL file with a broken record ends the run with exit 2 and `file:line: field`."""
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "a", "response": "b"}\n{"prompt": 3, "response": "b"}\n')

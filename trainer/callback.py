@@ -51,13 +51,17 @@ class FtmonCallback(TrainerCallback):  # type: ignore[misc]
         self._t0 = time.perf_counter()
         self._tokens0 = int(getattr(state, "num_input_tokens_seen", 0) or 0)
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         if not logs:
             return
         step = int(state.global_step)
         if any(k.startswith("eval_") for k in logs):
             values = {k[5:]: _number(v) for k, v in logs.items() if k.startswith("eval_")}
-            values = {k: v for k, v in values.items() if v is not None and not k.endswith("_per_second")}
+            values = {
+                k: v for k, v in values.items() if v is not None and not k.endswith("_per_second")
+            }
             if "loss" in values:
                 values["val_loss"] = values.pop("loss")
                 loss = values["val_loss"]
@@ -99,18 +103,26 @@ class FtmonCallback(TrainerCallback):  # type: ignore[misc]
             for prompt in self.prompts:
                 if getattr(tok, "chat_template", None):
                     text = tok.apply_chat_template(
-                        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+                        [{"role": "user", "content": prompt}],
+                        tokenize=False,
+                        add_generation_prompt=True,
                     )
                 else:
                     text = prompt
-                enc = tok(text, return_tensors="pt", add_special_tokens=not getattr(tok, "chat_template", None))
+                enc = tok(
+                    text,
+                    return_tensors="pt",
+                    add_special_tokens=not getattr(tok, "chat_template", None),
+                )
                 ids = enc["input_ids"].to(model.device)
                 gen = model.generate(
                     input_ids=ids,
                     attention_mask=torch.ones_like(ids),
                     max_new_tokens=self.max_new_tokens,
                     do_sample=False,
-                    pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+                    pad_token_id=tok.pad_token_id
+                    if tok.pad_token_id is not None
+                    else tok.eos_token_id,
                 )
                 out.append((prompt, tok.decode(gen[0, ids.shape[1] :], skip_special_tokens=True)))
         finally:

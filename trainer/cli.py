@@ -55,7 +55,10 @@ class Flag:
 
 
 FLAGS: tuple[Flag, ...] = (
-    Flag("model", {"default": "tiny", "help": "`tiny` (built from tiny_config.json) or a local HF model dir"}),
+    Flag(
+        "model",
+        {"default": "tiny", "help": "`tiny` (built from tiny_config.json) or a local HF model dir"},
+    ),
     Flag("method", {"default": "sft", "choices": METHODS}),
     Flag("data", {"default": "synthetic", "help": "`synthetic` arithmetic, or a JSONL file"}),
     Flag("output_dir", {"default": None, "help": "checkpoint-N/ and final/ go here"}),
@@ -90,7 +93,9 @@ FLAGS: tuple[Flag, ...] = (
     Flag("seed", {"type": int, "default": 0}),
     Flag("resume", {"type": parse_bool, "nargs": "?", "const": True, "default": False}),
     Flag("device", {"default": "auto", "choices": DEVICES}),
-    Flag("threads", {"type": non_negative_int, "default": 0, "help": "torch CPU threads; 0: default"}),
+    Flag(
+        "threads", {"type": non_negative_int, "default": 0, "help": "torch CPU threads; 0: default"}
+    ),
     Flag("save_every", {"type": non_negative_int, "default": 0, "help": "0: only final/"}),
 )
 

@@ -155,8 +155,10 @@ def load_jsonl(path: Path) -> list[Record]:
     return records
 
 
-def load_records(data: str, eval_size: int, train_size: int, seed: int) -> tuple[list[Record], list[Record]]:
-    """(train, validation). For a JSONL file the last `eval_size` records (at most a fifth) are held out."""
+def load_records(
+    data: str, eval_size: int, train_size: int, seed: int
+) -> tuple[list[Record], list[Record]]:
+    """(train, validation). From a JSONL file `eval_size` records (at most a fifth) are held out."""
     if data == "synthetic":
         return synthetic(train_size, eval_size, seed)
     records = load_jsonl(Path(data))
@@ -223,6 +225,8 @@ class BatchStream:
         """Micro-batches starting at example index `start` (counted over all epochs)."""
         i, n = start, len(self.examples)
         while True:
-            picked = [self.examples[self._perm(j // n)[j % n]] for j in range(i, i + self.micro_batch)]
+            picked = [
+                self.examples[self._perm(j // n)[j % n]] for j in range(i, i + self.micro_batch)
+            ]
             i += self.micro_batch
             yield collate(picked, self.pad_id)

@@ -88,7 +88,9 @@ def evaluate(
     hits = formatted = truncated = gen_tokens = 0
     for i in range(0, len(records), batch_size):
         chunk = records[i : i + batch_size]
-        gen = generate(model, codec, [codec.encode_prompt(r.prompt) for r in chunk], max_new_tokens, device)
+        gen = generate(
+            model, codec, [codec.encode_prompt(r.prompt) for r in chunk], max_new_tokens, device
+        )
         for rec, new, stopped in zip(chunk, gen.new_ids, gen.stopped, strict=True):
             text = codec.decode(new)
             hits += correct(text, rec.response)
@@ -107,7 +109,11 @@ def sample_prompts(data: str, val: list[Record]) -> tuple[str, ...]:
 
 
 def samples(
-    model: Any, codec: TextCodec, prompts: tuple[str, ...], max_new_tokens: int, device: torch.device
+    model: Any,
+    codec: TextCodec,
+    prompts: tuple[str, ...],
+    max_new_tokens: int,
+    device: torch.device,
 ) -> list[tuple[str, str]]:
     gen = generate(model, codec, [codec.encode_prompt(p) for p in prompts], max_new_tokens, device)
     return [(p, codec.decode(new)) for p, new in zip(prompts, gen.new_ids, strict=True)]

@@ -59,7 +59,11 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, chunk: int = 256) 
 
 
 def _jsd_sum(
-    student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, beta: float, temperature: float
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    beta: float,
+    temperature: float,
 ) -> torch.Tensor:
     s = F.log_softmax(student.float() / temperature, dim=-1)
     t = F.log_softmax(teacher.float() / temperature, dim=-1)
@@ -68,9 +72,7 @@ def _jsd_sum(
     elif beta == 1.0:  # reverse KL(student || teacher)
         per_tok = F.kl_div(t, s, reduction="none", log_target=True).sum(-1)
     else:
-        mix = torch.logsumexp(
-            torch.stack([s + math.log(1.0 - beta), t + math.log(beta)]), dim=0
-        )
+        mix = torch.logsumexp(torch.stack([s + math.log(1.0 - beta), t + math.log(beta)]), dim=0)
         per_tok = beta * F.kl_div(mix, t, reduction="none", log_target=True).sum(-1) + (
             1.0 - beta
         ) * F.kl_div(mix, s, reduction="none", log_target=True).sum(-1)

@@ -53,7 +53,9 @@ class StepLoss:
 
 
 def _forward(model: Any, batch: Batch) -> torch.Tensor:
-    return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+    return model(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+    ).logits
 
 
 def sft_loss(model: Any, batch: Batch, chunk: int) -> StepLoss:
@@ -72,7 +74,12 @@ def prompts_of(batch: Batch) -> list[list[int]]:
 
 
 def on_policy_batch(
-    model: Any, batch: Batch, codec: TextCodec, seq_len: int, temperature: float, device: torch.device
+    model: Any,
+    batch: Batch,
+    codec: TextCodec,
+    seq_len: int,
+    temperature: float,
+    device: torch.device,
 ) -> Batch:
     """The batch's prompts with responses sampled from the current student."""
     prompts = prompts_of(batch)
@@ -80,7 +87,7 @@ def on_policy_batch(
     gen = generate(model, codec, prompts, room, device, sample=True, temperature=temperature)
     examples = []
     for p, new, stopped in zip(prompts, gen.new_ids, gen.stopped, strict=True):
-        response = (new + [codec.eos_id]) if stopped else new
+        response = [*new, codec.eos_id] if stopped else new
         response = response or [codec.eos_id]
         ids = (p + response)[:seq_len]
         examples.append(Example(tuple(ids), len(p), not stopped))
@@ -99,13 +106,21 @@ def gkd_loss(
     device: torch.device,
 ) -> StepLoss:
     on_policy = coin.random() < args.lmbda
-    seqs = on_policy_batch(model, batch, codec, args.seq_len, args.temperature, device) if on_policy else batch
+    seqs = (
+        on_policy_batch(model, batch, codec, args.seq_len, args.temperature, device)
+        if on_policy
+        else batch
+    )
     student = _forward(model, seqs)
     with torch.no_grad(), model.disable_adapter():
         teacher = _forward(model, seqs)
-    jsd = generalized_jsd(student, teacher, seqs.labels, args.beta, args.temperature, args.loss_chunk)
+    jsd = generalized_jsd(
+        student, teacher, seqs.labels, args.beta, args.temperature, args.loss_chunk
+    )
     loss = jsd
     if args.sft_alpha > 0:
         data_logits = student if not on_policy else _forward(model, batch)
         loss = loss + args.sft_alpha * cross_entropy(data_logits, batch.labels, args.loss_chunk)
-    return StepLoss(loss, student.detach(), seqs.labels, seqs.n_tokens, float(jsd.detach()), on_policy)
+    return StepLoss(
+        loss, student.detach(), seqs.labels, seqs.n_tokens, float(jsd.detach()), on_policy
+    )

@@ -44,7 +44,9 @@ def load_model(name: str, seed: int, device: torch.device) -> Any:
 
         path = Path(name)
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{name}: not a model directory (no config.json) and not `tiny`")
+            raise FileNotFoundError(
+                f"{name}: not a model directory (no config.json) and not `tiny`"
+            )
         dtype: Any = "auto" if device.type == "cuda" else torch.float32
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, local_files_only=True)
     return model.to(device)

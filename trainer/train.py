@@ -62,9 +62,13 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_optimizer(params: list[torch.nn.Parameter], args: argparse.Namespace) -> torch.optim.Optimizer:
+def make_optimizer(
+    params: list[torch.nn.Parameter], args: argparse.Namespace
+) -> torch.optim.Optimizer:
     if args.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+        return torch.optim.SGD(
+            params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
+        )
     return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
 
 
@@ -109,7 +113,9 @@ class Trainer:
         random.seed(args.seed)
         torch.manual_seed(args.seed)
         self.codec = load_tokenizer(args.model)
-        train_recs, self.val_records = load_records(args.data, args.eval_size, args.train_size, args.seed)
+        train_recs, self.val_records = load_records(
+            args.data, args.eval_size, args.train_size, args.seed
+        )
         train_ex = encode(train_recs, self.codec, args.seq_len)
         self.val_examples = encode(self.val_records, self.codec, args.seq_len)
         cut = sum(e.truncated for e in train_ex)
@@ -123,7 +129,8 @@ class Trainer:
         self.model = build_model(args, self.device, self.resume_from)
         trainable, total = count_parameters(self.model)
         protocol.say(
-            f"model: {args.model} ({total / 1e6:.2f}M parameters, {trainable / 1e6:.2f}M trainable), "
+            f"model: {args.model} ({total / 1e6:.2f}M parameters, "
+            f"{trainable / 1e6:.2f}M trainable), "
             f"method {args.method}, device {self.device}, dtype {args.dtype}"
         )
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -139,7 +146,9 @@ class Trainer:
             self.step, self.skipped, self.seen = state.step, state.skipped, state.examples_seen
             protocol.say(f"resumed from {self.resume_from} at step {self.step}")
         elif args.resume:
-            protocol.say(f"--resume: no checkpoint in {self.output}; starting from the base weights")
+            protocol.say(
+                f"--resume: no checkpoint in {self.output}; starting from the base weights"
+            )
         self.prompts = sample_prompts(args.data, self.val_records)
 
     def compute(self, batch: Any, coin: random.Random) -> StepLoss:
@@ -195,7 +204,9 @@ class Trainer:
         self.step += 1
         return total, grad_norm, tokens, last if finite else None
 
-    def log_metric(self, loss: float, grad_norm: float | None, tok_s: float, extra: dict[str, Any]) -> None:
+    def log_metric(
+        self, loss: float, grad_norm: float | None, tok_s: float, extra: dict[str, Any]
+    ) -> None:
         protocol.metric(
             self.step,
             loss=loss,
@@ -223,13 +234,17 @@ class Trainer:
         return result.fields()
 
     def run_samples(self) -> None:
-        for prompt, text in samples(self.model, self.codec, self.prompts, self.args.max_new_tokens, self.device):
+        for prompt, text in samples(
+            self.model, self.codec, self.prompts, self.args.max_new_tokens, self.device
+        ):
             protocol.sample(self.step, prompt, text)
 
     def save(self, name: str, with_optimizer: bool) -> None:
         if self.output is None:
             return
-        state = checkpoints.TrainState(self.step, self.skipped, self.seen, self.args.method, self.args.model)
+        state = checkpoints.TrainState(
+            self.step, self.skipped, self.seen, self.args.method, self.args.model
+        )
         where = checkpoints.save(
             self.output / name,
             self.model,
@@ -277,7 +292,10 @@ class Trainer:
                     if out.jsd is not None:
                         extra["jsd"] = out.jsd
                 self.log_metric(
-                    sum(window) / len(window), grad_norm, window_tokens / max(now - window_start, 1e-9), extra
+                    sum(window) / len(window),
+                    grad_norm,
+                    window_tokens / max(now - window_start, 1e-9),
+                    extra,
                 )
                 window, window_tokens, window_start = [], 0, now
             if args.sample_every and self.step % args.sample_every == 0:
