@@ -159,3 +159,20 @@ async def test_end_of_a_log_shows_before_it_is_indexed(tmp_path: Path) -> None:
         await pilot.pause()
         assert not view.showing_tail and view.line_count == 20_000
         assert view.visible_text()[-1] == "line 20000"
+
+
+async def test_long_lines_scroll_sideways_with_the_gutter_kept(tmp_path: Path) -> None:
+    """A line wider than the view can be scrolled to its end; line numbers stay in place."""
+    log = tmp_path / "out.log"
+    log.write_text("short\n" + "x" * 100 + " the end\n")
+    app = LogApp(log)
+    async with app.run_test(size=(40, 6)) as pilot:
+        view = app.query_one(LogView)
+        await until(pilot, lambda: view.indexed.is_set())
+        await pilot.pause()
+        view.focus()
+        assert "the end" not in view.render_line(1).text
+        await until(pilot, lambda: view.max_scroll_x > 0)
+        view.scroll_to(x=view.max_scroll_x, animate=False, immediate=True)
+        await pilot.pause()
+        assert view.render_line(1).text.startswith("2 ") and "the end" in view.render_line(1).text

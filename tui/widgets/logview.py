@@ -68,7 +68,7 @@ class LogView(ScrollView, can_focus=True):
     DEFAULT_CSS = """
     LogView {
         background: $surface;
-        overflow-x: hidden;
+        overflow-x: auto;
         overflow-y: scroll;
     }
     """
@@ -106,6 +106,7 @@ class LogView(ScrollView, can_focus=True):
         self.hit: int | None = None  # 0-based line of the current search match
         self._poll = poll
         self._tail: list[str] | None = None  # the file's last lines, shown until it is indexed
+        self._widest = 0  # widest line drawn so far (cells): how far scrolling right goes
         self._path = Path(path) if path is not None else None
         self.indexed = asyncio.Event()  # set once the whole file as it was is indexed
 
@@ -136,7 +137,8 @@ class LogView(ScrollView, can_focus=True):
         self.follow = True
         self.indexed = asyncio.Event()
         self._tail = self.index.tail(TAIL_LINES) if self.index is not None else None
-        self.virtual_size = Size(self.size.width, 0)
+        self._widest = 0
+        self.virtual_size = Size(0, 0)
         self.scroll_to(0, 0, animate=False, immediate=True)
         self.refresh()
         if self.index is not None:
@@ -174,7 +176,7 @@ class LogView(ScrollView, can_focus=True):
         if message.view is not self or message.index is not self.index:
             return  # a slice of a file this view no longer shows
         count = self.line_count
-        self.virtual_size = Size(self.size.width, count)
+        self.virtual_size = Size(self._widest, count)
         if message.done:
             self.indexed.set()
             self._tail = None
@@ -249,7 +251,7 @@ class LogView(ScrollView, can_focus=True):
             digits = len(str(max(self.line_count, 1)))
             gutter = Segment(f"{'…':>{digits}}  ", GUTTER_STYLE)
             body = Strip(display_text(lines[y]).render(self.app.console))
-            return (Strip([gutter]) + body).crop_extend(0, width, self.rich_style)
+            return self._compose_line(Strip([gutter]), body, width)
         lineno = int(self.scroll_y) + y
         index = self.index
         if index is None or lineno >= len(index):
@@ -266,8 +268,22 @@ class LogView(ScrollView, can_focus=True):
             for m in re.finditer(re.escape(self.needle), text.plain, re.IGNORECASE):
                 text.stylize(HIT_STYLE, m.start(), m.end())
         body = Strip(text.render(self.app.console))
-        strip = Strip([gutter, Segment(" ")]) + body
-        return strip.crop_extend(0, width, self.rich_style)
+        return self._compose_line(Strip([gutter, Segment(" ")]), body, width)
+
+    def _compose_line(self, gutter: Strip, body: Strip, width: int) -> Strip:
+        """The gutter stays put; the text scrolls sideways. Only lines that were drawn widen
+        the scroll range, so a long log is never measured as a whole."""
+        full = gutter.cell_length + body.cell_length
+        if full > self._widest:
+            self._widest = full
+            self.call_after_refresh(self._widen)
+        left = int(self.scroll_x)
+        room = max(0, width - gutter.cell_length)
+        return gutter + body.crop_extend(left, left + room, self.rich_style)
+
+    def _widen(self) -> None:
+        if self.virtual_size.width < self._widest:
+            self.virtual_size = Size(self._widest, self.virtual_size.height)
 
     def visible_text(self) -> list[str]:
         """The lines on screen as plain text (for tests and the e2e check)."""
