@@ -194,9 +194,20 @@ def test_silence_is_reported_once_per_stall_on_tick() -> None:
     got = m.tick(1061.0)
     assert [(a.rule, a.severity) for a in got] == [("stall", Severity.WARNING)]
     assert "no new line for 61 s after line 1" in got[0].message
-    assert m.tick(1200.0) == []
+    assert all(m.tick(float(t)) == [] for t in range(1070, 1300, 10))
     m.feed_lines(splitter.feed(b"step 2 | loss: 1.9\n"), ts=1300.0)
-    assert m.tick(1330.0) == [] and len(m.tick(1400.0)) == 1
+    assert all(m.tick(float(t)) == [] for t in range(1300, 1360, 10))
+    assert len(m.tick(1360.0)) == 1
+
+
+def test_time_while_paused_is_not_silence() -> None:
+    """Ticks stop while the run is paused; after a 15-minute pause the run is not 'stalled'."""
+    rule = StallRule(StallSettings(secs=120))
+    rule.on_lines(1, 0.0)
+    assert all(rule.on_tick(float(t)) == [] for t in range(0, 60, 10))  # 50 s quiet, then pause
+    assert all(rule.on_tick(float(t)) == [] for t in range(950, 1020, 10))  # resumed at 950
+    got = rule.on_tick(1020.0)  # 50 s before the pause + 70 s after it = 120 s of silence
+    assert len(got) == 1 and "no new line for 120 s" in got[0].message
 
 
 def test_lines_without_steps_are_no_step_stall() -> None:

@@ -7,6 +7,9 @@ watchdog ("Watchdog caught collective operation timeout", "Timeout at NCCL work"
 operations have failed or timed out"), the heartbeat monitor, distributed timeouts, "training
 is stuck": those count at once.
 
+Time between ticks longer than `pause_gap_secs` is not silence: nobody was watching (a paused
+run, a suspended ftmon), and a run resumed after ten minutes must not look stalled.
+
 De-duplication: one report per silence (a new line or step ends it); watchdog text from every
 rank gives one report, then `quiet_lines` lines of quiet.
 """
@@ -48,6 +51,12 @@ class StallSettings(RuleSettings):
     quiet_lines: int = Field(
         200, ge=0, description="After a watchdog report, lines during which more are not news."
     )
+    pause_gap_secs: float = Field(
+        60.0,
+        gt=0,
+        description="A gap this long between ticks means nobody was watching (the run paused, "
+        "ftmon suspended): that time does not count as silence.",
+    )
 
 
 class StallRule(Rule):
@@ -66,6 +75,7 @@ class StallRule(Rule):
         self._silent_reported = False
         self._stepless_reported = False
         self._quiet = LineCooldown(self.settings.quiet_lines)
+        self._last_tick: float | None = None
 
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, Text):
@@ -101,6 +111,16 @@ class StallRule(Rule):
 
     def on_tick(self, ts: float) -> list[Anomaly]:
         s = self.settings
+        last_tick, self._last_tick = self._last_tick, ts
+        if last_tick is not None and ts - last_tick > s.pause_gap_secs:
+            # Watchers tick every second or so; a long gap is time nobody watched (the
+            # supervisor skips ticks while a run is paused). Silence before the gap still
+            # counts, the gap does not: a run resumed after ten minutes is not stalled.
+            gap = ts - last_tick
+            if self._last_line_ts is not None and self._last_line_ts < last_tick:
+                self._last_line_ts += gap
+            if self._last_step_ts is not None and self._last_step_ts < last_tick:
+                self._last_step_ts += gap
         if self._last_line_ts is None:
             self._last_line_ts = ts  # nothing yet: the silence starts now
         if self._last_step_ts is None:
