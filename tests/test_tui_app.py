@@ -310,3 +310,19 @@ def test_arguments_accept_recipe_and_run_forms() -> None:
 def _no_ftmon_home(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FTMON_HOME", raising=False)
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+
+
+def test_bad_recipe_or_history_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`ftmon BAD.yaml` or a history that is not a database: one clear line, exit code 2."""
+    from tui.app import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ncommand: [python]\nlrr: 1\n")
+    assert main([str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "lrr" in err
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "ftmon.db").write_text("not a database\n" * 100)
+    assert main(["--logs-dir", str(logs)]) == 2
+    assert "cannot open the history" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -21,7 +22,7 @@ from textual import on, work
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
-from supervisor.history import History, default_logs_dir
+from supervisor.history import History, HistoryError, default_logs_dir
 from supervisor.recipe import Recipe, RecipeError, load_recipe
 from supervisor.supervise import AttachError, LaunchRefused, Supervisor
 from tui.bridge import Bridge, MetricsArrived, RunEventMessage
@@ -158,9 +159,13 @@ def main(argv: list[str]) -> int:
             if args.set:
                 recipe = recipe.with_overrides(args.set)
         except RecipeError as exc:
-            print(f"ftmon: {exc}")
+            print(f"ftmon: {exc}", file=sys.stderr)
             return 2
-    app = FtmonApp(args.logs_dir, recipe, force=args.force, recipes_dir=args.recipes_dir)
+    try:
+        app = FtmonApp(args.logs_dir, recipe, force=args.force, recipes_dir=args.recipes_dir)
+    except (HistoryError, OSError) as exc:
+        print(f"ftmon: cannot open the history: {exc}", file=sys.stderr)
+        return 2
     result = app.run()
     app.history.close()
     return int(result or 0)
