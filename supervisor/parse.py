@@ -537,10 +537,10 @@ def _load_object(text: str) -> dict | None:
     if text.startswith('{"'):
         try:
             obj = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             try:
                 obj = json.loads(_fix_json(text))
-            except ValueError:
+            except (ValueError, RecursionError):
                 obj = None
         if isinstance(obj, dict):
             return obj
@@ -551,7 +551,7 @@ def _load_object(text: str) -> dict | None:
         for attempt in (swapped, None):
             try:
                 obj = json.loads(attempt if attempt is not None else _fix_json(swapped))
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
             if isinstance(obj, dict):
                 return obj
@@ -593,9 +593,11 @@ def _numeric_values(obj: dict) -> dict[str, float]:
                 if v2 is not None:
                     values.setdefault(normalise_name(k2), v2)
             continue
-        v = raw if isinstance(raw, float) else to_float(raw) if not isinstance(raw, str) else None
+        name = normalise_name(key)
+        # Strict JSON cannot hold NaN, so some loggers write "NaN" or "inf" as strings.
+        v = to_float(raw) if not isinstance(raw, str) or _metricish(name) else None
         if v is not None:
-            values.setdefault(normalise_name(key), v)
+            values.setdefault(name, v)
     return values
 
 

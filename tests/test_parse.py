@@ -395,3 +395,13 @@ def test_awkward_dict_lines(text: str, expected: dict[str, float]) -> None:
     values = metric(parse(text)).values
     for key, value in expected.items():
         assert values[key] == value, values
+
+
+def test_hostile_objects_do_not_crash() -> None:
+    """Absurd nesting, huge exponents, odd types: no crash; a NaN written as a string counts."""
+    deep = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    assert only(parse(deep), Text)
+    assert metric(parse('{"loss": 1e999999}')).values["loss"] == math.inf
+    assert not only(parse('{"step": true, "loss": false}'), Metric)
+    assert math.isnan(metric(parse('{"step": 3, "loss": "NaN"}')).values["loss"])
+    assert not only(parse('{"step": 3, "run": "1.5"}'), Metric)  # a string that is no metric
