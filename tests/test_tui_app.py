@@ -88,7 +88,8 @@ async def stop_all(app: FtmonApp) -> None:
 
 
 async def test_recipe_given_at_start_is_launched_and_drawn(tmp_path: Path) -> None:
-    """`ftmon RECIPE` opens with the run launched: its log, its loss plot and its metrics."""
+    """`ftmon RECIPE` opens with the run launched: its log, plots and metrics; / searches the
+    log and f follows it again."""
     recipe = load_recipe(tiny_recipe(tmp_path, steps=5))
     messages: list[Message] = []
     app = make_app(tmp_path, recipe)
@@ -102,6 +103,12 @@ async def test_recipe_given_at_start_is_launched_and_drawn(tmp_path: Path) -> No
         await until(pilot, lambda: set(plots.shown) == {"loss", "grad_norm", "lr"})
         assert app.book.runs[run_id].status == "finished"
         assert len(app.book.runs[run_id].series["loss"]) == 5
+        log = main.query_one(LogView)
+        await pilot.press("slash", *'"step": 3', "enter")  # search, as a person types it
+        await until(pilot, lambda: log.hit == 2)
+        assert log.follow is False and main.query_one("#search").has_class("shown") is False
+        await pilot.press("f")
+        assert log.follow is True
 
 
 async def test_nan_is_caught_killed_and_relaunched_with_lower_lr(tmp_path: Path) -> None:
