@@ -304,6 +304,11 @@ async def test_every_action_is_in_the_command_palette_and_footer(tmp_path: Path)
             assert any(t.startswith(label + " (") for t in titles), label
         footer_keys = {k for k, b in app.main_screen.active_bindings.items() if b.binding.show}
         assert {"p", "k", "l", "o", "h", "f", "slash", "q"} <= footer_keys
+        (history,) = [c for c in app.get_system_commands(app.screen) if c.title == "History (h)"]
+        await history.callback()
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        detail = app.screen.query_one("#detail")
+        await until(pilot, lambda: "no runs yet" in str(detail.render()))
 
 
 def test_arguments_accept_recipe_and_run_forms() -> None:

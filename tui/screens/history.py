@@ -117,6 +117,7 @@ class HistoryScreen(Screen[None]):
         table.add_columns("run", "#", "status", "command", "reason", "parent", "started")
         self.query_one("#detail-box").border_title = "command"
         self.reload()
+        self.call_after_refresh(self.show_detail)
         table.focus()
 
     def reload(self) -> None:
@@ -150,7 +151,10 @@ class HistoryScreen(Screen[None]):
 
     def show_detail(self) -> None:
         rec = self.current()
-        detail = self.query_one("#detail", Static)
+        found = self.query("#detail")
+        if not found:
+            return  # not mounted yet; the first row highlight shows it
+        detail = found.first(Static)
         if rec is None:
             detail.update(Text("no runs yet: launch one with o on the main screen"))
             return
