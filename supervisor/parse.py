@@ -320,10 +320,12 @@ class Parser:
     # -- one line of text --
 
     def _parse_text(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
-        stripped = text.strip()
-        if stripped.startswith("{") and stripped.endswith("}"):
-            self._parse_object(stripped, lineno, ts, out)
-        elif self.prefilter.search(text):
+        first = text[:1]
+        is_object = False
+        if first == "{" or (first.isspace() and text.lstrip().startswith("{")):
+            stripped = text.strip()
+            is_object = stripped.endswith("}") and self._parse_object(stripped, lineno, ts, out)
+        if not is_object and self.prefilter.search(text):
             self._parse_kv_line(text, lineno, ts, out)
         if self.patterns:
             self._parse_patterns(text, lineno, ts, out)
@@ -365,10 +367,11 @@ class Parser:
 
     # -- JSON and Python dict lines --
 
-    def _parse_object(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
+    def _parse_object(self, text: str, lineno: int, ts: float, out: list[Event]) -> bool:
+        """Events of a JSON / Python dict line; False when `text` is no such object."""
         obj = _load_object(text)
         if obj is None:
-            return
+            return False
         kind = obj.get("type")
         step = _int_or_none(obj.get("step", obj.get("global_step", obj.get("current_steps"))))
         if kind == "sample":
@@ -378,7 +381,7 @@ class Parser:
                 out.append(
                     Sample(lineno, ts, sample, prompt if isinstance(prompt, str) else "", step)
                 )
-            return
+            return True
         values = _numeric_values(obj)
         step_value = values.pop("step", None)
         if step is None:
@@ -386,16 +389,17 @@ class Parser:
         if kind == "eval":
             if values:
                 out.append(Eval(lineno, ts, values, step))
-            return
+            return True
         if kind in ("metric", "summary"):
             if values:
                 out.append(Metric(lineno, ts, values, step, "json" if kind == "metric" else kind))
-            return
+            return True
         if kind is not None:
-            return  # some other protocol's record: its Text is enough
+            return True  # some other protocol's record: its Text is enough
         if values:
             source = "json" if text.startswith('{"') else "hf"
             _emit_values(values, step, lineno, ts, source, out)
+        return True
 
     # -- user patterns --
 
@@ -585,19 +589,22 @@ def _fix_special(m: re.Match[str]) -> str:
 def _numeric_values(obj: dict) -> dict[str, float]:
     values: dict[str, float] = {}
     for key, raw in obj.items():
-        if key == "type":
-            continue
-        if isinstance(raw, dict):  # {"type": "eval", "values": {...}}
+        kind = type(raw)
+        if kind is float or kind is int:  # the common case first (bool is not int here)
+            name = _name_cache.get(key) or normalise_name(key)
+            if name not in values:
+                values[name] = float(raw)
+        elif kind is dict:  # {"type": "eval", "values": {...}}
             for k2, r2 in raw.items():
                 v2 = to_float(r2) if not isinstance(r2, str) else None
                 if v2 is not None:
                     values.setdefault(normalise_name(k2), v2)
-            continue
-        name = normalise_name(key)
-        # Strict JSON cannot hold NaN, so some loggers write "NaN" or "inf" as strings.
-        v = to_float(raw) if not isinstance(raw, str) or _metricish(name) else None
-        if v is not None:
-            values.setdefault(name, v)
+        elif kind is str and key != "type":
+            # Strict JSON cannot hold NaN, so some loggers write "NaN" or "inf" as strings.
+            name = normalise_name(key)
+            v = to_float(raw) if _metricish(name) else None
+            if v is not None:
+                values.setdefault(name, v)
     return values
 
 

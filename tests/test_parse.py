@@ -405,3 +405,9 @@ def test_hostile_objects_do_not_crash() -> None:
     assert not only(parse('{"step": true, "loss": false}'), Metric)
     assert math.isnan(metric(parse('{"step": 3, "loss": "NaN"}')).values["loss"])
     assert not only(parse('{"step": 3, "run": "1.5"}'), Metric)  # a string that is no metric
+
+
+def test_braces_that_are_no_object_are_read_as_text() -> None:
+    """A line in braces that is not a dict is still searched for `key: value` metrics."""
+    m = metric(parse("{rank 0} step 12 | loss: 0.75 {fp16}"))
+    assert m.values == {"loss": 0.75} and m.step == 12
