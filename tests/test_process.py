@@ -229,8 +229,9 @@ class GpuHolding:
         return set(self.process_memory())
 
 
-def test_kill_waits_for_the_driver_to_release_gpu_memory(tmp_path: Path) -> None:
+def test_kill_waits_for_the_driver_to_release_gpu_memory(tmp_path: Path, monkeypatch) -> None:
     """GPU memory released a moment after the kill counts as gone; memory still held is reported."""
+    monkeypatch.setattr(process, "GPU_CONFIRM_SECS", 0.5)
     for calls, expect_gone in ((2, True), (-1, False)):
         spawned = process.spawn(
             [sys.executable, "-c", "import time; time.sleep(60)"],
