@@ -9,6 +9,12 @@ regexes with named groups. torchrun rank prefixes are stripped first.
 Every line that is not a pure progress frame also yields a `Text`: the text rules (oom,
 traceback, repetition) read those. Only values of metric keys count as numbers: "nanochat",
 "information" or "step_avg:nanms" are words and a timing, never a NaN.
+
+Speed (a long run prints millions of lines): a prefilter (prefilter.py) lets only lines with a
+metric word reach the key-value regexes; JSON and HF dict lines go through `json.loads`; and
+key-value lines and tqdm bars are cached by shape (the line with its digits read as 0), so their
+regexes run once per format rather than once per line (`Parser(cache=False)` turns this off;
+the tests check that it changes nothing).
 """
 
 from __future__ import annotations
