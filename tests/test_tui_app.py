@@ -307,8 +307,12 @@ async def test_every_action_is_in_the_command_palette_and_footer(tmp_path: Path)
         (history,) = [c for c in app.get_system_commands(app.screen) if c.title == "History (h)"]
         await history.callback()
         await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
-        detail = app.screen.query_one("#detail")
-        await until(pilot, lambda: "no runs yet" in str(detail.render()))
+
+        def detail() -> str:
+            found = app.screen.query("#detail")
+            return str(found.first().render()) if found else ""
+
+        await until(pilot, lambda: "no runs yet" in detail())
 
 
 def test_arguments_accept_recipe_and_run_forms() -> None:
