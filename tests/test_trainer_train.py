@@ -215,3 +215,33 @@ def test_bad_data_file_is_one_clear_line(
     assert run(parse_args([*FAST, "--data", str(data), "--steps", "1"])) == 2
     out = capsys.readouterr().out
     assert f"{data}:2: prompt" in out and "Traceback" not in out
+
+
+def _demo_argv(recipe_name: str, steps: int) -> list[str]:
+    """The demo recipe's own command, rendered by ftmon's recipe code, cut to `steps` steps."""
+    from supervisor.recipe import apply_overrides, load_recipe
+
+    recipe = apply_overrides(
+        load_recipe(ROOT / "recipes" / recipe_name),
+        [f"args.steps={steps}", "args.eval_size=4", "args.sample_every=0", "args.eval_every=0"],
+    )
+    argv = recipe.render_argv({"base_weights": "tiny", "run_dir": "/nonexistent", "name": "t"})
+    i = argv.index("--output_dir")
+    del argv[i : i + 2]  # no checkpoints needed here
+    assert argv[:3] == ["python", "-m", "trainer"]
+    return [sys.executable, *argv[1:], "--threads", "1", "--max_new_tokens", "4"]
+
+
+def _values(argv: list[str]) -> list[float]:
+    out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    metrics = [x for x in json_lines(out.stdout) if x["type"] == "metric"]
+    return [m[k] for m in metrics for k in ("loss", "grad_norm") if k in m]
+
+
+def test_unstable_demo_really_goes_non_finite_and_the_stable_one_does_not() -> None:
+    """demo-unstable.yaml's settings give NaN/inf within 25 steps; demo.yaml's stay finite."""
+    unstable = _values(_demo_argv("demo-unstable.yaml", 25))
+    assert any(not math.isfinite(v) for v in unstable)
+    stable = _values(_demo_argv("demo.yaml", 25))
+    assert stable and all(math.isfinite(v) for v in stable)

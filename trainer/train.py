@@ -86,7 +86,11 @@ def build_model(args: argparse.Namespace, device: torch.device, resume_from: Pat
         model = load_model(args.model, args.seed, device)
     if args.grad_checkpointing:
         model.config.use_cache = False
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # the transformers 5 name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     if args.method in ("lora", "gkd"):
         if resume_from:
             from peft import PeftModel
