@@ -241,13 +241,19 @@ class Tail:
 
     def _open(self) -> bool:
         try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            # O_NONBLOCK: opening a FIFO must not hang waiting for a writer.
+            flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+            fd = os.open(self.path, flags)
         except (FileNotFoundError, NotADirectoryError):
             return False  # not there (yet): wait for it
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             os.close(fd)
             raise IsADirectoryError(errno.EISDIR, "is a directory, not a log file", self.path)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            # Offsets, truncation and resuming need a file; a pipe has none of them.
+            raise OSError(errno.EINVAL, "not a regular file (a pipe or a device?)", self.path)
         self._fd = fd
         self._ino = (st.st_dev, st.st_ino)
         return True

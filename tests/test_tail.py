@@ -338,10 +338,15 @@ def test_inotify_reports_writes_and_replacement(tmp_path: Path) -> None:
         watcher.close()
 
 
-def test_a_directory_is_refused_clearly(tmp_path: Path) -> None:
-    """Pointing the tailer at a directory is an OSError naming the path, not a crash later."""
+def test_a_directory_or_a_pipe_is_refused_clearly(tmp_path: Path) -> None:
+    """A directory or a FIFO is an OSError naming the path at once, not a hang or a crash."""
     with pytest.raises(IsADirectoryError, match="is a directory"):
         Tail(tmp_path).read()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file") as err:
+        Tail(fifo).read()
+    assert str(fifo) in str(err.value)
 
 
 async def test_a_backlog_is_read_in_slices(tmp_path: Path) -> None:
