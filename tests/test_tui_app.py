@@ -200,6 +200,7 @@ async def test_relaunch_form_prefills_policy_change_and_launches_edits(tmp_path:
         parent = app.main_screen.selected
         await pilot.press("l")
         await until(pilot, lambda: isinstance(app.screen, RelaunchScreen))
+        await until(pilot, lambda: app.screen.query("#diff"))  # composed
         form = app.screen
         fields = {key: form.query_one(f"#field-{i}").value for i, key in enumerate(form.fields)}
         assert fields["lr"] == "0.05"  # what the nan policy would do
@@ -225,6 +226,7 @@ async def test_launch_screen_launches_a_recipe_from_recipes_dir(tmp_path: Path) 
     async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
         await pilot.press("o")
         await until(pilot, lambda: isinstance(app.screen, LaunchScreen))
+        await until(pilot, lambda: app.screen.query("#path"))  # composed
         screen = app.screen
         screen.query_one("#path").value = str(tmp_path / "missing.yaml")
         screen.query_one("#path").focus()
@@ -248,6 +250,7 @@ async def test_history_copies_exact_command_replays_and_diffs(tmp_path: Path) ->
         await pilot.press("h")
         await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
         screen = app.screen
+        await until(pilot, lambda: screen.query("#detail") and screen.records)
         assert len(screen.records) == 2
         newest = screen.records[0]
         await pilot.press("c")
