@@ -245,3 +245,44 @@ def test_unstable_demo_really_goes_non_finite_and_the_stable_one_does_not() -> N
     assert any(not math.isfinite(v) for v in unstable)
     stable = _values(_demo_argv("demo.yaml", 25))
     assert stable and all(math.isfinite(v) for v in stable)
+
+
+def test_hf_model_dir_with_chat_template_and_jsonl(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A local HF dir with its own tokenizer and chat template trains on JSONL messages records."""
+    from tests.test_trainer_callback import char_tokenizer
+
+    tok = char_tokenizer()
+    tok.chat_template = (
+        "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}assistant: {% endif %}"
+    )
+    model_dir = tmp_path / "hf"
+    build_tiny(0).save_pretrained(str(model_dir))
+    tok.save_pretrained(str(model_dir))
+    data = tmp_path / "d.jsonl"
+    rows = [
+        {"messages": [{"role": "user", "content": f"what is {i} plus 1?"},
+                      {"role": "assistant", "content": f"{i} + 1 = {i + 1}\n#### {i + 1}"}]}
+        for i in range(30)
+    ]  # fmt: skip
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _, lines = train(
+        ["--model", str(model_dir), "--data", str(data), "--method", "lora", "--steps", "3",
+         "--log_every", "1", "--sample_every", "3"],
+        capsys,
+    )  # fmt: skip
+    assert [m["step"] for m in lines if m["type"] == "metric"] == [1, 2, 3]
+    prompts = [x["prompt"] for x in lines if x["type"] == "sample"]
+    assert prompts[0] == "Who are you?" and prompts[1].startswith("what is ")
+    assert lines[-1]["type"] == "summary"
+
+
+def test_a_model_dir_that_is_not_there_is_one_clear_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`--model` naming a folder without a model ends with exit 2 and says so, no traceback."""
+    assert run(parse_args([*FAST, "--model", str(tmp_path / "nothing"), "--steps", "1"])) == 2
+    out = capsys.readouterr().out
+    assert "error:" in out and str(tmp_path / "nothing") in out and "Traceback" not in out

@@ -261,7 +261,14 @@ class Trainer:
 
     def run(self) -> int:
         args = self.args
-        self.setup()
+        try:
+            self.setup()
+        except (DataError, OSError, ValueError, RuntimeError) as exc:
+            # Bad flags, data or model directory: one clear line, no traceback. Errors while
+            # training (CUDA out of memory, ...) keep their traceback: ftmon's rules read it.
+            text = str(exc).strip().splitlines()
+            protocol.say(f"error: {text[0] if text else type(exc).__name__}")
+            return 2
         batches = self.stream.batches(self.seen)
         first_loss: float | None = None
         last_loss: float | None = None
@@ -325,9 +332,4 @@ class Trainer:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return Trainer(args).run()
-    except (DataError, FileNotFoundError, RuntimeError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        protocol.say(f"error: {message}")
-        return 2
+    return Trainer(args).run()
