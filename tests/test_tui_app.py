@@ -218,6 +218,26 @@ async def test_relaunch_form_prefills_policy_change_and_launches_edits(tmp_path:
         await stop_all(app)
 
 
+async def test_relaunch_of_a_live_run_kills_it_first(tmp_path: Path) -> None:
+    """Relaunching a run that is still training says so, kills it, and starts the child."""
+    recipe = load_recipe(tiny_recipe(tmp_path, steps=400, delay=0.05))
+    messages: list[Message] = []
+    app = make_app(tmp_path, recipe)
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await until(pilot, lambda: app.main_screen.selected)
+        parent = app.main_screen.selected
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.screen, RelaunchScreen))
+        await until(pilot, lambda: app.screen.query("#live"))
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: len(seen(messages, RunLaunched)) == 2)
+        assert app.history.get(parent).status == "killed"
+        child = seen(messages, RunLaunched)[1].run_id
+        assert app.history.get(child).parent_id == parent
+        assert app.main_screen.selected == child
+        await stop_all(app)
+
+
 async def test_launch_screen_launches_a_recipe_from_recipes_dir(tmp_path: Path) -> None:
     """o lists the recipes folder; choosing one launches it; a bad path says why in one line."""
     tiny_recipe(tmp_path, steps=2)

@@ -82,9 +82,12 @@ class RelaunchScreen(ModalScreen["str | None"]):
         Binding("escape", "cancel", "Cancel"),
     ]
 
-    def __init__(self, run_id: str, base: Recipe, proposed: Recipe, changes: list[Any]) -> None:
+    def __init__(
+        self, run_id: str, base: Recipe, proposed: Recipe, changes: list[Any], live: bool = False
+    ) -> None:
         super().__init__()
         self.run_id = run_id
+        self.live = live
         self.base = base
         self.proposed = proposed
         self.changes = [str(c) for c in changes]
@@ -101,7 +104,7 @@ class RelaunchScreen(ModalScreen["str | None"]):
             proposed, changes = supervisor.proposed_relaunch(run_id)
         except (HistoryError, RecipeError, KeyError) as exc:
             return str(exc)
-        return cls(run_id, base, proposed, changes)
+        return cls(run_id, base, proposed, changes, live=rec.id in supervisor.live_runs())
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -110,6 +113,8 @@ class RelaunchScreen(ModalScreen["str | None"]):
             yield Static(title, classes="title")
             proposal = "; ".join(self.changes) or "nothing (no policy adjustment applies)"
             yield Static(plain(f"The policy would change: {proposal}"))
+            if self.live:
+                yield Static(plain("The run is still running: it is killed first."), id="live")
             with VerticalScroll(id="fields"):
                 for i, key in enumerate(self.fields):
                     value = self.proposed.args[key]
