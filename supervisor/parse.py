@@ -182,7 +182,8 @@ def _match_bar(frame: str) -> _Bar | None:
 # The shape of a line for the caches: its UTF-8 bytes with every digit read as 0 (bytes, as
 # bytes.translate is many times faster than str.translate on non-ASCII text such as bars).
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_TEMPLATES_MAX = 4096
+_TEMPLATES_MAX = 4096  # shapes per cache; it is emptied when full
+_SHAPE_MAX = 2048  # longer lines are parsed afresh: memory stays under 2 x 4096 x 2 KiB
 _MMENGINE_ITER = re.compile(r"Iter\(\w+\)\s*\[\s*(\d+)\s*/")
 _SCALE = {"k": 1e3, "M": 1e6, "G": 1e9}
 
@@ -297,7 +298,7 @@ class Parser:
         Cached by shape (digits read as 0), as for key-value lines: a bar line redraws the same
         few shapes thousands of times, and the regex costs more than the lookup.
         """
-        if not self.cache:
+        if not self.cache or len(frame) > _SHAPE_MAX:
             return _match_bar(frame)
         shape = frame.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO)
         bar = self._bars.get(shape, _MISSING)
@@ -355,7 +356,7 @@ class Parser:
 
     def _values(self, text: str) -> tuple[dict[str, float], int | None]:
         """`key: value` pairs of `text`, through the shape cache."""
-        if not self.cache:
+        if not self.cache or len(text) > _SHAPE_MAX:
             return self._kv(text)
         # Lines of one format differ only in their digits: find where the values sit once
         # per shape, then read them by position (see _Template).
