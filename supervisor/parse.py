@@ -183,7 +183,7 @@ def _match_bar(frame: str) -> _Bar | None:
 # bytes.translate is many times faster than str.translate on non-ASCII text such as bars).
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _TEMPLATES_MAX = 4096  # shapes per cache; it is emptied when full
-_SHAPE_MAX = 2048  # longer lines are parsed afresh: memory stays under 2 x 4096 x 2 KiB
+_SHAPE_MAX = 2048  # chars; longer lines are parsed afresh, so the caches stay small
 _MMENGINE_ITER = re.compile(r"Iter\(\w+\)\s*\[\s*(\d+)\s*/")
 _SCALE = {"k": 1e3, "M": 1e6, "G": 1e9}
 
