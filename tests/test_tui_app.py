@@ -291,12 +291,14 @@ async def test_history_copies_exact_command_replays_and_diffs(tmp_path: Path) ->
 
 
 async def test_quit_keeps_runs_alive_and_next_start_reattaches(tmp_path: Path) -> None:
-    """q with a live run asks; keep leaves it running, a new ftmon reattaches; then kill it."""
-    recipe = load_recipe(tiny_recipe(tmp_path, steps=400, delay=0.05))
+    """q with a live run asks; keep leaves it running; a new ftmon reattaches to it and shows
+    it under the run it was relaunched from; then quitting with x kills it."""
+    recipe = load_recipe(tiny_recipe(tmp_path, steps=400, nan_at=2, delay=0.05))
     app = make_app(tmp_path, recipe)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.main_screen.selected)
-        run_id = app.main_screen.selected
+        await until(pilot, lambda: len(app.book.runs) == 2 and app.main_screen.selected)
+        first, run_id = list(app.book.runs)
+        await until(pilot, lambda: app.main_screen.selected == run_id)
         await pilot.press("q")
         await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
         await pilot.press("k")
@@ -309,6 +311,8 @@ async def test_quit_keeps_runs_alive_and_next_start_reattaches(tmp_path: Path) -
         await until(pilot, lambda: seen(messages, RunLaunched))
         assert seen(messages, RunLaunched)[0].event.reattached
         assert again.main_screen.selected == run_id
+        assert again.book.runs[first].status == "killed"  # from the history
+        assert again.main_screen.query_one("#runs").run_ids == [first, run_id]
         await pilot.press("q")
         await until(pilot, lambda: isinstance(again.screen, ConfirmQuit))
         await pilot.press("x")

@@ -24,8 +24,9 @@ from textual.screen import Screen
 
 from supervisor.history import History, HistoryError, default_logs_dir
 from supervisor.recipe import Recipe, RecipeError, load_recipe
+from supervisor.run_events import RunStarted
 from supervisor.supervise import AttachError, LaunchRefused, Supervisor
-from tui.bridge import Bridge, MetricsArrived, RunEventMessage
+from tui.bridge import Bridge, MetricsArrived, RunEventMessage, RunLaunched
 from tui.screens.confirm import ConfirmQuit
 from tui.screens.main import ACTIONS, MainScreen
 from tui.state import FeedItem, RunBook
@@ -110,9 +111,20 @@ class FtmonApp(App[int]):
             for batch in self.bridge.take_metrics(message):
                 items += self.book.apply(batch)
         else:
+            if isinstance(message, RunLaunched):
+                self._add_ancestors(message.event)  # type: ignore[arg-type]
             items = self.book.apply(message.event)
         if self.main_screen.is_mounted:
             self.main_screen.show_event(message, items)
+
+    def _add_ancestors(self, event: RunStarted) -> None:
+        """A run reattached (or replayed) after a restart: show the runs it came from, from
+        the history, so that it sits in its lineage and not alone."""
+        if not event.parent_id or event.parent_id in self.book.runs:
+            return
+        for rec in self.history.lineage(event.run_id)[:-1]:
+            if rec.id not in self.book.runs:
+                self.book.add_record(rec)
 
     def get_system_commands(self, screen: Screen[Any]) -> Any:
         yield from super().get_system_commands(screen)
