@@ -35,6 +35,7 @@ _ALIASES = {
     "train_loss": "loss",
     "training_loss": "loss",
     "epoch_loss": "loss",
+    "loss_step": "loss",  # Lightning: train_loss_step, val_loss_step
     "eval_loss": "val_loss",
     "val_loss": "val_loss",
     "valid_loss": "val_loss",

@@ -245,6 +245,9 @@ def test_hf_dict_lines() -> None:
         ("global_step", "step"),
         ("iteration", "step"),
         ("Loss Scale", "loss_scale"),
+        ("train_loss_step", "loss"),
+        ("val_loss_step", "val_loss"),
+        ("eval/loss", "val_loss"),
     ],
 )
 def test_normalise_name(raw: str, name: str) -> None:
