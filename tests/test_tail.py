@@ -361,3 +361,32 @@ async def test_a_backlog_is_read_in_slices(tmp_path: Path) -> None:
         5000 - len(first),
     )
     assert [ln.text for ln in first + rest] == [f"line {i:05d}" for i in range(5000)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    data=streams,
+    chunk=st.integers(1, 64),
+    max_read=st.integers(1, 256),
+    cut=st.integers(0, 2500),
+)
+def test_tail_reads_any_file_like_the_splitter(
+    tmp_path_factory: pytest.TempPathFactory, data: bytes, chunk: int, max_read: int, cut: int
+) -> None:
+    """Tail with any chunk size, read limit and restart point gives the whole-file lines."""
+    log = tmp_path_factory.mktemp("tail") / "run.log"
+    cut = min(cut, len(data))
+    log.write_bytes(data[:cut])
+    first = Tail(log, max_line=CAP, chunk=chunk, max_read=max_read)
+    got = first.read()
+    while first.behind:
+        got += first.read()
+    with open(log, "ab") as f:
+        f.write(data[cut:])
+    # A restart from the first reader's resume point, then the rest of the file.
+    second = Tail(log, offset=first.offset, lineno=first.lineno, max_line=CAP, chunk=chunk)
+    got += second.read()
+    while second.behind:
+        got += second.read()
+    got += second.flush_partial()
+    assert got == split_all(data)
