@@ -66,6 +66,17 @@ SMALL_QWEN3 = {
     "tie_word_embeddings": True,
 }
 MODELS = {"tiny": None, "small-llama": SMALL_LLAMA, "small-qwen3": SMALL_QWEN3}
+GRID_KEYS = (
+    "_name",
+    "model",
+    "method",
+    "micro_batch",
+    "seq_len",
+    "dtype",
+    "device",
+    "lmbda",
+    "steps",
+)
 
 
 def model_dir(name: str, tmp: Path) -> str:
@@ -185,6 +196,20 @@ def recipe_for(cfg: dict[str, Any]) -> Any:
     return recipe_from_yaml("\n".join(lines) + "\n", "<bench>")
 
 
+# Beyond the grid: one config per setting the estimate models that the grid leaves at default.
+EXTRAS: list[dict[str, Any]] = [
+    {"_name": "tiny", "method": "sft", "micro_batch": 8, "seq_len": 256,
+     "grad_checkpointing": True},
+    {"_name": "small-llama", "method": "sft", "micro_batch": 2, "seq_len": 256, "grad_accum": 2},
+    {"_name": "small-llama", "method": "sft", "micro_batch": 8, "seq_len": 256, "loss_chunk": 64},
+    {"_name": "small-llama", "method": "sft", "micro_batch": 8, "seq_len": 64, "dtype": "bf16"},
+    {"_name": "small-llama", "method": "lora", "micro_batch": 8, "seq_len": 64,
+     "lora_targets": "all-linear", "lora_dropout": 0.1},
+    {"_name": "small-qwen3", "method": "gkd", "micro_batch": 8, "seq_len": 256, "loss_chunk": 64},
+    {"_name": "tiny", "method": "sft", "micro_batch": 8, "seq_len": 64, "optimizer": "sgd"},
+]  # fmt: skip
+
+
 def grid(quick: bool, device: str) -> list[dict[str, Any]]:
     models = ["tiny", "small-llama"] if quick else list(MODELS)
     out = []
@@ -207,6 +232,8 @@ def grid(quick: bool, device: str) -> list[dict[str, Any]]:
                             "steps": 3,
                         }
                     )
+    base = {"dtype": "fp32", "device": device, "lmbda": 0.0, "steps": 3}
+    out += [{**base, **extra, "model": extra["_name"]} for extra in EXTRAS if not quick]
     return out
 
 
@@ -226,7 +253,7 @@ def main() -> int:
     device = torch.device(opts.device)
     rows = []
     print(f"device {device}; error = estimate / measured - 1; target |error| <= 15%")
-    header = f"{'model':<12} {'method':<6} {'mb':>3} {'len':>4} {'measured MB':>12}"
+    header = f"{'model':<12} {'method':<6} {'mb':>3} {'len':>4} {'other':<28} {'measured MB':>12}"
     header += f" {'estimate MB':>12} {'error':>7}  peak phase / dominant term"
     if device.type == "cuda":
         header += "  (reserved MB)"
@@ -247,6 +274,7 @@ def main() -> int:
                 "method": cfg["method"],
                 "micro_batch": cfg["micro_batch"],
                 "seq_len": cfg["seq_len"],
+                "other": " ".join(f"{k}={cfg[k]}" for k in cfg if k not in GRID_KEYS),
                 "measured": measured,
                 "reserved": reserved,
                 "estimate": allocated_est,
@@ -257,7 +285,8 @@ def main() -> int:
             }
             rows.append(row)
             line = f"{row['model']:<12} {row['method']:<6} {row['micro_batch']:>3} "
-            line += f"{row['seq_len']:>4} {measured / 1e6:12.2f} {allocated_est / 1e6:12.2f} "
+            line += f"{row['seq_len']:>4} {row['other']:<28} {measured / 1e6:12.2f} "
+            line += f"{allocated_est / 1e6:12.2f} "
             line += f"{error:+7.1%}  {est.peak_phase} / {est.dominant.name}"
             if reserved is not None:
                 line += f"  ({reserved / 1e6:.1f})"

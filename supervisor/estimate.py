@@ -9,7 +9,6 @@ memory_model.py and the model's shape in model_config.py; this module reads a re
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,19 @@ from typing import Any
 from supervisor.memory_model import (
     ATTENTIONS,
     GB,
+    STEP,
     Estimate,
     TrainSettings,
     estimate,
     suggest_fit,
 )
-from supervisor.model_config import ALL_LINEARS, ModelConfig, ModelConfigError, load_model_config
+from supervisor.model_config import (
+    ALL_LINEARS,
+    ModelConfig,
+    ModelConfigError,
+    config_from_dict,
+    load_raw_config,
+)
 
 __all__ = [
     "Estimate",
@@ -190,10 +196,11 @@ def recipe_inputs(recipe: Any) -> tuple[ModelConfig, TrainSettings]:
     base_dir = Path(recipe.cwd) if recipe.cwd and "{" not in recipe.cwd else None
     try:
         model = _model_name(recipe, args, reference)
-        cfg = load_model_config(model, base_dir)
-        raw_dtype = _config_dtype(model, base_dir)
+        raw, where = load_raw_config(model, base_dir)
+        cfg = config_from_dict(raw, where)
     except ModelConfigError as exc:
         raise EstimateError(str(exc)) from None
+    raw_dtype = TORCH_DTYPES.get(str(raw.get("torch_dtype") or raw.get("dtype") or ""))
     weights, compute, master = _precision(recipe, args, raw_dtype, reference)
     method = str(args.get("method", "sft"))
     if not reference and (
@@ -213,7 +220,9 @@ def recipe_inputs(recipe: Any) -> tuple[ModelConfig, TrainSettings]:
     if attention not in ATTENTIONS:
         raise EstimateError(f"attention: {attention!r} is not one of {', '.join(ATTENTIONS)}")
     targets = _arg(args, "lora_targets")
-    device = str(args.get("device", "cuda"))
+    device = str(args.get("device", "auto"))
+    if device == "auto":  # the reference trainer's default: CUDA when there is one
+        device = "cuda" if _nvml_total_gb() is not None or not reference else "cpu"
     train = TrainSettings(
         method=method,
         micro_batch=_int_arg(args, "micro_batch", defaults.get("micro_batch", 1)),
@@ -234,18 +243,6 @@ def recipe_inputs(recipe: Any) -> tuple[ModelConfig, TrainSettings]:
         device="cpu" if device == "cpu" else "cuda",
     )
     return cfg, train
-
-
-def _config_dtype(model: str, base_dir: Path | None) -> str | None:
-    """The dtype a model directory's config.json stores its weights in, if it says."""
-    import json
-
-    from supervisor.model_config import resolve_config_path
-
-    with contextlib.suppress(OSError, ValueError, ModelConfigError):
-        raw = json.loads(resolve_config_path(model, base_dir).read_text(encoding="utf-8"))
-        return TORCH_DTYPES.get(str(raw.get("torch_dtype") or raw.get("dtype") or ""))
-    return None
 
 
 def estimate_recipe(recipe: Any) -> Estimate:
@@ -307,25 +304,26 @@ def format_report(
 ) -> str:
     """The breakdown a person reads: every term, its GB, its share of the peak, the verdict."""
     total = est.params["total"]
+    unit, scale = ("GB", GB) if est.peak_bytes >= GB else ("MB", 1024**2)
     head = (
-        f"{cfg.name or 'model'}: {total / 1e9:.2f}B parameters, {est.trainable / 1e9:.3g}B "
-        f"trainable; {train.method}, weights {train.weights_dtype}"
+        f"{cfg.name or 'model'}: {_count(total)} parameters, {_count(est.trainable)} trainable; "
+        f"{train.method}, weights {train.weights_dtype}"
         f"{' + fp32 master' if train.master_fp32 else ''}, compute {train.compute_dtype}, "
         f"{train.optimizer}, micro_batch {train.micro_batch} x grad_accum {train.grad_accum} x "
         f"seq_len {train.seq_len}, {train.attention}"
-        f"{', gradient checkpointing' if train.grad_checkpointing else ''}"
+        f"{', gradient checkpointing' if train.grad_checkpointing else ''}, {train.device}"
     )
-    lines = [head, "", f"{'term':<52} {'GB':>9}  {'share':>6}  live in"]
+    lines = [head, "", f"{'term':<52} {unit:>9}  {'share':>6}  live in"]
     for term in est.terms:
         if term.bytes <= 0:
             continue
         share = f"{term.bytes / est.peak_bytes:6.1%}" if est.peak_phase in term.phases else "     -"
-        lines.append(f"{term.name:<52} {term.bytes / GB:9.2f}  {share}  {term.phase}")
+        lines.append(f"{term.name:<52} {term.bytes / scale:9.2f}  {share}  {term.short_phase}")
     dom = est.dominant
     lines += [
         "",
-        f"peak {est.peak_gb:.2f} GB at the {est.peak_phase}; dominant term: {dom.name} "
-        f"({dom.bytes / GB:.2f} GB, {dom.bytes / est.peak_bytes:.0%})",
+        f"peak {est.peak_bytes / scale:.2f} {unit} at the {est.peak_phase}; dominant term: "
+        f"{dom.name} ({dom.bytes / scale:.2f} {unit}, {dom.bytes / est.peak_bytes:.0%})",
     ]
     if gpu_gb is None:
         lines.append("card memory unknown (no --gpu-gb, preflight.gpu_gb, GPU or vram limit)")
@@ -337,11 +335,16 @@ def format_report(
             said = " ".join(f"--set {k}={v}" for k, v in suggestion.items())
             lines.append(f"fits with: {said} (same effective batch)")
         else:
+            step = est.phase_bytes[STEP] / GB
             lines.append(
-                "no micro_batch, seq_len or LoRA rank fits: consider LoRA, 8-bit Adam or "
-                "gradient checkpointing"
+                f"no micro_batch, seq_len or LoRA rank fits (the optimizer step alone needs "
+                f"{step:.1f} GB): consider LoRA, 8-bit Adam or gradient checkpointing"
             )
     return "\n".join(lines)
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
 
 
 def preflight(recipe: Any, gpu_gb: float | None = None) -> PreflightResult:

@@ -1,11 +1,12 @@
 """The closed-form memory model of one training step of a decoder (no torch needed to run it).
 
-Memory is counted as named terms, each live in some of three phases of a step:
+Memory is counted as named terms, each live in some of four phases of a step:
 
 - forward end: the forward has run and the loss is computed; every activation the backward
   needs is saved, and the logits with the loss's buffers are alive;
-- backward start: the loss's backward is running (its gradient buffers of size B x L x V) or,
-  with gradient checkpointing, the last layer is being recomputed; the head's gradient exists;
+- backward start: the loss's backward is running (its gradient buffers of size B x L x V);
+- layer backward: from the head's backward on: the head's gradient exists, the logits'
+  gradient or one layer's gradient buffers, and with checkpointing one layer recomputed;
 - optimiser step: the activations are gone; all gradients and the optimiser's states and
   temporaries are alive.
 
@@ -23,9 +24,10 @@ from supervisor.model_config import ALL_LINEARS, MLP_LINEARS, ModelConfig, count
 
 FORWARD = "forward end"
 BACKWARD = "backward start"  # the loss's backward
-LAYERS = "backward through the layers"  # from the head's backward on
+LAYERS = "layer backward"  # from the head's backward on, one layer at a time
 STEP = "optimizer step"
 PHASES = (FORWARD, BACKWARD, LAYERS, STEP)
+SHORT = {FORWARD: "fwd", BACKWARD: "bwd-start", LAYERS: "bwd-layers", STEP: "step"}
 ALWAYS = PHASES
 
 GB = 1024**3  # GiB, as NVML and the vram rule count them
@@ -84,6 +86,10 @@ class Term:
     @property
     def phase(self) -> str:
         return "all" if self.phases == ALWAYS else " + ".join(self.phases)
+
+    @property
+    def short_phase(self) -> str:
+        return "all" if self.phases == ALWAYS else ",".join(SHORT[p] for p in self.phases)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +195,9 @@ def layer_saved(cfg: ModelConfig, train: TrainSettings) -> list[tuple[str, float
             continue
         fan_in, _ = cfg.linear_shape(name)
         k = cfg.experts_per_token if (cfg.experts and name in MLP_LINEARS) else 1
-        if train.lora_dropout > 0:
-            out.append((f"LoRA {name} dropout output + mask", k * fan_in * (a + 1)))
+        if train.lora_dropout > 0:  # CUDA's fused dropout keeps a bool mask, the CPU's a float
+            mask = 1 if train.device == "cuda" else a
+            out.append((f"LoRA {name} dropout output + mask", k * fan_in * (a + mask)))
         elif a != s:
             out.append((f"LoRA {name} fp32 input", k * fan_in * a))
         out.append((f"LoRA {name} lora_A output", k * train.lora_rank * a))
@@ -210,7 +217,7 @@ def _loss_terms(cfg: ModelConfig, train: TrainSettings) -> list[Term]:
     """
     s = DTYPE_BYTES[train.compute_dtype]
     btv = train.tokens * cfg.vocab
-    live = (FORWARD, BACKWARD, LAYERS) if train.held_logits else (FORWARD,)
+    live = ALWAYS if train.held_logits else (FORWARD,)  # held to the step: metrics read them
     terms = [Term("logits (B x L x V)", s * btv, live)]
     if train.held_logits:
         held = train.held_logits * s * btv
@@ -228,16 +235,26 @@ def _loss_terms(cfg: ModelConfig, train: TrainSettings) -> list[Term]:
         positions = max(1, train.seq_len - 1)
         per_chunk = train.micro_batch * min(train.loss_chunk, positions) * cfg.vocab * 4
         terms.append(Term("loss buffers fp32 (one chunk)", fwd_bufs * per_chunk, (FORWARD,)))
-        terms.append(Term("loss backward fp32 (one chunk)", bwd_bufs * per_chunk, (BACKWARD,)))
-        if train.loss_chunk < positions:  # the chunks' gradients are summed into one tensor
-            terms.append(Term("logits gradient (summed over chunks)", s * btv, (BACKWARD,)))
+        bwd = bwd_bufs * per_chunk
+        name = "loss backward fp32 (one chunk)"
+        if train.loss_chunk < positions:
+            # each chunk's gradient comes back as a full-size B x L x V tensor (slice backward),
+            # and autograd sums them out of place: summed + new + sum = 3 full-size at once
+            full = s * train.micro_batch * positions * cfg.vocab
+            bwd = max(bwd + full, 3 * full)
+            name = "loss backward (chunk + full-size chunk gradients summed)"
+        terms.append(Term(name, bwd, (BACKWARD,)))
     else:
         name = "loss buffers fp32 (log_softmax" + (", upcast)" if s != 4 else ")")
         terms.append(Term(name, 4 * fwd_bufs * btv, (FORWARD,)))
         terms.append(
             Term("loss backward fp32 (log_softmax + grads)", 4 * bwd_bufs * btv, (BACKWARD,))
         )
-    terms.append(Term("logits gradient", s * btv, (LAYERS,)))
+    # after the loss: the logits' gradient at the head, then, one layer at a time, the MLP's
+    # input gradients (down_proj's input, act(gate) and up: 3 x B x L x intermediate)
+    inter = cfg.expert_intermediate * cfg.experts_per_token if cfg.experts else cfg.intermediate
+    grads = max(s * btv, 3 * s * train.tokens * inter)
+    terms.append(Term("backward gradient buffers (logits or one MLP)", grads, (LAYERS,)))
     if train.entropy_chunk is not None:
         frac = min(1.0, train.entropy_chunk / train.seq_len) if train.entropy_chunk else 1.0
         # log_softmax, its exp and their product, fp32 (no grad): the 7.5 GB x 3 of the story
@@ -283,25 +300,32 @@ def estimate(cfg: ModelConfig, train: TrainSettings) -> Estimate:
             terms.append(Term("head gradient", head_grad, (LAYERS, STEP)))
     per_param, what = _optimizer_bytes_per_param(train, grad_bytes)
     terms.append(Term(f"optimizer states ({what})", int(trainable * per_param), ALWAYS))
-    if train.optimizer in ("adamw", "sgd_momentum") and per_param:
+    if train.optimizer == "adamw":  # SGD updates its momentum buffer in place
         state = 4 if train.master_fp32 else grad_bytes
         largest = max(cfg.vocab * cfg.hidden, cfg.intermediate * cfg.hidden)
         temp = trainable * state if train.foreach else 2 * min(trainable, largest) * state
         terms.append(Term("optimizer temporaries", temp, (STEP,)))
 
+    if train.compute_dtype != train.weights_dtype and train.method != "qlora":
+        # autocast casts each linear's weight to 16 bits once per forward; the copies are saved
+        # for the backward (the gradient of the input needs them) until it has run
+        copies = (params.linears + cfg.vocab * cfg.hidden) * DTYPE_BYTES[train.compute_dtype]
+        terms.append(Term("autocast weight copies", copies, (FORWARD, BACKWARD, LAYERS)))
     tokens = train.tokens
     per_layer = sum(b for _, b in layer_saved(cfg, train))
     final_norm = 4 * cfg.hidden + 4 + (2 * s * cfg.hidden if not train.adapters else 0)
     if train.grad_checkpointing:
         saved = cfg.layers * s * cfg.hidden * tokens
         terms.append(Term("layer inputs (checkpointed)", saved, (FORWARD, BACKWARD, LAYERS)))
-        terms.append(Term("one layer recomputed in backward", int(per_layer * tokens), (LAYERS,)))
+        # the recomputed layer's first norm reads the checkpointed input itself when it is fp32
+        recomputed = per_layer - (4 * cfg.hidden if s == 4 else 0)
+        terms.append(Term("one layer recomputed in backward", int(recomputed * tokens), (LAYERS,)))
     else:
         acts = int(cfg.layers * per_layer * tokens)
         if train.adapters:  # layer 0's first norm sees no grad before the first adapter
             acts -= (4 * cfg.hidden + 4) * tokens
         terms.append(Term(f"activations ({cfg.layers} layers)", acts, (FORWARD, BACKWARD, LAYERS)))
-    terms.append(Term("final norm", final_norm * tokens, (FORWARD, BACKWARD, LAYERS)))
+    terms.append(Term("final norm", final_norm * tokens, (FORWARD, BACKWARD)))
     terms.extend(_loss_terms(cfg, train))
 
     if train.device == "cuda":

@@ -21,6 +21,29 @@ MLP_LINEARS = ("gate_proj", "up_proj", "down_proj")
 ALL_LINEARS = ATTENTION_LINEARS + MLP_LINEARS
 
 
+# Public shapes of a few common models (their config.json keys), so that a preflight works
+# before the weights are on this machine: `preflight.model: Qwen/Qwen3-4B`.
+_QWEN3 = {"model_type": "qwen3", "vocab_size": 151936, "head_dim": 128, "torch_dtype": "bfloat16"}
+KNOWN_CONFIGS: dict[str, dict[str, object]] = {
+    "Qwen/Qwen3-4B": {**_QWEN3, "hidden_size": 2560, "intermediate_size": 9728,
+                      "num_hidden_layers": 36, "num_attention_heads": 32,
+                      "num_key_value_heads": 8, "tie_word_embeddings": True},
+    "Qwen/Qwen3-8B": {**_QWEN3, "hidden_size": 4096, "intermediate_size": 12288,
+                      "num_hidden_layers": 36, "num_attention_heads": 32,
+                      "num_key_value_heads": 8, "tie_word_embeddings": False},
+    "Qwen/Qwen3-30B-A3B": {**_QWEN3, "model_type": "qwen3_moe", "hidden_size": 2048,
+                           "intermediate_size": 6144, "moe_intermediate_size": 768,
+                           "num_experts": 128, "num_experts_per_tok": 8,
+                           "num_hidden_layers": 48, "num_attention_heads": 32,
+                           "num_key_value_heads": 4, "tie_word_embeddings": False},
+    "meta-llama/Meta-Llama-3-8B": {"model_type": "llama", "vocab_size": 128256,
+                                   "hidden_size": 4096, "intermediate_size": 14336,
+                                   "num_hidden_layers": 32, "num_attention_heads": 32,
+                                   "num_key_value_heads": 8, "tie_word_embeddings": False,
+                                   "torch_dtype": "bfloat16"},
+}  # fmt: skip
+
+
 class ModelConfigError(ValueError):
     """A config.json that cannot be read or lacks a key the estimate needs."""
 
@@ -202,9 +225,27 @@ def resolve_config_path(model: str, base_dir: Path | None = None) -> Path:
     )
 
 
-def load_model_config(model: str, base_dir: Path | None = None) -> ModelConfig:
-    """Load the ModelConfig of `model` (see resolve_config_path); errors name the file."""
-    path = resolve_config_path(model, base_dir)
+def known_config(model: str) -> dict[str, object] | None:
+    """The built-in shape of a known hub id (`Qwen/Qwen3-4B`, any case), if there is one."""
+    for name, raw in KNOWN_CONFIGS.items():
+        if model.lower() == name.lower():
+            return {**raw, "_name_or_path": name}
+    return None
+
+
+def load_raw_config(model: str, base_dir: Path | None = None) -> tuple[dict[str, object], str]:
+    """The config.json dict of `model` and where it came from (a path or "built-in")."""
+    try:
+        path = resolve_config_path(model, base_dir)
+    except ModelConfigError:
+        raw = known_config(model)
+        if raw is None:
+            known = ", ".join(KNOWN_CONFIGS)
+            raise ModelConfigError(
+                f"model {model!r}: no config.json found there; set preflight.model to a "
+                f"config.json path or one of {known}"
+            ) from None
+        return raw, "built-in"
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -213,4 +254,10 @@ def load_model_config(model: str, base_dir: Path | None = None) -> ModelConfig:
         raise ModelConfigError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
     if not isinstance(raw, dict):
         raise ModelConfigError(f"{path}: expected a JSON object")
-    return config_from_dict(raw, where=str(path))
+    return raw, str(path)
+
+
+def load_model_config(model: str, base_dir: Path | None = None) -> ModelConfig:
+    """Load the ModelConfig of `model` (see resolve_config_path); errors name the file."""
+    raw, where = load_raw_config(model, base_dir)
+    return config_from_dict(raw, where=where)
