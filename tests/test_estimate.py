@@ -323,3 +323,44 @@ def test_suggest_adjustment_after_oom_uses_the_recipes_names(tmp_path: Path) -> 
     change = suggest_adjustment(recipe(tmp_path, body), "oom")
     assert change["per_device_train_batch_size"] < 8
     assert change["per_device_train_batch_size"] * change["gradient_accumulation_steps"] == 16
+
+
+def test_chunked_loss_gradients_are_full_size() -> None:
+    """With several loss chunks, each chunk's gradient is a full B x L x V tensor and autograd
+    sums them out of place: the loss backward holds three full-size gradients at once."""
+    one = TrainSettings(micro_batch=8, seq_len=257, loss_chunk=256, device="cpu")
+    many = replace(one, loss_chunk=64)
+    full = 2 * 8 * 256 * 151936  # bf16, L - 1 scored positions
+    assert term(estimate(QWEN, one), "loss backward fp32 (one chunk)") == 3 * 4 * 8 * 256 * 151936
+    assert term(estimate(QWEN, many), "loss backward (chunk + full-size") == 3 * full
+
+
+def test_moe_parameters_count_every_expert() -> None:
+    """Qwen3-30B-A3B (built in): 128 experts of 3 x 2048 x 768 per layer and a router: 30.53B."""
+    cfg = load_model_config("qwen/qwen3-30b-a3b")
+    layer = 18_874_368 + 128 * 3 * 2048 * 768 + 2048 * 128 + 2 * 2048 + 2 * 128
+    assert count_params(cfg).total == 48 * layer + 2 * 151936 * 2048 + 2048 == 30_532_122_624
+
+
+def test_unknown_model_names_the_built_in_shapes() -> None:
+    """A model that is neither a file nor a known name says which names are built in."""
+    with pytest.raises(ModelConfigError, match=r"Qwen/Qwen3-4B"):
+        load_model_config("/models/Nothing-Here")
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parent.parent / "recipes").rglob("*.yaml")), ids=str
+)
+def test_shipped_recipes_estimate_or_say_why(path: Path) -> None:
+    """Every shipped recipe either gets an estimate or a one-line reason (no traceback)."""
+    from supervisor.recipe import load_recipe
+
+    r = load_recipe(path)
+    if not r.preflight.enabled:
+        return
+    try:
+        result = preflight(r)
+    except EstimateError as exc:
+        assert "\n" not in str(exc) and "config.json" in str(exc)
+    else:
+        assert result.peak_gb > 0 and "dominant term" in result.report

@@ -144,3 +144,13 @@ def test_bad_gpu_gb_is_a_usage_error(tmp_path: Path) -> None:
     """--gpu-gb 0 is refused as bad usage (exit 2)."""
     code, _, err = ftmon_here("estimate", str(full_4b_recipe(tmp_path)), "--gpu-gb", "0")
     assert code == 2 and "--gpu-gb" in err
+
+
+def test_demo_recipe_is_estimated_for_the_cpu() -> None:
+    """`ftmon estimate recipes/demo.yaml` on a machine with no GPU: the tiny model on the CPU,
+    in MB, no CUDA context, no verdict (exit 0)."""
+    code, out, err = ftmon_here("estimate", str(ROOT / "recipes" / "demo.yaml"))
+    assert code == 0, err
+    assert "820.7K parameters" in out and ", cpu" in out
+    assert "CUDA context" not in out
+    assert "dominant term: activations (4 layers)" in out
