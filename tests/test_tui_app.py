@@ -312,6 +312,8 @@ async def test_quit_keeps_runs_alive_and_next_start_reattaches(tmp_path: Path) -
         assert seen(messages, RunLaunched)[0].event.reattached
         assert again.main_screen.selected == run_id
         assert again.book.runs[first].status == "killed"  # from the history
+        assert 2 in again.book.runs[first].marks  # its nan line, from the history
+        assert again.book.runs[run_id].series["loss"]  # the curve so far, from the history
         assert again.main_screen.query_one("#runs").run_ids == [first, run_id]
         await pilot.press("q")
         await until(pilot, lambda: isinstance(again.screen, ConfirmQuit))

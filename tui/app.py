@@ -114,6 +114,8 @@ class FtmonApp(App[int]):
             if isinstance(message, RunLaunched):
                 self._add_ancestors(message.event)  # type: ignore[arg-type]
             items = self.book.apply(message.event)
+            if isinstance(message, RunLaunched) and message.event.reattached:  # type: ignore[union-attr]
+                self._load_history(message.run_id)
         if self.main_screen.is_mounted:
             self.main_screen.show_event(message, items)
 
@@ -125,6 +127,10 @@ class FtmonApp(App[int]):
         for rec in self.history.lineage(event.run_id)[:-1]:
             if rec.id not in self.book.runs:
                 self.book.add_record(rec)
+                self._load_history(rec.id)
+
+    def _load_history(self, run_id: str) -> None:
+        self.book.load_history(run_id, self.history.anomalies(run_id), self.history.metrics(run_id))
 
     def get_system_commands(self, screen: Screen[Any]) -> Any:
         yield from super().get_system_commands(screen)

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from supervisor.events import Action, Anomaly, Eval, Metric, ResourceSample, Severity
-from supervisor.history import RunRecord
+from supervisor.history import MetricRow, RunRecord
 from supervisor.run_events import (
     ActionTaken,
     AnomalyFound,
@@ -111,6 +111,22 @@ class RunBook:
         view.reason = rec.end_reason
         view.changes = rec.changes
         return view
+
+    def load_history(self, run_id: str, anomalies: list[Anomaly], metrics: list[MetricRow]) -> None:
+        """Marks and plot points a run had before this TUI saw it (a reattached run, or one
+        of its ancestors), from the history database."""
+        view = self.runs.get(run_id)
+        if view is None:
+            return
+        for anomaly in anomalies:
+            if anomaly.lineno:
+                old = view.marks.get(anomaly.lineno, Severity.INFO)
+                view.marks[anomaly.lineno] = max(old, anomaly.severity)
+        for row in metrics:
+            name = "val_loss" if row.kind == "eval" and row.name in VAL_LOSS_NAMES else row.name
+            if name in PLOTTED and row.value is not None:  # a NaN is stored as NULL
+                x = float(row.step if row.step is not None else row.lineno)
+                view.add_point(name, x, row.value)
 
     def apply(self, event: RunEvent) -> list[FeedItem]:
         """Record one event; returns the feed lines it adds."""
