@@ -162,13 +162,19 @@ class Trainer:
                 return gkd_loss(self.model, batch, self.codec, args, coin, self.device)
             return sft_loss(self.model, batch, args.loss_chunk)
 
-    def train_step(self, batches: Any) -> tuple[float, float | None, int, StepLoss | None]:
-        """One optimizer step over `grad_accum` micro-batches: (loss, grad_norm, tokens, last)."""
+    def train_step(self, batches: Any) -> tuple[float, float | None, int, dict[str, float]]:
+        """One optimizer step over `grad_accum` micro-batches: (loss, grad_norm, tokens, extra).
+
+        `extra` holds the last micro-batch's `entropy` (on logging steps) and `jsd` (gkd); no
+        logits outlive the micro-batch that made them.
+        """
         args = self.args
         coin = random.Random(args.seed * 7919 + self.step)  # reproducible across --resume
+        logging = (self.step + 1) % args.log_every == 0
         self.optimizer.zero_grad(set_to_none=True)
-        total, tokens, finite, last = 0.0, 0, True, None
-        for _ in range(args.grad_accum):
+        total, tokens, finite = 0.0, 0, True
+        extra: dict[str, float] = {}
+        for micro in range(args.grad_accum):
             batch = next(batches)
             self.seen += args.micro_batch
             if not finite:
@@ -183,12 +189,16 @@ class Trainer:
             value = float(out.loss.detach())
             total += value / args.grad_accum
             tokens += out.n_tokens
-            last = out
+            if out.jsd is not None:
+                extra["jsd"] = out.jsd
+            if logging and micro == args.grad_accum - 1 and math.isfinite(value):
+                extra["entropy"] = mean_entropy(out.logits, out.labels, args.loss_chunk)
             if not math.isfinite(value):
                 finite = False
                 total = value
                 continue
             self.scaler.scale(out.loss / args.grad_accum).backward()
+            del out
         grad_norm: float | None = None
         if finite:
             self.scaler.unscale_(self.optimizer)
@@ -206,7 +216,7 @@ class Trainer:
             grad_norm = None  # fp16 loss-scale overflow: the scaler lowers its scale; not a NaN
         self.scheduler.step()
         self.step += 1
-        return total, grad_norm, tokens, last if finite else None
+        return total, grad_norm, tokens, extra if finite else {}
 
     def log_metric(
         self, loss: float, grad_norm: float | None, tok_s: float, extra: dict[str, Any]
@@ -278,7 +288,7 @@ class Trainer:
         last_eval: dict[str, float] = {}
         while self.step < args.steps:
             skipped_before = self.skipped
-            loss, grad_norm, tokens, out = self.train_step(batches)
+            loss, grad_norm, tokens, extra = self.train_step(batches)
             window_tokens += tokens
             if self.skipped > skipped_before:
                 what = "loss" if not math.isfinite(loss) else "grad norm"
@@ -297,11 +307,6 @@ class Trainer:
                     first_loss = loss
             if self.step % args.log_every == 0 and window and not reported:
                 now = time.perf_counter()
-                extra: dict[str, Any] = {}
-                if out is not None:
-                    extra["entropy"] = mean_entropy(out.logits, out.labels, args.loss_chunk)
-                    if out.jsd is not None:
-                        extra["jsd"] = out.jsd
                 self.log_metric(
                     sum(window) / len(window),
                     grad_norm,
