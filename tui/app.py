@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -132,7 +132,7 @@ class FtmonApp(App[int]):
     def _load_history(self, run_id: str) -> None:
         self.book.load_history(run_id, self.history.anomalies(run_id), self.history.metrics(run_id))
 
-    def get_system_commands(self, screen: Screen[Any]) -> Any:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for key, action, label, help_text in ACTIONS:
             shown_key = "/" if key == "slash" else key
