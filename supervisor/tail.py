@@ -17,9 +17,13 @@ import re
 import stat
 import struct
 from collections.abc import Callable, Iterator
-from itertools import accumulate
+from functools import partial
+from itertools import accumulate, repeat
 
 from supervisor.events import LogLine
+
+# LogLine is a named tuple: building it from a ready tuple of its fields stays in C.
+_new_line = partial(tuple.__new__, LogLine)
 
 DEFAULT_MAX_LINE = 1 << 20
 READ_CHUNK = 1 << 20
@@ -155,7 +159,8 @@ class LineSplitter:
             texts.pop()  # the empty string after the final newline
             ends = list(accumulate([n + 1 for n in lens], initial=pos))
             self._lineno += len(raws)
-            return list(map(LogLine, range(first, self._lineno + 1), ends, ends[1:], texts))
+            fields = zip(range(first, self._lineno + 1), ends, ends[1:], texts, repeat(False))
+            return list(map(_new_line, fields))
         out: list[LogLine] = []
         make = self._make
         cap = self.max_line
