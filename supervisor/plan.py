@@ -18,13 +18,49 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from supervisor.recipe import REDACTED, Problem, Recipe, RecipeError, is_secret
+from supervisor.recipe import (
+    REDACTED,
+    SECRET_REF,
+    Problem,
+    Recipe,
+    RecipeError,
+    is_secret,
+    is_secret_arg,
+    redact_command,
+    secret_arg_env,
+    secret_ref,
+)
 
 _CHUNK = 1 << 20  # the fingerprint hashes the first and last MiB of each file
 
 # Ids handed out by this process, so that two runs started in the same second still differ
 # before either has made its folder.
 _issued: set[str] = set()
+
+
+def secret_refs(argv: list[str] | tuple[str, ...]) -> list[str]:
+    """The environment variables a redacted argv reads its secrets from, in order, once each."""
+    return list(dict.fromkeys(n for a in argv for n in SECRET_REF.findall(a)))
+
+
+def shell_word(arg: str) -> str:
+    """One argv element quoted for bash; a `<redacted:NAME>` inside it becomes "${NAME:?}",
+    so the pasted command takes the secret from the environment and stops if it is unset."""
+    parts = SECRET_REF.split(arg)
+    if len(parts) == 1:
+        return shlex.quote(arg)
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            out.append(f'"${{{part}:?set {part} in the environment}}"')
+        elif part:
+            out.append(shlex.quote(part))
+    return "".join(out)
+
+
+def shell_join(argv: list[str] | tuple[str, ...]) -> str:
+    """`shlex.join` that turns redacted secrets into environment references (`shell_word`)."""
+    return " ".join(shell_word(a) for a in argv)
 
 
 def redact_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -71,6 +107,14 @@ class LaunchPlan:
     recipe: Recipe
     attempt: int = 1
     values: dict[str, str] | None = None  # what each placeholder rendered to
+    # argv with each secret arg's value as `<redacted:NAME>`: what history stores and ftmon
+    # shows; `argv` itself, with the values, goes only to the child. None: same as argv.
+    argv_redacted: list[str] | None = None
+
+    @property
+    def argv_shown(self) -> list[str]:
+        """The argv to store and show: secret values replaced by `<redacted:NAME>`."""
+        return self.argv if self.argv_redacted is None else self.argv_redacted
 
     @property
     def env_shown(self) -> dict[str, str]:
@@ -92,8 +136,9 @@ def plan_run(
 ) -> LaunchPlan:
     """Render the recipe for one run. `base_env` defaults to this process's environment.
 
-    An env value of `<redacted>` (a snapshot replayed) is taken from `base_env`; if it is not
-    there, a RecipeError says which variable to set.
+    An env value of `<redacted>` (a snapshot replayed) is taken from `base_env`, and so is a
+    secret arg's (`hub_token` from HUB_TOKEN); if it is not there, a RecipeError says which
+    variable to set.
     """
     base = dict(os.environ if base_env is None else base_env)
     run_dir = (Path(logs_dir) / run_id).absolute()
@@ -115,22 +160,53 @@ def plan_run(
             recipe_env[key] = base[key]
         else:
             recipe_env[key] = value.format_map(values)
+    command = list(recipe.command)
+    for i, word in enumerate(command):  # a secret flag in `command`, redacted in a snapshot
+        for name in SECRET_REF.findall(word):
+            if name not in base:
+                msg = f"the recipe's value was redacted; set {name} in the environment"
+                missing.append(Problem("recipe", 0, f"command.{i}", msg))
+            else:
+                command[i] = command[i].replace(secret_ref(name), base[name])
+    args = dict(recipe.args)
+    shown = dict(recipe.args)
+    for key, value in recipe.args.items():
+        if not is_secret_arg(key, value):
+            continue
+        name = secret_arg_env(key)
+        shown[key] = secret_ref(name)
+        if value == REDACTED:
+            if name not in base:
+                msg = f"the recipe's value was redacted; set {name} in the environment"
+                missing.append(Problem("recipe", 0, f"args.{key}", msg))
+                continue
+            args[key] = base[name]
     if missing:
         raise RecipeError(missing)
-    cwd = Path(recipe.cwd.format_map(values)).expanduser().absolute() if recipe.cwd else Path.cwd()
+    cwd = run_cwd(recipe, values)
     env = {**base, **recipe_env, "PYTHONUNBUFFERED": "1"}
+    argv = recipe.model_copy(update={"args": args, "command": command}).render_argv(values)
+    argv_redacted = recipe.model_copy(update={"args": shown}).render_argv(values)
+    n = len(recipe.command)
+    argv_redacted[:n] = redact_command(argv_redacted[:n])
     return LaunchPlan(
         run_id=run_id,
         run_dir=run_dir,
         log_path=run_dir / "output.log",
-        argv=recipe.render_argv(values),
+        argv=argv,
         env=env,
         recipe_env=recipe_env,
         cwd=cwd,
         recipe=recipe,
         attempt=attempt,
         values=values,
+        argv_redacted=argv_redacted,
     )
+
+
+def run_cwd(recipe: Recipe, values: Mapping[str, str]) -> Path:
+    """The folder the child starts in: the recipe's `cwd` (rendered), else ftmon's own."""
+    return Path(recipe.cwd.format_map(values)).expanduser().absolute() if recipe.cwd else Path.cwd()
 
 
 def write_run_files(plan: LaunchPlan) -> None:
@@ -146,7 +222,7 @@ def write_run_files(plan: LaunchPlan) -> None:
         f"ftmon run {plan.run_id}, attempt {plan.attempt}: the recipe as launched.",
         "Placeholders are kept as written; this run rendered them as:",
         *(f"  {{{k}}} = {v}" for k, v in (plan.values or {}).items()),
-        f"argv: {shlex.join(plan.argv)}",
+        f"argv: {shell_join(plan.argv_shown)}",
     ]
     # A value may hold newlines (a `python -c` script): every line of it must stay a comment.
     header = "".join(f"# {line}\n" for text in lines for line in text.splitlines())
@@ -172,19 +248,25 @@ def command_script(plan: LaunchPlan) -> str:
             lines.append(f"export {key}")
         else:
             lines.append(f"export {key}={shlex.quote(value)}")
-    lines.append(f"exec {shlex.join(plan.argv)}")
+    # A secret arg is not written here either: the script reads it from a variable named
+    # after the arg (`hub_token` -> HUB_TOKEN), checked up front so that a missing one stops
+    # the script with its name before anything starts, and the script stays runnable as is.
+    for name in secret_refs(plan.argv_shown):
+        lines.append(f': "${{{name}:?set {name} in the environment (ftmon stores no secrets)}}"')
+    lines.append(f"exec {shell_join(plan.argv_shown)}")
     return "\n".join(lines) + "\n"
 
 
 def shell_command(argv: list[str], env: Mapping[str, str], cwd: str | Path) -> str:
-    """A one-liner to paste into a shell: `cd DIR && K=V ... argv`; secrets read as `"$K"`."""
+    """A one-liner to paste into a shell: `cd DIR && K=V ... argv`; secrets read as `"$K"`
+    (a secret arg stored as `<redacted:NAME>` as `"${NAME:?...}"`, see `shell_word`)."""
     assigns = []
     for key, value in env.items():
         if is_secret(key):
             assigns.append(f'{key}="${key}"')
         else:
             assigns.append(f"{key}={shlex.quote(value)}")
-    return " ".join([f"cd {shlex.quote(str(cwd))} &&", *assigns, shlex.join(argv)])
+    return " ".join([f"cd {shlex.quote(str(cwd))} &&", *assigns, shell_join(argv)])
 
 
 # ---------------------------------------------------------------- base weights
@@ -211,37 +293,58 @@ def _weights_path(what: Recipe | str | Path | None) -> str | Path | None:
     return what.base_weights if isinstance(what, Recipe) else what
 
 
-def base_weights_fingerprint(what: Recipe | str | Path | None) -> dict[str, object]:
+def _resolved(path: str | Path, cwd: str | Path | None) -> Path:
+    """`path` as the child sees it: a relative path is relative to the run's cwd."""
+    p = Path(path).expanduser()
+    return p if cwd is None or p.is_absolute() else Path(cwd) / p
+
+
+def base_weights_fingerprint(
+    what: Recipe | str | Path | None, cwd: str | Path | None = None
+) -> dict[str, object]:
     """Size, mtime and sha256 of the first and last MiB of each file (a folder: every file).
 
     A path that does not exist (a hub name such as `Qwen/Qwen3-4B`, or `tiny`) gives
     `{"exists": False}`, which stays unchanged as long as it still does not exist. Takes a
-    path or a recipe (its `base_weights`).
+    path or a recipe (its `base_weights`). A relative path is read in `cwd`, the folder the
+    run starts in (the child opens it there, not in ftmon's folder); the fingerprint keeps
+    that folder so that a later check reads the same files.
     """
     path = _weights_path(what)
     if path is None:
         return {"path": None, "exists": False}
-    p = Path(path).expanduser()
+    p = _resolved(path, cwd)
+    where: dict[str, object] = {"path": str(path)}
+    if cwd is not None and not Path(path).expanduser().is_absolute():
+        where["cwd"] = str(cwd)
     if not p.exists():
-        return {"path": str(path), "exists": False}
+        return {**where, "exists": False}
     if p.is_file():
-        return {"path": str(path), "exists": True, "files": {".": _file_print(p)}}
+        return {**where, "exists": True, "files": {".": _file_print(p)}}
     files = {}
     for f in sorted(p.rglob("*")):
         if f.is_file():
             files[f.relative_to(p).as_posix()] = _file_print(f)
-    return {"path": str(path), "exists": True, "files": files}
+    return {**where, "exists": True, "files": files}
 
 
 def check_base_weights(
-    what: Recipe | str | Path | None, fingerprint: Mapping[str, object]
+    what: Recipe | str | Path | None,
+    fingerprint: Mapping[str, object],
+    cwd: str | Path | None = None,
 ) -> str | None:
-    """None if the base weights (a path, or a recipe's) are as fingerprinted, else the reason."""
+    """None if the base weights (a path, or a recipe's) are as fingerprinted, else the reason.
+
+    A relative path is read in `cwd` (default: the folder recorded in the fingerprint)."""
     path = _weights_path(what)
     before = fingerprint.get("path")
     if before != (None if path is None else str(path)):
         return f"base_weights is {path} now, it was {before} at the first launch"
-    now = base_weights_fingerprint(path)
+    then = fingerprint.get("cwd")
+    cwd = cwd if cwd is not None else (str(then) if then is not None else None)
+    if then is not None and str(cwd) != str(then):
+        return f"{path} is read in {cwd} now, it was read in {then} at the first launch"
+    now = base_weights_fingerprint(path, cwd)
     if now.get("exists") != fingerprint.get("exists"):
         if now.get("exists"):
             return f"{path} did not exist at the first launch and exists now"

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from supervisor.recipe import is_secret
+from supervisor.recipe import is_secret, is_secret_arg
 
 ACTIONS = ("alert", "pause", "kill", "relaunch")
 DEFAULT_MAX = 3
@@ -107,7 +107,10 @@ def recipe_changes(old: Any, new: Any) -> list[str]:
     for key in sorted(set(before) | set(after)):
         if before.get(key) == after.get(key):
             continue
-        if key.startswith("env.") and is_secret(key[4:]):
+        secret_arg = key.startswith("args.") and any(
+            is_secret_arg(key[5:], v) for v in (before.get(key), after.get(key))
+        )
+        if (key.startswith("env.") and is_secret(key[4:])) or secret_arg:
             out.append(f"{key} changed")  # never a secret's value, not even in a change list
         else:
             out.append(f"{key} {_shown(before.get(key))} -> {_shown(after.get(key))}")

@@ -46,6 +46,7 @@ from supervisor.yaml_lines import YamlProblem, dump_yaml, load_scalar, load_with
 __all__ = [
     "PLACEHOLDERS",
     "REDACTED",
+    "SECRET_REF",
     "FlagStyle",
     "Policy",
     "Preflight",
@@ -54,11 +55,15 @@ __all__ = [
     "RecipeError",
     "apply_overrides",
     "is_secret",
+    "is_secret_arg",
     "load_recipe",
     "recipe_from_yaml",
+    "redact_command",
     "render_args",
     "resolve_key",
     "rule_names",
+    "secret_arg_env",
+    "secret_ref",
 ]
 
 REDACTED = "<redacted>"
@@ -73,6 +78,55 @@ def is_secret(name: str) -> bool:
     """An environment variable whose value ftmon never stores: `*_TOKEN`, `*_KEY`, `*_SECRET`,
     `*PASSWORD*`, in any case."""
     return bool(_SECRET.search(name))
+
+
+# An arg is a secret when its name ends the way a secret env variable's does (`hub_token`,
+# `api_key`, `wandb_key`, `client_secret`) or holds "password" anywhere. Not "secret"
+# anywhere: `secret_env: HF_TOKEN` names where a secret is, and is worth seeing. Tokenizer
+# special tokens (`pad_token: "<|pad|>"`) are text the model reads, not credentials.
+_SECRET_ARG = re.compile(r"(^|[_.-])(token|key)$|apikey$|secret$|passw(or)?d", re.IGNORECASE)
+_SPECIAL_TOKEN = re.compile(r"^(pad|eos|bos|unk|sep|cls|mask)_token$", re.IGNORECASE)
+
+
+def is_secret_arg(key: str, value: Any = "") -> bool:
+    """A recipe arg whose value ftmon never stores or shows (see `_SECRET_ARG`). A bool or null
+    (`use_auth_token: true`) says whether to use a credential, not what it is: never secret."""
+    if value is None or isinstance(value, bool):
+        return False
+    return bool(_SECRET_ARG.search(key)) and not _SPECIAL_TOKEN.match(key)
+
+
+def secret_arg_env(key: str) -> str:
+    """The environment variable a redacted secret arg is read from: `hub_token` -> HUB_TOKEN."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", key).upper()
+    return name if re.match(r"^[A-Z_]", name) else f"_{name}"
+
+
+# How a secret appears in a stored or shown argv or command: which variable it is read from
+# when the command is run again (plan.shell_command and command.sh make it "${NAME:?...}").
+SECRET_REF = re.compile(r"<redacted:([A-Za-z_][A-Za-z0-9_]*)>")
+# A secret flag written into `command` itself rather than args: `--hub_token X`, `--api-key=X`.
+_FLAG = re.compile(r"^(-{1,2}[A-Za-z0-9_.-]+)(=.*)?$")
+
+
+def secret_ref(name: str) -> str:
+    """`<redacted:NAME>`: a secret in an argv, to be read from the environment variable NAME."""
+    return f"<redacted:{name}>"
+
+
+def redact_command(command: list[str]) -> list[str]:
+    """`command` with the values of secret flags written into it as `<redacted:NAME>`."""
+    out = list(command)
+    for i, arg in enumerate(out):
+        m = _FLAG.match(arg)
+        key = m.group(1).lstrip("-") if m else ""
+        if not m or not is_secret_arg(key) or SECRET_REF.search(arg):
+            continue
+        if m.group(2):
+            out[i] = f"{m.group(1)}={secret_ref(secret_arg_env(key))}"
+        elif i + 1 < len(out) and not out[i + 1].startswith("-"):
+            out[i + 1] = secret_ref(secret_arg_env(key))
+    return out
 
 
 def rule_names() -> tuple[str, ...]:
@@ -233,12 +287,19 @@ class Recipe(_Model):
     def to_yaml(self, redact_secrets: bool = True) -> str:
         """The recipe as YAML; `load_recipe` of it gives an equal recipe.
 
-        Secret env values are written as `<redacted>` unless `redact_secrets=False`, so a
-        snapshot can go anywhere; `plan_run` takes a redacted value from the environment.
+        Secret env values and secret args (`is_secret_arg`) are written as `<redacted>` unless
+        `redact_secrets=False`, so a snapshot can go anywhere; `plan_run` takes a redacted
+        value from the environment (an arg `hub_token` from HUB_TOKEN, see `secret_arg_env`).
         """
         data = self.model_dump(mode="json", exclude_defaults=True)
         if redact_secrets and "env" in data:
             data["env"] = {k: REDACTED if is_secret(k) else v for k, v in data["env"].items()}
+        if redact_secrets:
+            data["command"] = redact_command(data["command"])
+        if redact_secrets and "args" in data:
+            data["args"] = {
+                k: REDACTED if is_secret_arg(k, v) else v for k, v in data["args"].items()
+            }
         return dump_yaml(data)
 
     def with_overrides(self, sets: list[str]) -> Recipe:

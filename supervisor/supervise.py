@@ -214,7 +214,7 @@ class Supervisor:
         except OSError as exc:
             raise LaunchRefused(f"{recipe.name}: cannot write the run folder: {exc}") from exc
         if lineage is None:
-            fp = planning.base_weights_fingerprint(recipe.base_weights)
+            fp = planning.base_weights_fingerprint(recipe.base_weights, plan.cwd)
             lineage = _Lineage(run_id, fp, asyncio.get_running_loop().create_future())
         lineage.last_run_id = run_id
         self._lineages[run_id] = lineage
@@ -223,7 +223,7 @@ class Supervisor:
         now = self.clock()
         common: dict[str, Any] = dict(
             run_id=run_id, name=recipe.name, started_at=now, parent_id=parent_id, attempt=attempt,
-            reason_started=reason, recipe_yaml=recipe.to_yaml(), argv=plan.argv,
+            reason_started=reason, recipe_yaml=recipe.to_yaml(), argv=plan.argv_shown,
             cwd=str(plan.cwd), env=planning.redact_env(env), run_dir=str(plan.run_dir),
             log_path=str(plan.log_path), changes=list(changes),
             base_fingerprint=lineage.fingerprint if lineage.root_id == run_id else None,
@@ -233,15 +233,15 @@ class Supervisor:
         except process.SpawnError as exc:
             self.history.add_run(**common, status="failed")
             self._emit(RunStarted(run_id, now, recipe.name, attempt, parent_id,
-                                  tuple(plan.argv), str(plan.log_path), 0))  # fmt: skip
+                                  tuple(plan.argv_shown), str(plan.log_path), 0))  # fmt: skip
             ended = self._finish(run_id, None, None, f"could not start: {exc}", "failed")
             _settle(lineage.final, ended)
             return run_id
         self.history.add_run(**common, pid=spawned.pid, proc_start_time=spawned.start_time)
         self.history.claim(run_id, *self._me, process.is_alive)
         run = _Run(run_id, recipe, attempt, lineage, spawned.pid, spawned.start_time, plan.log_path)
-        self._emit(RunStarted(run_id, now, recipe.name, attempt, parent_id, tuple(plan.argv),
-                              str(plan.log_path), spawned.pid))  # fmt: skip
+        self._emit(RunStarted(run_id, now, recipe.name, attempt, parent_id,
+                              tuple(plan.argv_shown), str(plan.log_path), spawned.pid))  # fmt: skip
         if warning:
             self._act(run_id, "alert", "preflight", warning)
         self._start(run, offset=0, lineno=0)
@@ -392,7 +392,10 @@ class Supervisor:
     def _check_base_weights(self, lineage: _Lineage, recipe: Recipe) -> None:
         if lineage.fingerprint is None:
             return
-        problem = planning.check_base_weights(recipe.base_weights, lineage.fingerprint)
+        # A relaunch starts where the recipe says (no `cwd`: where ftmon is), known before its
+        # plan unless `cwd` has a placeholder; then the first launch's folder is checked.
+        cwd = None if recipe.cwd and "{" in recipe.cwd else planning.run_cwd(recipe, {})
+        problem = planning.check_base_weights(recipe.base_weights, lineage.fingerprint, cwd)
         if problem:
             raise policy.ChainStop(f"base weights changed since the first launch: {problem}")
 

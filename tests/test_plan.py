@@ -20,7 +20,7 @@ from supervisor.plan import (
     shell_command,
     write_run_files,
 )
-from supervisor.recipe import RecipeError, load_recipe, recipe_from_yaml
+from supervisor.recipe import Recipe, RecipeError, is_secret_arg, load_recipe, recipe_from_yaml
 
 # A small real program: prints its argv, an env var, and whether the secret reached it.
 SCRIPT = (
@@ -252,3 +252,75 @@ def test_weights_by_recipe_and_hub_names(tmp_path: Path) -> None:
     hub = base_weights_fingerprint("Qwen/Qwen3-4B")
     assert check_base_weights("Qwen/Qwen3-4B", hub) is None
     assert "it was Qwen/Qwen3-4B" in (check_base_weights(weights, hub) or "")
+
+
+def test_relative_weights_are_read_in_the_runs_cwd(tmp_path: Path) -> None:
+    """A relative base_weights is fingerprinted in the folder the run starts in (where the
+    child opens it), not in ftmon's folder, and a change there is caught."""
+    work = tmp_path / "work"
+    work.mkdir()
+    weights = make_weights(work / "w")
+    fingerprint = base_weights_fingerprint("w", cwd=work)
+    files = fingerprint["files"]
+    assert fingerprint["exists"] is True and "config.json" in files  # type: ignore[operator]
+    assert check_base_weights("w", fingerprint) is None
+    (weights / "config.json").write_text('{"hidden_size": 1600}')
+    assert "w/config.json changed size" in (check_base_weights("w", fingerprint) or "")
+    moved = check_base_weights("w", fingerprint, cwd=tmp_path)
+    assert moved is not None and f"read in {tmp_path} now" in moved
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "secret"),
+    [
+        ("hub_token", "hf_x", True),
+        ("api_key", "k", True),
+        ("WANDB_KEY", "k", True),
+        ("client_secret", "s", True),
+        ("db_password", 1234, True),
+        ("use_auth_token", True, False),
+        ("hub_token", None, False),
+        ("pad_token", "<|pad|>", False),
+        ("secret_env", "HF_TOKEN", False),
+        ("tokenizer", "gpt2", False),
+        ("max_new_tokens", 64, False),
+    ],
+)
+def test_secret_args(key: str, value: object, secret: bool) -> None:
+    """Args named like secrets are redacted in the snapshot; booleans, special tokens and
+    names that only point at a secret are not."""
+    recipe = Recipe(name="r", command=["x"], args={key: value})
+    assert is_secret_arg(key, value) is secret
+    shown = recipe.to_yaml()
+    assert ("<redacted>" in shown) is secret
+
+
+def test_secret_args_in_the_run_folder_and_argv(tmp_path: Path) -> None:
+    """A secret arg reaches the child's argv, but recipe.yaml, command.sh and the stored argv
+    hold `<redacted:HUB_TOKEN>` / "$HUB_TOKEN"; a secret flag written into `command` too."""
+    recipe = Recipe(
+        name="r",
+        command=[sys.executable, "-c", "import sys; print(sys.argv[1:])", "--api-key=k1"],
+        args={"hub_token": "hf_abc", "lr": 0.1},
+    )
+    plan = plan_run(recipe, "r1", 1, tmp_path / "logs")
+    assert plan.argv[-4:] == ["--hub_token", "hf_abc", "--lr", "0.1"]
+    assert plan.argv_shown[3:] == [
+        "--api-key=<redacted:API_KEY>", "--hub_token", "<redacted:HUB_TOKEN>", "--lr", "0.1",
+    ]  # fmt: skip
+    write_run_files(plan)
+    for name in ("recipe.yaml", "command.sh"):
+        text = (plan.run_dir / name).read_text()
+        assert "hf_abc" not in text and "k1" not in text
+    proc = subprocess.run(
+        ["bash", str(plan.run_dir / "command.sh")],
+        env={"PATH": os.environ["PATH"], "HUB_TOKEN": "hf_abc", "API_KEY": "k1"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.stdout.strip() == repr(["--api-key=k1", "--hub_token", "hf_abc", "--lr", "0.1"])
+    snapshot = recipe_from_yaml((plan.run_dir / "recipe.yaml").read_text())
+    env = {"HUB_TOKEN": "hf_new", "API_KEY": "k2"}
+    replay = plan_run(snapshot, "r2", 1, tmp_path / "logs", base_env=env)
+    assert replay.argv[3:] == ["--api-key=k2", "--hub_token", "hf_new", "--lr", "0.1"]
+    with pytest.raises(RecipeError, match=r"args\.hub_token: .*set HUB_TOKEN in the environment"):
+        plan_run(snapshot, "r3", 1, tmp_path / "logs", base_env={})

@@ -249,3 +249,53 @@ def test_recipe_that_does_not_fit_is_refused_unless_forced(tmp_path: Path) -> No
     assert json.loads(read("history", "--json", "--logs-dir", str(logs))) == []
     code, out, _ = ftmon_here("run", str(recipe), "--headless", "--force", "--logs-dir", str(logs))
     assert code == 0 and "ended finished" in out
+
+
+def test_secret_args_never_stored_or_shown(tmp_path: Path) -> None:
+    """A secret passed as an arg (`hub_token`) reaches the run but never the database,
+    history, show, diff, recipe.yaml or command.sh; command.sh and the pasted history command
+    read it from HUB_TOKEN, and a replay takes it from there or says to set it."""
+    logs = tmp_path / "logs"
+    recipe = write_recipe(
+        tmp_path, "count_steps.py", name="secret-arg",
+        args={"steps": 2, "interval": 0.01, "hub_token": SECRET},
+    )  # fmt: skip
+    res = ftmon("run", str(recipe), "--headless", "--logs-dir", str(logs))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert SECRET not in res.stdout + res.stderr
+    (run,) = json.loads(read("history", "--json", "--logs-dir", str(logs)))
+    run_dir = Path(run["run_dir"])
+    assert f"hub_token length: {len(SECRET)}" in (run_dir / "output.log").read_text()
+
+    missing = ftmon("replay", run["id"], "--logs-dir", str(logs))
+    assert missing.returncode == 2 and "set HUB_TOKEN in the environment" in missing.stderr
+    replay = ftmon("replay", "last", "--logs-dir", str(logs), env={"HUB_TOKEN": SECRET})
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    newest = json.loads(read("history", "--json", "--logs-dir", str(logs)))[0]
+    assert f"hub_token length: {len(SECRET)}" in Path(newest["log_path"]).read_text()
+
+    shown = [
+        read("history", "--logs-dir", str(logs)),
+        read("history", "--json", "--logs-dir", str(logs)),
+        read("show", run["id"], "--logs-dir", str(logs)),
+        read("show", "last", "--json", "--logs-dir", str(logs)),
+        read("diff", run["id"], "last", "--logs-dir", str(logs)),
+    ]
+    stored = [p.read_bytes().decode("latin-1") for p in logs.rglob("*") if p.is_file()
+              and p.name != "output.log"]  # fmt: skip
+    for text in shown + stored:
+        assert SECRET not in text
+    assert newest["argv"][newest["argv"].index("--hub_token") + 1] == "<redacted:HUB_TOKEN>"
+    # The pasted command runs as it ran, with the token from the environment.
+    line = next(x for x in shown[0].splitlines() if "--hub_token" in x).strip()
+    line = line[line.index("cd ") :]
+    pasted = subprocess.run(
+        ["bash", "-c", line], env={**os.environ, "HUB_TOKEN": SECRET}, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert f"hub_token length: {len(SECRET)}" in pasted.stdout, pasted.stderr
+    script = subprocess.run(
+        ["bash", str(run_dir / "command.sh")], env={"PATH": os.environ["PATH"]},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert script.returncode != 0 and "set HUB_TOKEN in the environment" in script.stderr

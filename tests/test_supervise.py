@@ -254,6 +254,8 @@ def test_recipe_changes_never_show_a_secret(tmp_path: Path) -> None:
     )
     edited = recipe.with_overrides(["steps=5", "env.HF_TOKEN=hf_new_secret"])
     assert recipe_changes(recipe, edited) == ["args.steps 3 -> 5", "env.HF_TOKEN changed"]
+    with_arg = edited.with_overrides(["hub_token=hf_arg_secret"])
+    assert recipe_changes(edited, with_arg) == ["args.hub_token changed"]
 
 
 def test_policy_defaults_to_alert_and_counts_relaunches_per_rule(tmp_path: Path) -> None:
@@ -268,3 +270,24 @@ def test_policy_defaults_to_alert_and_counts_relaunches_per_rule(tmp_path: Path)
         policy.check_relaunch_allowed(recipe, "nan", {"nan": 2}, attempt=3)
     with pytest.raises(policy.ChainStop, match="attempts"):
         policy.check_relaunch_allowed(recipe, "nan", {}, attempt=policy.MAX_ATTEMPTS)
+
+
+async def test_relative_base_weights_are_fingerprinted_in_the_recipes_cwd(
+    tmp_path: Path,
+) -> None:
+    """A relative base_weights is fingerprinted where the run starts (the recipe's cwd), so
+    the history holds the weights the child read, not "does not exist" in ftmon's folder."""
+    work = tmp_path / "work"
+    base_weights(work)  # work/base/model.safetensors
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path, "count_steps.py", base_weights="base/model.safetensors", cwd=str(work),
+            args={"steps": 1, "interval": 0.01},
+        )
+    )  # fmt: skip
+    sup, _ = supervisor(tmp_path)
+    run_id = await sup.launch(recipe)
+    await sup.wait_lineage(run_id)
+    fingerprint = sup.history.get(run_id).base_fingerprint
+    assert fingerprint is not None and fingerprint["exists"] is True
+    assert fingerprint["cwd"] == str(work)

@@ -12,7 +12,6 @@ asks nothing: it stops supervising, leaves the run running and prints how to rea
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -102,13 +101,14 @@ class Printer:
 
     def __call__(self, event: object) -> None:
         from supervisor import run_events as ev
+        from supervisor.plan import shell_join
 
         if isinstance(event, ev.RunStarted):
             self.started.append(event.run_id)
             how = "reattached" if event.reattached else f"started (attempt {event.attempt})"
             self.line(f"{event.run_id}: {how}, pid {event.pid}, log {event.log_path}")
             if not event.reattached:
-                self.line(f"{event.run_id}:   $ {shlex.join(event.argv)}")
+                self.line(f"{event.run_id}:   $ {shell_join(event.argv)}")
         elif isinstance(event, ev.AnomalyFound):
             self.line(f"{event.run_id}: anomaly {event.anomaly.one_line()}")
         elif isinstance(event, ev.ActionTaken):
