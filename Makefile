@@ -17,11 +17,14 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[train,dev,fast]'
 	touch $@
 
+# Recipes say `python`: put the venv first on PATH so runs find torch without an activated venv.
+RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
+
 demo: install
-	$(BIN)/ftmon recipes/demo-unstable.yaml
+	$(RUN) $(BIN)/ftmon recipes/demo-unstable.yaml
 
 test: install
-	$(BIN)/python -m pytest
+	$(RUN) $(BIN)/python -m pytest
 
 lint: install
 	$(BIN)/ruff check .
@@ -31,6 +34,8 @@ lint: install
 bench: install
 	$(BIN)/python bench/scan.py
 	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/tui.py
+	$(RUN) $(BIN)/python bench/estimate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
