@@ -293,3 +293,22 @@ def test_a_model_dir_that_is_not_there_is_one_clear_line(
     assert run(parse_args([*FAST, "--model", str(tmp_path / "nothing"), "--steps", "1"])) == 2
     out = capsys.readouterr().out
     assert "error:" in out and str(tmp_path / "nothing") in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--dtype", "bf16", "--grad_checkpointing"],
+        ["--dtype", "fp16"],
+        ["--optimizer", "sgd", "--grad_accum", "2", "--schedule", "linear", "--lr", "0.3"],
+        ["--method", "lora", "--grad_checkpointing", "true", "--lora_targets", "all-linear"],
+    ],
+    ids=["bf16-checkpointing", "fp16-scaler", "sgd-accum-linear", "lora-all-linear"],
+)
+def test_training_options_train(extra: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Each precision / optimizer / checkpointing option trains: finite losses that go down."""
+    _, lines = train(["--steps", "8", "--log_every", "4", "--lr", "5e-3", *extra], capsys)
+    losses = [m["loss"] for m in lines if m["type"] == "metric"]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert losses[1] < losses[0]
+    assert lines[-1]["skipped"] == 0
