@@ -568,7 +568,11 @@ class Supervisor:
         if rec.id in self._runs:
             raise AttachError(f"{rec.id} is supervised here already")
         if not rec.live:
-            raise AttachError(f"{rec.id} has ended: {rec.status} ({rec.end_reason})")
+            why = f" ({rec.end_reason})" if rec.end_reason not in ("", rec.status) else ""
+            raise AttachError(
+                f"{rec.id} has ended: {rec.status}{why}; nothing to reattach. "
+                f"See it with `ftmon show {rec.id}`, run it again with `ftmon replay {rec.id}`"
+            )
         try:
             recipe = self._recipe_from_history(rec.id)
         except RecipeError as exc:

@@ -63,12 +63,14 @@ def test_sigkilled_ftmon_then_attach_reads_every_line_once(tmp_path: Path) -> No
 
 
 def test_attach_refuses_an_ended_run_and_an_unknown_id(tmp_path: Path) -> None:
-    """Attaching to a finished run exits 1 saying so; an unknown id exits 2."""
+    """Attaching to a finished run exits 1 saying so and what to do instead (show, replay);
+    an unknown id exits 2."""
     logs = tmp_path / "logs"
     recipe = write_recipe(tmp_path, "count_steps.py", args={"steps": 2, "interval": 0.01})
     assert ftmon_here("run", str(recipe), "--headless", "--logs-dir", str(logs))[0] == 0
     code, _, err = ftmon_here("attach", "last", "--logs-dir", str(logs))
     assert code == 1 and "has ended: finished" in err
+    assert "ftmon show " in err and "ftmon replay " in err
     code, _, err = ftmon_here("attach", "1999", "--logs-dir", str(logs))
     assert code == 2 and "no run matches '1999'" in err
 

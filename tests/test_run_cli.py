@@ -189,6 +189,8 @@ def test_secrets_never_stored_or_shown(tmp_path: Path) -> None:
     newest = json.loads(shown[1])[0]
     assert newest["parent_id"] == run["id"] and newest["reason_started"] == f"replay of {run['id']}"
     assert newest["argv"][newest["argv"].index("--steps") + 1] == "2"
+    assert newest["changes"] == ["args.steps 3 -> 2"]
+    assert f"started: replay of {run['id']}: args.steps 3 -> 2" in shown[0]
 
 
 def wait_for_metrics(db: Path, at_least: int, timeout: float = 30) -> None:
@@ -263,6 +265,7 @@ def test_secret_args_never_stored_or_shown(tmp_path: Path) -> None:
     res = ftmon("run", str(recipe), "--headless", "--logs-dir", str(logs))
     assert res.returncode == 0, res.stdout + res.stderr
     assert SECRET not in res.stdout + res.stderr
+    assert ": ended finished\n" in res.stdout and "finished: finished" not in res.stdout
     (run,) = json.loads(read("history", "--json", "--logs-dir", str(logs)))
     run_dir = Path(run["run_dir"])
     assert f"hub_token length: {len(SECRET)}" in (run_dir / "output.log").read_text()
@@ -299,3 +302,16 @@ def test_secret_args_never_stored_or_shown(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert script.returncode != 0 and "set HUB_TOKEN in the environment" in script.stderr
+
+
+def test_history_without_a_database_is_empty_not_an_error(tmp_path: Path) -> None:
+    """`ftmon history` before any run says there are none (exit 0, `[]` with --json) and where
+    it looked; `show` of a run there says no history yet and how to point elsewhere (exit 2)."""
+    logs = tmp_path / "nothing-here"
+    code, out, _ = ftmon_here("history", "--logs-dir", str(logs))
+    assert code == 0 and "no runs recorded yet" in out and str(logs) in out
+    code, out, _ = ftmon_here("history", "--json", "--logs-dir", str(logs))
+    assert code == 0 and json.loads(out) == []
+    code, _, err = ftmon_here("show", "last", "--logs-dir", str(logs))
+    assert code == 2 and "no history yet" in err and "--logs-dir" in err
+    assert not logs.exists()  # reading the history creates nothing

@@ -20,6 +20,7 @@ from supervisor.commands.run import (
     EXIT_USAGE,
     add_supervision_flags,
     logs_dir_of,
+    outcome,
     supervise_headless,
 )
 
@@ -65,13 +66,18 @@ def _path(text: str) -> Any:
     return Path(text)
 
 
-def _open(args: argparse.Namespace) -> Any:
+def _open(args: argparse.Namespace, quiet_if_missing: bool = False) -> Any:
     """The history database, or None after printing why (exit 2)."""
     from supervisor.history import History, HistoryError
 
     db = logs_dir_of(args) / "ftmon.db"
     if not db.exists():
-        print(f"ftmon: no history yet: {db} does not exist", file=sys.stderr)
+        if not quiet_if_missing:
+            print(
+                f"ftmon: no history yet: {db} does not exist (runs started with `ftmon run` are "
+                "recorded there; another folder: --logs-dir or $FTMON_HOME)",
+                file=sys.stderr,
+            )
         return None
     try:
         return History(db)
@@ -95,6 +101,14 @@ def command_line(rec: Any) -> str:
     from supervisor.plan import shell_command
 
     return shell_command(list(rec.argv), rec.env, rec.cwd)
+
+
+def _started(rec: Any) -> str:
+    """Why the run started, with what it changed (a replay's --set) unless the reason says it."""
+    what = "; ".join(rec.changes)
+    if not what or what in rec.reason_started:
+        return rec.reason_started
+    return f"{rec.reason_started}: {what}"
 
 
 def _when(ts: float | None) -> str:
@@ -129,15 +143,17 @@ def _record_json(rec: Any) -> dict[str, Any]:
 
 
 def history_cmd(args: argparse.Namespace) -> int:
-    history = _open(args)
-    if history is None:
+    # No database yet is an empty history, not an error: a script reading `--json` gets [].
+    history = _open(args, quiet_if_missing=True)
+    if history is None and (logs_dir_of(args) / "ftmon.db").exists():
         return EXIT_USAGE
-    runs = history.runs(limit=args.n)
+    runs = history.runs(limit=args.n) if history is not None else []
     if args.json:
         print(json.dumps([_record_json(r) for r in runs], indent=2))
         return EXIT_OK
     if not runs:
-        print("no runs recorded yet")
+        where = logs_dir_of(args) / "ftmon.db"
+        print(f"no runs recorded yet in {where} (start one with `ftmon run RECIPE --headless`)")
         return EXIT_OK
     width = max(len(r.id) for r in runs)
     print(f"{'ID':{width}}  {'NAME':16} {'ATT':>3}  {'PARENT':{width}}  {'STATUS':9} REASON")
@@ -148,7 +164,7 @@ def history_cmd(args: argparse.Namespace) -> int:
             f"{r.id:{width}}  {r.name:16} {r.attempt:>3}  {parent:{width}}  {r.status:9} {reason}"
         )
         if r.reason_started:
-            print(f"    started: {r.reason_started}")
+            print(f"    started: {_started(r)}")
         print(f"    $ {command_line(r)}")
     return EXIT_OK
 
@@ -184,7 +200,7 @@ def show_cmd(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return EXIT_OK
     out = [f"run       {rec.id}  ({rec.name}, attempt {rec.attempt})"]
-    how = rec.status + (f": {rec.end_reason}" if rec.end_reason else "")
+    how = outcome(rec.status, rec.end_reason or "")
     if rec.returncode is not None:
         how += f" (exit code {rec.returncode})"
     if rec.signal is not None:
@@ -192,7 +208,7 @@ def show_cmd(args: argparse.Namespace) -> int:
     out.append(f"outcome   {how}")
     out.append(f"started   {_when(rec.started_at)}   ended {_when(rec.ended_at)}")
     if rec.reason_started:
-        out.append(f"reason    {rec.reason_started}")
+        out.append(f"reason    {_started(rec)}")
     out.append(f"folder    {rec.run_dir}")
     out.append(f"log       {rec.log_path}")
     out.append(f"command   {command_line(rec)}")
@@ -230,18 +246,22 @@ def replay_cmd(args: argparse.Namespace) -> int:
     if rec is None:
         return EXIT_USAGE
     history.close()
+    from supervisor.policy import recipe_changes
+
     try:
-        recipe = recipe_from_yaml(rec.recipe_yaml, f"{rec.id} (history)")
-        if args.sets:
-            recipe = recipe.with_overrides(args.sets)
+        recorded = recipe_from_yaml(rec.recipe_yaml, f"{rec.id} (history)")
+        recipe = recorded.with_overrides(args.sets) if args.sets else recorded
     except RecipeError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
+    # What --set changed goes into the history with the run, as a relaunch's changes do.
+    changes = recipe_changes(recorded, recipe)
 
     async def start(sup: Any) -> str:
         return await sup.launch(
-            recipe, parent_id=rec.id, reason=f"replay of {rec.id}", force=args.force, fresh=True
-        )
+            recipe, parent_id=rec.id, reason=f"replay of {rec.id}", force=args.force,
+            fresh=True, changes=changes,
+        )  # fmt: skip
 
     return supervise_headless(logs_dir_of(args), start, kill_on_exit=args.kill_on_exit)
 

@@ -86,6 +86,14 @@ def run(args: argparse.Namespace) -> int:
 # --- shared by run, attach and replay -------------------------------------------------------
 
 
+def outcome(status: str, reason: str) -> str:
+    """`finished`, `killed: killed by ftmon: rule nan`: the status, then the reason unless it
+    only says the status again (`finished: finished`, `detached: detached: reattach ...`)."""
+    if not reason or reason == status:
+        return status
+    return reason if reason.startswith(f"{status}:") else f"{status}: {reason}"
+
+
 class Printer:
     """Turns run events into the lines `ftmon run` prints, and remembers the lineage."""
 
@@ -121,7 +129,7 @@ class Printer:
             self.line(f"{event.run_id}: resumed")
         elif isinstance(event, ev.RunEnded):
             self.ended[event.run_id] = (event.status, event.reason)
-            self.line(f"{event.run_id}: ended {event.status}: {event.reason}")
+            self.line(f"{event.run_id}: ended {outcome(event.status, event.reason)}")
         elif isinstance(event, ev.RunRelaunched):
             self.changes[event.run_id] = event.changes
             what = "; ".join(event.changes) or "no changes"
@@ -136,7 +144,7 @@ class Printer:
             status, reason = self.ended.get(run_id, ("running", ""))
             changes = "; ".join(self.changes.get(run_id, ()))
             extra = f" [{changes}]" if changes else ""
-            self.line(f"  {run_id}{extra}: {status}{': ' + reason if reason else ''}")
+            self.line(f"  {run_id}{extra}: {outcome(status, reason)}")
         if self.chain_stopped:
             self.line(f"  chain stopped: {self.chain_stopped}")
 
