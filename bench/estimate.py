@@ -188,6 +188,39 @@ class LiveTensors(TorchDispatchMode):
         return out
 
 
+def measure_hf(name: str, micro_batch: int, seq_len: int, dtype: str, tmp: Path) -> int:
+    """Peak live bytes of a plain Hugging Face step: `model(input_ids, labels=...)`, AdamW."""
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_dir(name, tmp), dtype=torch_dtype)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters())
+    gen = torch.Generator().manual_seed(0)
+    tracker = LiveTensors()
+    tracker.add(*model.parameters(), *model.buffers())
+    with tracker:
+        for _ in range(3):
+            ids = torch.randint(0, 256, (micro_batch, seq_len), generator=gen)
+            loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            del loss
+    return tracker.peak
+
+
+def hf_recipe(name: str, micro_batch: int, seq_len: int, dtype: str, tmp: Path) -> Any:
+    """The recipe of an HF Trainer script with the same settings (TrainingArguments names)."""
+    text = (
+        f"name: calib-hf\ncommand: [python, train.py]\nargs:\n"
+        f"  model_name_or_path: {model_dir(name, tmp)}\n"
+        f"  per_device_train_batch_size: {micro_batch}\n  max_seq_length: {seq_len}\n"
+        f"  torch_dtype: {'bfloat16' if dtype == 'bf16' else 'float32'}\n  use_cpu: true\n"
+    )
+    return recipe_from_yaml(text, "<bench>")
+
+
 def recipe_for(cfg: dict[str, Any]) -> Any:
     """The recipe `ftmon estimate` would read for the same run of the reference trainer."""
     args = {k: v for k, v in cfg.items() if not k.startswith("_")}
@@ -208,6 +241,14 @@ EXTRAS: list[dict[str, Any]] = [
     {"_name": "small-qwen3", "method": "gkd", "micro_batch": 8, "seq_len": 256, "loss_chunk": 64},
     {"_name": "tiny", "method": "sft", "micro_batch": 8, "seq_len": 64, "optimizer": "sgd"},
 ]  # fmt: skip
+
+
+HF_GRID = [
+    ("small-llama", 2, 64, "fp32"),
+    ("small-llama", 8, 256, "fp32"),
+    ("small-llama", 8, 256, "bf16"),
+    ("small-qwen3", 8, 256, "fp32"),
+]
 
 
 def grid(quick: bool, device: str) -> list[dict[str, Any]]:
@@ -291,6 +332,22 @@ def main() -> int:
             if reserved is not None:
                 line += f"  ({reserved / 1e6:.1f})"
             print(line, flush=True)
+        if device.type == "cpu":
+            print("\nHugging Face step (unchunked loss inside the model), CPU:")
+            for name, micro_batch, seq_len, dtype in HF_GRID:
+                measured = measure_hf(name, micro_batch, seq_len, dtype, Path(tmp))
+                est = estimate_recipe(hf_recipe(name, micro_batch, seq_len, dtype, Path(tmp)))
+                error = est.peak_bytes / measured - 1
+                row = {"model": name, "method": f"hf-{dtype}", "micro_batch": micro_batch}
+                row |= {"seq_len": seq_len, "other": "", "measured": measured, "error": error}
+                row |= {"estimate": est.peak_bytes, "reserved": None, "peak_phase": est.peak_phase}
+                rows.append(row | {"dominant": est.dominant.name})
+                print(
+                    f"{name:<12} hf-{dtype:<3} {micro_batch:>3} {seq_len:>4} {'':<28} "
+                    f"{measured / 1e6:12.2f} {est.peak_bytes / 1e6:12.2f} {error:+7.1%}  "
+                    f"{est.peak_phase} / {est.dominant.name}",
+                    flush=True,
+                )
     worst = max(rows, key=lambda r: abs(r["error"]))
     within = sum(abs(r["error"]) <= 0.15 for r in rows)
     mean_abs = sum(abs(r["error"]) for r in rows) / len(rows)

@@ -223,6 +223,8 @@ def recipe_inputs(recipe: Any) -> tuple[ModelConfig, TrainSettings]:
     device = str(args.get("device", "auto"))
     if device == "auto":  # the reference trainer's default: CUDA when there is one
         device = "cuda" if _nvml_total_gb() is not None or not reference else "cpu"
+    if _bool(args.get("use_cpu", False)) or _bool(args.get("no_cuda", False)):  # HF's spelling
+        device = "cpu"
     train = TrainSettings(
         method=method,
         micro_batch=_int_arg(args, "micro_batch", defaults.get("micro_batch", 1)),
