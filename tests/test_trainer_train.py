@@ -312,3 +312,10 @@ def test_training_options_train(extra: list[str], capsys: pytest.CaptureFixture[
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
     assert losses[1] < losses[0]
     assert lines[-1]["skipped"] == 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_cuda_without_one_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--device cuda` on a CPU-only machine says so and exits 2, no traceback."""
+    assert run(parse_args([*FAST, "--device", "cuda"])) == 2
+    assert "no CUDA device" in capsys.readouterr().out

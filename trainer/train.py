@@ -337,4 +337,9 @@ class Trainer:
 
 
 def run(args: argparse.Namespace) -> int:
-    return Trainer(args).run()
+    try:
+        trainer = Trainer(args)
+    except RuntimeError as exc:  # --device cuda without a CUDA device
+        protocol.say(f"error: {exc}")
+        return 2
+    return trainer.run()
