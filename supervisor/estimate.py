@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.memory_model import (
+    ALLOCATOR_MARGIN,
     ATTENTIONS,
     GB,
     STEP,
@@ -337,10 +338,12 @@ def format_report(
             said = " ".join(f"--set {k}={v}" for k, v in suggestion.items())
             lines.append(f"fits with: {said} (same effective batch)")
         else:
-            step = est.phase_bytes[STEP] / GB
+            margin = sum(t.bytes for t in est.terms if t.name == "allocator margin")
+            step = (est.phase_bytes[STEP] - margin) * (1 + ALLOCATOR_MARGIN * bool(margin)) / GB
+            ideas = "LoRA or 8-bit Adam" if step > gpu_gb else "gradient checkpointing"
             lines.append(
                 f"no micro_batch, seq_len or LoRA rank fits (the optimizer step alone needs "
-                f"{step:.1f} GB): consider LoRA, 8-bit Adam or gradient checkpointing"
+                f"{step:.1f} GB): consider {ideas}"
             )
     return "\n".join(lines)
 
