@@ -72,8 +72,8 @@ class WatchSummary:
 
     def report(self) -> list[str]:
         """The human-readable summary, a few lines."""
-        out = [f"{self.path}: {self.lines} lines read (to line {self.lineno}), "
-               f"{self.metrics} metric lines, {self.evals} evaluations"]  # fmt: skip
+        out = [f"{self.path}: {_n(self.lines, 'line')} read (to line {self.lineno}), "
+               f"{_n(self.metrics, 'metric line')}, {_n(self.evals, 'evaluation')}"]  # fmt: skip
         step = "-" if self.last_step is None else str(self.last_step)
         loss = "-" if self.last_loss is None else f"{self.last_loss:.6g}"
         out.append(f"last step {step}, last loss {loss}")
@@ -298,3 +298,8 @@ def scan_file(
                 events.append(event)
     summary.ended = "eof"
     return events
+
+
+def _n(count: int, noun: str) -> str:
+    """`1 line`, `3 lines`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -374,3 +374,23 @@ def test_a_monitor_failure_on_one_batch_does_not_end_the_scan(tmp_path: Path, ca
     assert "a rule's bug" in caplog.text
     assert summary.lines == 3
     assert [e.lineno for e in events if isinstance(e, Anomaly) and e.rule == "nan"] == [3]
+
+
+def test_scan_warns_when_the_file_is_not_a_text_log(tmp_path: Path, capsys) -> None:
+    """Scanning a checkpoint by mistake says it does not look like a log (its findings mean
+    little); an empty log and a Latin-1 log scan quietly, exit 0."""
+    from supervisor.cli import main
+
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(bytes(range(256)) * 64)
+    main(["scan", str(binary)])
+    out, err = capsys.readouterr()
+    assert "does not look like a text log" in err and "-- summary --" in out
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    latin = tmp_path / "latin.log"
+    latin.write_bytes("".join(f"étape {i} perte 0.5\n" for i in range(50)).encode("latin-1"))
+    for path, lines in ((empty, "0 lines read"), (latin, "50 lines read")):
+        assert main(["scan", str(path)]) == 0
+        out, err = capsys.readouterr()
+        assert err == "" and "anomalies: none" in out and lines in out

@@ -10,6 +10,8 @@ Exit codes: 0 nothing of at least --min-severity (default warning) found, 1 anom
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from supervisor.commands.watch import add_common_options
 
@@ -41,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
     from supervisor.watch import WatchSummary, scan_file
 
     path = check_log(args.log)
+    if not looks_like_text(path):
+        print(
+            f"ftmon: {args.log}: does not look like a text log (binary bytes near its start); "
+            "reading it anyway",
+            file=sys.stderr,
+        )
     monitor = build_monitor(args, watch_settings(args.set))
     minimum = Severity[args.min_severity.upper()]
     printer = Printer(args.json)
@@ -54,3 +62,20 @@ def run(args: argparse.Namespace) -> int:
             printer.anomaly(event)
     printer.summary(summary)
     return EXIT_FOUND if summary.found(minimum) else EXIT_OK
+
+
+def looks_like_text(path: Path, sample: int = 8192) -> bool:
+    """False for a file whose first bytes hold NULs or mostly bytes no text log has (a
+    checkpoint or an archive scanned by mistake): its "no anomalies" would mean nothing."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(sample)
+    except OSError:
+        return True  # the scan itself says why it cannot read
+    if not head:
+        return True
+    if b"\0" in head:
+        return False
+    # Control bytes, not undecodable ones: a Latin-1 log is still a log.
+    odd = sum(1 for b in head if b < 32 and b not in b"\t\n\r\x1b\x08\x0c")
+    return odd * 10 < len(head)

@@ -171,9 +171,11 @@ def parse_on(items: list[str], have_pid: bool) -> dict[str, str]:
 class Printer:
     """Anomalies, actions and the summary, as readable lines or as JSON lines."""
 
-    def __init__(self, as_json: bool, out: TextIO = sys.stdout) -> None:
+    def __init__(self, as_json: bool, out: TextIO | None = None) -> None:
         self.as_json = as_json
-        self.out = out
+        # sys.stdout as it is now, not as it was at import (a default argument would keep the
+        # stream of the first import, closed or redirected since).
+        self.out = out if out is not None else sys.stdout
 
     def _json(self, obj: dict[str, Any]) -> None:
         self.out.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
