@@ -100,9 +100,11 @@ class Progress:
     total: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Text:
-    """Any other line (or the text part of a line), for the text rules (oom, traceback, ...)."""
+class Text(NamedTuple):
+    """Any other line (or the text part of a line), for the text rules (oom, traceback, ...).
+
+    A named tuple, as `LogLine` is: nearly every line yields one, and a tuple is cheaper to build.
+    """
 
     lineno: int
     ts: float

@@ -41,9 +41,18 @@ _RETURNED = frozenset((Metric, Eval, Sample))
 class Monitor:
     """Parser + rules, with a few counters. Feed it lines, resource samples, ticks, the exit."""
 
-    def __init__(self, watch: WatchSettings | None = None, patterns: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        watch: WatchSettings | None = None,
+        patterns: Sequence[str] = (),
+        reference: bool = False,
+    ) -> None:
         self.watch = watch if watch is not None else WatchSettings()
-        self.parser = Parser(patterns)
+        # `reference=True`: the straightforward path (every line through the uncached parser,
+        # every event to every rule that handles its type, no gates). Slow; the tests check that
+        # the fast path gives exactly its answers.
+        self.reference = reference
+        self.parser = Parser(patterns, cache=not reference)
         self.rules: list[Rule] = build_rules(self.watch)
         # Dispatch by event type, so a rule costs nothing on the events it does not read.
         self._handlers: dict[type, list[Callable[[Event], list[Anomaly]]]] = {
@@ -70,34 +79,53 @@ class Monitor:
 
     def feed_lines(self, lines: Iterable[LogLine], ts: float) -> list[Event]:
         """Parse and judge lines; return metrics, evals, samples and anomalies in line order."""
-        out: list[Event] = []
-        parse = self.parser.parse
-        handlers = self._handlers
-        recent = self._recent
-        last: LogLine | None = None
-        count = 0
-        for line in lines:
-            last = line
-            count += 1
-            recent.append((line.lineno, line.text))
-            for event in parse(line, ts):
-                kind = type(event)
-                if kind is Text:
-                    out.extend(self._on_text(event))  # type: ignore[arg-type]
-                    continue
-                if kind in _RETURNED:
-                    out.append(event)
-                    self._count(event)
-                for handle in handlers[kind]:
-                    found = handle(event)
-                    if found:
-                        out.extend(self._finish(found))
-        if last is not None:
-            self.lines += count
+        if not isinstance(lines, list):
+            lines = list(lines)
+        out = self._feed_reference(lines, ts) if self.reference else self._feed_fast(lines, ts)
+        if lines:
+            last = lines[-1]
+            self.lines += len(lines)
             self.last_lineno = last.lineno
             self.last_line_ts = ts
             for hook in self._line_hooks:
                 out.extend(self._finish(hook(last.lineno, ts)))
+        return out
+
+    def _feed_fast(self, lines: list[LogLine], ts: float) -> list[Event]:
+        out: list[Event] = []
+        parse = self.parser.parse
+        handlers = self._handlers
+        on_text = self._on_text
+        finish = self._finish
+        count = self._count
+        recent = self._recent
+        for line in lines:
+            recent.append((line.lineno, line.text))
+            for event in parse(line, ts):
+                kind = type(event)
+                if kind is Text:
+                    out.extend(on_text(event))  # type: ignore[arg-type]
+                    continue
+                if kind in _RETURNED:
+                    out.append(event)
+                    count(event)
+                for handle in handlers[kind]:
+                    found = handle(event)
+                    if found:
+                        out.extend(finish(found))
+        return out
+
+    def _feed_reference(self, lines: list[LogLine], ts: float) -> list[Event]:
+        out: list[Event] = []
+        for line in lines:
+            self._recent.append((line.lineno, line.text))
+            for event in self.parser.parse(line, ts):
+                if type(event) in _RETURNED:
+                    out.append(event)
+                    self._count(event)
+                for rule in self.rules:
+                    if type(event) in rule.handles:
+                        out.extend(self._finish(rule.on_event(event)))
         return out
 
     def _on_text(self, event: Text) -> list[Anomaly]:
