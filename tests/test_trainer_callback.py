@@ -16,7 +16,7 @@ from trainer.callback import FtmonCallback  # noqa: E402
 from trainer.model import build_tiny  # noqa: E402
 
 torch.set_num_threads(1)
-CHARS = "abcdefghijklmnopqrstuvwxyz0123456789 ?+=#.\n"
+CHARS = "abcdefghijklmnopqrstuvwxyz0123456789 ?+=#.:,\n"
 
 
 def char_tokenizer() -> object:

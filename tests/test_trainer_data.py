@@ -65,6 +65,7 @@ def test_jsonl_prompt_response_and_messages_records(tmp_path: Path) -> None:
         ("hi", "hello"),
         ("system: be brief\nuser: name?", "ftmon"),
     ]
+    assert recs[2].turns == (("system", "be brief"), ("user", "name?"))
 
 
 def test_bad_jsonl_names_file_line_and_field(tmp_path: Path) -> None:

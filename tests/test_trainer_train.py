@@ -17,6 +17,7 @@ pytest.importorskip("peft")
 
 from trainer.cli import parse_args  # noqa: E402
 from trainer.model import build_tiny  # noqa: E402
+from trainer.tokenizer import HFTokenizer  # noqa: E402
 from trainer.train import Trainer, run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -265,6 +266,10 @@ def test_hf_model_dir_with_chat_template_and_jsonl(
         "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
         "{% if add_generation_prompt %}assistant: {% endif %}"
     )
+    codec = HFTokenizer(tok)
+    turns = (("system", "be brief"), ("user", "what is 1 plus 1?"))
+    rendered = tok.decode(codec.encode_prompt("ignored", turns))
+    assert rendered == "system: be brief\nuser: what is 1 plus 1?\nassistant: "
     model_dir = tmp_path / "hf"
     build_tiny(0).save_pretrained(str(model_dir))
     tok.save_pretrained(str(model_dir))

@@ -35,6 +35,7 @@ class DataError(ValueError):
 class Record:
     prompt: str
     response: str
+    turns: tuple[tuple[str, str], ...] = ()  # a messages record's turns before the response
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,7 @@ def _record(obj: object, where: str) -> Record:
             if len(turns) == 1
             else "\n".join(f"{m['role']}: {m['content']}" for m in turns)
         )
-        return Record(prompt, msgs[-1]["content"])
+        return Record(prompt, msgs[-1]["content"], tuple((m["role"], m["content"]) for m in turns))
     for field in ("prompt", "response"):
         if not isinstance(obj.get(field), str):
             raise DataError(f"{where}: {field}: expected a string (or give `messages`)")
@@ -171,7 +172,7 @@ def encode(records: list[Record], codec: TextCodec, seq_len: int) -> list[Exampl
     """Token ids cut to `seq_len`; a record whose prompt alone fills it keeps one response token."""
     out: list[Example] = []
     for rec in records:
-        prompt, response = codec.encode_pair(rec.prompt, rec.response)
+        prompt, response = codec.encode_pair(rec.prompt, rec.response, rec.turns)
         prompt = prompt[-(seq_len - 1) :] if len(prompt) >= seq_len else prompt
         ids = (prompt + response)[:seq_len]
         out.append(Example(tuple(ids), len(prompt), len(prompt) + len(response) > seq_len))

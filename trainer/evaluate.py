@@ -89,7 +89,11 @@ def evaluate(
     for i in range(0, len(records), batch_size):
         chunk = records[i : i + batch_size]
         gen = generate(
-            model, codec, [codec.encode_prompt(r.prompt) for r in chunk], max_new_tokens, device
+            model,
+            codec,
+            [codec.encode_prompt(r.prompt, r.turns) for r in chunk],
+            max_new_tokens,
+            device,
         )
         for rec, new, stopped in zip(chunk, gen.new_ids, gen.stopped, strict=True):
             text = codec.decode(new)

@@ -1,9 +1,13 @@
 """Tokenizers behind one small interface: bytes for the tiny model, a local HF tokenizer otherwise.
 
 Both turn a (prompt, response) pair into token ids with the prompt part known, so the loss can
-skip the prompt. The tiny model's tokenizer is made on the spot (UTF-8 bytes plus three special
-ids), so nothing has to be downloaded or trained; it is saved as `ftmon_tokenizer.json` beside
-the weights so a saved tiny model loads back with `--model DIR`.
+skip the prompt. `turns` are the (role, content) messages before the response of a `messages`
+record: a chat template renders them as they are (system prompt included); elsewhere the
+flattened `prompt` text stands for them.
+
+The tiny model's tokenizer is made on the spot (UTF-8 bytes plus three special ids), so nothing
+has to be downloaded or trained; it is saved as `ftmon_tokenizer.json` beside the weights so a
+saved tiny model loads back with `--model DIR`.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ class TextCodec(Protocol):
     eos_id: int
     vocab_size: int
 
-    def encode_pair(self, prompt: str, response: str) -> tuple[list[int], list[int]]: ...
-    def encode_prompt(self, prompt: str) -> list[int]: ...
+    def encode_pair(
+        self, prompt: str, response: str, turns: tuple[tuple[str, str], ...] = ()
+    ) -> tuple[list[int], list[int]]: ...
+    def encode_prompt(self, prompt: str, turns: tuple[tuple[str, str], ...] = ()) -> list[int]: ...
     def decode(self, ids: list[int]) -> str: ...
     def save(self, directory: Path) -> None: ...
 
@@ -36,10 +42,12 @@ class ByteTokenizer:
     eos_id: int = 258
     vocab_size: int = 259
 
-    def encode_prompt(self, prompt: str) -> list[int]:
+    def encode_prompt(self, prompt: str, turns: tuple[tuple[str, str], ...] = ()) -> list[int]:
         return [self.bos_id, *f"Q: {prompt}\nA: ".encode()]
 
-    def encode_pair(self, prompt: str, response: str) -> tuple[list[int], list[int]]:
+    def encode_pair(
+        self, prompt: str, response: str, turns: tuple[tuple[str, str], ...] = ()
+    ) -> tuple[list[int], list[int]]:
         return self.encode_prompt(prompt), [*response.encode(), self.eos_id]
 
     def decode(self, ids: list[int]) -> str:
@@ -66,17 +74,22 @@ class HFTokenizer:
     def _ids(self, text: str) -> list[int]:
         return list(self.tok(text, add_special_tokens=False)["input_ids"])
 
-    def encode_prompt(self, prompt: str) -> list[int]:
+    def encode_prompt(self, prompt: str, turns: tuple[tuple[str, str], ...] = ()) -> list[int]:
         if self.chat:
+            messages = [{"role": r, "content": c} for r, c in turns] or [
+                {"role": "user", "content": prompt}
+            ]
             text = self.tok.apply_chat_template(
-                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+                messages, tokenize=False, add_generation_prompt=True
             )
             return self._ids(text)
         bos = [self.tok.bos_token_id] if self.tok.bos_token_id is not None else []
         return bos + self._ids(prompt)
 
-    def encode_pair(self, prompt: str, response: str) -> tuple[list[int], list[int]]:
-        return self.encode_prompt(prompt), [*self._ids(response), self.eos_id]
+    def encode_pair(
+        self, prompt: str, response: str, turns: tuple[tuple[str, str], ...] = ()
+    ) -> tuple[list[int], list[int]]:
+        return self.encode_prompt(prompt, turns), [*self._ids(response), self.eos_id]
 
     def decode(self, ids: list[int]) -> str:
         return str(self.tok.decode(ids, skip_special_tokens=True))
