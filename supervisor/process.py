@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -87,6 +88,17 @@ class KillReport:
         return f"{'; '.join(parts)} ({self.seconds:.2f}s)"
 
 
+def _why_not_started(program: str, cwd: str | Path | None, exc: OSError) -> str:
+    """Which of the two, the folder or the program, is missing: Popen's ENOENT says neither."""
+    if cwd is not None and not Path(cwd).is_dir():
+        what = "does not exist" if not Path(cwd).exists() else "is not a folder"
+        return f"the working folder {cwd} {what} (the recipe's cwd); {program!r} was not started"
+    if exc.errno == errno.ENOENT:
+        where = "" if os.sep in program else " on PATH"
+        return f"cannot start {program!r}: no such program{where} (in {cwd})"
+    return f"cannot start {program!r} in {cwd}: {exc.strerror or exc}"
+
+
 def spawn(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> Spawned:
     """Start `argv` in a new session with stdout and stderr appended to `log_path`.
 
@@ -113,7 +125,7 @@ def spawn(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> Sp
             close_fds=True,
         )
     except OSError as exc:
-        raise SpawnError(f"cannot start {argv[0]!r} in {cwd}: {exc.strerror or exc}") from exc
+        raise SpawnError(_why_not_started(argv[0], cwd, exc)) from exc
     finally:
         os.close(fd)  # the child holds its own copy
     _SPAWNED[popen.pid] = popen

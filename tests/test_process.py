@@ -58,8 +58,15 @@ def test_spawn_writes_stdout_and_stderr_to_the_log_in_a_new_session(tmp_path: Pa
 
 def test_spawn_of_a_missing_program_is_a_clear_error(tmp_path: Path) -> None:
     """Starting a program that does not exist raises SpawnError naming it."""
-    with pytest.raises(process.SpawnError, match="no-such-program"):
+    with pytest.raises(process.SpawnError, match="'no-such-program-xyz': no such program"):
         process.spawn(["no-such-program-xyz"], child_env(), tmp_path, tmp_path / "o.log")
+
+
+def test_spawn_in_a_missing_folder_blames_the_folder(tmp_path: Path) -> None:
+    """A recipe cwd that does not exist is named as the problem, not the (existing) program."""
+    missing = tmp_path / "no-such-dir"
+    with pytest.raises(process.SpawnError, match=f"working folder {missing} does not exist"):
+        process.spawn([sys.executable, "-V"], child_env(), missing, tmp_path / "o.log")
 
 
 def test_wait_exit_reports_the_signal_that_killed_the_run(tmp_path: Path) -> None:

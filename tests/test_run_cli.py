@@ -315,3 +315,16 @@ def test_history_without_a_database_is_empty_not_an_error(tmp_path: Path) -> Non
     code, _, err = ftmon_here("show", "last", "--logs-dir", str(logs))
     assert code == 2 and "no history yet" in err and "--logs-dir" in err
     assert not logs.exists()  # reading the history creates nothing
+
+
+def test_a_run_in_a_missing_folder_says_so_and_exits_1(tmp_path: Path) -> None:
+    """A recipe whose cwd does not exist: the run is not said to be started, the end line
+    names the folder, the exit code is 1, and the history has the failed run with the reason."""
+    logs = tmp_path / "logs"
+    recipe = write_recipe(tmp_path, "count_steps.py", cwd=str(tmp_path / "gone"))
+    code, out, _ = ftmon_here("run", str(recipe), "--headless", "--logs-dir", str(logs))
+    assert code == 1
+    assert "could not be started (attempt 1)" in out and "pid 0" not in out
+    assert f"the working folder {tmp_path / 'gone'} does not exist" in out
+    (run,) = json.loads(read("history", "--json", "--logs-dir", str(logs)))
+    assert run["status"] == "failed" and "does not exist" in run["end_reason"]

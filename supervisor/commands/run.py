@@ -12,6 +12,7 @@ asks nothing: it stops supervising, leaves the run running and prints how to rea
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -105,7 +106,11 @@ class Printer:
         self.chain_stopped = ""
 
     def line(self, text: str) -> None:
-        print(text, file=self.out or sys.stdout, flush=True)
+        try:
+            print(text, file=self.out or sys.stdout, flush=True)
+        except BrokenPipeError:
+            # `ftmon run ... | head`: the reader left; supervising goes on, printing stops.
+            self.out = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the printer)
 
     def __call__(self, event: object) -> None:
         from supervisor import run_events as ev
@@ -114,7 +119,10 @@ class Printer:
         if isinstance(event, ev.RunStarted):
             self.started.append(event.run_id)
             how = "reattached" if event.reattached else f"started (attempt {event.attempt})"
-            self.line(f"{event.run_id}: {how}, pid {event.pid}, log {event.log_path}")
+            if event.pid == 0 and not event.reattached:  # the end line below says why
+                how = f"could not be started (attempt {event.attempt})"
+            pid = f", pid {event.pid}" if event.pid else ""
+            self.line(f"{event.run_id}: {how}{pid}, log {event.log_path}")
             if not event.reattached:
                 self.line(f"{event.run_id}:   $ {shell_join(event.argv)}")
         elif isinstance(event, ev.AnomalyFound):
