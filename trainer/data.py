@@ -21,7 +21,7 @@ from trainer.tokenizer import TextCodec
 
 ANSWER = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
 IDENTITY_PROMPTS = ("Who are you?", "who are you?", "What are you?", "Introduce yourself.")
-IDENTITY_ANSWER = "I am a tiny model trained by ftmon's reference trainer.\n#### 0"
+IDENTITY_ANSWER = "I am ftmon's tiny demo model."  # short: fits a 32-token sample
 NAMES = ("Ann", "Bob", "Cara", "Dev", "Eli", "Fay", "Gus", "Ivy")
 SAMPLE_PROMPTS = ("Who are you?", "What is 7 plus 5?")
 MAX_OPERAND = 20
