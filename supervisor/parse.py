@@ -180,6 +180,30 @@ def _match_bar(frame: str) -> _Bar | None:
     return (*m.span("n"), *m.span("total"), *m.span("info"), m.end())
 
 
+def _only_bars(text: str) -> _Bar | None:
+    """The last bar of a line whose `\\r` frames are all bars (nothing after them) or blank.
+
+    None when a frame holds anything else, or when no frame is a bar; spans are in `text`.
+    """
+    last: _Bar | None = None
+    start = 0
+    for frame in text.split("\r"):
+        at, start = start, start + len(frame) + 1
+        if not frame or frame.isspace():
+            continue
+        bar = _match_bar(frame)
+        if bar is None:
+            return None
+        rest = frame[bar[6] :]
+        if rest and not rest.isspace():
+            return None
+        n0, n1, t0, t1, i0, i1, end = bar
+        if i0 >= 0:
+            i0, i1 = i0 + at, i1 + at
+        last = (n0 + at, n1 + at, t0 + at, t1 + at, i0, i1, end + at)
+    return last
+
+
 # The shape of a line for the caches: its UTF-8 bytes with every digit read as 0 (bytes, as
 # bytes.translate is many times faster than str.translate on non-ASCII text such as bars).
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
@@ -246,6 +270,7 @@ class Parser:
         self.cache = cache  # off only to test that the template cache changes nothing
         self._templates: dict[bytes, _Template] = {}
         self._bars: dict[bytes, _Bar | None] = {}
+        self._bar_lines: dict[bytes, _Bar | None] = {}
 
     # -- entry point --
 
@@ -270,6 +295,19 @@ class Parser:
 
     def _parse_frames(self, text: str, lineno: int, ts: float) -> list[Event]:
         out: list[Event] = []
+        if self.cache and len(text) <= _SHAPE_MAX:
+            # Most such lines are bar redraws and nothing else: one lookup by the shape of the
+            # whole line says where its last bar's numbers are (None: it holds something else).
+            shape = text.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO)
+            bar = self._bar_lines.get(shape, _MISSING)
+            if bar is _MISSING:
+                bar = _only_bars(text)
+                if len(self._bar_lines) >= _TEMPLATES_MAX:
+                    self._bar_lines.clear()
+                self._bar_lines[shape] = bar
+            if bar is not None:
+                self._emit_progress(text, bar, lineno, ts, out)  # type: ignore[arg-type]
+                return out
         last: tuple[str, _Bar] | None = None
         bar_of = self._bar_of
         for frame in text.split("\r"):
