@@ -14,8 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from supervisor.events import LogLine
 from supervisor.monitor import Monitor
+from supervisor.parse import Parser
 from supervisor.tail import iter_file_lines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,3 +86,32 @@ def test_reference_counts_every_line(tmp_path: Path) -> None:
     for monitor in (Monitor(), Monitor(reference=True)):
         events = run(monitor, log, 64)
         assert any("rule='nan'" in e and "lineno=51" in e for e in events)
+
+
+BAR_FRAMES = [
+    " ##%|█▍        | ###/#### [##:##:##<##:##:##, ###.##s/it]",
+    "Epoch #:  ##%|█         | ##/### [##:##<##:##,  #.##it/s, loss=#.##, v_num=#]",
+    "###%|██████████| ##/##",
+    " ##%|█████     | #/## [##:##<##:##]INFO oom soon",
+    "loss: #.## step ##",
+    "   ",
+    "",
+]
+
+
+def fill(shape: str, digits: list[int]) -> str:
+    it = iter(digits * (shape.count("#") // len(digits) + 1))
+    return "".join(str(next(it)) if ch == "#" else ch for ch in shape)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    frames=st.lists(st.sampled_from(BAR_FRAMES), min_size=1, max_size=6),
+    fills=st.lists(st.lists(st.integers(0, 9), min_size=1, max_size=5), min_size=2, max_size=4),
+)
+def test_bar_line_cache_changes_nothing(frames: list[str], fills: list[list[int]]) -> None:
+    """Lines of tqdm redraws that differ only in digits parse, through the cache, as afresh."""
+    cached = Parser()
+    for digits in fills:
+        line = LogLine(1, 0, 0, fill("\r".join(frames), digits))
+        assert repr(cached.parse(line, 0.0)) == repr(Parser(cache=False).parse(line, 0.0))
