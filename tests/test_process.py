@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from supervisor import process
+from supervisor import process, signals
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -238,7 +238,7 @@ class GpuHolding:
 
 def test_kill_waits_for_the_driver_to_release_gpu_memory(tmp_path: Path, monkeypatch) -> None:
     """GPU memory released a moment after the kill counts as gone; memory still held is reported."""
-    monkeypatch.setattr(process, "GPU_CONFIRM_SECS", 0.5)
+    monkeypatch.setattr(signals, "GPU_CONFIRM_SECS", 0.5)
     for calls, expect_gone in ((2, True), (-1, False)):
         spawned = process.spawn(
             [sys.executable, "-c", "import time; time.sleep(60)"],
