@@ -18,85 +18,24 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from supervisor.events import Action, Anomaly, Eval, Metric, Severity
+from supervisor.events import Action, Anomaly, Severity
 
-SCHEMA_VERSION = 1
-DB_NAME = "ftmon.db"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    parent_id TEXT,
-    attempt INTEGER NOT NULL DEFAULT 1,
-    reason_started TEXT NOT NULL DEFAULT '',
-    recipe_yaml TEXT NOT NULL DEFAULT '',
-    argv_json TEXT NOT NULL DEFAULT '[]',
-    cwd TEXT NOT NULL DEFAULT '',
-    env_json TEXT NOT NULL DEFAULT '{}',
-    run_dir TEXT NOT NULL DEFAULT '',
-    pid INTEGER,
-    proc_start_time REAL,
-    log_path TEXT NOT NULL DEFAULT '',
-    offset INTEGER NOT NULL DEFAULT 0,
-    lineno INTEGER NOT NULL DEFAULT 0,
-    started_at REAL NOT NULL,
-    ended_at REAL,
-    status TEXT NOT NULL DEFAULT 'running',
-    returncode INTEGER,
-    signal INTEGER,
-    end_reason TEXT NOT NULL DEFAULT '',
-    base_fingerprint_json TEXT NOT NULL DEFAULT '',
-    changes_json TEXT NOT NULL DEFAULT '[]',
-    owner_pid INTEGER,
-    owner_start REAL
-);
-CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_id);
-CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
-CREATE TABLE IF NOT EXISTS anomalies (
-    id INTEGER PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    ts REAL NOT NULL,
-    rule TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    message TEXT NOT NULL,
-    lineno INTEGER NOT NULL DEFAULT 0,
-    evidence_json TEXT NOT NULL DEFAULT '[]'
-);
-CREATE INDEX IF NOT EXISTS anomalies_run ON anomalies(run_id);
-CREATE TABLE IF NOT EXISTS actions (
-    id INTEGER PRIMARY KEY,
-    run_id TEXT NOT NULL,
-    ts REAL NOT NULL,
-    kind TEXT NOT NULL,
-    rule TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    ok INTEGER NOT NULL DEFAULT 1,
-    extra_json TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS actions_run ON actions(run_id);
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT NOT NULL,
-    step INTEGER,
-    name TEXT NOT NULL,
-    value REAL,
-    ts REAL NOT NULL,
-    lineno INTEGER NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'metric'
-);
-CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, name, step);
-"""
-
-# Statuses a run row can hold. "running" also covers a paused run and one whose supervisor died.
-LIVE_STATUSES = ("running", "paused")
-
-
-class HistoryError(Exception):
-    """The database cannot be used (not a SQLite file, newer schema, unknown run id)."""
+# The schema, the row types and their decoding live in history_schema.py; imported here so that
+# `from supervisor.history import RunRecord, HistoryError, ...` keeps working.
+from supervisor.history_schema import (  # noqa: F401
+    DB_NAME,
+    LIVE_STATUSES,
+    SCHEMA_VERSION,
+    HistoryError,
+    MetricRow,
+    RunRecord,
+    loads_json,
+    metric_rows,
+    migrate,
+    record_from_row,
+)
 
 
 def default_logs_dir() -> Path:
@@ -106,100 +45,6 @@ def default_logs_dir() -> Path:
     """
     home = os.environ.get("FTMON_HOME", "").strip()
     return Path(home) if home else Path("logs")
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """One row of `runs`, decoded."""
-
-    id: str
-    name: str
-    parent_id: str | None
-    attempt: int
-    reason_started: str
-    recipe_yaml: str
-    argv: tuple[str, ...]
-    cwd: str
-    env: dict[str, str]
-    run_dir: str
-    pid: int | None
-    proc_start_time: float | None
-    log_path: str
-    offset: int
-    lineno: int
-    started_at: float
-    ended_at: float | None
-    status: str
-    returncode: int | None
-    signal: int | None
-    end_reason: str
-    base_fingerprint: dict[str, object] | None
-    changes: tuple[str, ...]
-    owner_pid: int | None = None  # the ftmon process supervising it now, if any
-
-    @property
-    def live(self) -> bool:
-        """The row says the run has not ended (its process may still have died unseen)."""
-        return self.status in LIVE_STATUSES
-
-
-@dataclass(frozen=True, slots=True)
-class MetricRow:
-    run_id: str
-    step: int | None
-    name: str
-    value: float
-    ts: float
-    lineno: int
-    kind: str = "metric"
-
-
-def _loads(text: str, default: object) -> object:
-    try:
-        return json.loads(text) if text else default
-    except json.JSONDecodeError:
-        return default
-
-
-def _record(row: sqlite3.Row) -> RunRecord:
-    fp = _loads(row["base_fingerprint_json"], None)
-    return RunRecord(
-        id=row["id"],
-        name=row["name"],
-        parent_id=row["parent_id"],
-        attempt=int(row["attempt"]),
-        reason_started=row["reason_started"],
-        recipe_yaml=row["recipe_yaml"],
-        argv=tuple(str(a) for a in _loads(row["argv_json"], [])),  # type: ignore[union-attr]
-        cwd=row["cwd"],
-        env={str(k): str(v) for k, v in _loads(row["env_json"], {}).items()},  # type: ignore[union-attr]
-        run_dir=row["run_dir"],
-        pid=row["pid"],
-        proc_start_time=row["proc_start_time"],
-        log_path=row["log_path"],
-        offset=int(row["offset"]),
-        lineno=int(row["lineno"]),
-        started_at=float(row["started_at"]),
-        ended_at=row["ended_at"],
-        status=row["status"],
-        returncode=row["returncode"],
-        signal=row["signal"],
-        end_reason=row["end_reason"],
-        base_fingerprint=fp if isinstance(fp, dict) else None,
-        changes=tuple(str(c) for c in _loads(row["changes_json"], [])),  # type: ignore[union-attr]
-        owner_pid=row["owner_pid"],
-    )
-
-
-def metric_rows(run_id: str, events: Iterable[object]) -> list[MetricRow]:
-    """Flatten `Metric`/`Eval` events into one row per value; other events are skipped."""
-    rows: list[MetricRow] = []
-    for ev in events:
-        if isinstance(ev, Metric | Eval):
-            kind = "eval" if isinstance(ev, Eval) else "metric"
-            for name, value in ev.values.items():
-                rows.append(MetricRow(run_id, ev.step, name, float(value), ev.ts, ev.lineno, kind))
-    return rows
 
 
 class History:
@@ -246,21 +91,7 @@ class History:
 
     def _migrate(self) -> None:
         with self._tx() as db:
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
-            columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
-            for column, kind in (("owner_pid", "INTEGER"), ("owner_start", "REAL")):
-                if column not in columns:  # a database from before supervisors owned runs
-                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
-            row = db.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise HistoryError(
-                    f"{self.path}: written by a newer ftmon (schema {row[0]}, "
-                    f"this one knows {SCHEMA_VERSION})"
-                )
+            migrate(db, self.path)
 
     # --- runs -----------------------------------------------------------------------------
 
@@ -428,24 +259,24 @@ class History:
         sql = "SELECT * FROM runs ORDER BY started_at DESC, rowid DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_record(r) for r in self._query(sql)]
+        return [record_from_row(r) for r in self._query(sql)]
 
     def get(self, run_id: str) -> RunRecord | None:
         rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
-        return _record(rows[0]) if rows else None
+        return record_from_row(rows[0]) if rows else None
 
     def children(self, run_id: str) -> list[RunRecord]:
         rows = self._query(
             "SELECT * FROM runs WHERE parent_id = ? ORDER BY started_at, rowid", (run_id,)
         )
-        return [_record(r) for r in rows]
+        return [record_from_row(r) for r in rows]
 
     def live(self) -> list[RunRecord]:
         """Runs whose row says they have not ended, oldest first."""
         rows = self._query(
             "SELECT * FROM runs WHERE status IN (?, ?) ORDER BY started_at, rowid", LIVE_STATUSES
         )
-        return [_record(r) for r in rows]
+        return [record_from_row(r) for r in rows]
 
     def lineage(self, run_id: str) -> list[RunRecord]:
         """The ancestors of a run, first launch first, ending with the run itself."""
@@ -479,7 +310,7 @@ class History:
         if len(rows) > 1:
             ids = ", ".join(r["id"] for r in rows[:5])
             raise HistoryError(f"{ref!r} matches several runs: {ids}")
-        return _record(rows[0])
+        return record_from_row(rows[0])
 
     def anomalies(self, run_id: str) -> list[Anomaly]:
         rows = self._query("SELECT * FROM anomalies WHERE run_id = ? ORDER BY id", (run_id,))
@@ -489,7 +320,7 @@ class History:
                 sev = Severity[str(r["severity"]).upper()]
             except KeyError:
                 sev = Severity.WARNING
-            evidence = _loads(r["evidence_json"], [])
+            evidence = loads_json(r["evidence_json"], [])
             out.append(
                 Anomaly(
                     rule=r["rule"], severity=sev, message=r["message"], ts=r["ts"],
@@ -503,7 +334,7 @@ class History:
         rows = self._query("SELECT * FROM actions WHERE run_id = ? ORDER BY id", (run_id,))
         out = []
         for r in rows:
-            extra = _loads(r["extra_json"], {})
+            extra = loads_json(r["extra_json"], {})
             out.append(
                 Action(
                     kind=r["kind"], rule=r["rule"], ts=r["ts"], run_id=run_id,

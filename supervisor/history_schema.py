@@ -1,0 +1,204 @@
+"""The history database's shape: the SQLite schema and its migration, and the rows decoded as
+frozen dataclasses (`RunRecord`, `MetricRow`). supervisor/history.py holds the `History` class
+that reads and writes them (and re-exports these names).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from supervisor.events import Eval, Metric
+
+SCHEMA_VERSION = 1
+DB_NAME = "ftmon.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    parent_id TEXT,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    reason_started TEXT NOT NULL DEFAULT '',
+    recipe_yaml TEXT NOT NULL DEFAULT '',
+    argv_json TEXT NOT NULL DEFAULT '[]',
+    cwd TEXT NOT NULL DEFAULT '',
+    env_json TEXT NOT NULL DEFAULT '{}',
+    run_dir TEXT NOT NULL DEFAULT '',
+    pid INTEGER,
+    proc_start_time REAL,
+    log_path TEXT NOT NULL DEFAULT '',
+    offset INTEGER NOT NULL DEFAULT 0,
+    lineno INTEGER NOT NULL DEFAULT 0,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    status TEXT NOT NULL DEFAULT 'running',
+    returncode INTEGER,
+    signal INTEGER,
+    end_reason TEXT NOT NULL DEFAULT '',
+    base_fingerprint_json TEXT NOT NULL DEFAULT '',
+    changes_json TEXT NOT NULL DEFAULT '[]',
+    owner_pid INTEGER,
+    owner_start REAL
+);
+CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_id);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
+CREATE TABLE IF NOT EXISTS anomalies (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    rule TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    message TEXT NOT NULL,
+    lineno INTEGER NOT NULL DEFAULT 0,
+    evidence_json TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS anomalies_run ON anomalies(run_id);
+CREATE TABLE IF NOT EXISTS actions (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    ok INTEGER NOT NULL DEFAULT 1,
+    extra_json TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS actions_run ON actions(run_id);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL,
+    step INTEGER,
+    name TEXT NOT NULL,
+    value REAL,
+    ts REAL NOT NULL,
+    lineno INTEGER NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'metric'
+);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, name, step);
+"""
+
+# Statuses a run row can hold. "running" also covers a paused run and one whose supervisor died.
+LIVE_STATUSES = ("running", "paused")
+
+
+class HistoryError(Exception):
+    """The database cannot be used (not a SQLite file, newer schema, unknown run id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One row of `runs`, decoded."""
+
+    id: str
+    name: str
+    parent_id: str | None
+    attempt: int
+    reason_started: str
+    recipe_yaml: str
+    argv: tuple[str, ...]
+    cwd: str
+    env: dict[str, str]
+    run_dir: str
+    pid: int | None
+    proc_start_time: float | None
+    log_path: str
+    offset: int
+    lineno: int
+    started_at: float
+    ended_at: float | None
+    status: str
+    returncode: int | None
+    signal: int | None
+    end_reason: str
+    base_fingerprint: dict[str, object] | None
+    changes: tuple[str, ...]
+    owner_pid: int | None = None  # the ftmon process supervising it now, if any
+
+    @property
+    def live(self) -> bool:
+        """The row says the run has not ended (its process may still have died unseen)."""
+        return self.status in LIVE_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRow:
+    run_id: str
+    step: int | None
+    name: str
+    value: float
+    ts: float
+    lineno: int
+    kind: str = "metric"
+
+
+def loads_json(text: str, default: object) -> object:
+    """A JSON column read back; empty or bad text gives `default`."""
+    try:
+        return json.loads(text) if text else default
+    except json.JSONDecodeError:
+        return default
+
+
+def record_from_row(row: sqlite3.Row) -> RunRecord:
+    """A `runs` row as a RunRecord (bad JSON in a column reads as its empty value)."""
+    fp = loads_json(row["base_fingerprint_json"], None)
+    return RunRecord(
+        id=row["id"],
+        name=row["name"],
+        parent_id=row["parent_id"],
+        attempt=int(row["attempt"]),
+        reason_started=row["reason_started"],
+        recipe_yaml=row["recipe_yaml"],
+        argv=tuple(str(a) for a in loads_json(row["argv_json"], [])),  # type: ignore[union-attr]
+        cwd=row["cwd"],
+        env={str(k): str(v) for k, v in loads_json(row["env_json"], {}).items()},  # type: ignore[union-attr]
+        run_dir=row["run_dir"],
+        pid=row["pid"],
+        proc_start_time=row["proc_start_time"],
+        log_path=row["log_path"],
+        offset=int(row["offset"]),
+        lineno=int(row["lineno"]),
+        started_at=float(row["started_at"]),
+        ended_at=row["ended_at"],
+        status=row["status"],
+        returncode=row["returncode"],
+        signal=row["signal"],
+        end_reason=row["end_reason"],
+        base_fingerprint=fp if isinstance(fp, dict) else None,
+        changes=tuple(str(c) for c in loads_json(row["changes_json"], [])),  # type: ignore[union-attr]
+        owner_pid=row["owner_pid"],
+    )
+
+
+def metric_rows(run_id: str, events: Iterable[object]) -> list[MetricRow]:
+    """Flatten `Metric`/`Eval` events into one row per value; other events are skipped."""
+    rows: list[MetricRow] = []
+    for ev in events:
+        if isinstance(ev, Metric | Eval):
+            kind = "eval" if isinstance(ev, Eval) else "metric"
+            for name, value in ev.values.items():
+                rows.append(MetricRow(run_id, ev.step, name, float(value), ev.ts, ev.lineno, kind))
+    return rows
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Create the tables, add the columns of later versions, refuse a newer schema (inside
+    the caller's write transaction)."""
+    for stmt in _SCHEMA.split(";"):
+        if stmt.strip():
+            db.execute(stmt)
+    columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+    for column, kind in (("owner_pid", "INTEGER"), ("owner_start", "REAL")):
+        if column not in columns:  # a database from before supervisors owned runs
+            db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+    row = db.execute("SELECT version FROM schema_version").fetchone()
+    if row is None:
+        db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+    elif int(row[0]) > SCHEMA_VERSION:
+        raise HistoryError(
+            f"{path}: written by a newer ftmon (schema {row[0]}, this one knows {SCHEMA_VERSION})"
+        )
