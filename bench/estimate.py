@@ -271,9 +271,10 @@ def grid(quick: bool, device: str) -> list[dict[str, Any]]:
                             "device": device,
                             "lmbda": 0.0,  # GKD on the data; sampling is a separate no-grad phase
                             "steps": 3,
+                            "log_every": 1,  # the entropy metric on every step, as logged
                         }
                     )
-    base = {"dtype": "fp32", "device": device, "lmbda": 0.0, "steps": 3}
+    base = {"dtype": "fp32", "device": device, "lmbda": 0.0, "steps": 3, "log_every": 1}
     out += [{**base, **extra, "model": extra["_name"]} for extra in EXTRAS if not quick]
     return out
 

@@ -221,6 +221,7 @@ def recipe_inputs(recipe: Any) -> tuple[ModelConfig, TrainSettings]:
     if attention not in ATTENTIONS:
         raise EstimateError(f"attention: {attention!r} is not one of {', '.join(ATTENTIONS)}")
     targets = _arg(args, "lora_targets")
+    loss_chunk = _int_arg(args, "loss_chunk", defaults.get("loss_chunk", 1)) if reference else 0
     device = str(args.get("device", "auto"))
     if device == "auto":  # the reference trainer's default: CUDA when there is one
         device = "cuda" if _nvml_total_gb() is not None or not reference else "cpu"
@@ -241,8 +242,9 @@ def recipe_inputs(recipe: Any) -> tuple[ModelConfig, TrainSettings]:
         lora_dropout=float(args.get("lora_dropout", 0.0) or 0.0),
         attention=attention,
         grad_checkpointing=checkpointing,
-        loss_chunk=_int_arg(args, "loss_chunk", defaults.get("loss_chunk", 1)) if reference else 0,
-        held_logits=1 if reference else 0,
+        loss_chunk=loss_chunk,
+        logits_kept=reference,
+        entropy_chunk=loss_chunk if reference else None,  # logged every log_every steps
         device="cpu" if device == "cpu" else "cuda",
     )
     return cfg, train

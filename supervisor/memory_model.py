@@ -63,7 +63,7 @@ class TrainSettings:
     grad_checkpointing: bool = False
     loss_chunk: int = 0  # positions per loss chunk (checkpointed); 0: one unchunked loss
     entropy_chunk: int | None = None  # an entropy metric over the logits; None: not computed
-    held_logits: int = 0  # earlier micro-batches' logits a trainer keeps for its metrics
+    logits_kept: bool = False  # the trainer keeps the logits (for metrics) through backward
     device: str = "cuda"
 
     @property
@@ -217,11 +217,10 @@ def _loss_terms(cfg: ModelConfig, train: TrainSettings) -> list[Term]:
     """
     s = DTYPE_BYTES[train.compute_dtype]
     btv = train.tokens * cfg.vocab
-    live = ALWAYS if train.held_logits else (FORWARD,)  # held to the step: metrics read them
+    # Hugging Face drops the logits once the loss has them; the reference trainer keeps them
+    # (detached, for its entropy metric) until the micro-batch's backward is done
+    live = (FORWARD, BACKWARD, LAYERS) if train.logits_kept else (FORWARD,)
     terms = [Term("logits (B x L x V)", s * btv, live)]
-    if train.held_logits:
-        held = train.held_logits * s * btv
-        terms.append(Term("logits kept from the last micro-batch", held, live))
     gkd = train.method == "gkd"
     if gkd:
         terms.append(Term("teacher logits (no grad)", s * btv, (FORWARD, BACKWARD)))
@@ -231,10 +230,21 @@ def _loss_terms(cfg: ModelConfig, train: TrainSettings) -> list[Term]:
         fwd_bufs, bwd_bufs = 2, 3
     else:
         fwd_bufs, bwd_bufs = (1 if s != 4 else 0) + 1, 3
+    # An entropy metric runs after the loss's forward: its buffers replace the loss's transient
+    # ones (log_softmax, its exp and their product in fp32, + the fp32 copy of 16-bit logits);
+    # unchunked, this is the 3 x 7.5 GB of the entropy plot in the story.
+    entropy = 0
+    if train.entropy_chunk is not None:
+        width = train.seq_len
+        if train.entropy_chunk:
+            width = min(train.entropy_chunk, max(1, train.seq_len - 1))
+        entropy = (12 + (4 if s != 4 else 0)) * train.micro_batch * width * cfg.vocab
+    metric = " or the entropy metric's" if entropy else ""
     if train.loss_chunk:  # the trainer shifts: L - 1 positions are scored
         positions = max(1, train.seq_len - 1)
         per_chunk = train.micro_batch * min(train.loss_chunk, positions) * cfg.vocab * 4
-        terms.append(Term("loss buffers fp32 (one chunk)", fwd_bufs * per_chunk, (FORWARD,)))
+        fwd = max(fwd_bufs * per_chunk, entropy)
+        terms.append(Term(f"loss buffers fp32 (one chunk{metric})", fwd, (FORWARD,)))
         bwd = bwd_bufs * per_chunk
         name = "loss backward fp32 (one chunk)"
         if train.loss_chunk < positions:
@@ -245,8 +255,9 @@ def _loss_terms(cfg: ModelConfig, train: TrainSettings) -> list[Term]:
             name = "loss backward (chunk + full-size chunk gradients summed)"
         terms.append(Term(name, bwd, (BACKWARD,)))
     else:
-        name = "loss buffers fp32 (log_softmax" + (", upcast)" if s != 4 else ")")
-        terms.append(Term(name, 4 * fwd_bufs * btv, (FORWARD,)))
+        name = "loss buffers fp32 (log_softmax" + (", upcast" if s != 4 else "") + f"{metric})"
+        fwd = max(4 * fwd_bufs * btv, 4 * btv + entropy)  # the log_softmax stays saved
+        terms.append(Term(name, fwd, (FORWARD,)))
         terms.append(
             Term("loss backward fp32 (log_softmax + grads)", 4 * bwd_bufs * btv, (BACKWARD,))
         )
@@ -255,10 +266,6 @@ def _loss_terms(cfg: ModelConfig, train: TrainSettings) -> list[Term]:
     inter = cfg.expert_intermediate * cfg.experts_per_token if cfg.experts else cfg.intermediate
     grads = max(s * btv, 3 * s * train.tokens * inter)
     terms.append(Term("backward gradient buffers (logits or one MLP)", grads, (LAYERS,)))
-    if train.entropy_chunk is not None:
-        frac = min(1.0, train.entropy_chunk / train.seq_len) if train.entropy_chunk else 1.0
-        # log_softmax, its exp and their product, fp32 (no grad): the 7.5 GB x 3 of the story
-        terms.append(Term("entropy metric buffers fp32", int(12 * btv * frac), (FORWARD,)))
     return terms
 
 

@@ -283,7 +283,7 @@ def test_reference_trainer_names_are_read(tmp_path: Path) -> None:
     _, train = recipe_inputs(r)
     assert (train.method, train.lora_rank, len(train.lora_targets)) == ("lora", 32, 7)
     assert (train.weights_dtype, train.compute_dtype) == ("bf16", "bf16")
-    assert train.loss_chunk == 256 and train.held_logits == 1
+    assert train.loss_chunk == 256 and train.logits_kept
 
 
 def test_bad_settings_name_the_field(tmp_path: Path) -> None:
