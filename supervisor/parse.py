@@ -11,10 +11,10 @@ traceback, repetition) read those. Only values of metric keys count as numbers: 
 "information" or "step_avg:nanms" are words and a timing, never a NaN.
 
 Speed (a long run prints millions of lines): a prefilter (prefilter.py) lets only lines with a
-metric word reach the key-value regexes; JSON and HF dict lines go through `json.loads`; and
-key-value lines and tqdm bars are cached by shape (the line with its digits read as 0), so their
-regexes run once per format rather than once per line (`Parser(cache=False)` turns this off;
-the tests check that it changes nothing).
+metric word reach the key-value regexes (kv.py); JSON and HF dict lines go through `json.loads`;
+and key-value lines, tqdm bars and whole lines of bar redraws are cached by shape (the line with
+its digits read as 0), so their regexes run once per format rather than once per line
+(`Parser(cache=False)` turns this off; the tests check that it changes nothing).
 """
 
 from __future__ import annotations
@@ -25,136 +25,17 @@ import re
 from collections.abc import Sequence
 
 from supervisor.events import Eval, Event, LogLine, Metric, Progress, Sample, Text
-from supervisor.prefilter import Prefilter
-
-# --- metric names ---------------------------------------------------------------------------------
-
-_ALIASES = {
-    "loss": "loss",
-    "lm_loss": "loss",
-    "train_loss": "loss",
-    "training_loss": "loss",
-    "epoch_loss": "loss",
-    "loss_step": "loss",  # Lightning: train_loss_step, val_loss_step
-    "eval_loss": "val_loss",
-    "val_loss": "val_loss",
-    "valid_loss": "val_loss",
-    "validation_loss": "val_loss",
-    "lr": "lr",
-    "learning_rate": "lr",
-    "gnorm": "grad_norm",
-    "grad_norm": "grad_norm",
-    "gradient_norm": "grad_norm",
-    "total_norm": "grad_norm",
-    "tok_sec": "tok_s",
-    "tok_s": "tok_s",
-    "tokens_s": "tok_s",
-    "tokens_sec": "tok_s",
-    "tokens_per_sec": "tok_s",
-    "tokens_per_second": "tok_s",
-    "ppl": "ppl",
-    "perp": "ppl",
-    "perplexity": "ppl",
-    "step": "step",
-    "steps": "step",
-    "global_step": "step",
-    "current_steps": "step",
-    "iter": "step",
-    "iteration": "step",
-    "num_updates": "step",
-    "loss_scale": "loss_scale",
-    "epoch": "epoch",
-    "acc": "accuracy",
-    "accuracy": "accuracy",
-    "number_of_skipped_iterations": "skipped_iterations",
-    "number_of_nan_iterations": "nan_iterations",
-    "memory_gib": "mem_gb",
-    "mem_gb": "mem_gb",
-}
-_EVAL_PREFIXES = ("eval_", "val_", "valid_", "validation_", "test_")
-_TRAIN_PREFIXES = ("train_", "training_")
-# Names a bare `key value` pair (no `:` or `=`) may have and still count as a metric.
-_KNOWN = frozenset(_ALIASES.values()) | {"val_ppl", "val_accuracy"}
-# A line yields a Metric only when one of its names has one of these parts (epoch alone: no).
-_METRIC_PARTS = frozenset(
-    ("loss", "norm", "lr", "ppl", "acc", "accuracy", "perplexity", "tokens", "tok", "scale")
+from supervisor.kv import (
+    CACHE_MAX,
+    DIGITS_TO_ZERO,
+    SHAPE_MAX,
+    Template,
+    metricish,
+    name_cache,
+    normalise_name,
+    to_float,
 )
-_NON_ALNUM = re.compile(r"[^0-9a-z]+")
-_name_cache: dict[str, str] = {}
-
-
-def normalise_name(name: str) -> str:
-    """One spelling per metric: `learning_rate` -> `lr`, `eval_loss` -> `val_loss`, ..."""
-    cached = _name_cache.get(name)
-    if cached is not None:
-        return cached
-    key = _NON_ALNUM.sub("_", name.strip().lower()).strip("_")
-    out = _ALIASES.get(key)
-    if out is None:
-        out = key
-        for prefix in _EVAL_PREFIXES:
-            if key.startswith(prefix):
-                rest = key[len(prefix) :]
-                base = _ALIASES.get(rest, rest)
-                out = base if base.startswith("val_") else "val_" + base
-                break
-        else:
-            for prefix in _TRAIN_PREFIXES:
-                if key.startswith(prefix) and key[len(prefix) :] in _ALIASES:
-                    out = _ALIASES[key[len(prefix) :]]
-                    break
-    if len(_name_cache) < 4096:
-        _name_cache[name] = out
-    return out
-
-
-_metricish_cache: dict[str, bool] = {}
-
-
-def _metricish(name: str) -> bool:
-    known = _metricish_cache.get(name)
-    if known is None:
-        known = any(part in _METRIC_PARTS for part in name.split("_"))
-        if len(_metricish_cache) < 4096:
-            _metricish_cache[name] = known
-    return known
-
-
-# --- values -----------------------------------------------------------------------------------
-
-_SPECIAL = {
-    "nan": math.nan,
-    "-nan": math.nan,
-    "+nan": math.nan,
-    "inf": math.inf,
-    "+inf": math.inf,
-    "infinity": math.inf,
-    "+infinity": math.inf,
-    "-inf": -math.inf,
-    "-infinity": -math.inf,
-}
-
-
-def to_float(value: object) -> float | None:
-    """A number from a JSON value or a token; None for anything else (booleans included)."""
-    kind = type(value)
-    if kind is float:
-        return value  # type: ignore[return-value]
-    if kind is int:
-        return float(value)  # type: ignore[arg-type]
-    if kind is str:
-        # float() itself reads nan, NaN, inf, -Infinity and surrounding spaces.
-        try:
-            return float(value)  # type: ignore[arg-type]
-        except ValueError:
-            try:
-                return float(value.replace(",", ""))  # type: ignore[union-attr]
-            except ValueError:
-                return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)  # subclasses (numpy scalars do not get here: JSON has none)
-    return None
-
+from supervisor.prefilter import Prefilter
 
 # --- line shapes ----------------------------------------------------------------------------------
 
@@ -204,29 +85,8 @@ def _only_bars(text: str) -> _Bar | None:
     return last
 
 
-# The shape of a line for the caches: its UTF-8 bytes with every digit read as 0 (bytes, as
-# bytes.translate is many times faster than str.translate on non-ASCII text such as bars).
-_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_TEMPLATES_MAX = 4096  # shapes per cache; it is emptied when full
-_SHAPE_MAX = 2048  # chars; longer lines are parsed afresh, so the caches stay small
-_MMENGINE_ITER = re.compile(r"Iter\(\w+\)\s*\[\s*(\d+)\s*/")
 _SCALE = {"k": 1e3, "M": 1e6, "G": 1e9}
 
-# A number, then (for digits only) a unit such as ms, s or %. nan/inf only as whole tokens, and
-# after a bare space not when a key follows ("number of nan iterations: 0" holds no NaN).
-_END = r"(?![\w.\-]|:[^\s])"
-_NUM = (
-    r"(?:(?P<num>[-+]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))"
-    rf"(?P<unit>%|[a-zA-Z]{{1,3}}(?![\w]))?{_END}"
-    rf"|(?P<special>[-+]?(?i:nan|inf(?:inity)?)){_END}(?(colon)|(?![ \t]+[A-Za-z]\w*[ \t]*[:=])))"
-)
-# A word of a key; a word ending a sentence ("pass.") cannot be part of one.
-_WORD = r"[A-Za-z](?:[\w./\-]*[\w/])?"
-# key (one to six words), then `:` or `=` or plain spaces, then the value.
-_KV = re.compile(
-    rf"(?<![\w./\-])(?P<key>{_WORD}(?:[ \t]+(?:{_WORD}|\([A-Za-z]+\))){{0,5}}?)"
-    rf"[ \t]*(?:(?P<colon>[:=])[ \t]*|[ \t]+)(?:{_NUM})"
-)
 _DICT_PAIR = re.compile(r"""['"]([^'"]+)['"]\s*:\s*([^,}\s][^,}]*)""")
 _JSON_FIX = re.compile(r"([:\[,]\s*)([-+]?)(nan|inf(?:inity)?)(?=\s*[,}\]])", re.IGNORECASE)
 
@@ -268,7 +128,7 @@ class Parser:
         self.patterns = tuple(compiled)
         self.prefilter = Prefilter(METRIC_WORDS, engine=prefilter_engine)
         self.cache = cache  # off only to test that the template cache changes nothing
-        self._templates: dict[bytes, _Template] = {}
+        self._templates: dict[bytes, Template] = {}
         self._bars: dict[bytes, _Bar | None] = {}
         self._bar_lines: dict[bytes, _Bar | None] = {}
 
@@ -295,14 +155,14 @@ class Parser:
 
     def _parse_frames(self, text: str, lineno: int, ts: float) -> list[Event]:
         out: list[Event] = []
-        if self.cache and len(text) <= _SHAPE_MAX:
+        if self.cache and len(text) <= SHAPE_MAX:
             # Most such lines are bar redraws and nothing else: one lookup by the shape of the
             # whole line says where its last bar's numbers are (None: it holds something else).
-            shape = text.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO)
+            shape = text.encode("utf-8", "surrogatepass").translate(DIGITS_TO_ZERO)
             bar = self._bar_lines.get(shape, _MISSING)
             if bar is _MISSING:
                 bar = _only_bars(text)
-                if len(self._bar_lines) >= _TEMPLATES_MAX:
+                if len(self._bar_lines) >= CACHE_MAX:
                     self._bar_lines.clear()
                 self._bar_lines[shape] = bar
             if bar is not None:
@@ -337,13 +197,13 @@ class Parser:
         Cached by shape (digits read as 0), as for key-value lines: a bar line redraws the same
         few shapes thousands of times, and the regex costs more than the lookup.
         """
-        if not self.cache or len(frame) > _SHAPE_MAX:
+        if not self.cache or len(frame) > SHAPE_MAX:
             return _match_bar(frame)
-        shape = frame.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO)
+        shape = frame.encode("utf-8", "surrogatepass").translate(DIGITS_TO_ZERO)
         bar = self._bars.get(shape, _MISSING)
         if bar is _MISSING:
             bar = _match_bar(frame)
-            if len(self._bars) >= _TEMPLATES_MAX:
+            if len(self._bars) >= CACHE_MAX:
                 self._bars.clear()
             self._bars[shape] = bar
         return bar  # type: ignore[return-value]
@@ -360,7 +220,7 @@ class Parser:
             info = frame[i0:i1]
             if "=" in info:  # Lightning / tqdm postfix: `[00:01<00:09, loss=1.23, v_num=0]`
                 values, step = self._values(info)
-                if values and any(_metricish(k) for k in values):
+                if values and any(metricish(k) for k in values):
                     out.append(Metric(lineno, ts, values, step, "tqdm"))
 
     # -- one line of text --
@@ -395,21 +255,21 @@ class Parser:
 
     def _values(self, text: str) -> tuple[dict[str, float], int | None]:
         """`key: value` pairs of `text`, through the shape cache."""
-        if not self.cache or len(text) > _SHAPE_MAX:
+        if not self.cache or len(text) > SHAPE_MAX:
             return self._kv(text)
         # Lines of one format differ only in their digits: find where the values sit once
-        # per shape, then read them by position (see _Template).
-        shape = text.encode("utf-8", "surrogatepass").translate(_DIGITS_TO_ZERO)
+        # per shape, then read them by position (see Template).
+        shape = text.encode("utf-8", "surrogatepass").translate(DIGITS_TO_ZERO)
         template = self._templates.get(shape)
         if template is None:
-            template = _Template.of(text)
-            if len(self._templates) >= _TEMPLATES_MAX:
+            template = Template.of(text)
+            if len(self._templates) >= CACHE_MAX:
                 self._templates.clear()
             self._templates[shape] = template
         return template.read(text) if template.cacheable else self._kv(text)
 
     def _kv(self, text: str) -> tuple[dict[str, float], int | None]:
-        return _Template.of(text).read(text)
+        return Template.of(text).read(text)
 
     # -- JSON and Python dict lines --
 
@@ -469,107 +329,12 @@ class Parser:
                 out.append(Metric(lineno, ts, values, step, "pattern"))
 
 
-class _Template:
-    """Where the metric values of a `key: value` line sit, by character position.
-
-    Two lines that differ only in their digits (every digit read as 0) parse alike: the regex
-    decisions depend on digit-or-not, never on which digit, so the names found on the first line
-    and the spans of its values hold for the next. Not cacheable when a name itself has digits.
-    Step candidates are all kept, because whether `1.0` or `1.5` is a valid step depends on the
-    digits: `read` picks the first valid one as the full parse would.
-    """
-
-    __slots__ = ("cacheable", "steps", "values")
-
-    def __init__(
-        self,
-        values: list[tuple[str, int, int, float | None]],
-        steps: list[tuple[int, int, float | None]],
-        cacheable: bool,
-    ) -> None:
-        self.values = values  # (name, start, end, constant or None to read text[start:end])
-        self.steps = steps
-        self.cacheable = cacheable
-
-    @classmethod
-    def of(cls, text: str) -> _Template:
-        values: list[tuple[str, int, int, float | None]] = []
-        steps: list[tuple[int, int, float | None]] = []
-        seen: set[str] = set()
-        cacheable = True
-        for m in _KV.finditer(text):
-            name = _pick_name(m.group("key"), bare=m.group("colon") is None, text=text, m=m)
-            if name is None:
-                continue
-            if any(c.isdigit() for c in m.group("key")):
-                cacheable = False
-            if m.group("num") is not None:
-                start, end, const = m.start("num"), m.end("num"), None
-            else:
-                special = m.group("special")
-                start, end, const = m.start("special"), m.end("special"), _SPECIAL[special.lower()]
-            if name == "step":
-                steps.append((start, end, const))
-            elif name not in seen:
-                seen.add(name)
-                values.append((name, start, end, const))
-        if "Iter(" in text:
-            mm = _MMENGINE_ITER.search(text)  # mmengine: `Iter(train) [ 10/100]`
-            if mm is not None:
-                steps.append((mm.start(1), mm.end(1), None))
-        return cls(values, steps, cacheable)
-
-    def read(self, text: str) -> tuple[dict[str, float], int | None]:
-        values = {
-            name: const if const is not None else _number(text[start:end])
-            for name, start, end, const in self.values
-        }
-        for start, end, const in self.steps:
-            v = const if const is not None else _number(text[start:end])
-            if v == v and v >= 0 and v.is_integer() and v != math.inf:
-                return values, int(v)
-        return values, None
-
-
-def _number(token: str) -> float:
-    return float(token.replace(",", "")) if "," in token else float(token)
-
-
-_TRAILING_WORDS = frozenset(("to", "is", "of", "at", "was", "now", "becomes", "from"))
-
-
-def _pick_name(key: str, bare: bool, text: str, m: re.Match[str]) -> str | None:
-    """The metric name for a matched key, or None when the pair is not a metric.
-
-    Keys can have several words ("lm loss", "number of skipped iterations") but the match may
-    also have swallowed words before the name ("Attempted loss scale"): the longest known tail
-    wins. A bare `key value` pair (no `:`/`=`) counts only when its name is known or the pair
-    fills a whole `|`-separated cell (fairseq).
-    """
-    words = key.split()
-    while len(words) > 1 and words[-1].lower() in _TRAILING_WORDS:
-        words.pop()  # "setting loss scale to: 0.25"
-    name = normalise_name(" ".join(words))
-    if len(words) > 1 and name not in _KNOWN:
-        for i in range(1, len(words)):
-            tail = normalise_name(" ".join(words[i:]))
-            if tail in _KNOWN:
-                return tail
-    if not bare or name in _KNOWN:
-        return name
-    before = text[: m.start()].rstrip()
-    after = text[m.end() :].lstrip()
-    if (not before or before.endswith("|")) and (not after or after.startswith("|")):
-        return name
-    return None
-
-
 def _emit_values(
     values: dict[str, float], step: int | None, lineno: int, ts: float, source: str, out: list
 ) -> None:
     """Metric, or Eval when `val_*` names are there (both when a training loss is too)."""
     if not any(k.startswith("val_") for k in values):  # the common case: no evaluation
-        if any(_metricish(k) for k in values):
+        if any(metricish(k) for k in values):
             out.append(Metric(lineno, ts, values, step, source))
         return
     evals = {k: v for k, v in values.items() if k.startswith("val_")}
@@ -637,7 +402,7 @@ def _numeric_values(obj: dict) -> dict[str, float]:
     for key, raw in obj.items():
         kind = type(raw)
         if kind is float or kind is int:  # the common case first (bool is not int here)
-            name = _name_cache.get(key) or normalise_name(key)
+            name = name_cache.get(key) or normalise_name(key)
             if name not in values:
                 values[name] = float(raw)
         elif kind is dict:  # {"type": "eval", "values": {...}}
@@ -648,7 +413,7 @@ def _numeric_values(obj: dict) -> dict[str, float]:
         elif kind is str and key != "type":
             # Strict JSON cannot hold NaN, so some loggers write "NaN" or "inf" as strings.
             name = normalise_name(key)
-            v = to_float(raw) if _metricish(name) else None
+            v = to_float(raw) if metricish(name) else None
             if v is not None:
                 values.setdefault(name, v)
     return values
