@@ -269,8 +269,9 @@ def _nvml_total_gb() -> float | None:
 
 def resolve_gpu_gb(recipe: Any, gpu_gb: float | None = None) -> tuple[float | None, str]:
     """The card's memory and where it came from: --gpu-gb, preflight.gpu_gb, NVML, vram limit."""
-    if gpu_gb is not None:
-        return float(gpu_gb), "--gpu-gb"
+    if gpu_gb is not None:  # the supervisor passes preflight.gpu_gb itself: name it so
+        same = recipe.preflight.gpu_gb is not None and gpu_gb == recipe.preflight.gpu_gb
+        return float(gpu_gb), "preflight.gpu_gb" if same else "--gpu-gb"
     if recipe.preflight.gpu_gb is not None:
         return float(recipe.preflight.gpu_gb), "preflight.gpu_gb"
     total = _nvml_total_gb()
@@ -334,7 +335,7 @@ def format_report(
         lines.append("card memory unknown (no --gpu-gb, preflight.gpu_gb, GPU or vram limit)")
         return "\n".join(lines)
     verdict = "fits" if est.peak_gb <= gpu_gb else "does NOT fit"
-    lines.append(f"card: {gpu_gb:.1f} GB ({gpu_source}): {verdict}")
+    lines.append(f"card: {gpu_gb:.3g} GB ({gpu_source}): {verdict}")
     if est.peak_gb > gpu_gb:
         if suggestion:
             said = " ".join(f"--set {k}={v}" for k, v in suggestion.items())

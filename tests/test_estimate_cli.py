@@ -73,7 +73,7 @@ def test_4b_full_finetune_names_its_dominant_term(tmp_path: Path) -> None:
     out = proc.stdout
     assert "4.02B parameters" in out
     assert "at the optimizer step; dominant term: optimizer states (m + v)" in out
-    assert "card: 104.0 GB (watch.vram.limit_gb): fits" in out
+    assert "card: 104 GB (watch.vram.limit_gb): fits" in out
     for name in ("weights (fp32)", "gradients", "activations (36 layers)", "logits (B x L x V)"):
         assert name in out
 
