@@ -76,6 +76,7 @@ GRID_KEYS = (
     "device",
     "lmbda",
     "steps",
+    "log_every",
 )
 
 
