@@ -9,21 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import os
 import re
 import stat
-import struct
 from collections.abc import Callable, Iterator
 from functools import partial
 from itertools import accumulate, repeat
 
 from supervisor.events import LogLine
+from supervisor.inotify import make_inotify
 
 # LogLine is a named tuple: building it from a ready tuple of its fields stays in C.
 _new_line = partial(tuple.__new__, LogLine)
+
+_make_inotify = make_inotify  # the old name, for its tests
 
 DEFAULT_MAX_LINE = 1 << 20
 READ_CHUNK = 1 << 20
@@ -339,100 +339,6 @@ def iter_file_lines(
         yield rest
 
 
-# --- inotify (Linux), through ctypes: no dependency, and absent elsewhere -----------------------
-
-_IN_NONBLOCK = 0o4000
-_IN_CLOEXEC = 0o2000000
-_IN_MODIFY = 0x002
-_IN_ATTRIB = 0x004
-_IN_CLOSE_WRITE = 0x008
-_IN_MOVED_FROM = 0x040
-_IN_MOVED_TO = 0x080
-_IN_CREATE = 0x100
-_IN_DELETE = 0x200
-_IN_DELETE_SELF = 0x400
-_IN_MOVE_SELF = 0x800
-_FILE_MASK = _IN_MODIFY | _IN_ATTRIB | _IN_CLOSE_WRITE | _IN_DELETE_SELF | _IN_MOVE_SELF
-_DIR_MASK = _IN_CREATE | _IN_MOVED_TO | _IN_MOVED_FROM | _IN_DELETE
-_EVENT = struct.Struct("iIII")
-
-
-def _libc() -> ctypes.CDLL | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.inotify_init1  # noqa: B018 - raises AttributeError where inotify is absent
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-class _Inotify:
-    """Watches the file and its directory (so a file renamed over it, or created, wakes us)."""
-
-    def __init__(self, libc: ctypes.CDLL, path: str) -> None:
-        self._libc = libc
-        self.path = path
-        self.name = os.fsencode(os.path.basename(path))
-        fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
-        if fd < 0:
-            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
-        self.fd = fd
-        self._file_wd = -1
-        self.watched: tuple[int, int] | None = None
-        directory = os.path.dirname(os.path.abspath(path))
-        self._dir_wd = libc.inotify_add_watch(fd, os.fsencode(directory), _DIR_MASK)
-
-    def watch_file(self, inode: tuple[int, int] | None) -> None:
-        """(Re)attach the file watch to what is at the path now, when it changed."""
-        if inode == self.watched:
-            return
-        if self._file_wd >= 0:
-            self._libc.inotify_rm_watch(self.fd, self._file_wd)  # may fail: file gone; fine
-            self._file_wd = -1
-        self.watched = None
-        if inode is not None:
-            wd = self._libc.inotify_add_watch(self.fd, os.fsencode(self.path), _FILE_MASK)
-            if wd >= 0:
-                self._file_wd = wd
-                self.watched = inode
-
-    def drain(self) -> bool:
-        """Read pending events; True if any concerns our file."""
-        relevant = False
-        while True:
-            try:
-                buf = os.read(self.fd, 65536)
-            except (BlockingIOError, InterruptedError):
-                return relevant
-            if not buf:
-                return relevant
-            i = 0
-            while i + _EVENT.size <= len(buf):
-                wd, _mask, _cookie, length = _EVENT.unpack_from(buf, i)
-                name = buf[i + _EVENT.size : i + _EVENT.size + length].rstrip(b"\0")
-                if wd != self._dir_wd or name == self.name:
-                    relevant = True
-                i += _EVENT.size + length
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
-
-
-def _make_inotify(path: str) -> _Inotify | None:
-    libc = _libc()
-    if libc is None:
-        return None
-    try:
-        watcher = _Inotify(libc, path)
-    except OSError:
-        return None
-    if watcher._dir_wd < 0:  # directory missing: we could not notice the file appear
-        watcher.close()
-        return None
-    return watcher
-
-
 async def follow(
     tail: Tail,
     on_lines: Callable[[list[LogLine]], None],
@@ -447,7 +353,7 @@ async def follow(
     """
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
-    watcher = _make_inotify(tail.path) if use_inotify else None
+    watcher = make_inotify(tail.path) if use_inotify else None
     if watcher is not None:
 
         def _on_readable() -> None:
