@@ -385,7 +385,10 @@ def apply_overrides(recipe: Recipe, sets: list[str]) -> Recipe:
     for item in sets:
         key, eq, raw = item.partition("=")
         key = key.strip()
-        where = f"--set {item}"
+        last = key.rsplit(".", 1)[-1]
+        # A problem names its --set, but never with a secret's value in it.
+        secret = is_secret(last) if key.startswith("env.") else is_secret_arg(last)
+        where = f"--set {key}={REDACTED}" if secret and eq else f"--set {item}"
         if not eq or not key:
             problems.append(Problem(where, 0, "", "write it as key=value"))
             continue

@@ -418,3 +418,16 @@ def test_ftmon_run_with_a_bad_recipe_exits_2(
     assert len(lines) == 1 and expected in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not list((tmp_path / "logs").glob("*/output.log"))
+
+
+def test_a_bad_set_of_a_secret_never_echoes_its_value() -> None:
+    """A `--set` problem names the override, but a secret's value (arg or env) as <redacted>."""
+    recipe = recipe_from_yaml("name: r\ncommand: [x]\nargs: {steps: 1}\n")
+    with pytest.raises(RecipeError) as info:
+        apply_overrides(recipe, ["api_key=hf_SECRET1", "stpes=4"])
+    text = str(info.value)
+    assert "hf_SECRET1" not in text and "--set api_key=<redacted>" in text
+    assert "--set stpes=4" in text
+    with pytest.raises(RecipeError) as info:
+        apply_overrides(recipe, ["env.HF_TOKEN=hf_SECRET2", "env.9BAD=x"])
+    assert "hf_SECRET2" not in str(info.value)
