@@ -67,8 +67,9 @@ def nan_recipe(tmp_path: Path) -> Path:
 
 def test_nan_run_is_killed_relaunched_and_recorded(tmp_path: Path) -> None:
     """The nan run is killed and relaunched with lr halved from the base weights; history
-    shows both commands (the second runs as pasted), the first folder is untouched, diff
-    shows lr, and the exit code is 0 because the last attempt finished."""
+    shows both commands (the second runs as pasted) in 100 columns but for the commands, the
+    first folder is untouched, diff shows lr, and the exit code is 0 because the last attempt
+    finished."""
     logs = tmp_path / "logs"
     recipe = nan_recipe(tmp_path)
     res = ftmon("run", str(recipe), "--headless", "--logs-dir", str(logs))
@@ -90,6 +91,9 @@ def test_nan_run_is_killed_relaunched_and_recorded(tmp_path: Path) -> None:
     table = read("history", "--logs-dir", str(logs))
     assert first["command"] in table and second["command"] in table
     assert "started: relaunch after nan: lr 0.0002 -> 0.0001" in table
+    assert f"(parent {first['id']})" in table
+    # Every line but the pasteable commands fits a 100-column terminal.
+    assert all(len(x) <= 100 for x in table.splitlines() if not x.startswith("    $ "))
     pasted = subprocess.run(
         ["bash", "-c", second["command"]], capture_output=True, text=True, timeout=60
     )

@@ -155,16 +155,19 @@ def history_cmd(args: argparse.Namespace) -> int:
         where = logs_dir_of(args) / "ftmon.db"
         print(f"no runs recorded yet in {where} (start one with `ftmon run RECIPE --headless`)")
         return EXIT_OK
+    # One line a run within 100 columns (the parent goes on the line below, with why it
+    # started), then the command, which is pasted whole however long it is.
     width = max(len(r.id) for r in runs)
-    print(f"{'ID':{width}}  {'NAME':16} {'ATT':>3}  {'PARENT':{width}}  {'STATUS':9} REASON")
+    print(f"{'ID':{width}}  {'NAME':16} {'ATT':>3}  {'STATUS':9} REASON")
     for r in runs:
-        parent = r.parent_id or "-"
         reason = r.end_reason if not r.live else ("paused" if r.status == "paused" else "")
-        print(
-            f"{r.id:{width}}  {r.name:16} {r.attempt:>3}  {parent:{width}}  {r.status:9} {reason}"
-        )
-        if r.reason_started:
-            print(f"    started: {_started(r)}")
+        reason = "" if reason == r.status else reason  # not `finished  finished`
+        print(f"{r.id:{width}}  {r.name:16} {r.attempt:>3}  {r.status:9} {reason}")
+        started = _started(r)
+        if r.parent_id and r.parent_id not in started:
+            started = f"{started} (parent {r.parent_id})" if started else f"parent {r.parent_id}"
+        if started:
+            print(f"    started: {started}")
         print(f"    $ {command_line(r)}")
     return EXIT_OK
 
