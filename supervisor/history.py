@@ -53,7 +53,15 @@ class History:
 
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where the logs folder should be, a read-only disk
+            what = "is a file, not a folder" if folder.is_file() else (exc.strerror or str(exc))
+            raise HistoryError(
+                f"cannot use {folder} as the logs folder: {what} (choose another with "
+                "--logs-dir or $FTMON_HOME)"
+            ) from exc
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(
@@ -67,6 +75,8 @@ class History:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise HistoryError(f"{self.path}: not a usable ftmon database: {exc}") from exc
+        except OSError as exc:  # e.g. the database path is a folder
+            raise HistoryError(f"{self.path}: cannot open: {exc.strerror or exc}") from exc
 
     @classmethod
     def in_logs_dir(cls, logs_dir: Path | str) -> History:

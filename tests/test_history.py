@@ -163,3 +163,12 @@ def test_a_run_has_one_live_owner(tmp_path: Path) -> None:
     h.finish_run("r1", status="finished", ended_at=2.0)
     rec = h.get("r1")
     assert rec is not None and rec.owner_pid is None
+
+
+def test_a_file_where_the_logs_folder_should_be_is_one_clear_error(tmp_path: Path) -> None:
+    """FTMON_HOME naming a file: a HistoryError saying so and how to choose another folder."""
+    not_a_folder = tmp_path / "logs"
+    not_a_folder.write_text("I am a file")
+    with pytest.raises(HistoryError, match=r"is a file, not a folder .*--logs-dir"):
+        History.in_logs_dir(not_a_folder)
+    assert not_a_folder.read_text() == "I am a file"

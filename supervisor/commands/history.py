@@ -71,6 +71,9 @@ def _open(args: argparse.Namespace, quiet_if_missing: bool = False) -> Any:
     from supervisor.history import History, HistoryError
 
     db = logs_dir_of(args) / "ftmon.db"
+    if db.parent.exists() and not db.parent.is_dir():
+        print(f"ftmon: {db.parent} is a file, not a logs folder", file=sys.stderr)
+        return None
     if not db.exists():
         if not quiet_if_missing:
             print(
@@ -145,7 +148,8 @@ def _record_json(rec: Any) -> dict[str, Any]:
 def history_cmd(args: argparse.Namespace) -> int:
     # No database yet is an empty history, not an error: a script reading `--json` gets [].
     history = _open(args, quiet_if_missing=True)
-    if history is None and (logs_dir_of(args) / "ftmon.db").exists():
+    db = logs_dir_of(args) / "ftmon.db"
+    if history is None and (db.exists() or (not db.parent.is_dir() and db.parent.exists())):
         return EXIT_USAGE
     runs = history.runs(limit=args.n) if history is not None else []
     if args.json:
