@@ -166,7 +166,8 @@ def history_cmd(args: argparse.Namespace) -> int:
     for r in runs:
         reason = r.end_reason if not r.live else ("paused" if r.status == "paused" else "")
         reason = "" if reason == r.status else reason  # not `finished  finished`
-        print(f"{r.id:{width}}  {r.name:16} {r.attempt:>3}  {r.status:9} {reason}")
+        row = f"{r.id:{width}}  {r.name:16} {r.attempt:>3}  {r.status:9} {reason}"
+        print(row if len(row) <= 100 else row[:99] + "…")  # `ftmon show` has it whole
         started = _started(r)
         if r.parent_id and r.parent_id not in started:
             started = f"{started} (parent {r.parent_id})" if started else f"parent {r.parent_id}"
