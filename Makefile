@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python bench/scan.py
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/tui.py
+	$(RUN) $(BIN)/python bench/trainer.py
 	$(RUN) $(BIN)/python bench/estimate.py
 
 clean:
