@@ -40,6 +40,15 @@ from supervisor.flags import (
     render_template,
 )
 from supervisor.recipe_problems import Problem, RecipeError, did_you_mean, dotted, problems_from
+from supervisor.redaction import (
+    REDACTED,
+    SECRET_REF,
+    is_secret,
+    is_secret_arg,
+    redact_command,
+    secret_arg_env,
+    secret_ref,
+)
 from supervisor.rules import WatchSettings
 from supervisor.yaml_lines import YamlProblem, dump_yaml, load_scalar, load_with_lines
 
@@ -66,67 +75,10 @@ __all__ = [
     "secret_ref",
 ]
 
-REDACTED = "<redacted>"
 # The args names that mean "micro-batch" and "gradient accumulation", for `keep:
 # [effective_batch]` (adjust.py) and its check here. The first one found in args is used.
 MICRO_BATCH_KEYS = ("micro_batch", "per_device_train_batch_size", "micro_batch_size", "batch_size")
 GRAD_ACCUM_KEYS = ("grad_accum", "gradient_accumulation_steps", "grad_accum_steps", "accum_steps")
-_SECRET = re.compile(r"(_TOKEN|_KEY|_SECRET)$|PASSWORD", re.IGNORECASE)
-
-
-def is_secret(name: str) -> bool:
-    """An environment variable whose value ftmon never stores: `*_TOKEN`, `*_KEY`, `*_SECRET`,
-    `*PASSWORD*`, in any case."""
-    return bool(_SECRET.search(name))
-
-
-# An arg is a secret when its name ends the way a secret env variable's does (`hub_token`,
-# `api_key`, `wandb_key`, `client_secret`) or holds "password" anywhere. Not "secret"
-# anywhere: `secret_env: HF_TOKEN` names where a secret is, and is worth seeing. Tokenizer
-# special tokens (`pad_token: "<|pad|>"`) are text the model reads, not credentials.
-_SECRET_ARG = re.compile(r"(^|[_.-])(token|key)$|apikey$|secret$|passw(or)?d", re.IGNORECASE)
-_SPECIAL_TOKEN = re.compile(r"^(pad|eos|bos|unk|sep|cls|mask)_token$", re.IGNORECASE)
-
-
-def is_secret_arg(key: str, value: Any = "") -> bool:
-    """A recipe arg whose value ftmon never stores or shows (see `_SECRET_ARG`). A bool or null
-    (`use_auth_token: true`) says whether to use a credential, not what it is: never secret."""
-    if value is None or isinstance(value, bool):
-        return False
-    return bool(_SECRET_ARG.search(key)) and not _SPECIAL_TOKEN.match(key)
-
-
-def secret_arg_env(key: str) -> str:
-    """The environment variable a redacted secret arg is read from: `hub_token` -> HUB_TOKEN."""
-    name = re.sub(r"[^A-Za-z0-9_]", "_", key).upper()
-    return name if re.match(r"^[A-Z_]", name) else f"_{name}"
-
-
-# How a secret appears in a stored or shown argv or command: which variable it is read from
-# when the command is run again (plan.shell_command and command.sh make it "${NAME:?...}").
-SECRET_REF = re.compile(r"<redacted:([A-Za-z_][A-Za-z0-9_]*)>")
-# A secret flag written into `command` itself rather than args: `--hub_token X`, `--api-key=X`.
-_FLAG = re.compile(r"^(-{1,2}[A-Za-z0-9_.-]+)(=.*)?$")
-
-
-def secret_ref(name: str) -> str:
-    """`<redacted:NAME>`: a secret in an argv, to be read from the environment variable NAME."""
-    return f"<redacted:{name}>"
-
-
-def redact_command(command: list[str]) -> list[str]:
-    """`command` with the values of secret flags written into it as `<redacted:NAME>`."""
-    out = list(command)
-    for i, arg in enumerate(out):
-        m = _FLAG.match(arg)
-        key = m.group(1).lstrip("-") if m else ""
-        if not m or not is_secret_arg(key) or SECRET_REF.search(arg):
-            continue
-        if m.group(2):
-            out[i] = f"{m.group(1)}={secret_ref(secret_arg_env(key))}"
-        elif i + 1 < len(out) and not out[i + 1].startswith("-"):
-            out[i + 1] = secret_ref(secret_arg_env(key))
-    return out
 
 
 def rule_names() -> tuple[str, ...]:
