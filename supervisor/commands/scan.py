@@ -61,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(event, Anomaly) and event.severity >= minimum:
             printer.anomaly(event)
     printer.summary(summary)
+    if summary.lines == 0:
+        print(
+            f"ftmon: {args.log} is empty; to follow a log as it grows: ftmon --watch {args.log}",
+            file=sys.stderr,
+        )
     return EXIT_FOUND if summary.found(minimum) else EXIT_OK
 
 
