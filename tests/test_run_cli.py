@@ -332,3 +332,21 @@ def test_a_run_in_a_missing_folder_says_so_and_exits_1(tmp_path: Path) -> None:
     assert f"the working folder {tmp_path / 'gone'} does not exist" in out
     (run,) = json.loads(read("history", "--json", "--logs-dir", str(logs)))
     assert run["status"] == "failed" and "does not exist" in run["end_reason"]
+
+
+def test_replay_runs_in_the_folder_the_run_ran_in(tmp_path: Path) -> None:
+    """A recipe without cwd ran where ftmon was; replaying it from another folder runs it in
+    the recorded folder again, as `ftmon history` shows it."""
+    logs = tmp_path / "logs"
+    recipe = write_recipe(tmp_path, "count_steps.py", args={"steps": 1, "interval": 0.01})
+    assert ftmon("run", str(recipe), "--headless", "--logs-dir", str(logs)).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    replay = subprocess.run(
+        [*ftmon_argv(), "replay", "last", "--logs-dir", str(logs)],
+        cwd=elsewhere, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    newest, first = json.loads(read("history", "--json", "--logs-dir", str(logs)))
+    assert newest["cwd"] == first["cwd"] == str(ROOT)
+    assert newest["changes"] == []

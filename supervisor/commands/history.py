@@ -264,6 +264,11 @@ def replay_cmd(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     # What --set changed goes into the history with the run, as a relaunch's changes do.
     changes = recipe_changes(recorded, recipe)
+    if recipe.cwd is None and rec.cwd:
+        # A recipe without `cwd` ran where ftmon was; the replay runs there too, not wherever
+        # this ftmon happens to be (relative paths in args mean what they meant).
+        pinned = rec.cwd.replace("{", "{{").replace("}", "}}")
+        recipe = recipe.model_copy(update={"cwd": pinned})
 
     async def start(sup: Any) -> str:
         return await sup.launch(
