@@ -279,7 +279,10 @@ class Parser:
         if obj is None:
             return False
         kind = obj.get("type")
-        step = _int_or_none(obj.get("step", obj.get("global_step", obj.get("current_steps"))))
+        if "step" in obj:
+            step = _int_or_none(obj["step"])
+        else:
+            step = _int_or_none(obj.get("global_step", obj.get("current_steps")))
         if kind == "sample":
             sample = obj.get("text", obj.get("sample", obj.get("output", obj.get("completion"))))
             if isinstance(sample, str):
@@ -329,12 +332,25 @@ class Parser:
                 out.append(Metric(lineno, ts, values, step, "pattern"))
 
 
+_names_kind: dict[tuple[str, ...], tuple[bool, bool]] = {}  # (any val_* name, any metric name)
+
+
 def _emit_values(
     values: dict[str, float], step: int | None, lineno: int, ts: float, source: str, out: list
 ) -> None:
     """Metric, or Eval when `val_*` names are there (both when a training loss is too)."""
-    if not any(k.startswith("val_") for k in values):  # the common case: no evaluation
-        if any(metricish(k) for k in values):
+    # What the names say, looked up once per set of names: a log repeats a few sets.
+    names = tuple(values)
+    kind = _names_kind.get(names)
+    if kind is None:
+        kind = _names_kind[names] = (
+            any(k.startswith("val_") for k in names),
+            any(metricish(k) for k in names),
+        )
+        if len(_names_kind) > CACHE_MAX:
+            _names_kind.clear()
+    if not kind[0]:  # the common case: no evaluation
+        if kind[1]:
             out.append(Metric(lineno, ts, values, step, source))
         return
     evals = {k: v for k, v in values.items() if k.startswith("val_")}
