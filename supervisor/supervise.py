@@ -367,8 +367,14 @@ class Supervisor(RunWatching):
             return recipe, []
 
     def _recipe_from_history(self, run_id: str) -> Recipe:
+        """The recorded recipe; without a `cwd` of its own it gets the folder the run ran in,
+        so that a relaunch from an ftmon started elsewhere runs where the run did."""
         rec = self.history.resolve(run_id)
-        return recipe_from_yaml(rec.recipe_yaml, f"{rec.id} (history)")
+        recipe = recipe_from_yaml(rec.recipe_yaml, f"{rec.id} (history)")
+        if recipe.cwd is None and rec.cwd:
+            pinned = rec.cwd.replace("{", "{{").replace("}", "}}")
+            recipe = recipe.model_copy(update={"cwd": pinned})
+        return recipe
 
     def _live(self, run_id: str) -> _Run:
         run = self._runs.get(run_id)

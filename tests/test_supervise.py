@@ -291,3 +291,23 @@ async def test_relative_base_weights_are_fingerprinted_in_the_recipes_cwd(
     fingerprint = sup.history.get(run_id).base_fingerprint
     assert fingerprint is not None and fingerprint["exists"] is True
     assert fingerprint["cwd"] == str(work)
+
+
+async def test_a_recorded_recipe_relaunches_in_the_folder_it_ran_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose recipe has no cwd, relaunched by an ftmon started in another folder,
+    runs where the run ran, with no change listed for it."""
+    recipe = load_recipe(write_recipe(tmp_path, "count_steps.py", args={"steps": 1}))
+    sup, _ = supervisor(tmp_path)
+    first = await sup.launch(recipe)
+    await sup.wait_lineage(first)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    proposed, changes = sup.proposed_relaunch(first)
+    assert changes == [] and proposed.cwd == sup.history.get(first).cwd
+    child = await sup.relaunch(first)
+    await sup.wait_lineage(child)
+    assert sup.history.get(child).cwd == sup.history.get(first).cwd != str(elsewhere)
+    assert sup.history.get(child).changes == ()
