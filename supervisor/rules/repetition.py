@@ -80,6 +80,9 @@ def _may_repeat(text: str, copies: int) -> bool:
 # Special tokens that fill sequences to length: `<pad>`, `[PAD]`, `<|endoftext|>`, `</s>`.
 _PADDING = re.compile(r"pad|endoftext|</s>|<unk>|<eos>|<\|eot_id\|>", re.I)
 _MARKER_START = frozenset("0123456789-*•\\")
+_SAMPLE_CACHE = 256  # samples judged and remembered (the cache is emptied when full)
+_SAMPLE_CACHE_CHARS = 4096  # longer samples are judged afresh: the cache stays small
+_UNKNOWN = object()
 
 
 def _is_prose(line: str) -> bool:
@@ -147,6 +150,7 @@ class RepetitionRule(Rule):
         self._recent: deque[tuple[str, str, bool]] = deque(maxlen=s.max_block)
         self._runs = [0] * (s.max_block + 1)
         self._metric_line = 0
+        self._judged: dict[str, str | None] = {}
 
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, (Metric, Eval)):
@@ -170,6 +174,17 @@ class RepetitionRule(Rule):
 
     def judge_sample(self, text: str) -> str | None:
         """Why `text` looks collapsed, or None. Pure; also used by tests and the TUI."""
+        # Remembered per text: a run samples the same prompts, and the answers repeat.
+        if len(text) > _SAMPLE_CACHE_CHARS:
+            return self._judge_sample(text)
+        known = self._judged.get(text, _UNKNOWN)
+        if known is _UNKNOWN:
+            if len(self._judged) >= _SAMPLE_CACHE:
+                self._judged.clear()
+            known = self._judged[text] = self._judge_sample(text)
+        return known  # type: ignore[return-value]
+
+    def _judge_sample(self, text: str) -> str | None:
         s = self.settings
         toks = tokens(text)
         if len(toks) >= 2 * 2:
