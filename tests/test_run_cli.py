@@ -236,6 +236,7 @@ def test_ctrl_c_detaches_or_kills(tmp_path: Path, kill_on_exit: bool) -> None:
             assert status == "killed" and not psutil.pid_exists(pid)
         else:
             assert f"ftmon attach {run_id}" in out
+            assert f"  {run_id}: detached, still running" in out
             assert status == "running" and psutil.Process(pid).is_running()
     finally:
         if psutil.pid_exists(pid):

@@ -152,7 +152,9 @@ class Printer:
             status, reason = self.ended.get(run_id, ("running", ""))
             changes = "; ".join(self.changes.get(run_id, ()))
             extra = f" [{changes}]" if changes else ""
-            self.line(f"  {run_id}{extra}: {outcome(status, reason)}")
+            # How to reattach is said once, on the last line; here only that it runs on.
+            how = "detached, still running" if status == "detached" else outcome(status, reason)
+            self.line(f"  {run_id}{extra}: {how}")
         if self.chain_stopped:
             self.line(f"  chain stopped: {self.chain_stopped}")
 
