@@ -2,11 +2,16 @@
 
     python bench/scan.py                 # 1M lines, cached under bench/out/
     python bench/scan.py --lines 200000 --profile
+    mkdir /tmp/before && git archive REV | tar -x -C /tmp/before && \
+        python bench/scan.py --before /tmp/before
 
-Prints seconds and ratios to grep, measured in the same run, for: splitting the file into lines
-(Tail's LineSplitter), splitting + parsing every line (Parser), and `ftmon scan` itself (the whole
-Monitor: parse + rules), and checks that every anomaly planted by make_log.py was reported.
-Figures, not assertions: the machine's load decides the absolute numbers; compare the ratios.
+Prints seconds, lines per second and ratios to grep, measured in the same run, for: splitting
+the file into lines (Tail's LineSplitter), splitting + parsing every line (Parser), and `ftmon
+scan` itself (the whole Monitor: parse + rules), and checks that every anomaly planted by
+make_log.py was reported. With `--before DIR` (another checkout of ftmon), its `ftmon scan` is
+timed in the same run too, and the two reports are compared: same anomalies at the same lines,
+same number of metrics. Figures, not assertions: the machine's load decides the absolute
+numbers; compare the ratios.
 """
 
 from __future__ import annotations
@@ -130,12 +135,13 @@ def split_and_parse(log: Path) -> int:
     return n
 
 
-def ftmon_scan(log: Path) -> list[dict]:
+def ftmon_scan(log: Path, root: Path = ROOT) -> list[dict]:
+    """`ftmon scan LOG --json` of the checkout at `root` (`python -m` puts it first on the path)."""
     out = subprocess.run(
-        [sys.executable, "-m", "supervisor", "scan", str(log), "--json"],
+        [sys.executable, "-m", "supervisor", "scan", str(log.resolve()), "--json"],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=root,
     )
     if out.returncode not in (0, 1):
         raise SystemExit(f"ftmon scan failed ({out.returncode}): {out.stderr.strip()[-500:]}")
@@ -156,6 +162,13 @@ def check_planted(planted: Path, records: list[dict]) -> tuple[int, int, list[st
         if not any(label == kind and abs(n - int(line)) <= 3 for n, label in found):
             missed.append(f"{kind}@{line}")
     return total - len(missed), total, missed
+
+
+def answers(records: list[dict]) -> tuple[list[tuple[object, ...]], object]:
+    """What two scans must agree on: each anomaly (rule, line, message) and the metric count."""
+    found = [(r["rule"], r["lineno"], r["message"]) for r in records if r.get("type") == "anomaly"]
+    summary = next((r for r in records if r.get("type") == "summary"), {})
+    return found, (summary.get("metrics"), summary.get("evals"), summary.get("anomalies"))
 
 
 def profile(log: Path, limit: int) -> None:
@@ -187,7 +200,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="best of N for each timing")
     ap.add_argument("--profile", action="store_true", help="cProfile the Monitor afterwards")
     ap.add_argument("--skip-ftmon", action="store_true", help="time only the in-process parts")
+    ap.add_argument(
+        "--before", type=Path, help="another ftmon checkout whose `ftmon scan` to time and compare"
+    )
     a = ap.parse_args()
+    if a.before is not None and not (a.before / "supervisor" / "__main__.py").is_file():
+        sys.exit(f"--before {a.before}: no ftmon checkout there (supervisor/__main__.py)")
     if shutil.which("grep") is None:
         sys.exit("grep not found")
     log, planted = make_log(a.lines)
@@ -213,6 +231,15 @@ def main() -> None:
     row("split into LogLines (iter_file_lines)", lambda: split_only(log), lambda n: f"{n:,} lines")
     row("split + Parser.parse every line", lambda: split_and_parse(log), lambda n: f"{n:,} events")
     missed: list[str] = []
+    before: list[dict] | None = None
+    if a.before is not None and not a.skip_ftmon:
+        before = row(  # type: ignore[assignment]
+            f"ftmon scan, before ({a.before.name})", lambda: ftmon_scan(log, a.before), str
+        )
+        assert isinstance(before, list)
+        name, t, _, g = rows[-1]
+        metrics = answers(before)[1][0]
+        rows[-1] = (name, t, f"{metrics:,} metrics" if isinstance(metrics, int) else "", g)
     if not a.skip_ftmon:
         records = row("ftmon scan (parse + rules, new process)", lambda: ftmon_scan(log), str)
         assert isinstance(records, list)
@@ -222,12 +249,20 @@ def main() -> None:
         rows[-1] = (name, t, f"{summary.get('metrics', '?'):,} metrics, planted {ok}/{total}", g)
     print(f"\ngrep -cE '{ANOMALY_WORDS}': {hits:,} matching lines")
     print(f"grep CPU seconds, run by run: {', '.join(f'{g.cpu:.2f}' for g in greps)}")
-    print(f"\n{'what':40} {'cpu s':>7} {'wall s':>7} {'x grep':>7}  notes")
-    print(f"{'grep -cE (first run)':40} {t_grep.cpu:7.2f} {t_grep.wall:7.2f} {1:7.1f}")
+    print(f"\n{'what':40} {'cpu s':>7} {'wall s':>7} {'x grep':>7} {'lines/s':>10}  notes")
+    rate = a.lines / t_grep.cpu if t_grep.cpu else 0.0
+    first = f"{t_grep.cpu:7.2f} {t_grep.wall:7.2f} {1:7.1f} {rate:10,.0f}"
+    print(f"{'grep -cE (first run)':40} {first}")
     for name, t, note, g in rows:
         base = (greps[g].cpu + greps[g + 1].cpu) / 2
-        print(f"{name[:40]:40} {t.cpu:7.2f} {t.wall:7.2f} {t.cpu / base:7.1f}  {note}")
-    print("(x grep: CPU time against the mean of the grep runs just before and after)")
+        rate = a.lines / t.cpu if t.cpu else 0.0
+        figures = f"{t.cpu:7.2f} {t.wall:7.2f} {t.cpu / base:7.1f} {rate:10,.0f}"
+        print(f"{name[:40]:40} {figures}  {note}")
+    print("(x grep: CPU time against the mean of the grep runs just before and after;")
+    print(" lines/s: lines per CPU second)")
+    if before is not None and not a.skip_ftmon:
+        same = answers(before) == answers(records)  # type: ignore[arg-type]
+        print(f"same answers as {a.before}: {'yes' if same else 'NO'} (anomalies, lines, metrics)")
     if not a.skip_ftmon and missed:
         print(f"MISSED planted anomalies: {', '.join(missed)}")
     if a.profile:
