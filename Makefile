@@ -36,7 +36,7 @@ bench: install
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/tui.py
 	$(RUN) $(BIN)/python bench/trainer.py
-	$(RUN) $(BIN)/python bench/estimate.py
+	$(RUN) $(BIN)/python bench/estimate.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
