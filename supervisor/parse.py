@@ -129,6 +129,7 @@ class Parser:
         self.prefilter = Prefilter(METRIC_WORDS, engine=prefilter_engine)
         self.cache = cache  # off only to test that the template cache changes nothing
         self._templates: dict[bytes, Template] = {}
+        self._kv_lines: dict[bytes, Template | None] = {}
         self._bars: dict[bytes, _Bar | None] = {}
         self._bar_lines: dict[bytes, _Bar | None] = {}
 
@@ -231,11 +232,33 @@ class Parser:
         if first == "{" or (first.isspace() and text.lstrip().startswith("{")):
             stripped = text.strip()
             is_object = stripped.endswith("}") and self._parse_object(stripped, lineno, ts, out)
-        if not is_object and self.prefilter.search(text):
-            self._parse_kv_line(text, lineno, ts, out)
+        if not is_object:
+            if self.cache and len(text) <= SHAPE_MAX and "tensor(" not in text:
+                self._parse_kv_shape(text, lineno, ts, out)
+            elif self.prefilter.search(text):
+                self._parse_kv_line(text, lineno, ts, out)
         if self.patterns:
             self._parse_patterns(text, lineno, ts, out)
         out.append(Text(lineno, ts, text))
+
+    def _parse_kv_shape(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
+        """`_parse_kv_line` for a line without a tensor, by one lookup of the line's shape.
+
+        The prefilter's answer is the same for every line of a shape (its words have no
+        digits), so it is asked once per shape too: None marks a shape without a metric word.
+        """
+        shape = text.encode("utf-8", "surrogatepass").translate(DIGITS_TO_ZERO)
+        template = self._kv_lines.get(shape, _MISSING)
+        if template is _MISSING:
+            template = Template.of(text) if self.prefilter.search(text) else None
+            if len(self._kv_lines) >= CACHE_MAX:
+                self._kv_lines.clear()
+            self._kv_lines[shape] = template
+        if not isinstance(template, Template):
+            return
+        values, step = template.read(text) if template.cacheable else self._kv(text)
+        if values:
+            _emit_values(values, step, lineno, ts, "kv", out)
 
     def _parse_kv_line(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
         if "tensor(" in text:
