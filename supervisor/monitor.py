@@ -66,7 +66,7 @@ class Monitor:
         words = sorted({w for gate, _ in self._text_handlers for w in gate})
         self._any_gate = re.compile("|".join(map(re.escape, words))) if words else None
         self._line_hooks = [r.on_lines for r in self.rules if type(r).on_lines is not Rule.on_lines]
-        self._recent: deque[tuple[int, str]] = deque(maxlen=EVIDENCE_LINES)
+        self._recent: deque[LogLine] = deque(maxlen=EVIDENCE_LINES)
         self.last_line_ts: float | None = None
         self.last_lineno = 0
         self.last_step: int | None = None
@@ -100,7 +100,7 @@ class Monitor:
         count = self._count
         recent = self._recent
         for line in lines:
-            recent.append((line.lineno, line.text))
+            recent.append(line)
             for event in parse(line, ts):
                 kind = type(event)
                 if kind is Text:
@@ -118,7 +118,7 @@ class Monitor:
     def _feed_reference(self, lines: list[LogLine], ts: float) -> list[Event]:
         out: list[Event] = []
         for line in lines:
-            self._recent.append((line.lineno, line.text))
+            self._recent.append(line)
             for event in self.parser.parse(line, ts):
                 if type(event) in _RETURNED:
                     out.append(event)
@@ -185,7 +185,7 @@ class Monitor:
         out = []
         for a in found:
             if not a.evidence and a.lineno:
-                lines = tuple(clip(t) for n, t in self._recent if n <= a.lineno)
+                lines = tuple(clip(ln.text) for ln in self._recent if ln.lineno <= a.lineno)
                 if lines:
                     a = dataclasses.replace(a, evidence=lines)
             self.anomalies[a.rule] += 1

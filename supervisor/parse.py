@@ -386,14 +386,25 @@ def _emit_values(
         out.append(Eval(lineno, ts, evals, step))
 
 
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _loads(text: str) -> object:
+    """`json.loads(text)` for a text that starts with `{`, without its Python layers."""
+    obj, end = _raw_decode(text)
+    if end != len(text) and text[end:].strip(" \t\n\r"):
+        raise ValueError(f"extra data at {end}")  # as json.loads says
+    return obj
+
+
 def _load_object(text: str) -> dict | None:
     """A JSON object, a JSON object with bare nan/inf, or a Python dict repr; None otherwise."""
     if text.startswith('{"'):
         try:
-            obj = json.loads(text)
+            obj = _loads(text)
         except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             try:
-                obj = json.loads(_fix_json(text))
+                obj = _loads(_fix_json(text))
             except (ValueError, RecursionError):
                 obj = None
         if isinstance(obj, dict):
@@ -404,7 +415,7 @@ def _load_object(text: str) -> dict | None:
         swapped = text.replace("'", '"')
         for attempt in (swapped, None):
             try:
-                obj = json.loads(attempt if attempt is not None else _fix_json(swapped))
+                obj = _loads(attempt if attempt is not None else _fix_json(swapped))
             except (ValueError, RecursionError):
                 continue
             if isinstance(obj, dict):
