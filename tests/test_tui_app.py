@@ -371,3 +371,15 @@ def test_bad_recipe_or_history_is_one_line_and_exit_2(tmp_path: Path, capsys) ->
     (logs / "ftmon.db").write_text("not a database\n" * 100)
     assert main(["--logs-dir", str(logs)]) == 2
     assert "cannot open the history" in capsys.readouterr().err
+
+
+def test_relaunch_form_never_offers_a_secret_arg() -> None:
+    """A token passed as an arg is not an editable field of the relaunch form (it would show)."""
+    from supervisor.recipe import recipe_from_yaml
+    from tui.screens.relaunch import adjustable
+
+    recipe = recipe_from_yaml(
+        "name: s\ncommand: [python3, t.py]\nargs: {lr: 0.1, hub_token: hf_abc123, steps: 5}\n",
+        "inline.yaml",
+    )
+    assert adjustable(recipe) == ["lr", "steps"]

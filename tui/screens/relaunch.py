@@ -24,7 +24,7 @@ from textual.widgets.option_list import Option
 from supervisor.history import HistoryError
 from supervisor.plan import recipe_yaml_redacted
 from supervisor.policy import ChainStop
-from supervisor.recipe import Recipe, RecipeError, load_recipe, recipe_from_yaml
+from supervisor.recipe import Recipe, RecipeError, is_secret_arg, load_recipe, recipe_from_yaml
 from supervisor.supervise import LaunchRefused
 from tui.text import clean, plain
 
@@ -53,9 +53,11 @@ FORM_CSS = """
 
 def adjustable(recipe: Recipe) -> list[str]:
     """The args a person can change in the form: plain numbers, booleans and strings without
-    placeholders (a path like `{run_dir}` is ftmon's business)."""
+    placeholders (a path like `{run_dir}` is ftmon's business). Secrets are never shown."""
     out = []
     for key, value in recipe.args.items():
+        if is_secret_arg(key, value):
+            continue
         if isinstance(value, bool | int | float) or (isinstance(value, str) and "{" not in value):
             out.append(key)
     return out
