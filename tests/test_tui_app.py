@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -279,6 +280,13 @@ async def test_history_copies_exact_command_replays_and_diffs(tmp_path: Path) ->
         await pilot.press("d", "down", "d")
         diff = str(screen.query_one("#detail").render())
         assert "args.lr: 0.05 -> 0.1" in diff and "after --lr: 0.05 -> 0.1" in diff
+        # The screen shows exactly what `ftmon diff` prints for the same two runs.
+        cli = subprocess.run(
+            [sys.executable, "-m", "supervisor", "diff", newest.id, screen.current().id,
+             "--logs-dir", str(tmp_path / "logs")],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert diff.rstrip("\n") == cli.stdout.rstrip("\n")
         target = screen.current()
         await pilot.press("r")
         await until(pilot, lambda: len(seen(messages, RunLaunched)) >= 3)

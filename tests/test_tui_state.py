@@ -41,7 +41,8 @@ def test_lineage_status_and_changes_are_recorded() -> None:
     assert [r.run_id for r in book.children("a")] == ["b"]
     assert book.runs["b"].changes == ("lr 1 -> 0.5",)
     assert book.live_ids() == ["b"]
-    assert "lr 1 -> 0.5" in items[0].text and items[0].who == "demo #1"
+    assert items[0].text == "as #2: lr 1 -> 0.5, from the base weights"
+    assert items[0].who == "#1" and items[0].tag == "relaunch"
 
 
 def test_metrics_become_plot_series_and_nan_is_not_plotted() -> None:
@@ -61,15 +62,38 @@ def test_metrics_become_plot_series_and_nan_is_not_plotted() -> None:
     assert set(series) == {"loss", "lr", "tok_s", "grad_norm", "val_loss"}
 
 
-def test_anomalies_mark_lines_and_actions_enter_the_feed() -> None:
-    """An anomaly marks its log line with its severity; an action is a feed line."""
+def test_anomalies_mark_lines_and_actions_are_said_once() -> None:
+    """An anomaly marks its log line and is one feed line; a kill that worked is said by the
+    run's end (not a second time by its action); a kill that failed is a line of its own."""
     book = RunBook()
     book.apply(started("a"))
     book.apply(AnomalyFound("a", 2.0, Anomaly("nan", Severity.ERROR, "loss is nan", 2.0, 12)))
     book.apply(ActionTaken("a", 2.0, Action("kill", "nan", 2.0, "a", "killed by ftmon")))
+    book.apply(RunEnded("a", 3.0, -15, 15, "killed by ftmon: rule nan", "killed"))
     assert book.runs["a"].marks == {12: Severity.ERROR}
-    assert [i.kind for i in book.feed] == ["started", "anomaly", "action"]
-    assert book.feed[1].text == "nan: loss is nan (line 12)"
+    assert [(i.kind, i.tag) for i in book.feed] == [
+        ("started", "started"), ("anomaly", "nan"), ("ended", "killed")
+    ]  # fmt: skip
+    assert book.feed[1].text == "loss is nan (line 12)"
+    assert book.feed[2].text == "signal 15: killed by ftmon: rule nan"
+    failed = Action("kill", "user", 4.0, "a", "still alive: 7", ok=False)
+    (item,) = book.apply(ActionTaken("a", 4.0, failed))
+    assert item.tag == "kill" and "still alive: 7" in item.text and item.severity == Severity.ERROR
+
+
+def test_a_notice_for_every_run_is_said_once_and_runs_are_named_briefly() -> None:
+    """ "vram rule off: no NVIDIA GPU" comes with every launch: the feed says it once; runs are
+    `#attempt` while one recipe is shown and `name #attempt` once there are two."""
+    book = RunBook()
+    off = Anomaly("vram", Severity.INFO, "vram rule off: no NVIDIA GPU", 1.0)
+    for run_id, attempt in (("a", 1), ("b", 2)):
+        book.apply(started(run_id, attempt=attempt))
+        book.apply(AnomalyFound(run_id, 1.0, off))
+    said = [i for i in book.feed if i.kind == "anomaly"]
+    assert [(i.who, i.tag, i.text) for i in said] == [("#1", "vram", off.message)]
+    other = RunStarted("c", 2.0, "sweep", 1, None, ("python",), "/tmp/c.log", 8)
+    (item,) = book.apply(other)
+    assert item.who == "sweep #1"
 
 
 async def test_bridge_batches_metrics_and_keeps_newest_resources() -> None:

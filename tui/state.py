@@ -73,7 +73,8 @@ class FeedItem:
     kind: str  # "anomaly" | "action" | "paused" | "ended" | "relaunched" | "stopped" | "started"
     text: str
     severity: Severity = Severity.INFO
-    who: str = ""  # the run as the feed names it: `name #attempt`
+    who: str = ""  # the run as the feed names it: `#attempt`, or `name #attempt` (see _who)
+    tag: str = ""  # the word that says what happened: the rule, `killed`, `relaunch`, ...
 
 
 class RunBook:
@@ -82,6 +83,9 @@ class RunBook:
     def __init__(self) -> None:
         self.runs: dict[str, RunView] = {}
         self.feed: list[FeedItem] = []
+        # Notices already in the feed (rule, message): a notice that is the same for every run
+        # ("vram rule off: no NVIDIA GPU") is said once, not at every launch and relaunch.
+        self._noted: set[tuple[str, str]] = set()
 
     def get(self, run_id: str) -> RunView | None:
         return self.runs.get(run_id)
@@ -138,7 +142,9 @@ class RunBook:
             view.argv, view.log_path, view.pid = event.argv, event.log_path, event.pid
             view.status, view.reason = "running", ""
             verb = "reattached" if event.reattached else "started"
-            items.append(self._item(event.ts, event.run_id, "started", f"{verb} (pid {event.pid})"))
+            items.append(
+                self._item(event.ts, event.run_id, "started", f"pid {event.pid}", tag=verb)
+            )
         elif isinstance(event, MetricsObserved):
             view = self.runs.get(event.run_id)
             if view is not None:
@@ -149,25 +155,25 @@ class RunBook:
             if view is not None:
                 view.resources = event.sample
         elif isinstance(event, AnomalyFound):
-            items.append(self._anomaly(event.run_id, event.anomaly))
+            items += self._anomaly(event.run_id, event.anomaly)
         elif isinstance(event, ActionTaken):
-            items.append(self._action(event.run_id, event.action))
+            items += self._action(event.run_id, event.action)
         elif isinstance(event, RunPaused):
             self._set(event.run_id, "paused", event.reason)
             items.append(
                 self._item(
-                    event.ts, event.run_id, "paused", f"paused: {event.reason}", Severity.WARNING
+                    event.ts, event.run_id, "paused", event.reason, Severity.WARNING, "paused"
                 )
             )
         elif isinstance(event, RunResumed):
             self._set(event.run_id, "running", "")
-            items.append(self._item(event.ts, event.run_id, "action", "resumed"))
+            items.append(self._item(event.ts, event.run_id, "action", "", tag="resumed"))
         elif isinstance(event, RunEnded):
             self._set(event.run_id, event.status, event.reason)
-            code = f"signal {event.signal}" if event.signal else f"exit {event.returncode}"
             sev = Severity.INFO if event.status in ("finished", "detached") else Severity.ERROR
-            text = f"{event.status} ({code}){': ' + event.reason if event.reason else ''}"
-            items.append(self._item(event.ts, event.run_id, "ended", text, sev))
+            items.append(
+                self._item(event.ts, event.run_id, "ended", _ended_text(event), sev, event.status)
+            )
         elif isinstance(event, RunRelaunched):
             child = self.runs.get(event.run_id)
             if child is None:
@@ -176,13 +182,19 @@ class RunBook:
                 self.runs[event.run_id] = child
             child.parent_id = event.parent_id
             child.changes = event.changes
-            text = f"{event.reason}; new run {event.run_id} from the base weights"
+            as_ = f"as #{child.attempt}" if event.run_id in self.runs else f"as {event.run_id}"
+            what = f": {'; '.join(event.changes)}" if event.changes else ""
+            text = f"{as_}{what}, from the base weights"
             items.append(
-                self._item(event.ts, event.parent_id, "relaunched", text, Severity.WARNING)
+                self._item(
+                    event.ts, event.parent_id, "relaunched", text, Severity.WARNING, "relaunch"
+                )
             )
         elif isinstance(event, ChainStopped):
-            text = f"no relaunch: {event.reason}"
-            items.append(self._item(event.ts, event.run_id, "stopped", text, Severity.ERROR))
+            items.append(
+                self._item(event.ts, event.run_id, "stopped", event.reason, Severity.ERROR,
+                           "no relaunch")
+            )  # fmt: skip
         self.feed.extend(items)
         return items
 
@@ -206,25 +218,64 @@ class RunBook:
                     view.add_point("val_loss", x, ev.values[name])
                     break
 
-    def _anomaly(self, run_id: str, anomaly: Anomaly) -> FeedItem:
+    def _anomaly(self, run_id: str, anomaly: Anomaly) -> list[FeedItem]:
         view = self.runs.get(run_id or anomaly.run_id)
         if view is not None and anomaly.lineno:
             old = view.marks.get(anomaly.lineno, Severity.INFO)
             view.marks[anomaly.lineno] = max(old, anomaly.severity)
+        if anomaly.severity == Severity.INFO:
+            if anomaly.rule == "exit":
+                return []  # the run's end is a feed line of its own (RunEnded)
+            if (anomaly.rule, anomaly.message) in self._noted:
+                return []
+            self._noted.add((anomaly.rule, anomaly.message))
         where = f" (line {anomaly.lineno})" if anomaly.lineno else ""
-        text = f"{anomaly.rule}: {anomaly.message}{where}"
-        return self._item(anomaly.ts, run_id, "anomaly", text, anomaly.severity)
+        text = f"{anomaly.message}{where}"
+        return [self._item(anomaly.ts, run_id, "anomaly", text, anomaly.severity, anomaly.rule)]
 
-    def _action(self, run_id: str, action: Action) -> FeedItem:
-        detail = f": {action.detail}" if action.detail else ""
-        failed = "" if action.ok else " (failed)"
-        text = f"{action.kind} on {action.rule}{detail}{failed}"
-        sev = Severity.WARNING if action.kind in ("pause", "kill", "relaunch") else Severity.INFO
-        return self._item(action.ts, run_id, "action", text, sev)
+    def _action(self, run_id: str, action: Action) -> list[FeedItem]:
+        # Each action that worked has its own line already: an alert is its anomaly, a pause,
+        # resume, kill or relaunch is the RunPaused / RunResumed / RunEnded / RunRelaunched it
+        # caused. Only one that failed adds a line here (the history keeps them all).
+        if action.ok:
+            return []
+        text = f"on {action.rule} failed: {action.detail}" if action.detail else "failed"
+        return [self._item(action.ts, run_id, "action", text, Severity.ERROR, action.kind)]
 
     def _item(
-        self, ts: float, run_id: str, kind: str, text: str, severity: Severity = Severity.INFO
+        self,
+        ts: float,
+        run_id: str,
+        kind: str,
+        text: str,
+        severity: Severity = Severity.INFO,
+        tag: str = "",
     ) -> FeedItem:
+        return FeedItem(
+            ts=ts, run_id=run_id, kind=kind, text=text, severity=severity, who=self._who(run_id),
+            tag=tag,
+        )  # fmt: skip
+
+    def _who(self, run_id: str) -> str:
+        """`#2` while every run shown is of one recipe, else `name #2`."""
         view = self.runs.get(run_id)
-        who = f"{view.name} #{view.attempt}" if view else run_id
-        return FeedItem(ts=ts, run_id=run_id, kind=kind, text=text, severity=severity, who=who)
+        if view is None:
+            return run_id
+        if all(r.name == view.name for r in self.runs.values()):
+            return f"#{view.attempt}"
+        return f"{view.name} #{view.attempt}"
+
+
+def _ended_text(event: RunEnded) -> str:
+    """How a run ended, without saying the status twice: `signal 15: killed by ftmon: rule
+    nan`, `exit 1: exited with code 1`, `detached: reattach with ...`."""
+    if event.signal:
+        code = f"signal {event.signal}"
+    elif event.returncode is not None:
+        code = f"exit {event.returncode}"
+    else:
+        code = ""
+    reason = "" if event.reason == event.status else event.reason
+    if code and code.split()[-1] in reason.split():
+        code = ""  # "failed: exited with code 1", not "exit 1: exited with code 1"
+    return ": ".join(part for part in (code, reason) if part)

@@ -12,6 +12,7 @@ import argparse
 import difflib
 import json
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -323,6 +324,62 @@ def argv_diff(a: list[str], b: list[str]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class RunDiff:
+    """What differs between two runs: the one computation `ftmon diff` and the TUI's history
+    screen both show, so that they cannot disagree."""
+
+    a: str
+    b: str
+    recipe: list[dict[str, Any]]  # {"key", "a", "b", "only"} per flattened recipe key
+    env: list[dict[str, Any]]
+    argv: list[str]  # `argv_diff` lines
+    cwd: list[str]  # [] or ["A -> B"]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.recipe or self.env or self.argv or self.cwd)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b, "recipe": self.recipe, "argv": self.argv,
+                "env": self.env, "cwd": self.cwd}  # fmt: skip
+
+    def lines(self) -> list[str]:
+        """The diff as `ftmon diff` prints it: section titles, then indented rows."""
+        out = [f"a: {self.a}", f"b: {self.b}"]
+        if self.empty:
+            return [*out, "no differences in recipe, argv, cwd or environment"]
+        for title, rows in (("recipe", self.recipe), ("environment", self.env)):
+            if rows:
+                out.append(title)
+                for row in rows:
+                    if row["only"]:
+                        shown = row["a"] if row["only"] == "a" else row["b"]
+                        out.append(f"    {row['key']}: only in {row['only']}: {shown!r}")
+                    else:
+                        out.append(f"    {row['key']}: {row['a']!r} -> {row['b']!r}")
+        if self.argv:
+            out += ["argv", *(f"    {line}" for line in self.argv)]
+        if self.cwd:
+            out += ["cwd", f"    {self.cwd[0]}"]
+        return out
+
+
+def diff_runs(a: Any, b: Any) -> RunDiff:
+    """What differs between run records `a` and `b`: recipe (flattened keys), environment (as
+    recorded, secrets redacted), argv element by element, and the working folder."""
+    from supervisor.policy import flatten
+
+    return RunDiff(
+        a=a.id,
+        b=b.id,
+        recipe=_mapping_diff(flatten(_recipe_data(a)), flatten(_recipe_data(b))),
+        env=_mapping_diff(a.env, b.env),
+        argv=argv_diff(list(a.argv), list(b.argv)),
+        cwd=[] if a.cwd == b.cwd else [f"{a.cwd} -> {b.cwd}"],
+    )
+
+
 def diff_cmd(args: argparse.Namespace) -> int:
     history = _open(args)
     if history is None:
@@ -330,32 +387,9 @@ def diff_cmd(args: argparse.Namespace) -> int:
     a, b = _resolve(history, args.run_a), _resolve(history, args.run_b)
     if a is None or b is None:
         return EXIT_USAGE
-    from supervisor.policy import flatten
-
-    recipe = _mapping_diff(flatten(_recipe_data(a)), flatten(_recipe_data(b)))
-    env = _mapping_diff(a.env, b.env)
-    argv = argv_diff(list(a.argv), list(b.argv))
-    cwd = [] if a.cwd == b.cwd else [f"{a.cwd} -> {b.cwd}"]
+    diff = diff_runs(a, b)
     if args.json:
-        print(json.dumps({"a": a.id, "b": b.id, "recipe": recipe, "argv": argv,
-                          "env": env, "cwd": cwd}, indent=2, default=str))  # fmt: skip
-        return EXIT_OK
-    print(f"a: {a.id}\nb: {b.id}")
-    if not (recipe or env or argv or cwd):
-        print("no differences in recipe, argv, cwd or environment")
-        return EXIT_OK
-    for title, rows in (("recipe", recipe), ("environment", env)):
-        if rows:
-            print(title)
-            for row in rows:
-                if row["only"]:
-                    shown = row["a"] if row["only"] == "a" else row["b"]
-                    print(f"    {row['key']}: only in {row['only']}: {shown!r}")
-                else:
-                    print(f"    {row['key']}: {row['a']!r} -> {row['b']!r}")
-    if argv:
-        print("argv")
-        print("\n".join(f"    {line}" for line in argv))
-    if cwd:
-        print(f"cwd\n    {cwd[0]}")
+        print(json.dumps(diff.to_json(), indent=2, default=str))
+    else:
+        print("\n".join(diff.lines()))
     return EXIT_OK

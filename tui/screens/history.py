@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-import yaml
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -20,9 +19,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from supervisor.commands.history import argv_diff, command_line
+from supervisor.commands.history import command_line, diff_runs
 from supervisor.history import RunRecord
-from supervisor.policy import flatten
 from supervisor.recipe import RecipeError, recipe_from_yaml
 from supervisor.supervise import LaunchRefused
 from tui.text import clean, plain
@@ -39,31 +37,12 @@ def command_of(rec: RunRecord) -> str:
 
 
 def run_diff(a: RunRecord, b: RunRecord) -> Text:
-    """What differs between two runs, as `ftmon diff` reads it: argv, recipe, env, cwd."""
-    out = plain(f"a: {a.id}\nb: {b.id}\n")
-    rows: list[tuple[str, str]] = [("argv", line) for line in argv_diff(list(a.argv), list(b.argv))]
-    for title, left, right in (
-        ("recipe", flatten(_yaml(a.recipe_yaml)), flatten(_yaml(b.recipe_yaml))),
-        ("env", a.env, b.env),
-        ("cwd", {"cwd": a.cwd}, {"cwd": b.cwd}),
-    ):
-        for key in sorted(set(left) | set(right)):
-            if left.get(key) != right.get(key):
-                rows.append((title, f"{key}: {left.get(key)!r} -> {right.get(key)!r}"))
-    if not rows:
-        out.append("no differences in argv, recipe, environment or cwd", style="dim")
-    for title, line in rows:
-        out.append(f"{title:7} ", style="bold")
-        out.append(clean(line) + "\n")
+    """What differs between two runs: exactly the lines `ftmon diff A B` prints (one function,
+    `diff_runs`, computes both), section titles in bold."""
+    out = Text()
+    for line in diff_runs(a, b).lines():
+        out.append(clean(line) + "\n", style="" if line.startswith((" ", "a: ", "b: ")) else "bold")
     return out
-
-
-def _yaml(text: str) -> dict[str, object]:
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def short_command(argv: tuple[str, ...] | list[str]) -> str:

@@ -64,10 +64,10 @@ class MainScreen(Screen[None]):
     ]
 
     DEFAULT_CSS = """
-    MainScreen #side { width: 46; }
-    MainScreen #runs { height: 1fr; border: round $primary-lighten-2; }
+    MainScreen #side { width: 36%; min-width: 36; max-width: 64; }
+    MainScreen #runs { height: 1fr; min-height: 4; border: round $primary-lighten-2; }
     MainScreen #gauges { border: round $primary-lighten-2; }
-    MainScreen #feed { height: 1fr; border: round $primary-lighten-2; }
+    MainScreen #feed { height: 2fr; border: round $primary-lighten-2; }
     MainScreen #plots { height: 14; }
     MainScreen #status { height: 1; padding: 0 1; background: $boost; }
     MainScreen #status.paused { background: $warning; color: $text; }

@@ -42,9 +42,10 @@ def gauge_text(sample: ResourceSample | None) -> Text:
     else:
         lines.append(Text("VRAM: no NVIDIA GPU seen", style="dim"))
     total_host = sample.host_rss_gb + sample.host_available_gb
-    host = Text("host ")
+    # The run's resident memory against what it could still take (its own + what is free).
+    host = Text("RAM  ")
     host.append_text(bar(sample.host_rss_gb, total_host))
-    host.append(f" {sample.host_rss_gb:4.1f}G run {sample.host_available_gb:4.1f}G free")
+    host.append(f" {sample.host_rss_gb:4.1f}G, {sample.host_available_gb:.0f}G free")
     lines.append(host)
     cpu = Text("CPU  ")
     cpu.append_text(bar(sample.cpu_percent, 100.0 * max(1, sample.nprocs)))

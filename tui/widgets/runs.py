@@ -19,9 +19,11 @@ STATUS_STYLES = {
 }
 
 
-def run_label(view: RunView) -> Text:
-    """`name #attempt  status  changes` as plain Text: run names are data, not markup."""
-    label = Text(clean(f"{view.name} #{view.attempt}"))
+def run_label(view: RunView, parent: RunView | None = None) -> Text:
+    """`name #attempt  status  changes` as plain Text: run names are data, not markup. Under a
+    parent of the same name only `#attempt` (the side panel is narrow; the name is above)."""
+    same = parent is not None and parent.name == view.name
+    label = Text(clean(f"#{view.attempt}" if same else f"{view.name} #{view.attempt}"))
     label.append(f"  {view.status}", style=STATUS_STYLES.get(view.status, ""))
     if view.changes:
         label.append(clean(f"  {', '.join(view.changes)}"), style="italic magenta")
@@ -47,9 +49,8 @@ class RunsTree(Tree[str]):
 
         def add(parent: TreeNode[str], view: RunView) -> None:
             kids = book.children(view.run_id)
-            node = parent.add(
-                run_label(view), data=view.run_id, expand=True, allow_expand=bool(kids)
-            )
+            label = run_label(view, book.get(view.parent_id) if view.parent_id else None)
+            node = parent.add(label, data=view.run_id, expand=True, allow_expand=bool(kids))
             nodes[view.run_id] = node
             for child in kids:
                 add(node, child)
