@@ -33,6 +33,7 @@ from supervisor.events import (
 from supervisor.parse import Parser
 from supervisor.rules import Rule, WatchSettings, build_rules
 from supervisor.rules.base import clip
+from supervisor.tail import gc_paused
 
 EVIDENCE_LINES = 3  # lines up to the anomaly's own, for rules that give no evidence
 _RETURNED = frozenset((Metric, Eval, Sample))
@@ -81,7 +82,11 @@ class Monitor:
         """Parse and judge lines; return metrics, evals, samples and anomalies in line order."""
         if not isinstance(lines, list):
             lines = list(lines)
-        out = self._feed_reference(lines, ts) if self.reference else self._feed_fast(lines, ts)
+        if self.reference:
+            out = self._feed_reference(lines, ts)
+        else:
+            with gc_paused():  # a batch makes many objects and no reference cycles
+                out = self._feed_fast(lines, ts)
         if lines:
             last = lines[-1]
             self.lines += len(lines)
