@@ -176,3 +176,22 @@ async def test_long_lines_scroll_sideways_with_the_gutter_kept(tmp_path: Path) -
         view.scroll_to(x=view.max_scroll_x, animate=False, immediate=True)
         await pilot.pause()
         assert view.render_line(1).text.startswith("2 ") and "the end" in view.render_line(1).text
+
+
+async def test_an_empty_log_says_it_waits_for_output_until_the_first_line(tmp_path: Path) -> None:
+    """A run that has printed nothing yet shows a note instead of a blank box; the note goes
+    when the first line arrives."""
+    from tui.widgets.logview import EMPTY_NOTE
+
+    log = tmp_path / "out.log"
+    log.write_bytes(b"")
+    app = LogApp(log)
+    async with app.run_test(size=(80, 10)) as pilot:
+        view = app.query_one(LogView)
+        await until(pilot, lambda: view.indexed.is_set())
+        await pilot.pause()
+        assert view.render_line(0).text.startswith(EMPTY_NOTE)
+        numbered(log, 1)
+        await until(pilot, lambda: view.line_count == 1)
+        await pilot.pause()
+        assert EMPTY_NOTE not in view.render_line(0).text and "line 1" in view.render_line(0).text

@@ -72,10 +72,12 @@ def test_anomalies_mark_lines_and_actions_are_said_once() -> None:
     book.apply(RunEnded("a", 3.0, -15, 15, "killed by ftmon: rule nan", "killed"))
     assert book.runs["a"].marks == {12: Severity.ERROR}
     assert [(i.kind, i.tag) for i in book.feed] == [
-        ("started", "started"), ("anomaly", "nan"), ("ended", "killed")
+        ("started", "started"), ("anomaly", "nan"), ("ended", "")
     ]  # fmt: skip
     assert book.feed[1].text == "loss is nan (line 12)"
-    assert book.feed[2].text == "signal 15: killed by ftmon: rule nan"
+    assert book.feed[2].text == "killed by ftmon: rule nan (signal 15)"
+    (done,) = book.apply(RunEnded("a", 5.0, 0, None, "finished", "finished"))
+    assert (done.tag, done.text) == ("finished", "(exit 0)")
     failed = Action("kill", "user", 4.0, "a", "still alive: 7", ok=False)
     (item,) = book.apply(ActionTaken("a", 4.0, failed))
     assert item.tag == "kill" and "still alive: 7" in item.text and item.severity == Severity.ERROR
@@ -90,7 +92,7 @@ def test_a_notice_for_every_run_is_said_once_and_runs_are_named_briefly() -> Non
         book.apply(started(run_id, attempt=attempt))
         book.apply(AnomalyFound(run_id, 1.0, off))
     said = [i for i in book.feed if i.kind == "anomaly"]
-    assert [(i.who, i.tag, i.text) for i in said] == [("#1", "vram", off.message)]
+    assert [(i.who, i.tag, i.text) for i in said] == [("#1", "", off.message)]  # names its rule
     other = RunStarted("c", 2.0, "sweep", 1, None, ("python",), "/tmp/c.log", 8)
     (item,) = book.apply(other)
     assert item.who == "sweep #1"

@@ -172,7 +172,9 @@ class RunBook:
             self._set(event.run_id, event.status, event.reason)
             sev = Severity.INFO if event.status in ("finished", "detached") else Severity.ERROR
             items.append(
-                self._item(event.ts, event.run_id, "ended", _ended_text(event), sev, event.status)
+                self._item(
+                    event.ts, event.run_id, "ended", _ended_text(event), sev, _ended_tag(event)
+                )
             )
         elif isinstance(event, RunRelaunched):
             child = self.runs.get(event.run_id)
@@ -231,7 +233,9 @@ class RunBook:
             self._noted.add((anomaly.rule, anomaly.message))
         where = f" (line {anomaly.lineno})" if anomaly.lineno else ""
         text = f"{anomaly.message}{where}"
-        return [self._item(anomaly.ts, run_id, "anomaly", text, anomaly.severity, anomaly.rule)]
+        # "grad_norm is 319.3" names its rule already: no `grad_norm grad_norm is 319.3`.
+        tag = "" if anomaly.message.startswith(f"{anomaly.rule} ") else anomaly.rule
+        return [self._item(anomaly.ts, run_id, "anomaly", text, anomaly.severity, tag)]
 
     def _action(self, run_id: str, action: Action) -> list[FeedItem]:
         # Each action that worked has its own line already: an alert is its anomaly, a pause,
@@ -267,8 +271,8 @@ class RunBook:
 
 
 def _ended_text(event: RunEnded) -> str:
-    """How a run ended, without saying the status twice: `signal 15: killed by ftmon: rule
-    nan`, `exit 1: exited with code 1`, `detached: reattach with ...`."""
+    """How a run ended, the status said once: `killed by ftmon: rule nan (signal 15)`,
+    `exited with code 1`, `(exit 0)` (the tag says `finished`)."""
     if event.signal:
         code = f"signal {event.signal}"
     elif event.returncode is not None:
@@ -277,5 +281,11 @@ def _ended_text(event: RunEnded) -> str:
         code = ""
     reason = "" if event.reason == event.status else event.reason
     if code and code.split()[-1] in reason.split():
-        code = ""  # "failed: exited with code 1", not "exit 1: exited with code 1"
-    return ": ".join(part for part in (code, reason) if part)
+        code = ""  # "exited with code 1", not "exited with code 1 (exit 1)"
+    return " ".join(part for part in (reason, f"({code})" if code else "") if part)
+
+
+def _ended_tag(event: RunEnded) -> str:
+    """The status, unless the reason starts with it (`killed by ftmon: ...`)."""
+    said = event.reason != event.status and event.reason.startswith(event.status)
+    return "" if said else event.status

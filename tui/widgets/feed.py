@@ -74,6 +74,11 @@ class Feed(RichLog):
         self.items: list[FeedItem] = []
 
     def add(self, items: list[FeedItem]) -> None:
+        if not items:
+            return
         for item in items:
             self.items.append(item)
             self.write(feed_entry(item), expand=True)
+        # RichLog scrolls to the end it knew when writing; a layout pass in between (a run
+        # selected, the tree grown) can leave the newest entry's last lines below the box.
+        self.call_after_refresh(self.scroll_end, animate=False)

@@ -11,7 +11,7 @@ from textual.widgets import Static
 
 from supervisor.events import ResourceSample
 
-BAR = 12
+BAR = 10
 
 
 def bar(used: float, total: float) -> Text:

@@ -48,6 +48,7 @@ MARK_STYLES = {
 }
 GUTTER_STYLE = Style(dim=True)
 HIT_STYLE = Style(reverse=True)
+EMPTY_NOTE = "nothing printed yet: waiting for the run's first line"
 
 
 def display_text(line: str) -> Text:
@@ -254,6 +255,10 @@ class LogView(ScrollView, can_focus=True):
             return self._compose_line(Strip([gutter]), body, width)
         lineno = int(self.scroll_y) + y
         index = self.index
+        if index is not None and y == 0 and not len(index) and self.indexed.is_set():
+            # A trainer can load for a minute before its first line: say so, not a blank box.
+            note = Text(EMPTY_NOTE, style="dim", no_wrap=True, end="")
+            return Strip(note.render(self.app.console)).crop_extend(0, width, self.rich_style)
         if index is None or lineno >= len(index):
             return Strip.blank(width, self.rich_style)
         gutter_width = len(str(max(len(index), 1)))

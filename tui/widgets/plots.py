@@ -40,6 +40,10 @@ class MetricPlot(PlotextPlot):
             xs = [p[0] for p in self.points]
             ys = [p[1] for p in self.points]
             plt.plot(xs, ys, marker="braille")
+            if len(self.points) == 1:
+                # One point: plotext would invent ticks around it (2.5 3.8 5.0 for step 5).
+                plt.xticks(xs, [f"{xs[0]:g}"])
+                plt.yticks(ys, [f"{ys[0]:.4g}"])
         self.refresh()
 
 
