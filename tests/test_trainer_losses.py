@@ -66,6 +66,90 @@ def test_jsd_beta_ends_are_the_two_kl_directions() -> None:
     assert abs(mid - whole) < 1e-5
 
 
+def _plain_jsd(s, t, labels, beta: float, temperature: float):
+    """The generalized JSD written out over the whole (unchunked) shifted logits."""
+    ls = F.log_softmax(s[:, :-1].float() / temperature, -1)
+    lt = F.log_softmax(t[:, :-1].float() / temperature, -1)
+    if beta == 0.0:
+        per_tok = (lt.exp() * (lt - ls)).sum(-1)
+    elif beta == 1.0:
+        per_tok = (ls.exp() * (ls - lt)).sum(-1)
+    else:
+        lm = torch.log(beta * lt.exp() + (1 - beta) * ls.exp())
+        per_tok = beta * (lt.exp() * (lt - lm)).sum(-1) + (1 - beta) * (ls.exp() * (ls - lm)).sum(
+            -1
+        )
+    return per_tok[labels[:, 1:] != IGNORE].mean()
+
+
+def _grad(fn, *tensors):
+    """Gradients of fn(*copies) with respect to fresh leaf copies of the tensors."""
+    leaves = [x.detach().clone().requires_grad_(True) for x in tensors]
+    fn(*leaves).backward()
+    return [x.grad for x in leaves]
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+def test_chunked_jsd_gradient_matches_plain(beta: float, temperature: float) -> None:
+    """GKD trains the student with the same gradient whatever the chunk, for any beta and T."""
+    s, labels = _inputs(seed=3)
+    t, _ = _inputs(seed=4)
+    (plain,) = _grad(lambda x: _plain_jsd(x, t, labels, beta, temperature), s)
+    for chunk in (1, 5, 1000):
+        (chunked,) = _grad(
+            lambda x, c=chunk: generalized_jsd(x, t, labels, beta, temperature, c), s
+        )
+        assert torch.allclose(chunked, plain, atol=1e-7, rtol=1e-4), (chunk, beta, temperature)
+    assert plain[:, 5:-1].abs().sum() > 0  # scored positions do get a gradient
+    assert not plain[:, -1].any() and not plain[1, -4:].any()  # unscored ones none
+
+
+def test_jsd_gradient_reaches_a_teacher_that_asks_for_one() -> None:
+    """A teacher whose logits require a gradient gets the same one as the unchunked JSD."""
+    s, labels = _inputs(seed=5)
+    t, _ = _inputs(seed=6)
+    plain = _grad(lambda a, b: _plain_jsd(a, b, labels, 0.5, 2.0), s, t)
+    chunked = _grad(lambda a, b: generalized_jsd(a, b, labels, 0.5, 2.0, 4), s, t)
+    for got, want in zip(chunked, plain, strict=True):
+        assert torch.allclose(got, want, atol=1e-7, rtol=1e-4)
+
+
+def test_jsd_over_a_larger_student_vocabulary_scores_the_shared_tokens() -> None:
+    """A student with padded vocabulary columns gets no gradient there, the rest as unpadded."""
+    s, labels = _inputs(seed=7, vocab=56)
+    t, _ = _inputs(seed=8)
+    (plain,) = _grad(lambda x: _plain_jsd(x[..., :50], t, labels, 0.5, 1.0), s)
+    (chunked,) = _grad(lambda x: generalized_jsd(x, t, labels, 0.5, 1.0, 6), s)
+    assert torch.allclose(chunked, plain, atol=1e-7, rtol=1e-4)
+    assert not chunked[..., 50:].any()
+
+
+def test_bf16_logits_get_the_gradients_of_the_plain_losses() -> None:
+    """Mixed-precision (bf16) logits: chunked CE and JSD give bf16 gradients equal to the plain
+    losses' (computed in fp32, then rounded), with -100 labels scoring nothing."""
+    s, labels = _inputs(seed=9)
+    t, _ = _inputs(seed=10)
+    s, t = s.bfloat16(), t.bfloat16()
+
+    def plain_ce(x):
+        return F.cross_entropy(
+            x[:, :-1].float().reshape(-1, 50), labels[:, 1:].reshape(-1), ignore_index=IGNORE
+        )
+
+    pairs = [
+        (_grad(plain_ce, s)[0], _grad(lambda x: cross_entropy(x, labels, 7), s)[0]),
+        (
+            _grad(lambda x: _plain_jsd(x, t, labels, 0.5, 2.0), s)[0],
+            _grad(lambda x: generalized_jsd(x, t, labels, 0.5, 2.0, 7), s)[0],
+        ),
+    ]
+    for plain, chunked in pairs:
+        assert chunked.dtype == torch.bfloat16
+        assert torch.allclose(chunked.float(), plain.float(), atol=1e-6, rtol=1e-2)
+        assert not chunked[:, :4].any() and not chunked[:, -1].any()
+
+
 def test_token_entropy_matches_the_direct_formula() -> None:
     """The chunked entropy metric gives the same per-token entropies as the full softmax."""
     logits, _ = _inputs()
@@ -74,12 +158,20 @@ def test_token_entropy_matches_the_direct_formula() -> None:
 
 
 def _peak_bytes(fn) -> int:
-    """Peak of CPU memory torch allocated while fn ran, replaying the profiler's memory events."""
+    """Peak of CPU memory torch allocated while fn ran, replaying the profiler's memory events.
+
+    The allocation and free events themselves, in time order: an operator's net memory would
+    hide a buffer it allocates and frees inside (a chunk's softmax in a loss's backward).
+    """
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    events = sorted((e.time_range.start, e.self_cpu_memory_usage) for e in prof.events())
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]"
+    )
     current = peak = 0
     for _, delta in events:
         current += delta
@@ -101,3 +193,34 @@ def test_entropy_peak_memory_grows_with_the_chunk_not_the_length() -> None:
     assert peak_long < peak_short + b * 512 * 4 + one_chunk // 8
     assert peak_long < 4 * one_chunk < full_softmax
     assert peak_big_chunk > 2 * peak_long
+
+
+def test_loss_backward_holds_one_full_size_gradient_not_three() -> None:
+    """Chunking the loss saves memory in backward too: with chunk << L the backward's peak is
+    the logits' gradient plus one chunk's buffers (it was three full-size tensors)."""
+    vocab, b, length, chunk = 2000, 2, 512, 16
+    logits = (torch.randn(b, length, vocab) * 3).requires_grad_(True)
+    teacher = torch.randn(b, length, vocab)
+    labels = torch.randint(0, vocab, (b, length))
+    full = b * length * vocab * 4  # the gradient: one fp32 B x L x V tensor
+    one_chunk = b * chunk * vocab * 4
+
+    def backward_peak(loss_fn, chunk_size: int) -> int:
+        loss = loss_fn(chunk_size)
+        peak = _peak_bytes(loss.backward)
+        logits.grad = None
+        return peak
+
+    def ce(c: int):
+        return cross_entropy(logits, labels, c)
+
+    def jsd(c: int):
+        return generalized_jsd(logits, teacher, labels, 0.5, 1.0, c)
+
+    # CE: softmax and a contiguous copy of the chunk; the JSD's graph: about 12 fp32 buffers
+    for loss_fn, chunk_buffers in ((ce, 2), (jsd, 12)):
+        chunked = backward_peak(loss_fn, chunk)
+        assert full <= chunked <= full + chunk_buffers * one_chunk + 64 * 1024
+        assert chunked < 1.5 * full
+        # one chunk of all positions: its buffers are full-size, beside the gradient
+        assert backward_peak(loss_fn, length) > 1.9 * full

@@ -2,9 +2,15 @@
 
 A (B, L, V) softmax beside the logits doubles memory (log_softmax, softmax and the logits of a
 big vocabulary held at once is how an entropy plot once ran out of memory). Here each chunk's
-log-probabilities live only while that chunk is reduced; with gradients, each chunk is wrapped
-in activation checkpointing, so backward recomputes the chunk's log_softmax instead of keeping
-it. Peak extra memory grows with `chunk`, not with `L`.
+log-probabilities live only while that chunk is reduced.
+
+With gradients, each loss is one autograd Function: its forward keeps nothing but the logits
+(alive anyway) and the labels; its backward allocates the logits' gradient once and fills it
+chunk by chunk, recomputing the chunk's softmax. Checkpointing each chunk of a slice would not
+do: a slice's backward scatters the chunk's gradient into a full-size (B, L, V) zero tensor, and
+autograd sums those out of place, so three full-size tensors are alive at once. Peak extra
+memory of backward here is one full-size gradient (in the logits' dtype) plus one chunk's fp32
+buffers; of forward, one chunk's buffers.
 
 All functions take *unshifted* logits and labels (labels = input ids, -100 where no loss): the
 prediction at position t is scored against the label at t + 1.
@@ -13,11 +19,11 @@ prediction at position t is scored against the label at t + 1.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
+from torch.autograd.function import once_differentiable
 
 IGNORE = -100
 
@@ -26,20 +32,19 @@ def _shift(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, to
     return logits[:, :-1], labels[:, 1:]
 
 
-def _chunked_sum(
-    fn: Callable[..., torch.Tensor], tensors: tuple[torch.Tensor, ...], length: int, chunk: int
+def _into_gradient(
+    grad: torch.Tensor | None, logits: torch.Tensor, vocab: int, part: slice, g: torch.Tensor
 ) -> torch.Tensor:
-    """Sum of fn over sequence chunks; checkpointed when a gradient will be taken."""
-    total: torch.Tensor | None = None
-    for start in range(0, length, chunk):
-        parts = tuple(t[:, start : start + chunk] for t in tensors)
-        if torch.is_grad_enabled() and any(t.requires_grad for t in parts):
-            part = checkpoint(fn, *parts, use_reentrant=False)
-        else:
-            part = fn(*parts)
-        total = part if total is None else total + part
-    assert total is not None
-    return total
+    """Copy one chunk's gradient into the logits' gradient (positions `part` of the shifted
+    logits), allocating it at the first chunk: once that chunk's other buffers are freed, so
+    that with a single chunk the peak is no higher than the chunk's own."""
+    if grad is None:
+        grad = torch.empty_like(logits)
+        grad[:, -1].zero_()  # the last position predicts nothing
+        if vocab < logits.shape[-1]:
+            grad[..., vocab:].zero_()
+    grad[:, :-1][:, part, :vocab] = g
+    return grad
 
 
 def _ce_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -51,11 +56,44 @@ def _ce_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    """Summed next-token cross-entropy of unshifted logits, a chunk of positions at a time."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: torch.Tensor, labels: torch.Tensor, chunk: int) -> torch.Tensor:
+        ctx.save_for_backward(logits, labels)
+        ctx.chunk = chunk
+        s, y = _shift(logits, labels)
+        total = torch.zeros((), dtype=torch.float32, device=logits.device)
+        for start in range(0, s.shape[1], chunk):
+            total += _ce_sum(s[:, start : start + chunk], y[:, start : start + chunk])
+        return total
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        logits, labels = ctx.saved_tensors
+        grad: torch.Tensor | None = None
+        s, y = _shift(logits, labels)
+        for start in range(0, s.shape[1], ctx.chunk):
+            part = slice(start, start + ctx.chunk)
+            lab = y[:, part]
+            scored = (lab != IGNORE).unsqueeze(-1)
+            # d(sum of CE)/dz = softmax(z) - onehot(label), zero where the label is ignored
+            g = torch.softmax(s[:, part].float(), dim=-1)
+            g.scatter_add_(-1, lab.clamp(min=0).unsqueeze(-1), -scored.float())
+            g.mul_(scored * grad_out)
+            grad = _into_gradient(grad, logits, logits.shape[-1], part, g)
+            del g
+        if grad is None:  # a single position: nothing is predicted
+            grad = torch.zeros_like(logits)
+        return grad, None, None
+
+
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     """Mean next-token cross-entropy over positions whose label is not -100."""
-    logits, labels = _shift(logits, labels)
-    n = (labels != IGNORE).sum().clamp(min=1)
-    return _chunked_sum(_ce_sum, (logits, labels), logits.shape[1], chunk) / n
+    n = (labels[:, 1:] != IGNORE).sum().clamp(min=1)
+    return _ChunkedCrossEntropy.apply(logits, labels, chunk) / n
 
 
 def _jsd_sum(
@@ -79,6 +117,62 @@ def _jsd_sum(
     return (per_tok * (labels != IGNORE)).sum()
 
 
+class _ChunkedJSD(torch.autograd.Function):
+    """Summed generalized JSD of unshifted student and teacher logits, a chunk at a time.
+
+    Backward recomputes each chunk's divergence on detached chunk views and takes its gradient
+    with autograd (the JSD's gradient by hand is easy to get wrong); only that chunk's graph is
+    alive at a time.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        student: torch.Tensor,
+        teacher: torch.Tensor,
+        labels: torch.Tensor,
+        beta: float,
+        temperature: float,
+        chunk: int,
+    ) -> torch.Tensor:
+        ctx.save_for_backward(student, teacher, labels)
+        ctx.settings = (beta, temperature, chunk)
+        # a teacher with another vocabulary size: compare the tokens both know
+        vocab = min(student.shape[-1], teacher.shape[-1])
+        (s, y), t = _shift(student, labels), teacher[:, :-1]
+        total = torch.zeros((), dtype=torch.float32, device=student.device)
+        for start in range(0, s.shape[1], chunk):
+            part = slice(start, start + chunk)
+            total += _jsd_sum(s[:, part, :vocab], t[:, part, :vocab], y[:, part], beta, temperature)
+        return total
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        student, teacher, labels = ctx.saved_tensors
+        beta, temperature, chunk = ctx.settings
+        need_s, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        vocab = min(student.shape[-1], teacher.shape[-1])
+        grad_s: torch.Tensor | None = None
+        grad_t: torch.Tensor | None = None
+        (s, y), t = _shift(student, labels), teacher[:, :-1]
+        for start in range(0, s.shape[1], chunk):
+            part = slice(start, start + chunk)
+            sc = s[:, part, :vocab].detach().requires_grad_(need_s)
+            tc = t[:, part, :vocab].detach().requires_grad_(need_t)
+            with torch.enable_grad():
+                value = _jsd_sum(sc, tc, y[:, part], beta, temperature)
+            wanted = [x for x in (sc, tc) if x.requires_grad]
+            grads = list(torch.autograd.grad(value, wanted, grad_out))
+            del value  # the chunk's graph: its buffers go before the gradient is allocated
+            if need_s:
+                grad_s = _into_gradient(grad_s, student, vocab, part, grads.pop(0))
+            if need_t:
+                grad_t = _into_gradient(grad_t, teacher, vocab, part, grads.pop(0))
+            del grads
+        return grad_s, grad_t, None, None, None, None
+
+
 def generalized_jsd(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -92,17 +186,9 @@ def generalized_jsd(
     beta = 0 is KL(teacher || student), beta = 1 is KL(student || teacher); in between, both
     are measured against the mixture beta * teacher + (1 - beta) * student.
     """
-    if student_logits.shape[-1] != teacher_logits.shape[-1]:
-        vocab = min(student_logits.shape[-1], teacher_logits.shape[-1])
-        student_logits, teacher_logits = student_logits[..., :vocab], teacher_logits[..., :vocab]
-    s, labels_s = _shift(student_logits, labels)
-    t = teacher_logits[:, :-1]
-    n = (labels_s != IGNORE).sum().clamp(min=1)
-
-    def fn(sc: torch.Tensor, tc: torch.Tensor, lc: torch.Tensor) -> torch.Tensor:
-        return _jsd_sum(sc, tc, lc, beta, temperature)
-
-    return _chunked_sum(fn, (s, t, labels_s), s.shape[1], chunk) / n
+    n = (labels[:, 1:] != IGNORE).sum().clamp(min=1)
+    total = _ChunkedJSD.apply(student_logits, teacher_logits, labels, beta, temperature, chunk)
+    return total / n
 
 
 @torch.no_grad()
