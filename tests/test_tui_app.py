@@ -22,6 +22,7 @@ from tui.screens.confirm import ConfirmKill, ConfirmQuit
 from tui.screens.history import HistoryScreen
 from tui.screens.main import MainScreen
 from tui.screens.relaunch import LaunchScreen, RelaunchScreen
+from tui.widgets.feed import Feed
 from tui.widgets.logview import LogView
 
 SIZE = (120, 40)
@@ -113,11 +114,12 @@ async def test_recipe_given_at_start_is_launched_and_drawn(tmp_path: Path) -> No
 
 
 async def test_nan_is_caught_killed_and_relaunched_with_lower_lr(tmp_path: Path) -> None:
-    """A nan loss kills the run and the policy relaunches it under its parent with half the LR."""
+    """A nan loss kills the run and the policy relaunches it under its parent with half the LR;
+    in a 100x30 window the feed says each thing once and its newest entry is in view."""
     recipe = load_recipe(tiny_recipe(tmp_path, steps=40, nan_at=3, delay=0.05))
     messages: list[Message] = []
     app = make_app(tmp_path, recipe)
-    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+    async with app.run_test(size=(100, 30), message_hook=messages.append) as pilot:
         await until(pilot, lambda: len(seen(messages, RunLaunched)) == 2)
         first, second = (m.run_id for m in seen(messages, RunLaunched))
         assert any(m.event.anomaly.rule == "nan" for m in seen(messages, AnomalySeen))
@@ -128,6 +130,14 @@ async def test_nan_is_caught_killed_and_relaunched_with_lower_lr(tmp_path: Path)
         tree = app.main_screen.query_one("#runs")
         assert tree.run_ids == [first, second]
         assert "--lr 0.05" in " ".join(app.history.get(second).argv)
+        await until(pilot, lambda: any(i.kind == "relaunched" for i in app.book.feed))
+        feed = app.main_screen.query_one(Feed)
+        await pilot.pause(0.2)
+        region = feed.scrollable_content_region
+        assert feed.scroll_offset.y + region.height >= len(feed.lines)  # the newest in view
+        kinds = [i.kind for i in feed.items]
+        assert kinds.count("relaunched") == 1 and kinds.count("ended") == 1  # not 2 each
+        assert sum("rule off" in i.text for i in feed.items) <= 1  # not once per run
         tree.focus()
         await pilot.press("up", "enter")  # choose the first run in the tree
         await until(pilot, lambda: app.main_screen.selected == first)
@@ -135,6 +145,17 @@ async def test_nan_is_caught_killed_and_relaunched_with_lower_lr(tmp_path: Path)
         await until(pilot, lambda: log.indexed.is_set() and log.line_count >= 3)
         assert log.marks.get(3) is not None and log.path == Path(app.history.get(first).log_path)
         await stop_all(app)
+
+
+async def test_an_empty_start_says_what_to_do(tmp_path: Path) -> None:
+    """With no run yet the runs box and the status line point at o (launch) and h (history)."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.started)
+        tree = app.main_screen.query_one("#runs")
+        assert "o launch" in str(tree.border_subtitle) and "h history" in str(tree.border_subtitle)
+        status = str(app.main_screen.query_one("#status").render())
+        assert "o launches a recipe" in status and "h shows the history" in status
 
 
 async def test_pause_and_resume_by_key(tmp_path: Path) -> None:
@@ -205,6 +226,7 @@ async def test_relaunch_form_prefills_policy_change_and_launches_edits(tmp_path:
         form = app.screen
         fields = {key: form.query_one(f"#field-{i}").value for i, key in enumerate(form.fields)}
         assert fields["lr"] == "0.05"  # what the nan policy would do
+        assert form.fields[0] == "lr"  # what the policy changes comes first, in view
         steps = form.query_one(f"#field-{form.fields.index('steps')}")
         steps.value = "4"
         await pilot.pause()

@@ -156,3 +156,16 @@ def test_gauges_show_each_gpu_and_the_runs_share_when_nvml_reports_them() -> Non
     assert "run VRAM   75.5 GB (3 procs)" in shown and "CPU" in shown
     no_gpu = gauge_text(ResourceSample(0.0, 1, 3.0, 100.0, 50.0)).plain
     assert "no NVIDIA GPU" in no_gpu and "GPU0" not in no_gpu
+
+
+def test_a_paused_runs_status_line_says_the_keys_before_the_reason() -> None:
+    """On a narrow screen the end of the status line is cut: the keys that resume, kill or
+    relaunch a paused run come before its (possibly long) reason; an ended run shows no pid."""
+    from tui.screens.main import status_text
+    from tui.state import RunView
+
+    reason = "paused by ftmon: rule repetition: " + "F F F " * 20
+    shown = status_text(RunView("r1", "demo", pid=7, status="paused", reason=reason)).plain
+    assert shown.index("p: resume") < shown.index("paused by ftmon") and "pid 7" in shown
+    ended = status_text(RunView("r1", "demo", pid=7, status="killed", reason="killed by the user"))
+    assert "pid" not in ended.plain and "killed by the user" in ended.plain

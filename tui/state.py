@@ -255,6 +255,8 @@ class RunBook:
         severity: Severity = Severity.INFO,
         tag: str = "",
     ) -> FeedItem:
+        if text.startswith((f"{tag} ", f"{tag}:")):
+            tag = ""  # "paused by the user", not "paused paused by the user"
         return FeedItem(
             ts=ts, run_id=run_id, kind=kind, text=text, severity=severity, who=self._who(run_id),
             tag=tag,

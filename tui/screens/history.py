@@ -56,7 +56,7 @@ def short_command(argv: tuple[str, ...] | list[str]) -> str:
 
 
 def started(ts: float) -> str:
-    return time.strftime("%m-%d %H:%M:%S", time.localtime(ts))
+    return time.strftime("%m-%d %H:%M", time.localtime(ts))
 
 
 class HistoryScreen(Screen[None]):
@@ -70,7 +70,7 @@ class HistoryScreen(Screen[None]):
     ]
 
     DEFAULT_CSS = """
-    HistoryScreen #runs { height: 1fr; }
+    HistoryScreen #runs { height: 1fr; border: round $primary-lighten-2; }
     HistoryScreen #detail-box { height: 14; border: round $primary-lighten-2; padding: 0 1; }
     """
 
@@ -93,7 +93,9 @@ class HistoryScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.border_title = "history"
-        table.add_columns("run", "#", "status", "command", "reason", "parent", "started")
+        # The command goes last: it is the longest and the detail pane shows it whole, so at
+        # 100 columns the outcome and reason stay in view (the parent is in the detail too).
+        table.add_columns("run", "#", "status", "started", "reason", "command")
         self.query_one("#detail-box").border_title = "command"
         self.reload()
         self.call_after_refresh(self.show_detail)
@@ -106,14 +108,14 @@ class HistoryScreen(Screen[None]):
         self.records = self.ftmon.history.runs()
         for rec in self.records:
             reason = rec.end_reason or rec.reason_started
+            reason = "" if reason == rec.status else reason  # not `finished  finished`
             table.add_row(
                 plain(rec.id),
                 str(rec.attempt),
                 plain(rec.status, style=STATUS_STYLES.get(rec.status, "")),
-                plain(short_command(rec.argv)),
-                plain(reason if len(reason) <= 40 else reason[:39] + "…"),
-                plain(rec.parent_id or "-"),
                 started(rec.started_at),
+                plain(reason if len(reason) <= 36 else reason[:35] + "…"),
+                plain(short_command(rec.argv)),
                 key=rec.id,
             )
         self.show_detail()
@@ -147,7 +149,7 @@ class HistoryScreen(Screen[None]):
         text.append(clean(f"started as: {rec.reason_started or 'first launch'}\n"))
         if rec.changes:
             text.append(clean(f"changes: {'; '.join(rec.changes)}\n"))
-        text.append(clean(f"parent: {rec.parent_id or '-'}   log: {rec.log_path}\n"), style="dim")
+        text.append(clean(f"parent: {rec.parent_id or '-'}\nlog: {rec.log_path}\n"), style="dim")
         if self.marked:
             text.append(f"marked for diff: {self.marked} (d on another run shows the diff)")
         detail.update(text)

@@ -95,7 +95,7 @@ class MainScreen(Screen[None]):
                 yield Feed(id="feed")
             with Vertical(id="center"):
                 yield Plots(id="plots")
-                yield Static(Text("no run selected: o launches a recipe"), id="status")
+                yield Static(status_text(None), id="status")
                 yield LogView(id="log")
                 yield Input(placeholder="search the log (Enter: find, Esc: close)", id="search")
         yield Footer()
@@ -154,7 +154,10 @@ class MainScreen(Screen[None]):
     # --- drawing the selected run ---------------------------------------------------------
 
     def refresh_runs(self) -> None:
-        self.query_one(RunsTree).show(self.ftmon.book, self.selected)
+        tree = self.query_one(RunsTree)
+        tree.show(self.ftmon.book, self.selected)
+        # An empty box says what to do; past runs live in the history, not here.
+        tree.border_subtitle = "" if self.ftmon.book.runs else "none yet: o launch · h history"
 
     def select(self, run_id: str | None) -> None:
         """Show `run_id`'s log, plots, gauges and status."""
@@ -299,11 +302,12 @@ def status_text(view: RunView | None) -> Text:
         return Text("no run selected: o launches a recipe, h shows the history")
     text = Text(clean(view.run_id), style="bold")
     text.append(f"  {view.status}")
-    if view.pid:
+    if view.pid and view.live:
         text.append(f"  pid {view.pid}")
     if view.status == "paused":
-        text.append(clean(f"  {view.reason or 'paused'}  "))
-        text.append("p: resume · k: kill · l: relaunch with changes", style="bold")
+        # What the person can do first: a long reason is cut at the screen's edge, not this.
+        text.append("  p: resume · k: kill · l: relaunch with changes", style="bold")
+        text.append(clean(f"  {view.reason or 'paused'}"))
     elif view.reason:
         text.append(clean(f"  {view.reason}"))
     return text

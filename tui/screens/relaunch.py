@@ -39,10 +39,11 @@ FORM_CSS = """
         border: thick $primary; background: $surface;
     }}
     {name} .title {{ text-style: bold; margin-bottom: 1; }}
-    {name} .row {{ height: 3; }}
-    {name} .row Label {{ width: 22; padding: 1 1 0 0; text-align: right; }}
-    {name} .row Input {{ width: 1fr; }}
-    {name} .row Input.changed {{ border: tall $warning; }}
+    {name} .row {{ height: 1; }}
+    {name} .row Label {{ width: 22; padding: 0 1 0 0; text-align: right; }}
+    {name} .row Input {{ width: 1fr; height: 1; border: none; padding: 0 1; background: $boost; }}
+    {name} .row Input:focus {{ background: $primary 30%; }}
+    {name} .row Input.changed {{ color: $warning; text-style: bold; }}
     {name} #fields {{ height: 1fr; }}
     {name} #diff {{ height: auto; max-height: 12; border: round $primary-lighten-2; }}
     {name} #error {{ color: $error; height: auto; }}
@@ -93,7 +94,9 @@ class RelaunchScreen(ModalScreen["str | None"]):
         self.base = base
         self.proposed = proposed
         self.changes = [str(c) for c in changes]
-        self.fields = adjustable(proposed)
+        # What the policy changes comes first: on a small screen it is the field in view.
+        fields = adjustable(proposed)
+        self.fields = sorted(fields, key=lambda k: base.args.get(k) == proposed.args[k])
         self.edited: Recipe | None = proposed
         self.new_run_id: str | None = None
 
