@@ -208,12 +208,14 @@ def _loss_terms(cfg: ModelConfig, train: TrainSettings) -> list[Term]:
     """The logits and what the loss (and GKD's teacher, and an entropy metric) hold of B x L x V.
 
     Counted as the reference trainer and Hugging Face compute them. Chunked (the reference
-    trainer, checkpointed per chunk of positions): forward holds a contiguous fp32 copy of the
-    chunk and its log_softmax; backward recomputes the log_softmax and adds its gradient and the
-    chunk's input gradient. Unchunked (Hugging Face): the fp32 upcast (16-bit logits only) and
-    the log_softmax in forward, the log_softmax with two gradients in backward. GKD's
-    generalized JSD holds 9 (forward) and 12 (backward) fp32 buffers per position: two
-    log_softmax, their shifted copies and stack, the mixture, the KL terms and their gradients.
+    trainer, trainer/losses.py): forward holds a contiguous fp32 copy of the chunk and its
+    log_softmax; backward recomputes one chunk at a time (CE: a contiguous copy and its softmax,
+    which becomes the chunk's gradient) and copies it into the logits' gradient, allocated once
+    in the logits' dtype after the first chunk's buffers are freed. Unchunked (Hugging Face):
+    the fp32 upcast (16-bit logits only) and the log_softmax in forward, the log_softmax with
+    two gradients in backward. GKD's generalized JSD holds 9 (forward) and 12 (backward) fp32
+    buffers per position: two log_softmax, their shifted copies and stack, the mixture, the KL
+    terms and their gradients (backward recomputes them a chunk at a time).
     """
     s = DTYPE_BYTES[train.compute_dtype]
     btv = train.tokens * cfg.vocab
@@ -227,7 +229,7 @@ def _loss_terms(cfg: ModelConfig, train: TrainSettings) -> list[Term]:
     if gkd:
         fwd_bufs, bwd_bufs = 9, 12
     elif train.loss_chunk:
-        fwd_bufs, bwd_bufs = 2, 3
+        fwd_bufs, bwd_bufs = 2, 2
     else:
         fwd_bufs, bwd_bufs = (1 if s != 4 else 0) + 1, 3
     # An entropy metric runs after the loss's forward: its buffers replace the loss's transient
@@ -245,14 +247,13 @@ def _loss_terms(cfg: ModelConfig, train: TrainSettings) -> list[Term]:
         per_chunk = train.micro_batch * min(train.loss_chunk, positions) * cfg.vocab * 4
         fwd = max(fwd_bufs * per_chunk, entropy)
         terms.append(Term(f"loss buffers fp32 (one chunk{metric})", fwd, (FORWARD,)))
-        bwd = bwd_bufs * per_chunk
-        name = "loss backward fp32 (one chunk)"
+        # the first chunk's buffers; then its gradient beside the logits' (one B x L x V
+        # tensor in their dtype, allocated once); then each later chunk's buffers beside that
+        full = s * train.micro_batch * train.seq_len * cfg.vocab
+        bwd = max(bwd_bufs * per_chunk, per_chunk + full)
         if train.loss_chunk < positions:
-            # each chunk's gradient comes back as a full-size B x L x V tensor (slice backward),
-            # and autograd sums them out of place: summed + new + sum = 3 full-size at once
-            full = s * train.micro_batch * positions * cfg.vocab
-            bwd = max(bwd + full, 3 * full)
-            name = "loss backward (chunk + full-size chunk gradients summed)"
+            bwd = max(bwd, full + bwd_bufs * per_chunk)
+        name = "loss backward (logits' gradient + one chunk fp32)"
         terms.append(Term(name, bwd, (BACKWARD,)))
     else:
         name = "loss buffers fp32 (log_softmax" + (", upcast" if s != 4 else "") + f"{metric})"

@@ -325,14 +325,17 @@ def test_suggest_adjustment_after_oom_uses_the_recipes_names(tmp_path: Path) -> 
     assert change["per_device_train_batch_size"] * change["gradient_accumulation_steps"] == 16
 
 
-def test_chunked_loss_gradients_are_full_size() -> None:
-    """With several loss chunks, each chunk's gradient is a full B x L x V tensor and autograd
-    sums them out of place: the loss backward holds three full-size gradients at once."""
+def test_chunked_loss_backward_holds_one_gradient_and_one_chunk() -> None:
+    """With several loss chunks the loss's backward holds the logits' gradient (bf16, once) and
+    one chunk's fp32 buffers; with one chunk, that chunk's buffers (the larger)."""
     one = TrainSettings(micro_batch=8, seq_len=257, loss_chunk=256, device="cpu")
     many = replace(one, loss_chunk=64)
-    full = 2 * 8 * 256 * 151936  # bf16, L - 1 scored positions
-    assert term(estimate(QWEN, one), "loss backward fp32 (one chunk)") == 3 * 4 * 8 * 256 * 151936
-    assert term(estimate(QWEN, many), "loss backward (chunk + full-size") == 3 * full
+    name = "loss backward (logits' gradient + one chunk fp32)"
+    full = 2 * 8 * 257 * 151936  # bf16 B x L x V
+    assert term(estimate(QWEN, one), name) == 2 * 4 * 8 * 256 * 151936
+    assert term(estimate(QWEN, many), name) == full + 2 * 4 * 8 * 64 * 151936
+    gkd = estimate(QWEN, replace(many, method="gkd"))
+    assert term(gkd, name) == full + 12 * 4 * 8 * 64 * 151936
 
 
 def test_moe_parameters_count_every_expert() -> None:
