@@ -169,3 +169,26 @@ def test_a_paused_runs_status_line_says_the_keys_before_the_reason() -> None:
     assert shown.index("p: resume") < shown.index("paused by ftmon") and "pid 7" in shown
     ended = status_text(RunView("r1", "demo", pid=7, status="killed", reason="killed by the user"))
     assert "pid" not in ended.plain and "killed by the user" in ended.plain
+
+
+async def test_plots_fill_their_rows_evenly() -> None:
+    """Three series are one row of three; four are two rows of two, not three and a lone one."""
+    from textual.app import App, ComposeResult
+
+    from tui.widgets.plots import Plots
+
+    class PlotApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Plots(id="plots")
+
+    app = PlotApp()
+    async with app.run_test(size=(100, 20)) as pilot:
+        plots = app.query_one(Plots)
+        series = {name: [(1.0, 2.0), (2.0, 1.0)] for name in ("loss", "grad_norm", "lr")}
+        plots.show(series)
+        await pilot.pause()
+        assert (plots.styles.grid_size_columns, plots.styles.grid_size_rows) == (3, 1)
+        plots.show({**series, "tok_s": [(1.0, 900.0)]})
+        await pilot.pause()
+        assert plots.shown == ["loss", "grad_norm", "lr", "tok_s"]
+        assert (plots.styles.grid_size_columns, plots.styles.grid_size_rows) == (2, 2)

@@ -68,7 +68,7 @@ class MainScreen(Screen[None]):
     MainScreen #runs { height: 1fr; min-height: 4; border: round $primary-lighten-2; }
     MainScreen #gauges { border: round $primary-lighten-2; }
     MainScreen #feed { height: 2fr; border: round $primary-lighten-2; }
-    MainScreen #plots { height: 14; }
+    MainScreen #plots { height: 35%; min-height: 14; }
     MainScreen #status { height: 1; padding: 0 1; background: $boost; }
     MainScreen #status.paused { background: $warning; color: $text; }
     MainScreen #status.failed { background: $error; color: $text; }

@@ -82,5 +82,8 @@ class Plots(Grid):
             if plot.display:
                 plot.show(series[plot.series_name])
         count = max(1, len(wanted))
-        self.styles.grid_size_columns = min(count, 3)
-        self.styles.grid_size_rows = (count + 2) // 3
+        # One row up to three plots; four or five fill two rows evenly (2+2, 3+2), never one
+        # plot alone on a row beside empty cells.
+        columns = count if count <= 3 else (count + 1) // 2
+        self.styles.grid_size_columns = columns
+        self.styles.grid_size_rows = (count + columns - 1) // columns
