@@ -43,15 +43,21 @@ class _Baseline:
 
     _REFRESH = 4
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, min_jump: float = 0.0, factor: float = 1.0) -> None:
         self.values: deque[float] = deque(maxlen=window)
         self.median = 0.0
         self._stale = 0
+        self._min_jump = min_jump
+        self._factor = factor
+        # What a value must exceed to be a spike, for this median (computed when it changes).
+        self.limit = min_jump
+        self.in_spike = False  # the last value was one
 
     def refresh(self) -> float:
         ordered = sorted(self.values)
         n = len(ordered)
         self.median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+        self.limit = self.median + max(self._min_jump, (self._factor - 1) * abs(self.median))
         self._stale = 0
         return self.median
 
@@ -91,7 +97,6 @@ class _JumpRule(Rule):
         super().__init__(settings)
         self.settings: JumpSettings
         self._series: dict[str, _Baseline] = {}
-        self._in_spike: dict[str, bool] = {}
         self._wanted: dict[str, bool] = {}
 
     def wants(self, key: str) -> bool:
@@ -116,26 +121,23 @@ class _JumpRule(Rule):
         s = self.settings
         base = self._series.get(key)
         if base is None:
-            base = self._series[key] = _Baseline(s.window)
+            base = self._series[key] = _Baseline(s.window, s.min_jump, s.factor)
         message = ""
-        if len(base.values) >= s.warmup:
-            limit = base.median + max(s.min_jump, (s.factor - 1) * abs(base.median))
-            if value > limit:
-                median = base.refresh()  # exact before judging
-                limit = median + max(s.min_jump, (s.factor - 1) * abs(median))
-                if value > limit:
-                    message = (
-                        f"{key} spiked to {fmt_value(value)} (baseline {fmt_value(median)}, "
-                        f"{value / median:.1f}x)" if median > 0 else
-                        f"{key} spiked to {fmt_value(value)} (baseline {fmt_value(median)})"
-                    )  # fmt: skip
+        if len(base.values) >= s.warmup and value > base.limit:
+            median = base.refresh()  # exact before judging
+            if value > base.limit:
+                message = (
+                    f"{key} spiked to {fmt_value(value)} (baseline {fmt_value(median)}, "
+                    f"{value / median:.1f}x)" if median > 0 else
+                    f"{key} spiked to {fmt_value(value)} (baseline {fmt_value(median)})"
+                )  # fmt: skip
         if not message and s.absurd > 0 and value > s.absurd:
             message = f"{key} is {fmt_value(value)}, above {fmt_value(s.absurd)} for any baseline"
         base.add(value)
         if len(base.values) == s.warmup:
             base.refresh()
-        was = self._in_spike.get(key, False)
-        self._in_spike[key] = bool(message)
+        was = base.in_spike
+        base.in_spike = bool(message)
         if not message or was:
             return None
         where = f" at step {event.step}" if event.step is not None else ""
