@@ -93,6 +93,11 @@ def test_a_notice_for_every_run_is_said_once_and_runs_are_named_briefly() -> Non
         book.apply(AnomalyFound(run_id, 1.0, off))
     said = [i for i in book.feed if i.kind == "anomaly"]
     assert [(i.who, i.tag, i.text) for i in said] == [("#1", "", off.message)]  # names its rule
+    # A note about a line of the log is not a notice about the setup: each one is shown.
+    skipped = Anomaly("skipped_steps", Severity.INFO, "step skipped", 1.0, 5)
+    book.apply(AnomalyFound("a", 1.0, skipped))
+    book.apply(AnomalyFound("b", 1.0, skipped))
+    assert sum(i.text.startswith("step skipped") for i in book.feed) == 2
     other = RunStarted("c", 2.0, "sweep", 1, None, ("python",), "/tmp/c.log", 8)
     (item,) = book.apply(other)
     assert item.who == "sweep #1"
@@ -156,6 +161,8 @@ def test_gauges_show_each_gpu_and_the_runs_share_when_nvml_reports_them() -> Non
     assert "run VRAM   75.5 GB (3 procs)" in shown and "CPU" in shown
     no_gpu = gauge_text(ResourceSample(0.0, 1, 3.0, 100.0, 50.0)).plain
     assert "no NVIDIA GPU" in no_gpu and "GPU0" not in no_gpu
+    ended = gauge_text(sample, ended=True).plain  # figures of a run that is over say so
+    assert ended.startswith("run ended") and "70.0/80G" in ended
 
 
 def test_a_paused_runs_status_line_says_the_keys_before_the_reason() -> None:

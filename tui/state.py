@@ -225,9 +225,10 @@ class RunBook:
         if view is not None and anomaly.lineno:
             old = view.marks.get(anomaly.lineno, Severity.INFO)
             view.marks[anomaly.lineno] = max(old, anomaly.severity)
-        if anomaly.severity == Severity.INFO:
-            if anomaly.rule == "exit":
-                return []  # the run's end is a feed line of its own (RunEnded)
+        if anomaly.severity == Severity.INFO and anomaly.rule == "exit":
+            return []  # the run's end is a feed line of its own (RunEnded)
+        if anomaly.severity == Severity.INFO and not anomaly.lineno:
+            # A notice about the setup, not about a line of the log: once is enough.
             if (anomaly.rule, anomaly.message) in self._noted:
                 return []
             self._noted.add((anomaly.rule, anomaly.message))

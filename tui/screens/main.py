@@ -150,6 +150,7 @@ class MainScreen(Screen[None]):
         self.refresh_runs()
         if run_id == self.selected:
             self._show_status()
+            self._show_gauges()  # an ended run's gauges say they are its last figures
 
     # --- drawing the selected run ---------------------------------------------------------
 
@@ -198,7 +199,7 @@ class MainScreen(Screen[None]):
 
     def _show_gauges(self) -> None:
         view = self._view()
-        self.query_one(Gauges).show(view.resources if view else None)
+        self.query_one(Gauges).show(view.resources if view else None, bool(view and not view.live))
 
     def _show_marks(self) -> None:
         view = self._view()

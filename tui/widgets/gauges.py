@@ -24,10 +24,14 @@ def bar(used: float, total: float) -> Text:
     return out
 
 
-def gauge_text(sample: ResourceSample | None) -> Text:
-    """The gauges as text (one line each)."""
+def gauge_text(sample: ResourceSample | None, ended: bool = False) -> Text:
+    """The gauges as text (one line each); `ended`: the run is over, the figures are its last."""
     if sample is None:
         return Text("no resource samples yet", style="dim")
+    if ended:
+        last = gauge_text(sample)
+        last.stylize("dim")
+        return Text("\n").join([Text("run ended; its last sample:", style="dim italic"), last])
     lines: list[Text] = []
     if sample.gpu_used_gb:
         totals = sample.gpu_total_gb or {}
@@ -65,6 +69,6 @@ class Gauges(Static):
         super().__init__(gauge_text(None), id=id)
         self.sample: ResourceSample | None = None
 
-    def show(self, sample: ResourceSample | None) -> None:
+    def show(self, sample: ResourceSample | None, ended: bool = False) -> None:
         self.sample = sample
-        self.update(gauge_text(sample))
+        self.update(gauge_text(sample, ended))
