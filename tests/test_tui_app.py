@@ -309,6 +309,12 @@ async def test_history_copies_exact_command_replays_and_diffs(tmp_path: Path) ->
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         assert diff.rstrip("\n") == cli.stdout.rstrip("\n")
+        screen.show_detail()  # the row highlight of a quick down+d, handled after the diff
+        assert str(screen.query_one("#detail").render()) == diff  # the diff stays
+        await pilot.press("up")  # moving on shows that run's command again
+        await until(pilot, lambda: screen.query_one("#detail-box").border_title == "command")
+        assert "outcome:" in str(screen.query_one("#detail").render())
+        await pilot.press("down")
         target = screen.current()
         await pilot.press("r")
         await until(pilot, lambda: len(seen(messages, RunLaunched)) >= 3)

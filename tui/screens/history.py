@@ -79,6 +79,7 @@ class HistoryScreen(Screen[None]):
         self.records: list[RunRecord] = []
         self.marked: str | None = None
         self.copied: str = ""  # the last command copied (what the clipboard was given)
+        self.diffed: str | None = None  # the row whose diff the detail pane shows
 
     @property
     def ftmon(self) -> FtmonApp:
@@ -136,6 +137,10 @@ class HistoryScreen(Screen[None]):
         if not found:
             return  # not mounted yet; the first row highlight shows it
         detail = found.first(Static)
+        if rec is not None and self.diffed == rec.id:
+            return  # a row highlight that arrives after `d` leaves the diff of this row shown
+        self.diffed = None
+        self.query_one("#detail-box").border_title = "command"
         if rec is None:
             detail.update(Text("no runs yet: launch one with o on the main screen"))
             return
@@ -174,6 +179,7 @@ class HistoryScreen(Screen[None]):
         self.marked = None
         if other is None:
             return
+        self.diffed = rec.id  # shown until the cursor moves to another row
         self.query_one("#detail-box").border_title = f"diff {other.id} -> {rec.id}"
         self.query_one("#detail", Static).update(run_diff(other, rec))
 
