@@ -11,6 +11,7 @@ from supervisor.events import Action, Anomaly, Eval, Metric, ResourceSample, Sev
 from supervisor.run_events import (
     ActionTaken,
     AnomalyFound,
+    ChainStopped,
     MetricsObserved,
     ResourcesObserved,
     RunEnded,
@@ -81,6 +82,10 @@ def test_anomalies_mark_lines_and_actions_are_said_once() -> None:
     failed = Action("kill", "user", 4.0, "a", "still alive: 7", ok=False)
     (item,) = book.apply(ActionTaken("a", 4.0, failed))
     assert item.tag == "kill" and "still alive: 7" in item.text and item.severity == Severity.ERROR
+    stop = Action("relaunch", "nan", 5.0, "a", "chain stopped: nan max 2 reached", ok=False)
+    items = book.apply(ActionTaken("a", 5.0, stop))
+    items += book.apply(ChainStopped("a", 5.0, "nan max 2 reached"))
+    assert [(i.tag, i.text) for i in items] == [("no relaunch", "nan max 2 reached")]
 
 
 def test_a_notice_for_every_run_is_said_once_and_runs_are_named_briefly() -> None:

@@ -242,8 +242,8 @@ class RunBook:
         # Each action that worked has its own line already: an alert is its anomaly, a pause,
         # resume, kill or relaunch is the RunPaused / RunResumed / RunEnded / RunRelaunched it
         # caused. Only one that failed adds a line here (the history keeps them all).
-        if action.ok:
-            return []
+        if action.ok or action.detail.startswith("chain stopped:"):
+            return []  # a chain that stopped is said by ChainStopped
         text = f"on {action.rule} failed: {action.detail}" if action.detail else "failed"
         return [self._item(action.ts, run_id, "action", text, Severity.ERROR, action.kind)]
 
