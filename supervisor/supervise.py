@@ -280,6 +280,11 @@ class Supervisor(RunWatching):
     def _begin_kill(self, run: _Run, reason: str, rule: str) -> None:
         if run.ending:
             return
+        if not process._running(run.pid):
+            # The rule fired on the last lines of a run that has already exited (they are read
+            # before its exit is fed): nothing to kill, and its own exit status says how it
+            # ended. `is_alive` would reap our child here and lose that status.
+            return
         run.ending = reason
         run.killing = asyncio.ensure_future(self._kill(run, rule))
 

@@ -311,3 +311,15 @@ async def test_a_recorded_recipe_relaunches_in_the_folder_it_ran_in(
     await sup.wait_lineage(child)
     assert sup.history.get(child).cwd == sup.history.get(first).cwd != str(elsewhere)
     assert sup.history.get(child).changes == ()
+
+
+async def test_a_run_that_ended_before_the_kill_is_not_called_killed(tmp_path: Path) -> None:
+    """A kill policy firing on a run's last line after it already exited 0 records how it really
+    ended (finished, code 0), never "killed" with no signal."""
+    recipe = load_recipe(write_recipe(tmp_path, "nan_then_exit.py", on={"nan": {"do": "kill"}}))
+    sup, events = supervisor(tmp_path)
+    run_id = await sup.launch(recipe)
+    ended = await sup.wait_lineage(run_id)
+    assert any(e.anomaly.rule == "nan" for e in of(events, ev.AnomalyFound))
+    assert (ended.status, ended.returncode, ended.signal) == ("finished", 0, None)
+    assert sup.history.get(run_id).status == "finished"
