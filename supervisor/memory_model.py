@@ -209,13 +209,14 @@ def _loss_terms(cfg: ModelConfig, train: TrainSettings) -> list[Term]:
 
     Counted as the reference trainer and Hugging Face compute them. Chunked (the reference
     trainer, trainer/losses.py): forward holds a contiguous fp32 copy of the chunk and its
-    log_softmax; backward recomputes one chunk at a time (CE: a contiguous copy and its softmax,
-    which becomes the chunk's gradient) and copies it into the logits' gradient, allocated once
-    in the logits' dtype after the first chunk's buffers are freed. Unchunked (Hugging Face):
-    the fp32 upcast (16-bit logits only) and the log_softmax in forward, the log_softmax with
-    two gradients in backward. GKD's generalized JSD holds 9 (forward) and 12 (backward) fp32
-    buffers per position: two log_softmax, their shifted copies and stack, the mixture, the KL
-    terms and their gradients (backward recomputes them a chunk at a time).
+    log_softmax; backward recomputes one chunk at a time (CE: a contiguous fp32 copy of the
+    chunk and its softmax, which becomes the chunk's gradient) and copies it into the logits'
+    gradient, allocated once in the logits' dtype after the first chunk's buffers are freed.
+    Unchunked (Hugging Face): the fp32 upcast (16-bit logits only) and the log_softmax in
+    forward, the log_softmax with two gradients in backward. GKD's generalized JSD holds 9
+    (forward) and 12 (backward) fp32 buffers per position: two log_softmax, their shifted
+    copies and stack, the mixture, the KL terms and their gradients (backward recomputes them a
+    chunk at a time).
     """
     s = DTYPE_BYTES[train.compute_dtype]
     btv = train.tokens * cfg.vocab

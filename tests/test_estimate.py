@@ -327,7 +327,7 @@ def test_suggest_adjustment_after_oom_uses_the_recipes_names(tmp_path: Path) -> 
 
 def test_chunked_loss_backward_holds_one_gradient_and_one_chunk() -> None:
     """With several loss chunks the loss's backward holds the logits' gradient (bf16, once) and
-    one chunk's fp32 buffers; with one chunk, that chunk's buffers (the larger)."""
+    one chunk's fp32 buffers (CE: a copy and its softmax), not three full-size gradients."""
     one = TrainSettings(micro_batch=8, seq_len=257, loss_chunk=256, device="cpu")
     many = replace(one, loss_chunk=64)
     name = "loss backward (logits' gradient + one chunk fp32)"

@@ -79,8 +79,10 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
             part = slice(start, start + ctx.chunk)
             lab = y[:, part]
             scored = (lab != IGNORE).unsqueeze(-1)
-            # d(sum of CE)/dz = softmax(z) - onehot(label), zero where the label is ignored
-            g = torch.softmax(s[:, part].float(), dim=-1)
+            # d(sum of CE)/dz = softmax(z) - onehot(label), zero where the label is ignored.
+            # torch.softmax (a softmax by hand rounds differently, and a diverging run's fate
+            # hangs on such bits) of a contiguous fp32 copy, freed once the softmax is out
+            g = torch.softmax(s[:, part].float().contiguous(), dim=-1)
             g.scatter_add_(-1, lab.clamp(min=0).unsqueeze(-1), -scored.float())
             g.mul_(scored * grad_out)
             grad = _into_gradient(grad, logits, logits.shape[-1], part, g)
