@@ -419,3 +419,29 @@ def test_relaunch_form_never_offers_a_secret_arg() -> None:
         "inline.yaml",
     )
     assert adjustable(recipe) == ["lr", "steps"]
+
+
+async def test_history_replay_runs_where_the_run_ran(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """r on a run whose recipe names no cwd replays it in the folder it ran in, not the TUI's."""
+    first_dir, later_dir = tmp_path / "project", tmp_path / "elsewhere"
+    first_dir.mkdir()
+    later_dir.mkdir()
+    monkeypatch.chdir(first_dir)
+    recipe = load_recipe(tiny_recipe(tmp_path, steps=3))
+    assert recipe.cwd is None
+    messages: list[Message] = []
+    app = make_app(tmp_path, recipe)
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        await until(pilot, lambda: len(seen(messages, RunFinished)) == 1)
+        monkeypatch.chdir(later_dir)  # the person has moved on; the TUI keeps running
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        screen = app.screen
+        await until(pilot, lambda: screen.query("#detail") and screen.records)
+        await pilot.press("r")
+        await until(pilot, lambda: len(seen(messages, RunLaunched)) == 2)
+        replay = app.history.get(seen(messages, RunLaunched)[1].run_id)
+        assert Path(replay.cwd) == first_dir
+        await stop_all(app)

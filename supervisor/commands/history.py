@@ -248,7 +248,8 @@ def show_cmd(args: argparse.Namespace) -> int:
 
 
 def replay_cmd(args: argparse.Namespace) -> int:
-    from supervisor.recipe import RecipeError, recipe_from_yaml
+    from supervisor.recipe import RecipeError
+    from supervisor.replay import recorded_recipe
 
     history = _open(args)
     rec = _resolve(history, args.run_ref) if history is not None else None
@@ -258,18 +259,13 @@ def replay_cmd(args: argparse.Namespace) -> int:
     from supervisor.policy import recipe_changes
 
     try:
-        recorded = recipe_from_yaml(rec.recipe_yaml, f"{rec.id} (history)")
+        recorded = recorded_recipe(rec)  # the folder it ran in, when it named none
         recipe = recorded.with_overrides(args.sets) if args.sets else recorded
     except RecipeError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
     # What --set changed goes into the history with the run, as a relaunch's changes do.
     changes = recipe_changes(recorded, recipe)
-    if recipe.cwd is None and rec.cwd:
-        # A recipe without `cwd` ran where ftmon was; the replay runs there too, not wherever
-        # this ftmon happens to be (relative paths in args mean what they meant).
-        pinned = rec.cwd.replace("{", "{{").replace("}", "}}")
-        recipe = recipe.model_copy(update={"cwd": pinned})
 
     async def start(sup: Any) -> str:
         return await sup.launch(

@@ -21,7 +21,8 @@ from textual.widgets import DataTable, Footer, Static
 
 from supervisor.commands.history import command_line, diff_runs
 from supervisor.history import RunRecord
-from supervisor.recipe import RecipeError, recipe_from_yaml
+from supervisor.recipe import RecipeError
+from supervisor.replay import recorded_recipe
 from supervisor.supervise import LaunchRefused
 from tui.text import clean, plain
 
@@ -189,7 +190,7 @@ class HistoryScreen(Screen[None]):
         if rec is None:
             return
         try:
-            recipe = recipe_from_yaml(rec.recipe_yaml, source=f"history:{rec.id}")
+            recipe = recorded_recipe(rec)  # pinned to the folder it ran in, as `ftmon replay`
         except RecipeError as exc:
             self.notify(
                 clean(str(exc)), title=f"cannot replay {rec.id}", severity="error", markup=False
