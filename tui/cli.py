@@ -9,25 +9,39 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+# Flags only a headless run has: with them, a recipe is run without the TUI.
+HEADLESS_FLAGS = ("--headless", "--kill-on-exit")
 
-def wants_tui(argv: Sequence[str]) -> bool:
-    """No arguments, `tui ...`, or a single recipe path (`ftmon recipes/demo.yaml`)."""
-    if not argv:
-        return True
-    if argv[0] == "tui":
-        return True
-    if argv[0] == "run" and "--headless" not in argv and not {"-h", "--help"} & set(argv):
-        return True  # `ftmon run RECIPE` without --headless opens the TUI with it launched
-    first = argv[0]
-    return not first.startswith("-") and first.endswith((".yaml", ".yml"))
+
+def is_recipe(arg: str) -> bool:
+    return not arg.startswith("-") and arg.endswith((".yaml", ".yml"))
+
+
+def route(argv: Sequence[str]) -> tuple[str, list[str]]:
+    """("tui", its args) or ("cli", the headless CLI's args).
+
+    The TUI: no arguments, `tui ...`, `ftmon RECIPE ...` or `ftmon run RECIPE ...`. Either recipe
+    form with `--headless` or `--kill-on-exit` is the headless `ftmon run`.
+    """
+    args = list(argv)
+    if not args:
+        return "tui", []
+    if args[0] == "tui":
+        return "tui", args[1:]
+    headless = any(a in HEADLESS_FLAGS for a in args) or bool({"-h", "--help"} & set(args))
+    if args[0] == "run":
+        return ("cli", args) if headless else ("tui", args[1:])
+    if is_recipe(args[0]):
+        return ("cli", ["run", *args]) if headless else ("tui", args)
+    return "cli", args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if wants_tui(args):
+    where, args = route(sys.argv[1:] if argv is None else argv)
+    if where == "tui":
         from tui.app import main as tui_main  # textual is imported only here
 
-        return tui_main(args[1:] if args and args[0] in ("tui", "run") else args)
+        return tui_main(args)
     from supervisor.cli import main as cli_main
 
     return cli_main(args)
