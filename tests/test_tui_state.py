@@ -204,3 +204,15 @@ async def test_plots_fill_their_rows_evenly() -> None:
         await pilot.pause()
         assert plots.shown == ["loss", "grad_norm", "lr", "tok_s"]
         assert (plots.styles.grid_size_columns, plots.styles.grid_size_rows) == (2, 2)
+
+
+def test_a_long_series_is_thinned_but_keeps_its_newest_point() -> None:
+    """Past MAX_POINTS a plot series is thinned, and the point just logged is still drawn."""
+    from tui.state import MAX_POINTS, RunView
+
+    view = RunView("r1", "r")
+    for step in range(MAX_POINTS + 1):
+        view.add_point("loss", float(step), 1.0 / (step + 1))
+    points = view.series["loss"]
+    assert len(points) <= MAX_POINTS
+    assert points[0][0] == 0.0 and points[-1][0] == float(MAX_POINTS)

@@ -61,7 +61,7 @@ class RunView:
         points = self.series.setdefault(name, [])
         points.append((x, y))
         if len(points) > MAX_POINTS:
-            del points[::2]
+            del points[1::2]  # every other point goes; the first and the newest stay (even max)
 
 
 @dataclass(frozen=True, slots=True)
