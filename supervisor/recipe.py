@@ -282,6 +282,9 @@ def cross_problems(recipe: Recipe) -> list[tuple[tuple[str | int, ...], str]]:
         if key not in recipe.args:
             out.append((("flags", "positional", i), f"{key!r} is not in args"))
     for rule, policy in recipe.on.items():
+        if rule == "exit" and policy.do in ("pause", "kill"):
+            why = "the run has already ended when `exit` fires: use alert or relaunch"
+            out.append((("on", rule, "do"), f"{policy.do}: {why}"))
         if "effective_batch" in policy.keep:
             for what, keys in (
                 ("a micro-batch", MICRO_BATCH_KEYS),

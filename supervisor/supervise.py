@@ -239,13 +239,17 @@ class Supervisor(RunWatching):
         self._emit(AnomalyFound(run.run_id, anomaly.ts, anomaly))
         if anomaly.severity >= Severity.ERROR and anomaly.rule != "exit":
             run.errors += 1
-        if run.ending or anomaly.rule == "exit":
-            return  # already being stopped; the exit's own classification needs no action
+        if run.ending:
+            return  # already being stopped
+        if anomaly.severity < Severity.WARNING:
+            return  # news ("vram rule off: no NVIDIA GPU"), not a fault: no policy acts on it
+        if anomaly.rule == "exit":
+            self._on_exit_anomaly(run, anomaly)
+            return
         kind = policy.decide(run.recipe, anomaly.rule).kind
         run.last_rule = anomaly.rule
         if kind == "alert":
-            if anomaly.severity >= Severity.WARNING:  # "vram rule off" is news, not an alert
-                self._act(run.run_id, "alert", anomaly.rule, anomaly.message)
+            self._act(run.run_id, "alert", anomaly.rule, anomaly.message)
         elif kind == "pause":
             if not run.paused:
                 why = policy.pause_reason(anomaly.rule, anomaly.message, run.pgid)
@@ -256,6 +260,21 @@ class Supervisor(RunWatching):
             self._plan_policy_relaunch(run, anomaly.rule)
             if not run.exited:  # a rule that fired on the exit itself: nothing left to kill
                 self._begin_kill(run, f"killed by ftmon: rule {anomaly.rule}", anomaly.rule)
+
+    def _on_exit_anomaly(self, run: _Run, anomaly: Anomaly) -> None:
+        """A run that ended non-cleanly on its own: only a policy the recipe names for `exit`
+        acts (alert or relaunch; recipe validation refuses pause and kill, which make no sense
+        after the end), and not when another rule already decided what follows."""
+        if policy.policy_for(run.recipe, "exit") is None:
+            return
+        if run.relaunch is not None or run.chain_stop is not None:
+            return
+        kind = policy.decide(run.recipe, "exit").kind
+        if kind == "alert":
+            self._act(run.run_id, "alert", "exit", anomaly.message)
+        elif kind == "relaunch":
+            run.last_rule = "exit"
+            self._plan_policy_relaunch(run, "exit")
 
     def _plan_policy_relaunch(self, run: _Run, rule: str) -> None:
         """Work out the child's recipe before the kill; a chain that cannot go on is stopped

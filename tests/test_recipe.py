@@ -136,6 +136,14 @@ def test_missing_fields_and_a_bad_adjust_shape(tmp_path: Path) -> None:
     ]
 
 
+def test_exit_policy_may_not_pause_or_kill(tmp_path: Path) -> None:
+    """`on: {exit: {do: kill}}` is refused with why (the run has ended); relaunch is accepted."""
+    (line,) = problems_of(write(tmp_path, GOOD + "  exit: {do: kill}\n"))
+    assert ":14: on.exit.do: kill: the run has already ended when `exit` fires" in line
+    recipe = load_recipe(write(tmp_path, GOOD + "  exit: {do: relaunch, max: 1}\n"))
+    assert recipe.on["exit"].do == "relaunch"
+
+
 def test_keep_effective_batch_needs_accumulation(tmp_path: Path) -> None:
     """`keep: [effective_batch]` without an accumulation arg is an error naming the keys sought."""
     (line,) = problems_of(write(tmp_path, GOOD.replace("  grad_accum: 2\n", "")))

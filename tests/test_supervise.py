@@ -323,3 +323,53 @@ async def test_a_run_that_ended_before_the_kill_is_not_called_killed(tmp_path: P
     assert any(e.anomaly.rule == "nan" for e in of(events, ev.AnomalyFound))
     assert (ended.status, ended.returncode, ended.signal) == ("finished", 0, None)
     assert sup.history.get(run_id).status == "finished"
+
+
+async def test_a_notice_never_triggers_a_kill_policy(tmp_path: Path) -> None:
+    """On a machine without an NVIDIA GPU, `on: {vram: {do: kill}}` leaves the run alone: the
+    "vram rule off" notice is news, not a fault, and the run is recorded finished."""
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path, "count_steps.py", args={"steps": 8, "interval": 0.05},
+            watch={"vram": {"poll_secs": 0.05}}, on={"vram": {"do": "kill"}},
+        )
+    )  # fmt: skip
+    sup, events = supervisor(tmp_path)
+    run_id = await sup.launch(recipe)
+    ended = await sup.wait_lineage(run_id)
+    notices = [e.anomaly for e in of(events, ev.AnomalyFound) if e.anomaly.rule == "vram"]
+    assert notices and all(a.message.startswith("vram rule off") for a in notices)
+    assert (ended.status, ended.returncode) == ("finished", 0)
+    assert sup.history.get(run_id).status == "finished"
+    assert [a for a in of(events, ev.ActionTaken)] == []
+
+
+async def test_exit_policy_relaunches_a_run_that_failed(tmp_path: Path) -> None:
+    """`on: {exit: {do: relaunch, max: 1}}` relaunches a run that exited with an error once,
+    then stops the chain when the relaunch fails too."""
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path, "exit_code.py", args={"code": 3}, on={"exit": {"do": "relaunch", "max": 1}}
+        )
+    )
+    sup, events = supervisor(tmp_path)
+    first = await sup.launch(recipe)
+    final = await sup.wait_lineage(first)
+    runs = [sup.history.get(e.run_id) for e in of(events, ev.RunStarted)]
+    assert [r.status for r in runs] == ["failed", "failed"]
+    assert runs[1].parent_id == runs[0].id and final.run_id == runs[1].id
+    (relaunched,) = of(events, ev.RunRelaunched)
+    assert (relaunched.parent_id, relaunched.run_id) == (first, runs[1].id)
+    (stopped,) = of(events, ev.ChainStopped)
+    assert "exit: relaunched 1 time(s) already" in stopped.reason
+
+
+async def test_exit_policy_leaves_a_clean_exit_alone(tmp_path: Path) -> None:
+    """A run that exits 0 under `on: {exit: {do: relaunch}}` is finished, not relaunched."""
+    recipe = load_recipe(
+        write_recipe(tmp_path, "exit_code.py", args={"code": 0}, on={"exit": {"do": "relaunch"}})
+    )
+    sup, events = supervisor(tmp_path)
+    first = await sup.launch(recipe)
+    final = await sup.wait_lineage(first)
+    assert final.status == "finished" and of(events, ev.RunRelaunched) == []

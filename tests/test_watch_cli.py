@@ -180,6 +180,26 @@ def test_watch_with_pid_pause_stops_the_writer(tmp_path: Path, cleanup) -> None:
     assert watcher.wait(20) == 1, "ends by itself when the pid exits"
 
 
+def test_watch_notice_never_triggers_a_kill(tmp_path: Path, cleanup) -> None:
+    """On a machine without an NVIDIA GPU, --on vram=kill leaves the writer alone: the
+    "vram rule off" notice is news, and the writer runs to its own clean end."""
+    log = tmp_path / "train.log"
+    log.touch()
+    writer = start_writer(log, "--interval", "0.05", "--count", "20")
+    cleanup.append(writer)
+    watcher, out = start_ftmon(
+        "--watch", str(log), "--from-start", "--json", "--pid", str(writer.pid),
+        "--on", "vram=kill", "--set", "watch.vram.poll_secs=0.05",
+    )  # fmt: skip
+    cleanup.append(watcher)
+    records = [json.loads(line) for line in out.rest(timeout=60)]
+    watcher.wait(20)
+    assert writer.wait(20) == 0, "the writer ended by itself"
+    assert any(r["type"] == "anomaly" and r["rule"] == "vram" for r in records), "notice shown"
+    assert not any(r["type"] == "action" for r in records)
+    assert records[-1]["type"] == "summary" and not records[-1]["exit"]["killed_by_ftmon"]
+
+
 def test_watch_on_a_healthy_log_exits_0_on_sigterm(tmp_path: Path, cleanup) -> None:
     """A watch that found nothing ends on SIGTERM with a summary and exit code 0."""
     log = tmp_path / "train.log"
@@ -216,6 +236,7 @@ def test_scan_exit_codes_and_corpus_findings(tmp_path: Path) -> None:
         (["--watch", "{log}", "--on", "nan=explode", "--pid", "1"], "unknown action"),
         (["--watch", "{log}", "--on", "nope=kill", "--pid", "1"], "unknown rule"),
         (["--watch", "{log}", "--on", "nan=kill"], "needs --pid"),
+        (["--watch", "{log}", "--on", "exit=kill", "--pid", "1"], "only alert"),
         (["--watch", "{log}", "--pid", "999999999"], "no such process"),
         (["--watch", "{log}", "--pid", "{self}", "--on", "oom=kill"], "is ftmon itself"),
         (["scan", "{log}", "--set", "watch.nosuchrule.x=1"], "watch.nosuchrule"),

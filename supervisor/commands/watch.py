@@ -159,6 +159,10 @@ def parse_on(items: list[str], have_pid: bool) -> dict[str, str]:
             raise UsageError(f"--on {item!r}: unknown rule {rule!r} (rules: {', '.join(known)})")
         if action not in ACTIONS:
             raise UsageError(f"--on {item!r}: unknown action {action!r} (alert, pause, kill)")
+        if rule == "exit" and action != "alert":
+            raise UsageError(
+                f"--on {item!r}: the process has already ended when `exit` fires: only alert"
+            )
         if action != "alert" and not have_pid:
             raise UsageError(f"--on {item!r}: {action} needs --pid PID")
         out[rule] = action
@@ -336,7 +340,7 @@ def run(args: argparse.Namespace) -> int:
     poll_secs = float(getattr(getattr(settings, "vram", None), "poll_secs", 0.5) or 0.5)
 
     async def main() -> Any:
-        from supervisor.events import Anomaly
+        from supervisor.events import Anomaly, Severity
         from supervisor.watch import start_of_last_line, watch_log
 
         loop = asyncio.get_running_loop()
@@ -355,7 +359,8 @@ def run(args: argparse.Namespace) -> int:
                 return
             printer.anomaly(event)
             action = on.get(event.rule)
-            if action and actor is not None:
+            # Only a fault acts: an INFO notice ("vram rule off: no NVIDIA GPU") is news.
+            if action and actor is not None and event.severity >= Severity.WARNING:
                 actor.act(action, event)
 
         try:
