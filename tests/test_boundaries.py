@@ -53,7 +53,26 @@ def test_ftmon_help_does_not_load_textual_or_torch() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    assert "--watch" in out.stdout or "watch" in out.stdout
+    assert "ftmon --watch LOG" in " ".join(out.stdout.split())  # help wraps lines
     loaded = set(json.loads(out.stderr.strip().splitlines()[-1]))
     assert "textual" not in loaded
     assert "torch" not in loaded
+
+
+def test_ftmon_watch_does_not_load_textual_or_torch(tmp_path: Path) -> None:
+    """`ftmon --watch LOG` (through the console script) reads a log without textual or torch."""
+    log = tmp_path / "train.log"
+    log.write_text("{'loss': nan, 'grad_norm': 1.0, 'learning_rate': 1e-05, 'epoch': 0.1}\n")
+    code = (
+        "import sys, json\n"
+        "from tui.cli import main\n"
+        f"rc = main(['scan', {str(log)!r}])\n"
+        "print(json.dumps([rc, sorted(sys.modules)]), file=sys.stderr)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    rc, loaded = json.loads(out.stderr.strip().splitlines()[-1])
+    assert rc == 1 and "nan" in out.stdout  # it really read the log and found the NaN
+    for banned in ("textual", "torch", "plotext"):
+        assert banned not in loaded
