@@ -178,13 +178,15 @@ class RunBook:
             )
         elif isinstance(event, RunRelaunched):
             child = self.runs.get(event.run_id)
+            # Its RunStarted (which carries the attempt) normally comes first; if not, the id
+            # says which run it is until it does.
+            as_ = f"as #{child.attempt}" if child is not None else f"as {event.run_id}"
             if child is None:
                 parent = self.runs.get(event.parent_id)
                 child = RunView(event.run_id, parent.name if parent else event.run_id)
                 self.runs[event.run_id] = child
             child.parent_id = event.parent_id
             child.changes = event.changes
-            as_ = f"as #{child.attempt}" if event.run_id in self.runs else f"as {event.run_id}"
             what = f": {'; '.join(event.changes)}" if event.changes else ""
             text = f"{as_}{what}, from the base weights"
             items.append(
