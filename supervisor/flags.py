@@ -20,21 +20,38 @@ from pydantic import BaseModel, ConfigDict
 PLACEHOLDERS = ("run_dir", "run_id", "base_weights", "attempt", "name")
 
 
+class TemplateError(ValueError):
+    """A bad placeholder or stray brace in `text`. `str()` quotes the text; `redacted` says
+    the same without any of it, for a secret's value (recipe_problems uses it)."""
+
+    def __init__(self, problem: str, text: str, redacted: str) -> None:
+        super().__init__(problem)
+        self.text = text
+        self.redacted = redacted
+
+
+_BRACES = "write a literal brace as '{{' or '}}'"
+
+
 def placeholders_in(text: str) -> list[str]:
-    """Names of the `{...}` fields in `text`; raises ValueError on a stray brace."""
+    """Names of the `{...}` fields in `text`; raises TemplateError on a stray brace."""
     try:
         return [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
     except ValueError as exc:
-        raise ValueError(f"{exc} in {text!r} (write a literal brace as '{{{{' or '}}}}')") from None
+        # Formatter's own message ("Single '}' encountered ...") holds none of the text.
+        raise TemplateError(
+            f"{exc} in {text!r} ({_BRACES})", text, f"{exc} in <redacted> ({_BRACES})"
+        ) from None
 
 
 def check_template(text: str) -> str:
     for name in placeholders_in(text):
         if name not in PLACEHOLDERS:
             known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
-            raise ValueError(
-                f"unknown placeholder {{{name}}} in {text!r} (known: {known}; "
-                "write a literal brace as '{{' or '}}')"
+            raise TemplateError(
+                f"unknown placeholder {{{name}}} in {text!r} (known: {known}; {_BRACES})",
+                text,
+                f"unknown placeholder in <redacted> (known: {known}; {_BRACES})",
             )
     return text
 

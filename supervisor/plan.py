@@ -160,14 +160,16 @@ def plan_run(
             recipe_env[key] = base[key]
         else:
             recipe_env[key] = value.format_map(values)
-    command = list(recipe.command)
-    for i, word in enumerate(command):  # a secret flag in `command`, redacted in a snapshot
+    # A secret read back from the environment is put in only after the argv is rendered:
+    # a token holding `{` or `}` is passed as it is, never filled in as a template.
+    secrets: dict[str, str] = {}
+    for i, word in enumerate(recipe.command):  # a secret flag in `command`, redacted in a snapshot
         for name in SECRET_REF.findall(word):
             if name not in base:
                 msg = f"the recipe's value was redacted; set {name} in the environment"
                 missing.append(Problem("recipe", 0, f"command.{i}", msg))
             else:
-                command[i] = command[i].replace(secret_ref(name), base[name])
+                secrets[name] = base[name]
     args = dict(recipe.args)
     shown = dict(recipe.args)
     for key, value in recipe.args.items():
@@ -180,12 +182,16 @@ def plan_run(
                 msg = f"the recipe's value was redacted; set {name} in the environment"
                 missing.append(Problem("recipe", 0, f"args.{key}", msg))
                 continue
-            args[key] = base[name]
+            args[key] = secret_ref(name)
+            secrets[name] = base[name]
     if missing:
         raise RecipeError(missing)
     cwd = run_cwd(recipe, values)
     env = {**base, **recipe_env, "PYTHONUNBUFFERED": "1"}
-    argv = recipe.model_copy(update={"args": args, "command": command}).render_argv(values)
+    argv = [
+        _fill_secrets(word, secrets)
+        for word in recipe.model_copy(update={"args": args}).render_argv(values)
+    ]
     argv_redacted = recipe.model_copy(update={"args": shown}).render_argv(values)
     n = len(recipe.command)
     argv_redacted[:n] = redact_command(argv_redacted[:n])
@@ -202,6 +208,11 @@ def plan_run(
         values=values,
         argv_redacted=argv_redacted,
     )
+
+
+def _fill_secrets(word: str, secrets: Mapping[str, str]) -> str:
+    """`word` with each `<redacted:NAME>` of `secrets` replaced by its value, verbatim."""
+    return SECRET_REF.sub(lambda m: secrets.get(m.group(1), m.group(0)), word)
 
 
 def run_cwd(recipe: Recipe, values: Mapping[str, str]) -> Path:

@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from supervisor.flags import TemplateError
+from supervisor.redaction import REDACTED, is_secret, is_secret_arg, redact_command
 from supervisor.yaml_lines import Loaded
 
 
@@ -102,6 +104,34 @@ def _known_fields(root: type[BaseModel], loc: tuple[str | int, ...]) -> list[str
     return []
 
 
+def _holds_secret(loc: tuple[str | int, ...], data: Any) -> bool:
+    """Whether the value at `loc` is a secret's: a secret env var, a secret arg (or an item of
+    one), or the value of a secret flag written into `command`."""
+    if len(loc) < 2:
+        return False
+    if loc[0] == "env":
+        return is_secret(str(loc[1]))
+    if loc[0] == "args":
+        return is_secret_arg(str(loc[1]))
+    if loc[0] == "command" and isinstance(loc[1], int) and isinstance(data, dict):
+        command = data.get("command")
+        if isinstance(command, list) and all(isinstance(w, str) for w in command):
+            return redact_command(command)[loc[1]] != command[loc[1]]
+    return False
+
+
+def _without_secret(msg: str, err: Any) -> str:
+    """`msg` with none of the secret value in it: a template error's own redacted wording, and
+    the value scrubbed from any other message."""
+    error = err.get("ctx", {}).get("error")
+    if isinstance(error, TemplateError):
+        return error.redacted
+    value = err.get("input")
+    if isinstance(value, str) and value:
+        msg = msg.replace(repr(value), REDACTED).replace(value, REDACTED)
+    return msg
+
+
 def problems_from(
     exc: ValidationError, file: str, loaded: Loaded | None, data: Any, root: type[BaseModel]
 ) -> list[Problem]:
@@ -110,6 +140,9 @@ def problems_from(
     for err in exc.errors(include_url=False):
         loc = _clean_loc(tuple(err["loc"]), data, err["type"] == "missing")
         msg = err["msg"].removeprefix("Value error, ")
+        secret = _holds_secret(loc, data)
+        if secret:
+            msg = _without_secret(msg, err)
         if err["type"] == "extra_forbidden":
             msg = "unknown key" + did_you_mean(str(loc[-1]), _known_fields(root, loc[:-1]))
         elif err["type"] == "missing":
@@ -119,7 +152,7 @@ def problems_from(
             and not isinstance(err["input"], (dict, list))
             and err["type"] not in ("value_error", "assertion_error")
         ):
-            msg = f"{msg} (got {err['input']!r})"
+            msg = f"{msg} (got {REDACTED if secret else repr(err['input'])})"
         line = loaded.line_of(loc) if loaded is not None else 0
         problems.append(Problem(file, line, dotted(loc), msg))
     return problems

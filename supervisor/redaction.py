@@ -11,29 +11,37 @@ import re
 from typing import Any
 
 REDACTED = "<redacted>"
-_SECRET = re.compile(r"(_TOKEN|_KEY|_SECRET)$|PASSWORD", re.IGNORECASE)
+
+# One rule for env variables and args alike: a name is a secret's when it ends in a credential's
+# word after `_`, `-` or `.` (HF_TOKEN, hub_token, WANDB_API_KEY, AWS_SECRET, DB_PASS,
+# GITHUB_PAT, GOOGLE_CREDENTIALS), ends in "apikey" or "secret", or holds a password's spelling
+# anywhere (DB_PASSWORD, MYPASSWORDFILE, SMTP_PASSWD, SSH_PASSPHRASE). A word must end the name:
+# PATH, PYTHONPATH, HF_HOME, KEYBOARD, TOKENIZERS_PARALLELISM and `secret_env` (which names
+# where a secret is, and is worth seeing) are not secrets.
+_SECRET = re.compile(
+    r"(^|[_.-])(token|key|pass|pat|credentials?)$|apikey$|secret$|passw(or)?d|passphrase",
+    re.IGNORECASE,
+)
 
 
 def is_secret(name: str) -> bool:
-    """An environment variable whose value ftmon never stores: `*_TOKEN`, `*_KEY`, `*_SECRET`,
-    `*PASSWORD*`, in any case."""
+    """An environment variable whose value ftmon never stores (see `_SECRET`), in any case:
+    `*_TOKEN`, `*_KEY`, `*SECRET`, `*PASSWORD*`, `*PASSWD*`, `*_PASS`, `*_CREDENTIALS`, `*_PAT`."""
     return bool(_SECRET.search(name))
 
 
-# An arg is a secret when its name ends the way a secret env variable's does (`hub_token`,
-# `api_key`, `wandb_key`, `client_secret`) or holds "password" anywhere. Not "secret"
-# anywhere: `secret_env: HF_TOKEN` names where a secret is, and is worth seeing. Tokenizer
-# special tokens (`pad_token: "<|pad|>"`) are text the model reads, not credentials.
-_SECRET_ARG = re.compile(r"(^|[_.-])(token|key)$|apikey$|secret$|passw(or)?d", re.IGNORECASE)
+# An arg is a secret by the same rule as an env variable (`hub_token`, `api_key`, `wandb_key`,
+# `client_secret`, `db_password`). Tokenizer special tokens (`pad_token: "<|pad|>"`) are text
+# the model reads, not credentials.
 _SPECIAL_TOKEN = re.compile(r"^(pad|eos|bos|unk|sep|cls|mask)_token$", re.IGNORECASE)
 
 
 def is_secret_arg(key: str, value: Any = "") -> bool:
-    """A recipe arg whose value ftmon never stores or shows (see `_SECRET_ARG`). A bool or null
+    """A recipe arg whose value ftmon never stores or shows (see `_SECRET`). A bool or null
     (`use_auth_token: true`) says whether to use a credential, not what it is: never secret."""
     if value is None or isinstance(value, bool):
         return False
-    return bool(_SECRET_ARG.search(key)) and not _SPECIAL_TOKEN.match(key)
+    return bool(_SECRET.search(key)) and not _SPECIAL_TOKEN.match(key)
 
 
 def secret_arg_env(key: str) -> str:

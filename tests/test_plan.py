@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +21,14 @@ from supervisor.plan import (
     shell_command,
     write_run_files,
 )
-from supervisor.recipe import Recipe, RecipeError, is_secret_arg, load_recipe, recipe_from_yaml
+from supervisor.recipe import (
+    Recipe,
+    RecipeError,
+    is_secret,
+    is_secret_arg,
+    load_recipe,
+    recipe_from_yaml,
+)
 
 # A small real program: prints its argv, an env var, and whether the secret reached it.
 SCRIPT = (
@@ -324,3 +332,104 @@ def test_secret_args_in_the_run_folder_and_argv(tmp_path: Path) -> None:
     assert replay.argv[3:] == ["--api-key=k2", "--hub_token", "hf_new", "--lr", "0.1"]
     with pytest.raises(RecipeError, match=r"args\.hub_token: .*set HUB_TOKEN in the environment"):
         plan_run(snapshot, "r3", 1, tmp_path / "logs", base_env={})
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("HF_TOKEN", True),
+        ("WANDB_API_KEY", True),
+        ("OPENAI_APIKEY", True),
+        ("AWS_SECRET", True),
+        ("DB_PASSWORD", True),
+        ("SMTP_PASSWD", True),
+        ("MYPASSWDFILE", True),
+        ("DB_PASS", True),
+        ("GOOGLE_CREDENTIALS", True),
+        ("GITHUB_PAT", True),
+        ("gh_pat", True),
+        ("SSH_PASSPHRASE", True),
+        ("PATH", False),
+        ("PYTHONPATH", False),
+        ("DATA_PATH", False),
+        ("PATIENCE", False),
+        ("KEYBOARD", False),
+        ("KEYBOARD_LAYOUT", False),
+        ("BYPASS", False),
+        ("COMPASS", False),
+        ("HF_HOME", False),
+        ("TOKENIZERS_PARALLELISM", False),
+        ("max_new_tokens", False),
+        ("secret_env", False),
+    ],
+)
+def test_one_rule_names_secret_env_vars_and_args(name: str, secret: bool) -> None:
+    """An env variable and an arg of the same name are both secret or both not: tokens, keys,
+    secrets, passwords however spelt, *_PASS, *_CREDENTIALS and *_PAT are; PATH-like names not."""
+    assert is_secret(name) is secret
+    assert is_secret_arg(name, "value") is secret
+    assert is_secret_arg(name.lower(), "value") is secret
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "secret"),
+    [
+        ('env: {HF_TOKEN: "tok{en"}', "tok{en"),
+        ('env: {DB_PASSWORD: "pw}x"}', "pw}x"),
+        ('env: {HF_TOKEN: "hf_{abc}"}', "abc"),
+        ("env: {DB_PASSWORD: true}", "True"),
+        ('args: {hub_token: "tok}en"}', "tok}en"),
+        ('args: {api_key: ["k{ey"]}', "k{ey"),
+        ('command: [x, --hub_token, "tok{en"]', "tok{en"),
+        ('command: [x, "--api-key=k{zz}"]', "zz"),
+    ],
+)
+def test_a_bad_secret_value_is_never_quoted_back(yaml_text: str, secret: str) -> None:
+    """A recipe error in a secret env var or arg says where and why, with the value shown as
+    <redacted>; the same error in a plain field still quotes the value."""
+    with pytest.raises(RecipeError) as info:
+        recipe_from_yaml(f"name: r\ncommand: [x]\n{yaml_text}\n")
+    text = str(info.value)
+    assert secret not in text and "<redacted>" in text and ":3: " in text
+    plain = yaml_text.replace("HF_TOKEN", "HF_HOME").replace("DB_PASSWORD", "DB_HOST")
+    plain = plain.replace("hub_token", "hub_model").replace("api_key", "api_url")
+    plain = plain.replace("--hub_token", "--hub_model").replace("--api-key", "--api-url")
+    with pytest.raises(RecipeError) as info:
+        recipe_from_yaml(f"name: r\ncommand: [x]\n{plain}\n")
+    assert secret in str(info.value) and "<redacted>" not in str(info.value)
+
+
+def test_a_bad_set_of_a_secret_with_braces_is_never_quoted_back() -> None:
+    """`--set env.HF_TOKEN=...` with a stray brace or an unknown placeholder names the override
+    and the problem, never the value or the placeholder's name."""
+    recipe = Recipe(name="r", command=["x"], args={"hub_token": "t"})
+    for value, hidden in (("hf_{zz}", "zz"), ("hf_}q", "hf_}q")):
+        with pytest.raises(RecipeError) as info:
+            recipe.with_overrides([f"env.HF_TOKEN={value}", f"hub_token={value}"])
+        text = str(info.value)
+        assert hidden not in text and "--set env.HF_TOKEN=<redacted>: env.HF_TOKEN: " in text
+        assert "--set hub_token=<redacted>: args.hub_token: " in text
+
+
+def test_a_secret_with_braces_from_the_environment_reaches_the_child_verbatim(
+    tmp_path: Path,
+) -> None:
+    """A replayed recipe whose token (arg, env, or flag in `command`) holds `{` and `}` runs,
+    and the child gets exactly the token, not a template filled in."""
+    program = "import json, os, sys; print(json.dumps([sys.argv[1:], os.environ['HF_TOKEN']]))"
+    recipe = Recipe(
+        name="r",
+        command=[sys.executable, "-c", program, "--api-key={run_id}:k1"],
+        args={"hub_token": "hf_abc", "out": "{run_dir}"},
+        env={"HF_TOKEN": "hf_abc"},
+    )
+    write_run_files(plan_run(recipe, "r1", 1, tmp_path / "logs"))
+    snapshot = recipe_from_yaml((tmp_path / "logs" / "r1" / "recipe.yaml").read_text())
+    token = "ab{c}d}"
+    base = {**os.environ, "HUB_TOKEN": token, "HF_TOKEN": "{x}" + token, "API_KEY": "{{y}"}
+    plan = plan_run(snapshot, "r2", 1, tmp_path / "logs", base_env=base)
+    proc = subprocess.run(plan.argv, env=plan.env, capture_output=True, text=True, timeout=60)
+    argv, env_token = json.loads(proc.stdout)
+    assert argv == ["--api-key={{y}", "--hub_token", token, "--out", str(plan.run_dir)]
+    assert env_token == "{x}" + token
+    assert token not in " ".join(plan.argv_shown)

@@ -309,6 +309,23 @@ def test_secret_args_never_stored_or_shown(tmp_path: Path) -> None:
     assert script.returncode != 0 and "set HUB_TOKEN in the environment" in script.stderr
 
 
+def test_replay_passes_a_secret_with_braces_verbatim(tmp_path: Path) -> None:
+    """`ftmon replay` of a run whose token is read back from the environment as `ab{c}d}`
+    runs (no traceback), and the child gets a token of exactly that length."""
+    logs = tmp_path / "logs"
+    recipe = write_recipe(
+        tmp_path, "count_steps.py", name="brace-token",
+        args={"steps": 1, "interval": 0.01, "hub_token": SECRET},
+    )  # fmt: skip
+    res = ftmon("run", str(recipe), "--headless", "--logs-dir", str(logs))
+    assert res.returncode == 0, res.stdout + res.stderr
+    token = "ab{c}d}"
+    replay = ftmon("replay", "last", "--logs-dir", str(logs), env={"HUB_TOKEN": token})
+    assert replay.returncode == 0 and "Traceback" not in replay.stderr, replay.stderr
+    newest = json.loads(read("history", "--json", "--logs-dir", str(logs)))[0]
+    assert f"hub_token length: {len(token)}\n" in Path(newest["log_path"]).read_text()
+
+
 def test_history_without_a_database_is_empty_not_an_error(tmp_path: Path) -> None:
     """`ftmon history` before any run says there are none (exit 0, `[]` with --json) and where
     it looked; `show` of a run there says no history yet and how to point elsewhere (exit 2)."""
