@@ -322,12 +322,15 @@ class Parser:
             if values:
                 out.append(Eval(lineno, ts, values, step))
             return True
-        if kind in ("metric", "summary"):
+        if kind == "metric":
             if values:
-                out.append(Metric(lineno, ts, values, step, "json" if kind == "metric" else kind))
+                out.append(Metric(lineno, ts, values, step, "json"))
             return True
         if kind is not None:
-            return True  # some other protocol's record: its Text is enough
+            # Some other protocol's record, or the trainer's final summary: its Text is enough.
+            # A summary repeats the last loss and evaluation; as events it would count one
+            # evaluation twice (the divergence rule) and store a point twice (the history).
+            return True
         if values:
             source = "json" if text.startswith('{"') else "hf"
             _emit_values(values, step, lineno, ts, source, out)

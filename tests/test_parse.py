@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -199,7 +200,7 @@ def test_words_are_not_read_as_nan(text: str) -> None:
 
 
 def test_json_protocol_lines() -> None:
-    """The trainer's JSON lines: metric (nan/NaN/Infinity accepted), sample, eval, summary."""
+    """The trainer's JSON lines: metric (nan/NaN/Infinity accepted), sample, eval."""
     m = metric(parse('{"type": "metric", "step": 4, "loss": NaN, "grad_norm": Infinity}'))
     assert m.step == 4 and math.isnan(m.values["loss"]) and m.values["grad_norm"] == math.inf
     assert m.source == "json"
@@ -211,9 +212,26 @@ def test_json_protocol_lines() -> None:
     assert s == Sample(7, 1.0, "F F F F", "你是誰", 9)
     (e,) = only(parse('{"type": "eval", "step": 10, "val_loss": 1.5, "mmlu": 0.31}'), Eval)
     assert e.values == {"val_loss": 1.5, "mmlu": 0.31} and e.step == 10
-    summary = metric(parse('{"type": "summary", "loss": 0.9, "duration_s": 12}'))
-    assert summary.source == "summary"
     assert not only(parse('{"type": "config", "lr": 0.1}'), Metric)
+
+
+def test_the_trainers_summary_line_is_text_only() -> None:
+    """The trainer's final summary (last loss, last evaluation) is shown as text but counts as
+    no new metric or evaluation: the run's last points are not stored or counted twice."""
+    from trainer import protocol
+
+    out = io.StringIO()
+    protocol.summary(
+        steps=40, skipped=0, first_loss=4.1, last_loss=2.3, seconds=12.5, truncated=0,
+        method="lora", val_loss=2.41, ppl=11.1, accuracy=0.25, format_accuracy=1.0,
+        trunc_rate=0.0, avg_gen_len=9.0, out=out,
+    )  # fmt: skip
+    line = out.getvalue().rstrip("\n")
+    assert line.startswith('{"type": "summary"') and '"val_loss": 2.41' in line
+    events = parse(line)
+    assert not only(events, Metric) and not only(events, Eval)
+    (text,) = only(events, Text)
+    assert text.text == line
 
 
 def test_hf_dict_lines() -> None:
