@@ -25,7 +25,8 @@ from supervisor import adjust, policy, process
 from supervisor import plan as planning
 from supervisor.events import Anomaly, Severity
 from supervisor.history import History, RunRecord
-from supervisor.recipe import Recipe, RecipeError, recipe_from_yaml
+from supervisor.recipe import Recipe, RecipeError
+from supervisor.replay import recorded_recipe
 from supervisor.run_events import (
     AnomalyFound,
     ChainStopped,
@@ -393,12 +394,7 @@ class Supervisor(RunWatching):
     def _recipe_from_history(self, run_id: str) -> Recipe:
         """The recorded recipe; without a `cwd` of its own it gets the folder the run ran in,
         so that a relaunch from an ftmon started elsewhere runs where the run did."""
-        rec = self.history.resolve(run_id)
-        recipe = recipe_from_yaml(rec.recipe_yaml, f"{rec.id} (history)")
-        if recipe.cwd is None and rec.cwd:
-            pinned = rec.cwd.replace("{", "{{").replace("}", "}}")
-            recipe = recipe.model_copy(update={"cwd": pinned})
-        return recipe
+        return recorded_recipe(self.history.resolve(run_id))
 
     def _live(self, run_id: str) -> _Run:
         run = self._runs.get(run_id)
