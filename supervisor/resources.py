@@ -280,6 +280,11 @@ class ResourceProbe:
             per_pid = self._gpu.process_memory()
         except Exception:  # a GPU error must never stop the watch; the sample goes without
             return sample
+        ours = [b for p, b in per_pid.items() if p in pids]
+        # GPU processes listed but none of them ours: NVML sees other pids than we do (a
+        # container's pid namespace), so the tree's own use is unknown. None makes the vram
+        # rule read device use instead; 0 GB would read as "the run uses nothing" forever.
+        proc_gb = sum(ours) / GB if ours or not per_pid else None
         return ResourceSample(
             ts=sample.ts,
             pid=sample.pid,
@@ -288,6 +293,6 @@ class ResourceProbe:
             cpu_percent=sample.cpu_percent,
             gpu_used_gb={i: used / GB for i, (used, _total) in memory.items()},
             gpu_total_gb={i: total / GB for i, (_used, total) in memory.items()},
-            proc_gpu_gb=sum(b for p, b in per_pid.items() if p in pids) / GB,
+            proc_gpu_gb=proc_gb,
             nprocs=sample.nprocs,
         )

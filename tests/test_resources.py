@@ -172,3 +172,13 @@ def test_a_reused_pid_is_not_taken_for_the_watched_process() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_run_pids_invisible_to_nvml_fall_back_to_device_use(tree) -> None:
+    """In a container NVML lists host pids: none matches the run's, so the run's own GPU figure
+    is unknown (None, and the vram rule reads device use), never a reassuring 0 GB."""
+    proc, _child = tree
+    probe = ResourceProbe(gpu=RecordedGpu(ours=[4_000_001, 4_000_002], other=4_000_003))
+    sample = probe.sample(proc.pid, 0.0)
+    assert sample.gpu_used_gb == {0: 30.0, 1: 10.0}
+    assert sample.proc_gpu_gb is None
