@@ -142,13 +142,6 @@ class History:
                 ),
             )  # fmt: skip
 
-    def set_process(self, run_id: str, pid: int, proc_start_time: float) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE runs SET pid = ?, proc_start_time = ? WHERE id = ?",
-                (pid, proc_start_time, run_id),
-            )
-
     def set_status(self, run_id: str, status: str) -> None:
         """ "running" / "paused" while the run lives; use `finish_run` to end it."""
         with self._tx() as db:
@@ -203,12 +196,6 @@ class History:
                 (run_id, pid),
             )
 
-    def set_offset(self, run_id: str, offset: int, lineno: int) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE runs SET offset = ?, lineno = ? WHERE id = ?", (offset, lineno, run_id)
-            )
-
     def record_batch(
         self,
         run_id: str,
@@ -232,9 +219,6 @@ class History:
                     "UPDATE runs SET offset = ?, lineno = ? WHERE id = ?",
                     (offset, lineno, run_id),
                 )
-
-    def add_metrics(self, run_id: str, events: Iterable[object]) -> None:
-        self.record_batch(run_id, events=events)
 
     def add_anomaly(self, run_id: str, anomaly: Anomaly) -> None:
         with self._tx() as db:

@@ -148,10 +148,6 @@ class Parser:
             return out
         return self._parse_frames(text, line.lineno, ts)
 
-    def parse_text(self, text: str, lineno: int, ts: float) -> list[Event]:
-        """Parse a bare string as one line (for callers without a LogLine)."""
-        return self.parse(LogLine(lineno, 0, 0, text), ts)
-
     # -- tqdm frames --
 
     def _parse_frames(self, text: str, lineno: int, ts: float) -> list[Event]:

@@ -73,11 +73,6 @@ def check_relaunch_allowed(
         raise ChainStop(f"{attempt} attempts in this lineage, ftmon stops at {MAX_ATTEMPTS}")
 
 
-def adjustment_for(recipe: Any, rule: str) -> Any:
-    """The `adjust:` of the recipe's policy for `rule` (empty when it has none)."""
-    return _field(policy_for(recipe, rule), "adjust", None) or {}
-
-
 def relaunch_reason(rule: str, changes: list[str] | tuple[str, ...]) -> str:
     """Why a child run exists, as `ftmon history` shows it."""
     what = "; ".join(changes) if changes else "no changes"

@@ -146,10 +146,10 @@ def build_monitor(args: argparse.Namespace, settings: Any) -> Any:
 def parse_on(items: list[str], have_pid: bool) -> dict[str, str]:
     """`--on RULE=ACTION` options as {rule: action}."""
     from supervisor.cli import UsageError
-    from supervisor.recipe import rule_names
+    from supervisor.rules import WatchSettings  # the rule names, without the recipe machinery
 
     out: dict[str, str] = {}
-    known = rule_names()
+    known = tuple(WatchSettings.model_fields)
     for item in items:
         rule, eq, action = item.partition("=")
         rule, action = rule.strip(), action.strip()
