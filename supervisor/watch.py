@@ -24,6 +24,7 @@ from typing import Any
 from supervisor.events import Anomaly, Eval, Event, Exit, Metric, ResourceSample, Severity
 from supervisor.process import wait_pid_exit
 from supervisor.resources import ResourceProbe
+from supervisor.rules.exit import describe_exit  # one wording for how a process ended
 from supervisor.tail import Tail, follow, iter_file_lines
 
 TICK_SECS = 1.0
@@ -114,16 +115,6 @@ def json_number(value: float | None) -> float | str | None:
     if value is None or math.isfinite(value):
         return value
     return str(value)  # "nan", "inf", "-inf"
-
-
-def describe_exit(exit_: Exit) -> str:
-    if exit_.signal is not None:
-        how = f"killed by signal {exit_.signal}"
-    elif exit_.returncode is None:
-        how = "exit status unknown (not started by ftmon)"
-    else:
-        how = f"exit code {exit_.returncode}"
-    return f"{how}, by ftmon: {exit_.killed_by_ftmon}" if exit_.killed_by_ftmon else how
 
 
 def start_of_last_line(path: Path) -> tuple[int, int]:
