@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # the usual (CUDA) build, without one the CPU build. CI sets TORCH=torch==2.13.0.
 TORCH ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch>=2.2,torch==2.13.0)
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,10 @@ demo: install
 
 test: install
 	$(RUN) $(BIN)/python -m pytest
+
+# The unit tier: pure code, no processes, no torch, no TUI (under 30 s).
+test-fast: install
+	$(RUN) $(BIN)/python -m pytest tests/unit -q
 
 lint: install
 	$(BIN)/ruff check .

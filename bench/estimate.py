@@ -12,8 +12,8 @@ measures the peak of live tensors:
   activations and temporaries;
 - on CUDA with torch.cuda.max_memory_allocated and max_memory_reserved.
 
-The estimate comes from supervisor.estimate.estimate_recipe on a recipe that names the same
-settings, i.e. the same path `ftmon estimate` takes. It prints one row per config with the
+The estimate comes from supervisor.estimate.preflight.estimate_recipe on a recipe that names
+the same settings, i.e. the same path `ftmon estimate` takes. It prints one row per config with the
 error (estimate / measured - 1); the target is within 15% on every CPU config.
 """
 
@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
-from supervisor.estimate import estimate_recipe  # noqa: E402
-from supervisor.recipe import recipe_from_yaml  # noqa: E402
+from supervisor.estimate.preflight import estimate_recipe  # noqa: E402
+from supervisor.recipe.model import recipe_from_yaml  # noqa: E402
 from trainer.cli import parse_args  # noqa: E402
 from trainer.data import Batch  # noqa: E402
 from trainer.model import tiny_config_dict  # noqa: E402

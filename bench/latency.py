@@ -38,9 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 from supervisor import process  # noqa: E402
 from supervisor.events import Anomaly  # noqa: E402
-from supervisor.resources import ResourceProbe  # noqa: E402
+from supervisor.monitoring.resources import ResourceProbe  # noqa: E402
 
-CHATTY = ROOT / "tests" / "fixtures" / "chatty.py"
+CHATTY = ROOT / "tests" / "programs" / "chatty.py"
 # A NaN comes long after a run starts: let the reader read a few healthy batches first, so that
 # one-time costs (imports, pattern compilation on the first batch) stay out of the figures.
 SETTLE = 0.3
@@ -108,8 +108,8 @@ def trial_tail(tmp: Path, interval: float) -> float:
 
 
 def trial_in_process(tmp: Path, interval: float) -> float:
-    from supervisor.monitor import Monitor
-    from supervisor.watch import start_of_last_line, watch_log
+    from supervisor.monitoring.monitor import Monitor
+    from supervisor.monitoring.watch import start_of_last_line, watch_log
 
     log, stamp = tmp / "train.log", tmp / "stamp"
     child = start_child(log, stamp, interval)

@@ -34,8 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from supervisor.parse import Parser  # noqa: E402
-from supervisor.tail import iter_file_lines  # noqa: E402
+from supervisor.parsing.parser import Parser  # noqa: E402
+from supervisor.reading.tail import iter_file_lines  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 MAKE_LOG = next(
@@ -172,7 +172,7 @@ def answers(records: list[dict]) -> tuple[list[tuple[object, ...]], object]:
 
 
 def profile(log: Path, limit: int) -> None:
-    from supervisor.monitor import Monitor
+    from supervisor.monitoring.monitor import Monitor
 
     monitor = Monitor()
     prof = cProfile.Profile()

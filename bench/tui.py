@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from textual.app import App, ComposeResult  # noqa: E402
 from textual.strip import Strip  # noqa: E402
 
-from supervisor.logindex import LogIndex  # noqa: E402
+from supervisor.reading.logindex import LogIndex  # noqa: E402
 from tui.widgets.logview import LogView  # noqa: E402
 
 MAKE_LOG = ROOT.parent / "shared" / "bench" / "make_log.py"

@@ -22,10 +22,10 @@ from textual import on, work
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
-from supervisor.history import History, HistoryError, default_logs_dir
-from supervisor.recipe import Recipe, RecipeError, load_recipe
-from supervisor.run_events import RunStarted
-from supervisor.supervise import AttachError, LaunchRefused, Supervisor
+from supervisor.recipe.model import Recipe, RecipeError, load_recipe
+from supervisor.runs.events import RunStarted
+from supervisor.runs.supervise import AttachError, LaunchRefused, Supervisor
+from supervisor.store.history import History, HistoryError, default_logs_dir
 from tui.bridge import Bridge, MetricsArrived, RunEventMessage, RunLaunched
 from tui.screens.confirm import ConfirmQuit
 from tui.screens.main import ACTIONS, MainScreen

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from textual.message import Message
 from textual.message_pump import MessagePump
 
-from supervisor.run_events import (
+from supervisor.runs.events import (
     ActionTaken,
     AnomalyFound,
     ChainStopped,

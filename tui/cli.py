@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tui.app import main as tui_main  # textual is imported only here
 
         return tui_main(args)
-    from supervisor.cli import main as cli_main
+    from supervisor.cli.main import main as cli_main
 
     return cli_main(args)
 

@@ -11,8 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from supervisor.events import Action, Anomaly, Eval, Metric, ResourceSample, Severity
-from supervisor.history import MetricRow, RunRecord
-from supervisor.run_events import (
+from supervisor.runs.events import (
     ActionTaken,
     AnomalyFound,
     ChainStopped,
@@ -25,6 +24,7 @@ from supervisor.run_events import (
     RunResumed,
     RunStarted,
 )
+from supervisor.store.history import MetricRow, RunRecord
 
 # The series the plots know, in the order they are drawn; anything else is not plotted.
 PLOTTED = ("loss", "val_loss", "grad_norm", "lr", "tok_s")

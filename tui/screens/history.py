@@ -19,11 +19,11 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from supervisor.commands.history import command_line, diff_runs
-from supervisor.history import RunRecord
-from supervisor.recipe import RecipeError
-from supervisor.replay import recorded_recipe
-from supervisor.supervise import LaunchRefused
+from supervisor.cli.history import command_line, diff_runs
+from supervisor.recipe.model import RecipeError
+from supervisor.runs.replay import recorded_recipe
+from supervisor.runs.supervise import LaunchRefused
+from supervisor.store.history import RunRecord
 from tui.text import clean, plain
 
 if TYPE_CHECKING:

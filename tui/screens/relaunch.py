@@ -21,15 +21,21 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from supervisor.history import HistoryError
-from supervisor.plan import recipe_yaml_redacted
-from supervisor.policy import ChainStop
-from supervisor.recipe import Recipe, RecipeError, is_secret_arg, load_recipe, recipe_from_yaml
-from supervisor.supervise import LaunchRefused
+from supervisor.recipe.model import (
+    Recipe,
+    RecipeError,
+    is_secret_arg,
+    load_recipe,
+    recipe_from_yaml,
+)
+from supervisor.runs.plan import recipe_yaml_redacted
+from supervisor.runs.policy import ChainStop
+from supervisor.runs.supervise import LaunchRefused
+from supervisor.store.history import HistoryError
 from tui.text import clean, plain
 
 if TYPE_CHECKING:
-    from supervisor.supervise import Supervisor
+    from supervisor.runs.supervise import Supervisor
     from tui.app import FtmonApp
 
 FORM_CSS = """

@@ -1,6 +1,7 @@
 """The live log of one run: only the lines on screen are read and drawn.
 
-The file side is `supervisor.logindex.LogIndex` (byte offsets of line starts, text on demand);
+The file side is `supervisor.reading.logindex.LogIndex` (byte offsets of line starts, text on
+demand);
 this widget is a Line-API `ScrollView` whose virtual height is the number of lines, so a log of
 millions of lines costs what one screen costs. Indexing runs in slices in a worker thread, so
 the first screen appears after the first slice and a person can scroll while the rest is read.
@@ -33,7 +34,7 @@ from textual.strip import Strip
 from textual.worker import get_current_worker
 
 from supervisor.events import Severity
-from supervisor.logindex import CHUNK, LogIndex
+from supervisor.reading.logindex import CHUNK, LogIndex
 from tui.text import clean
 
 POLL_SECS = 0.25  # how often a followed file is checked for growth

@@ -1,0 +1,1 @@
+"""The headless command line: `main` in main.py, one module per subcommand."""

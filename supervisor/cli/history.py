@@ -1,0 +1,391 @@
+"""`ftmon history`, `ftmon show RUN`, `ftmon replay RUN`, `ftmon diff RUN RUN`.
+
+All read the history database (`ftmon.db` in the logs folder: `--logs-dir`, else `$FTMON_HOME`,
+else `./logs`). RUN is a run id, a unique prefix of one, or `last`. Commands are printed so that
+they can be pasted into a shell as they ran: the recipe's environment as a prefix (secrets as
+`"$NAME"` references, never their values), `cd`, and the argv quoted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from supervisor.cli.run import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_supervision_flags,
+    logs_dir_of,
+    outcome,
+    supervise_headless,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("history", help="the runs ftmon started, newest first, with commands")
+    p.add_argument("--json", action="store_true", help="one JSON list, for scripts")
+    p.add_argument("-n", type=int, default=None, metavar="N", help="only the newest N runs")
+    p.add_argument("--logs-dir", type=_path, default=None, help="(default: $FTMON_HOME or logs)")
+    p.set_defaults(func=history_cmd)
+
+    p = sub.add_parser("show", help="one run: recipe, command, env, outcome, lineage")
+    p.add_argument("run_ref", metavar="RUN", help="run id, a unique prefix of one, or `last`")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--logs-dir", type=_path, default=None)
+    p.set_defaults(func=show_cmd)
+
+    p = sub.add_parser(
+        "replay",
+        help="run a recorded recipe again, as a new run linked to the old one",
+        description="Launch RUN's recorded recipe (with --set overrides) as a new run whose "
+        "parent is RUN, and supervise it headless. Exit codes as for `ftmon run`. Secrets "
+        "were not recorded: they are read from the environment.",
+    )
+    p.add_argument("run_ref", metavar="RUN")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--headless", action="store_true", help="(always headless; accepted)")
+    p.add_argument("--force", action="store_true", help="launch even if the estimate says no")
+    add_supervision_flags(p)
+    p.set_defaults(func=replay_cmd)
+
+    p = sub.add_parser("diff", help="what differs between two runs: recipe, argv, environment")
+    p.add_argument("run_a", metavar="RUN")
+    p.add_argument("run_b", metavar="RUN")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--logs-dir", type=_path, default=None)
+    p.set_defaults(func=diff_cmd)
+
+
+def _path(text: str) -> Any:
+    from pathlib import Path
+
+    return Path(text)
+
+
+def _open(args: argparse.Namespace, quiet_if_missing: bool = False) -> Any:
+    """The history database, or None after printing why (exit 2)."""
+    from supervisor.store.history import History, HistoryError
+
+    db = logs_dir_of(args) / "ftmon.db"
+    if db.parent.exists() and not db.parent.is_dir():
+        print(f"ftmon: {db.parent} is a file, not a logs folder", file=sys.stderr)
+        return None
+    if not db.exists():
+        if not quiet_if_missing:
+            print(
+                f"ftmon: no history yet: {db} does not exist (runs started with `ftmon run` are "
+                "recorded there; another folder: --logs-dir or $FTMON_HOME)",
+                file=sys.stderr,
+            )
+        return None
+    try:
+        return History(db)
+    except HistoryError as exc:
+        print(f"ftmon: {exc}", file=sys.stderr)
+        return None
+
+
+def _resolve(history: Any, ref: str) -> Any:
+    from supervisor.store.history import HistoryError
+
+    try:
+        return history.resolve(ref)
+    except HistoryError as exc:
+        print(f"ftmon: {exc}", file=sys.stderr)
+        return None
+
+
+def command_line(rec: Any) -> str:
+    """The run's command as it can be pasted into a shell."""
+    from supervisor.runs.plan import shell_command
+
+    return shell_command(list(rec.argv), rec.env, rec.cwd)
+
+
+def _started(rec: Any) -> str:
+    """Why the run started, with what it changed (a replay's --set) unless the reason says it."""
+    what = "; ".join(rec.changes)
+    if not what or what in rec.reason_started:
+        return rec.reason_started
+    return f"{rec.reason_started}: {what}"
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _record_json(rec: Any) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "name": rec.name,
+        "attempt": rec.attempt,
+        "parent_id": rec.parent_id,
+        "status": rec.status,
+        "reason_started": rec.reason_started,
+        "end_reason": rec.end_reason,
+        "changes": list(rec.changes),
+        "started_at": rec.started_at,
+        "ended_at": rec.ended_at,
+        "returncode": rec.returncode,
+        "signal": rec.signal,
+        "pid": rec.pid,
+        "argv": list(rec.argv),
+        "cwd": rec.cwd,
+        "env": rec.env,
+        "command": command_line(rec),
+        "run_dir": rec.run_dir,
+        "log_path": rec.log_path,
+    }
+
+
+# --- history --------------------------------------------------------------------------------
+
+
+def history_cmd(args: argparse.Namespace) -> int:
+    # No database yet is an empty history, not an error: a script reading `--json` gets [].
+    history = _open(args, quiet_if_missing=True)
+    db = logs_dir_of(args) / "ftmon.db"
+    if history is None and (db.exists() or (not db.parent.is_dir() and db.parent.exists())):
+        return EXIT_USAGE
+    runs = history.runs(limit=args.n) if history is not None else []
+    if args.json:
+        print(json.dumps([_record_json(r) for r in runs], indent=2))
+        return EXIT_OK
+    if not runs:
+        where = logs_dir_of(args) / "ftmon.db"
+        print(f"no runs recorded yet in {where} (start one with `ftmon run RECIPE --headless`)")
+        return EXIT_OK
+    # One line a run within 100 columns (the parent goes on the line below, with why it
+    # started), then the command, which is pasted whole however long it is.
+    width = max(len(r.id) for r in runs)
+    print(f"{'ID':{width}}  {'NAME':16} {'ATT':>3}  {'STATUS':9} REASON")
+    for r in runs:
+        reason = r.end_reason if not r.live else ("paused" if r.status == "paused" else "")
+        reason = "" if reason == r.status else reason  # not `finished  finished`
+        row = f"{r.id:{width}}  {r.name:16} {r.attempt:>3}  {r.status:9} {reason}"
+        print(row if len(row) <= 100 else row[:99] + "…")  # `ftmon show` has it whole
+        started = _started(r)
+        if r.parent_id and r.parent_id not in started:
+            started = f"{started} (parent {r.parent_id})" if started else f"parent {r.parent_id}"
+        if started:
+            print(f"    started: {started}")
+        print(f"    $ {command_line(r)}")
+    return EXIT_OK
+
+
+# --- show -----------------------------------------------------------------------------------
+
+
+def show_cmd(args: argparse.Namespace) -> int:
+    history = _open(args)
+    rec = _resolve(history, args.run_ref) if history is not None else None
+    if rec is None:
+        return EXIT_USAGE
+    parent = history.get(rec.parent_id) if rec.parent_id else None
+    children = history.children(rec.id)
+    anomalies = history.anomalies(rec.id)
+    actions = history.actions(rec.id)
+    if args.json:
+        data = _record_json(rec)
+        data["recipe_yaml"] = rec.recipe_yaml
+        data["anomalies"] = [
+            {"rule": a.rule, "severity": str(a.severity), "message": a.message,
+             "lineno": a.lineno, "ts": a.ts, "evidence": list(a.evidence)}
+            for a in anomalies
+        ]  # fmt: skip
+        data["actions"] = [
+            {"kind": a.kind, "rule": a.rule, "detail": a.detail, "ok": a.ok, "ts": a.ts}
+            for a in actions
+        ]
+        data["lineage"] = [r.id for r in history.lineage(rec.id)]
+        data["children"] = [
+            {"id": c.id, "reason": c.reason_started, "changes": list(c.changes)} for c in children
+        ]
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    out = [f"run       {rec.id}  ({rec.name}, attempt {rec.attempt})"]
+    how = outcome(rec.status, rec.end_reason or "")
+    if rec.returncode is not None:
+        how += f" (exit code {rec.returncode})"
+    if rec.signal is not None:
+        how += f" (signal {rec.signal})"
+    out.append(f"outcome   {how}")
+    out.append(f"started   {_when(rec.started_at)}   ended {_when(rec.ended_at)}")
+    if rec.reason_started:
+        out.append(f"reason    {_started(rec)}")
+    out.append(f"folder    {rec.run_dir}")
+    out.append(f"log       {rec.log_path}")
+    out.append(f"command   {command_line(rec)}")
+    out.append("environment (set by ftmon on top of its own; secrets redacted)")
+    out += [f"    {k}={v}" for k, v in sorted(rec.env.items())] or ["    (none)"]
+    out.append("recipe")
+    out += [f"    {line}" for line in rec.recipe_yaml.rstrip().splitlines()]
+    out.append(f"anomalies ({len(anomalies)})")
+    out += [f"    {a.one_line()}" for a in anomalies]
+    out.append(f"actions ({len(actions)})")
+    out += [f"    {_when(a.ts)}  {a.kind} [{a.rule}]{'' if a.ok else ' FAILED'}: {a.detail}"
+            for a in actions]  # fmt: skip
+    out.append("lineage")
+    for r in history.lineage(rec.id):
+        mark = "*" if r.id == rec.id else " "
+        changes = f"  [{'; '.join(r.changes)}]" if r.changes else ""
+        out.append(f"  {mark} {r.id}  attempt {r.attempt}  {r.status}{changes}")
+    if parent is not None:
+        out.append(f"    parent: {parent.id}")
+    for c in children:
+        why = c.reason_started or "-"
+        out.append(f"    child:  {c.id}  ({why})")
+    print("\n".join(out))
+    return EXIT_OK
+
+
+# --- replay ---------------------------------------------------------------------------------
+
+
+def replay_cmd(args: argparse.Namespace) -> int:
+    from supervisor.recipe.model import RecipeError
+    from supervisor.runs.replay import recorded_recipe
+
+    history = _open(args)
+    rec = _resolve(history, args.run_ref) if history is not None else None
+    if rec is None:
+        return EXIT_USAGE
+    history.close()
+    from supervisor.runs.policy import recipe_changes
+
+    try:
+        recorded = recorded_recipe(rec)  # the folder it ran in, when it named none
+        recipe = recorded.with_overrides(args.sets) if args.sets else recorded
+    except RecipeError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    # What --set changed goes into the history with the run, as a relaunch's changes do.
+    changes = recipe_changes(recorded, recipe)
+
+    async def start(sup: Any) -> str:
+        return await sup.launch(
+            recipe, parent_id=rec.id, reason=f"replay of {rec.id}", force=args.force,
+            fresh=True, changes=changes,
+        )  # fmt: skip
+
+    return supervise_headless(logs_dir_of(args), start, kill_on_exit=args.kill_on_exit)
+
+
+# --- diff -----------------------------------------------------------------------------------
+
+
+def _recipe_data(rec: Any) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(rec.recipe_yaml) or {}
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _mapping_diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    missing = object()
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, missing), b.get(key, missing)
+        if va != vb:
+            out.append({
+                "key": key,
+                "a": None if va is missing else va,
+                "b": None if vb is missing else vb,
+                "only": "b" if va is missing else ("a" if vb is missing else ""),
+            })  # fmt: skip
+    return out
+
+
+def argv_diff(a: list[str], b: list[str]) -> list[str]:
+    """Element-level differences of two argvs, as `- x`, `+ y` and `x -> y` lines."""
+    out = []
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        context = " ".join(a[max(0, i1 - 1) : i1])  # the flag before a changed value
+        where = f"after {context}: " if context else ""
+        if op == "replace":
+            out.append(f"{where}{' '.join(a[i1:i2])} -> {' '.join(b[j1:j2])}")
+        elif op == "delete":
+            out.append(f"- {where}{' '.join(a[i1:i2])}")
+        elif op == "insert":
+            out.append(f"+ {where}{' '.join(b[j1:j2])}")
+    return out
+
+
+@dataclass(frozen=True)
+class RunDiff:
+    """What differs between two runs: the one computation `ftmon diff` and the TUI's history
+    screen both show, so that they cannot disagree."""
+
+    a: str
+    b: str
+    recipe: list[dict[str, Any]]  # {"key", "a", "b", "only"} per flattened recipe key
+    env: list[dict[str, Any]]
+    argv: list[str]  # `argv_diff` lines
+    cwd: list[str]  # [] or ["A -> B"]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.recipe or self.env or self.argv or self.cwd)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b, "recipe": self.recipe, "argv": self.argv,
+                "env": self.env, "cwd": self.cwd}  # fmt: skip
+
+    def lines(self) -> list[str]:
+        """The diff as `ftmon diff` prints it: section titles, then indented rows."""
+        out = [f"a: {self.a}", f"b: {self.b}"]
+        if self.empty:
+            return [*out, "no differences in recipe, argv, cwd or environment"]
+        for title, rows in (("recipe", self.recipe), ("environment", self.env)):
+            if rows:
+                out.append(title)
+                for row in rows:
+                    if row["only"]:
+                        shown = row["a"] if row["only"] == "a" else row["b"]
+                        out.append(f"    {row['key']}: only in {row['only']}: {shown!r}")
+                    else:
+                        out.append(f"    {row['key']}: {row['a']!r} -> {row['b']!r}")
+        if self.argv:
+            out += ["argv", *(f"    {line}" for line in self.argv)]
+        if self.cwd:
+            out += ["cwd", f"    {self.cwd[0]}"]
+        return out
+
+
+def diff_runs(a: Any, b: Any) -> RunDiff:
+    """What differs between run records `a` and `b`: recipe (flattened keys), environment (as
+    recorded, secrets redacted), argv element by element, and the working folder."""
+    from supervisor.runs.policy import flatten
+
+    return RunDiff(
+        a=a.id,
+        b=b.id,
+        recipe=_mapping_diff(flatten(_recipe_data(a)), flatten(_recipe_data(b))),
+        env=_mapping_diff(a.env, b.env),
+        argv=argv_diff(list(a.argv), list(b.argv)),
+        cwd=[] if a.cwd == b.cwd else [f"{a.cwd} -> {b.cwd}"],
+    )
+
+
+def diff_cmd(args: argparse.Namespace) -> int:
+    history = _open(args)
+    if history is None:
+        return EXIT_USAGE
+    a, b = _resolve(history, args.run_a), _resolve(history, args.run_b)
+    if a is None or b is None:
+        return EXIT_USAGE
+    diff = diff_runs(a, b)
+    if args.json:
+        print(json.dumps(diff.to_json(), indent=2, default=str))
+    else:
+        print("\n".join(diff.lines()))
+    return EXIT_OK

@@ -1,0 +1,228 @@
+"""`ftmon run RECIPE --headless`: launch a recipe and supervise it (and its relaunches) here.
+
+Prints one line per anomaly and action as they happen and a summary at the end. Exit code: 0
+when the last attempt finished cleanly, 1 when it failed, was killed or the chain stopped, 2 for a
+bad recipe or `--set` (one line per problem: file:line: field: message), 130 on Ctrl-C, which
+asks nothing: it stops supervising, leaves the run running and prints how to reattach
+(`--kill-on-exit` kills it instead). Without `--headless` the console script opens the TUI.
+
+`ftmon attach` and `ftmon replay` share the printing and the Ctrl-C handling defined here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TextIO
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def add_supervision_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by run, attach and replay."""
+    p.add_argument(
+        "--kill-on-exit",
+        action="store_true",
+        help="on Ctrl-C kill the run instead of leaving it running",
+    )
+    p.add_argument(
+        "--logs-dir",
+        type=Path,
+        default=None,
+        help="folder of run folders and ftmon.db (default: $FTMON_HOME, else ./logs)",
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="launch a recipe and supervise it (headless with --headless; else the TUI)",
+        description="Launch RECIPE, watch it, act per its `on:` policy, relaunch from the base "
+        "weights. Exit: 0 last attempt finished, 1 failed/killed/chain stopped, 2 bad recipe, "
+        "130 Ctrl-C (the run keeps running; reattach with `ftmon attach RUN`).",
+    )
+    p.add_argument("recipe", type=Path, help="recipe YAML file")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe field (lr=1e-5, args.micro_batch=4, env.HF_HOME=/x)",
+    )
+    p.add_argument("--headless", action="store_true", help="supervise here, without the TUI")
+    p.add_argument(
+        "--force", action="store_true", help="launch even if the memory estimate says no"
+    )
+    add_supervision_flags(p)
+    p.set_defaults(func=run)
+
+
+def logs_dir_of(args: argparse.Namespace) -> Path:
+    from supervisor.store.history import default_logs_dir
+
+    return args.logs_dir if args.logs_dir is not None else default_logs_dir()
+
+
+def run(args: argparse.Namespace) -> int:
+    from supervisor.recipe.model import RecipeError, load_recipe
+
+    try:
+        recipe = load_recipe(args.recipe)
+        if args.sets:
+            recipe = recipe.with_overrides(args.sets)
+    except RecipeError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+
+    async def start(sup) -> str:  # type: ignore[no-untyped-def]
+        return await sup.launch(recipe, force=args.force)
+
+    return supervise_headless(logs_dir_of(args), start, kill_on_exit=args.kill_on_exit)
+
+
+# --- shared by run, attach and replay -------------------------------------------------------
+
+
+def outcome(status: str, reason: str) -> str:
+    """`finished`, `killed: killed by ftmon: rule nan`: the status, then the reason unless it
+    only says the status again (`finished: finished`, `detached: detached: reattach ...`)."""
+    if not reason or reason == status:
+        return status
+    return reason if reason.startswith(f"{status}:") else f"{status}: {reason}"
+
+
+class Printer:
+    """Turns run events into the lines `ftmon run` prints, and remembers the lineage."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out  # None: whatever sys.stdout is when a line is printed
+        self.started: list[str] = []
+        self.ended: dict[str, tuple[str, str]] = {}
+        self.changes: dict[str, tuple[str, ...]] = {}
+        self.chain_stopped = ""
+
+    def line(self, text: str) -> None:
+        try:
+            print(text, file=self.out or sys.stdout, flush=True)
+        except BrokenPipeError:
+            # `ftmon run ... | head`: the reader left; supervising goes on, printing stops.
+            self.out = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the printer)
+
+    def __call__(self, event: object) -> None:
+        from supervisor.runs import events as ev
+        from supervisor.runs.plan import shell_join
+
+        if isinstance(event, ev.RunStarted):
+            self.started.append(event.run_id)
+            how = "reattached" if event.reattached else f"started (attempt {event.attempt})"
+            if event.pid == 0 and not event.reattached:  # the end line below says why
+                how = f"could not be started (attempt {event.attempt})"
+            pid = f", pid {event.pid}" if event.pid else ""
+            self.line(f"{event.run_id}: {how}{pid}, log {event.log_path}")
+            if not event.reattached:
+                self.line(f"{event.run_id}:   $ {shell_join(event.argv)}")
+        elif isinstance(event, ev.AnomalyFound):
+            self.line(f"{event.run_id}: anomaly {event.anomaly.one_line()}")
+        elif isinstance(event, ev.ActionTaken):
+            a = event.action
+            failed = "" if a.ok else " (FAILED)"
+            self.line(f"{event.run_id}: action  {a.kind} [{a.rule}]{failed}: {a.detail}")
+        elif isinstance(event, ev.RunPaused):
+            self.line(f"{event.run_id}: paused: {event.reason}")
+        elif isinstance(event, ev.RunResumed):
+            self.line(f"{event.run_id}: resumed")
+        elif isinstance(event, ev.RunEnded):
+            self.ended[event.run_id] = (event.status, event.reason)
+            self.line(f"{event.run_id}: ended {outcome(event.status, event.reason)}")
+        elif isinstance(event, ev.RunRelaunched):
+            self.changes[event.run_id] = event.changes
+            what = "; ".join(event.changes) or "no changes"
+            self.line(f"{event.parent_id}: relaunched as {event.run_id} ({what})")
+        elif isinstance(event, ev.ChainStopped):
+            self.chain_stopped = event.reason
+            self.line(f"{event.run_id}: chain stopped: {event.reason}")
+
+    def summary(self) -> None:
+        self.line("summary:")
+        for run_id in self.started:
+            status, reason = self.ended.get(run_id, ("running", ""))
+            changes = "; ".join(self.changes.get(run_id, ()))
+            extra = f" [{changes}]" if changes else ""
+            # How to reattach is said once, on the last line; here only that it runs on.
+            how = "detached, still running" if status == "detached" else outcome(status, reason)
+            self.line(f"  {run_id}{extra}: {how}")
+        if self.chain_stopped:
+            self.line(f"  chain stopped: {self.chain_stopped}")
+
+
+def supervise_headless(
+    logs_dir: Path,
+    start: Callable[..., Awaitable[str]],
+    *,
+    kill_on_exit: bool = False,
+    out: TextIO | None = None,
+) -> int:
+    """Open the history, run `start(supervisor) -> run_id`, supervise the lineage to its end
+    and print as it goes. Ctrl-C (or SIGTERM) detaches, or kills with `kill_on_exit`."""
+    import asyncio
+
+    from supervisor.store.history import History, HistoryError
+
+    try:
+        history = History.in_logs_dir(logs_dir)
+    except HistoryError as exc:
+        print(f"ftmon: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return asyncio.run(_supervise(history, logs_dir, start, kill_on_exit, Printer(out)))
+    finally:
+        history.close()
+
+
+async def _supervise(
+    history: object,
+    logs_dir: Path,
+    start: Callable[..., Awaitable[str]],
+    kill_on_exit: bool,
+    printer: Printer,
+) -> int:
+    import asyncio
+    import signal
+
+    from supervisor.runs.supervise import AttachError, LaunchRefused, Supervisor
+    from supervisor.store.history import HistoryError
+
+    sup = Supervisor(history, logs_dir, printer)  # type: ignore[arg-type]
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted.set)
+    try:
+        try:
+            run_id = await start(sup)
+        except (LaunchRefused, AttachError, HistoryError) as exc:
+            print(f"ftmon: {exc}", file=sys.stderr)
+            return EXIT_USAGE if isinstance(exc, LaunchRefused | HistoryError) else EXIT_FAILED
+        final = asyncio.ensure_future(sup.wait_lineage(run_id))
+        stop = asyncio.ensure_future(interrupted.wait())
+        await asyncio.wait({final, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if not final.done():
+            live = sup.live_runs()
+            await sup.close(kill=kill_on_exit)
+            stop.cancel()
+            printer.summary()
+            if not kill_on_exit:
+                for rid in live:
+                    printer.line(f"{rid} is still running; reattach with: ftmon attach {rid}")
+            return EXIT_INTERRUPTED
+        stop.cancel()
+        ended = final.result()
+        printer.summary()
+        return EXIT_OK if ended.status == "finished" and not printer.chain_stopped else EXIT_FAILED
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

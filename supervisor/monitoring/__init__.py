@@ -1,0 +1,1 @@
+"""Monitoring: the pure parse + rules pipeline, the async loop that feeds it, resource samples."""

@@ -1,0 +1,1 @@
+"""Parsing: one log line -> facts (metrics, evaluations, samples, progress, text)."""

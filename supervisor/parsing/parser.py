@@ -1,0 +1,482 @@
+"""`LogLine` -> events: the metrics, evaluations, samples and progress a training log prints.
+
+Formats read (see tests/test_parse.py for a real line of each): JSON object lines (the ftmon
+trainer protocol, LLaMA-Factory's trainer_log.jsonl), HF Trainer dict lines (`{'loss': nan, ...}`),
+`key: value` / `key=value` / `key value` step lines (nanochat, nanoGPT, Megatron, fairseq,
+mmengine/xtuner, torchtune, litgpt, Lightning bars), printed tensors, tqdm frames, and user
+regexes with named groups. torchrun rank prefixes are stripped first.
+
+Every line that is not a pure progress frame also yields a `Text`: the text rules (oom,
+traceback, repetition) read those. Only values of metric keys count as numbers: "nanochat",
+"information" or "step_avg:nanms" are words and a timing, never a NaN.
+
+Speed (a long run prints millions of lines): a prefilter (prefilter.py) lets only lines with a
+metric word reach the key-value regexes (kv.py); JSON and HF dict lines go through `json.loads`;
+and key-value lines, tqdm bars and whole lines of bar redraws are cached by shape (the line with
+its digits read as 0), so their regexes run once per format rather than once per line
+(`Parser(cache=False)` turns this off; the tests check that it changes nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+
+from supervisor.events import Eval, Event, LogLine, Metric, Progress, Sample, Text
+from supervisor.parsing.kv import (
+    CACHE_MAX,
+    DIGITS_TO_ZERO,
+    SHAPE_MAX,
+    Template,
+    metricish,
+    name_cache,
+    normalise_name,
+    to_float,
+)
+from supervisor.parsing.prefilter import Prefilter
+
+# --- line shapes ----------------------------------------------------------------------------------
+
+_RANK_PREFIX = re.compile(r"^(?:\[(?:rank|default)\d+\]:[ ]?|rank:\s*\d+\s*\|\s?)")
+_TENSOR = re.compile(r"tensor\(\s*([-+]?[\w.+\-]+)\s*(?:,[^()]*(?:\([^()]*\)[^()]*)*)?\)")
+_BARE_TENSOR = re.compile(r"^\s*tensor\(\s*([-+]?[\w.+\-]+)\s*(?:,[^()]*)?\)\s*$")
+_BAR = (
+    r"(?P<desc>[^\r|%]{0,120}?)[ \t]*(?P<pct>\d{1,3})%\|[^|\r]*\|[ \t]*"
+    r"(?P<n>\d+(?:\.\d+)?[kMG]?)/(?P<total>\d+(?:\.\d+)?[kMG]?|\?)"
+    r"(?:[ \t]*\[(?P<info>[^\]\r]*)\])?"
+)
+_TQDM = re.compile(_BAR)
+# Where a bar's numbers are: (n start, n end, total start, total end, info start or -1,
+# info end or -1, end of the bar).
+_Bar = tuple[int, int, int, int, int, int, int]
+_MISSING = object()
+
+
+def _match_bar(frame: str) -> _Bar | None:
+    m = _TQDM.match(frame)
+    if m is None:
+        return None
+    return (*m.span("n"), *m.span("total"), *m.span("info"), m.end())
+
+
+def _only_bars(text: str) -> _Bar | None:
+    """The last bar of a line whose `\\r` frames are all bars (nothing after them) or blank.
+
+    None when a frame holds anything else, or when no frame is a bar; spans are in `text`.
+    """
+    last: _Bar | None = None
+    start = 0
+    for frame in text.split("\r"):
+        at, start = start, start + len(frame) + 1
+        if not frame or frame.isspace():
+            continue
+        bar = _match_bar(frame)
+        if bar is None:
+            return None
+        rest = frame[bar[6] :]
+        if rest and not rest.isspace():
+            return None
+        n0, n1, t0, t1, i0, i1, end = bar
+        if i0 >= 0:
+            i0, i1 = i0 + at, i1 + at
+        last = (n0 + at, n1 + at, t0 + at, t1 + at, i0, i1, end + at)
+    return last
+
+
+_SCALE = {"k": 1e3, "M": 1e6, "G": 1e9}
+
+_DICT_PAIR = re.compile(r"""['"]([^'"]+)['"]\s*:\s*([^,}\s][^,}]*)""")
+_JSON_FIX = re.compile(r"([:\[,]\s*)([-+]?)(nan|inf(?:inity)?)(?=\s*[,}\]])", re.IGNORECASE)
+
+# Lines without one of these (and not a `{...}` object) cannot yield a metric: skip the regexes.
+METRIC_WORDS = (
+    r"loss",
+    r"norm",
+    r"lr",
+    r"learning",
+    r"ppl",
+    r"perp",
+    r"step",
+    r"iter",
+    r"epoch",
+    r"tok",
+    r"acc",
+    r"tensor\(",
+)
+
+
+class Parser:
+    """Turn lines into events. Stateless apart from the user patterns; safe to share."""
+
+    def __init__(
+        self, patterns: Sequence[str] = (), prefilter_engine: str = "auto", cache: bool = True
+    ) -> None:
+        compiled: list[re.Pattern[str]] = []
+        for p in patterns:
+            try:
+                rx = re.compile(p)
+            except re.error as exc:
+                raise ValueError(f"invalid pattern {p!r}: {exc}") from None
+            if not rx.groupindex:
+                raise ValueError(
+                    f"pattern {p!r} has no named group: name what it captures, "
+                    "e.g. (?P<loss>[0-9.]+) or (?P<step>\\d+)"
+                )
+            compiled.append(rx)
+        self.patterns = tuple(compiled)
+        self.prefilter = Prefilter(METRIC_WORDS, engine=prefilter_engine)
+        self.cache = cache  # off only to test that the template cache changes nothing
+        self._templates: dict[bytes, Template] = {}
+        self._kv_lines: dict[bytes, Template | None] = {}
+        self._bars: dict[bytes, _Bar | None] = {}
+        self._bar_lines: dict[bytes, _Bar | None] = {}
+
+    # -- entry point --
+
+    def parse(self, line: LogLine, ts: float) -> list[Event]:
+        """Events of one line, in the order they appear in it."""
+        text = line.text
+        if text.startswith(("[", "rank:")):
+            prefix = _RANK_PREFIX.match(text)
+            if prefix is not None:
+                text = text[prefix.end() :]
+        if "\r" not in text and "%|" not in text:
+            out: list[Event] = []
+            self._parse_text(text, line.lineno, ts, out)
+            return out
+        return self._parse_frames(text, line.lineno, ts)
+
+    # -- tqdm frames --
+
+    def _parse_frames(self, text: str, lineno: int, ts: float) -> list[Event]:
+        out: list[Event] = []
+        if self.cache and len(text) <= SHAPE_MAX:
+            # Most such lines are bar redraws and nothing else: one lookup by the shape of the
+            # whole line says where its last bar's numbers are (None: it holds something else).
+            shape = text.encode("utf-8", "surrogatepass").translate(DIGITS_TO_ZERO)
+            bar = self._bar_lines.get(shape, _MISSING)
+            if bar is _MISSING:
+                bar = _only_bars(text)
+                if len(self._bar_lines) >= CACHE_MAX:
+                    self._bar_lines.clear()
+                self._bar_lines[shape] = bar
+            if bar is not None:
+                self._emit_progress(text, bar, lineno, ts, out)  # type: ignore[arg-type]
+                return out
+        last: tuple[str, _Bar] | None = None
+        bar_of = self._bar_of
+        for frame in text.split("\r"):
+            if not frame or frame.isspace():
+                continue
+            bar = bar_of(frame)
+            if bar is None:
+                self._parse_text(frame, lineno, ts, out)
+                continue
+            rest = frame[bar[6] :]
+            if rest and not rest.isspace():
+                # Text printed after the bar without a newline: a log line of its own.
+                self._emit_progress(frame, bar, lineno, ts, out)
+                self._parse_text(rest, lineno, ts, out)
+                last = None
+            else:
+                last = (frame, bar)  # only the last redraw counts: the terminal shows it
+        if last is not None:
+            self._emit_progress(last[0], last[1], lineno, ts, out)
+        elif not out:
+            out.append(Text(lineno, ts, ""))  # only blank redraws: a blank line
+        return out
+
+    def _bar_of(self, frame: str) -> _Bar | None:
+        """Where a tqdm bar's numbers sit in `frame`, or None if it does not start with a bar.
+
+        Cached by shape (digits read as 0), as for key-value lines: a bar line redraws the same
+        few shapes thousands of times, and the regex costs more than the lookup.
+        """
+        if not self.cache or len(frame) > SHAPE_MAX:
+            return _match_bar(frame)
+        shape = frame.encode("utf-8", "surrogatepass").translate(DIGITS_TO_ZERO)
+        bar = self._bars.get(shape, _MISSING)
+        if bar is _MISSING:
+            bar = _match_bar(frame)
+            if len(self._bars) >= CACHE_MAX:
+                self._bars.clear()
+            self._bars[shape] = bar
+        return bar  # type: ignore[return-value]
+
+    def _emit_progress(
+        self, frame: str, bar: _Bar, lineno: int, ts: float, out: list[Event]
+    ) -> None:
+        n0, n1, t0, t1, i0, i1, _ = bar
+        total = frame[t0:t1]
+        out.append(
+            Progress(lineno, ts, _scaled(frame[n0:n1]), None if total == "?" else _scaled(total))
+        )
+        if i0 >= 0:
+            info = frame[i0:i1]
+            if "=" in info:  # Lightning / tqdm postfix: `[00:01<00:09, loss=1.23, v_num=0]`
+                values, step = self._values(info)
+                if values and any(metricish(k) for k in values):
+                    out.append(Metric(lineno, ts, values, step, "tqdm"))
+
+    # -- one line of text --
+
+    def _parse_text(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
+        first = text[:1]
+        is_object = False
+        if first == "{" or (first.isspace() and text.lstrip().startswith("{")):
+            stripped = text.strip()
+            is_object = stripped.endswith("}") and self._parse_object(stripped, lineno, ts, out)
+        if not is_object:
+            if self.cache and len(text) <= SHAPE_MAX and "tensor(" not in text:
+                self._parse_kv_shape(text, lineno, ts, out)
+            elif self.prefilter.search(text):
+                self._parse_kv_line(text, lineno, ts, out)
+        if self.patterns:
+            self._parse_patterns(text, lineno, ts, out)
+        out.append(Text(lineno, ts, text))
+
+    def _parse_kv_shape(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
+        """`_parse_kv_line` for a line without a tensor, by one lookup of the line's shape.
+
+        The prefilter's answer is the same for every line of a shape (its words have no
+        digits), so it is asked once per shape too: None marks a shape without a metric word.
+        """
+        shape = text.encode("utf-8", "surrogatepass").translate(DIGITS_TO_ZERO)
+        template = self._kv_lines.get(shape, _MISSING)
+        if template is _MISSING:
+            template = Template.of(text) if self.prefilter.search(text) else None
+            if len(self._kv_lines) >= CACHE_MAX:
+                self._kv_lines.clear()
+            self._kv_lines[shape] = template
+        if not isinstance(template, Template):
+            return
+        values, step = template.read(text) if template.cacheable else self._kv(text)
+        if values:
+            _emit_values(values, step, lineno, ts, "kv", out)
+
+    def _parse_kv_line(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
+        if "tensor(" in text:
+            bare = _BARE_TENSOR.match(text)
+            if bare is not None:
+                # A training loop that prints its loss tensor and nothing else.
+                v = to_float(bare.group(1))
+                if v is not None:
+                    out.append(Metric(lineno, ts, {"loss": v}, None, "tensor"))
+                return
+            text = _TENSOR.sub(r"\1", text)
+            values, step = self._kv(text)
+        else:
+            values, step = self._values(text)
+        if values:
+            _emit_values(values, step, lineno, ts, "kv", out)
+
+    def _values(self, text: str) -> tuple[dict[str, float], int | None]:
+        """`key: value` pairs of `text`, through the shape cache."""
+        if not self.cache or len(text) > SHAPE_MAX:
+            return self._kv(text)
+        # Lines of one format differ only in their digits: find where the values sit once
+        # per shape, then read them by position (see Template).
+        shape = text.encode("utf-8", "surrogatepass").translate(DIGITS_TO_ZERO)
+        template = self._templates.get(shape)
+        if template is None:
+            template = Template.of(text)
+            if len(self._templates) >= CACHE_MAX:
+                self._templates.clear()
+            self._templates[shape] = template
+        return template.read(text) if template.cacheable else self._kv(text)
+
+    def _kv(self, text: str) -> tuple[dict[str, float], int | None]:
+        return Template.of(text).read(text)
+
+    # -- JSON and Python dict lines --
+
+    def _parse_object(self, text: str, lineno: int, ts: float, out: list[Event]) -> bool:
+        """Events of a JSON / Python dict line; False when `text` is no such object."""
+        obj = _load_object(text)
+        if obj is None:
+            return False
+        kind = obj.get("type")
+        if "step" in obj:
+            step = _int_or_none(obj["step"])
+        else:
+            step = _int_or_none(obj.get("global_step", obj.get("current_steps")))
+        if kind == "sample":
+            sample = obj.get("text", obj.get("sample", obj.get("output", obj.get("completion"))))
+            if isinstance(sample, str):
+                prompt = obj.get("prompt", "")
+                out.append(
+                    Sample(lineno, ts, sample, prompt if isinstance(prompt, str) else "", step)
+                )
+            return True
+        values = _numeric_values(obj)
+        step_value = values.pop("step", None)
+        if step is None:
+            step = _int_or_none(step_value)
+        if kind == "eval":
+            if values:
+                out.append(Eval(lineno, ts, values, step))
+            return True
+        if kind == "metric":
+            if values:
+                out.append(Metric(lineno, ts, values, step, "json"))
+            return True
+        if kind is not None:
+            # Some other protocol's record, or the trainer's final summary: its Text is enough.
+            # A summary repeats the last loss and evaluation; as events it would count one
+            # evaluation twice (the divergence rule) and store a point twice (the history).
+            return True
+        if values:
+            source = "json" if text.startswith('{"') else "hf"
+            _emit_values(values, step, lineno, ts, source, out)
+        return True
+
+    # -- user patterns --
+
+    def _parse_patterns(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
+        for rx in self.patterns:
+            m = rx.search(text)
+            if m is None:
+                continue
+            values: dict[str, float] = {}
+            step = None
+            for name, raw in m.groupdict().items():
+                if raw is None:
+                    continue
+                if name == "step":
+                    step = _int_or_none(to_float(raw))
+                    continue
+                v = to_float(raw)
+                if v is not None:
+                    values[normalise_name(name)] = v
+            if values:
+                out.append(Metric(lineno, ts, values, step, "pattern"))
+
+
+_names_kind: dict[tuple[str, ...], tuple[bool, bool]] = {}  # (any val_* name, any metric name)
+
+
+def _emit_values(
+    values: dict[str, float], step: int | None, lineno: int, ts: float, source: str, out: list
+) -> None:
+    """Metric, or Eval when `val_*` names are there (both when a training loss is too)."""
+    # What the names say, looked up once per set of names: a log repeats a few sets.
+    names = tuple(values)
+    kind = _names_kind.get(names)
+    if kind is None:
+        kind = _names_kind[names] = (
+            any(k.startswith("val_") for k in names),
+            any(metricish(k) for k in names),
+        )
+        if len(_names_kind) > CACHE_MAX:
+            _names_kind.clear()
+    if not kind[0]:  # the common case: no evaluation
+        if kind[1]:
+            out.append(Metric(lineno, ts, values, step, source))
+        return
+    evals = {k: v for k, v in values.items() if k.startswith("val_")}
+    rest = {k: v for k, v in values.items() if not k.startswith("val_")}
+    if "loss" in rest:  # "train loss 4.03, val loss 4.04": a training metric and an evaluation
+        out.append(Eval(lineno, ts, evals, step))
+        out.append(Metric(lineno, ts, rest, step, source))
+    else:  # accuracy, epoch, runtime next to val_loss: all part of the evaluation
+        evals.update(rest)
+        out.append(Eval(lineno, ts, evals, step))
+
+
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _loads(text: str) -> object:
+    """`json.loads(text)` for a text that starts with `{`, without its Python layers."""
+    obj, end = _raw_decode(text)
+    if end != len(text) and text[end:].strip(" \t\n\r"):
+        raise ValueError(f"extra data at {end}")  # as json.loads says
+    return obj
+
+
+def _load_object(text: str) -> dict | None:
+    """A JSON object, a JSON object with bare nan/inf, or a Python dict repr; None otherwise."""
+    if text.startswith('{"'):
+        try:
+            obj = _loads(text)
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+            try:
+                obj = _loads(_fix_json(text))
+            except (ValueError, RecursionError):
+                obj = None
+        if isinstance(obj, dict):
+            return obj
+    # HF Trainer prints a Python dict: quote style and nan/inf are not JSON. Most such lines
+    # become JSON by swapping the quotes (fast, in C); the rest are read pair by pair.
+    if text.startswith("{'"):
+        swapped = text.replace("'", '"')
+        for attempt in (swapped, None):
+            try:
+                obj = _loads(attempt if attempt is not None else _fix_json(swapped))
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(obj, dict):
+                return obj
+    pairs = _DICT_PAIR.findall(text)
+    if not pairs:
+        return None
+    obj = {}
+    for key, raw in pairs:
+        raw = raw.strip()
+        if raw[:1] in "'\"":
+            obj[key] = raw.strip("'\"")
+        else:
+            v = to_float(raw)
+            if v is not None:
+                obj[key] = v
+    return obj
+
+
+def _fix_json(text: str) -> str:
+    """Bare nan / inf (as Python and some loggers print them) -> JSON's NaN / Infinity."""
+    return _JSON_FIX.sub(_fix_special, text)
+
+
+def _fix_special(m: re.Match[str]) -> str:
+    word = m.group(3).lower()
+    if word == "nan":
+        return m.group(1) + "NaN"
+    return m.group(1) + ("-" if m.group(2) == "-" else "") + "Infinity"
+
+
+def _numeric_values(obj: dict) -> dict[str, float]:
+    values: dict[str, float] = {}
+    for key, raw in obj.items():
+        kind = type(raw)
+        if kind is float or kind is int:  # the common case first (bool is not int here)
+            name = name_cache.get(key) or normalise_name(key)
+            if name not in values:
+                values[name] = float(raw)
+        elif kind is dict:  # {"type": "eval", "values": {...}}
+            for k2, r2 in raw.items():
+                v2 = to_float(r2) if not isinstance(r2, str) else None
+                if v2 is not None:
+                    values.setdefault(normalise_name(k2), v2)
+        elif kind is str and key != "type":
+            # Strict JSON cannot hold NaN, so some loggers write "NaN" or "inf" as strings.
+            name = normalise_name(key)
+            v = to_float(raw) if metricish(name) else None
+            if v is not None:
+                values.setdefault(name, v)
+    return values
+
+
+def _int_or_none(value: object) -> int | None:
+    v = to_float(value) if not isinstance(value, float) else value
+    if v is None or v != v or v in (math.inf, -math.inf) or not float(v).is_integer():
+        return None
+    return int(v)
+
+
+def _scaled(token: str) -> int:
+    if token.isdigit():
+        return int(token)
+    mult = _SCALE.get(token[-1:], 1.0)
+    return int(float(token.rstrip("kMG")) * mult)

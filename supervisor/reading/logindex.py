@@ -1,0 +1,278 @@
+"""The file side of the TUI's log view: where each line of a log starts, and its text on demand.
+
+Nothing here knows about Textual. A log of millions of lines must open at once, so the index
+holds only the byte offset of each line start (8 bytes a line, in an `array('Q')`), found by
+scanning big reads (8 MiB slices) for b"\\n" (numpy where installed, else `re.finditer`). A
+line's text is read when it is drawn, with `os.pread`, sanitised exactly as `tail.py` does it
+(invalid UTF-8 replaced, ANSI and NUL removed, the last `\\r` frame shown) and kept in a small LRU.
+The index grows as the file grows (`refresh()`), and starts over if the file is truncated or
+replaced (a new inode), as `tail.py` does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from supervisor.events import LogLine
+from supervisor.reading.tail import clean_text
+
+CHUNK = 8 << 20  # bytes per read while indexing: big enough that the per-call cost vanishes
+_NEWLINE = re.compile(b"\n")
+SHOW_CAP = 64 << 10  # bytes of one line read for display; a 1 GB line must not stall a frame
+
+
+class LogIndex:
+    """Line offsets of one log file, and the text of any line by number (0-based)."""
+
+    def __init__(self, path: str | Path, cache_lines: int = 2048) -> None:
+        self.path = Path(path)
+        self._starts = array("Q")  # offset of the first byte of each line
+        self._scanned = 0  # bytes indexed so far
+        self._ends_with_newline = True
+        self._fd: int | None = None
+        self._inode: tuple[int, int] | None = None
+        self._cache: OrderedDict[int, str] = OrderedDict()
+        self._cache_lines = cache_lines
+        self.generation = 0  # bumped when the file was truncated or replaced
+        # The view indexes in a worker thread and reads lines on the UI thread: every read and
+        # every change of the offsets holds this lock (changes are committed in one step).
+        self._lock = threading.RLock()
+
+    def __len__(self) -> int:
+        """Lines so far, counting a last line that has no newline yet."""
+        with self._lock:
+            if self._scanned == 0:
+                return 0
+            return len(self._starts) - (1 if self._ends_with_newline else 0)
+
+    @property
+    def size(self) -> int:
+        """Bytes indexed so far."""
+        return self._scanned
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def _open(self) -> int | None:
+        """(Re)open the file; a missing file is an empty log, not an error."""
+        with self._lock:
+            try:
+                st = os.stat(self.path)
+            except OSError:
+                return self._fd
+            inode = (st.st_dev, st.st_ino)
+            if self._fd is not None and inode == self._inode:
+                return self._fd
+            if self._fd is not None:  # replaced (log rotation): start over on the new file
+                self._clear()
+                self.close()
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except OSError:
+                return None
+            self._inode = inode
+            return self._fd
+
+    def _reset(self) -> None:
+        with self._lock:
+            self._clear()
+
+    def _clear(self) -> None:
+        self._starts = array("Q")
+        self._scanned = 0
+        self._ends_with_newline = True
+        self._cache.clear()
+        self.generation += 1
+
+    def refresh(self, max_bytes: int | None = None) -> int:
+        """Index what the file gained since the last call; returns how many lines were added.
+
+        `max_bytes` bounds the work of one call, so a caller can index a huge file in slices
+        (and draw the first screen before the last slice is done).
+        """
+        fd = self._open()
+        if fd is None:
+            return 0
+        size = os.fstat(fd).st_size
+        if size < self._scanned:  # truncated: the old offsets mean nothing any more
+            self._reset()
+        before = len(self)
+        budget = size - self._scanned if max_bytes is None else max_bytes
+        while budget > 0 and self._scanned < size:
+            want = min(CHUNK, budget, size - self._scanned)
+            data = os.pread(fd, want, self._scanned)
+            if not data:
+                break
+            self._add_chunk(data)
+            budget -= len(data)
+        return len(self) - before
+
+    def _add_chunk(self, data: bytes) -> None:
+        base = self._scanned  # only the indexing caller writes it, so reading it here is safe
+        new = line_starts(data, base)
+        with self._lock:
+            if base == 0:
+                self._starts.append(0)
+            # The line that was last may have been partial: it grows now, so read it again.
+            self._cache.pop(len(self._starts) - 1, None)
+            self._starts.extend(new)
+            self._scanned = base + len(data)
+            self._ends_with_newline = data.endswith(b"\n")
+
+    def span(self, lineno: int) -> tuple[int, int]:
+        """Byte range of line `lineno` (0-based), without its newline."""
+        with self._lock:
+            start = self._starts[lineno]
+            last = lineno + 1 >= len(self._starts)
+            end = self._scanned if last else self._starts[lineno + 1] - 1
+            return start, end
+
+    def raw(self, lineno: int, cap: int = SHOW_CAP) -> bytes:
+        """The line's bytes as written (up to `cap`)."""
+        with self._lock:
+            fd = self._fd
+            if fd is None or not 0 <= lineno < len(self):
+                return b""
+            start, end = self.span(lineno)
+            return os.pread(fd, min(end - start, cap), start)
+
+    def line(self, lineno: int) -> str:
+        """Line `lineno` (0-based) as a terminal would show it: decoded, no ANSI or NUL, the
+        last non-empty `\\r` frame of a progress bar. Out of range gives ""."""
+        with self._lock:
+            cached = self._cache.get(lineno)
+            if cached is not None:
+                self._cache.move_to_end(lineno)
+                return cached
+            if not 0 <= lineno < len(self):
+                return ""
+            data = self.raw(lineno)
+            start, end = self.span(lineno)
+            text = _shown(data)
+            if end - start > SHOW_CAP:
+                text += f" … [{end - start:,} bytes, cut for display]"
+            self._cache[lineno] = text
+            if len(self._cache) > self._cache_lines:
+                self._cache.popitem(last=False)
+            return text
+
+    def line_at(self, offset: int) -> int:
+        """The line (0-based) that holds byte `offset`."""
+        with self._lock:
+            return max(0, bisect_right(self._starts, offset) - 1)
+
+    def find(self, needle: str, start: int, backwards: bool = False) -> int | None:
+        """First line at or after `start` (at or before it, when `backwards`) whose shown text
+        contains `needle`, ignoring case; None when there is none.
+
+        The bytes are searched in big slices (a 2-million-line log is searched in about a second),
+        and each hit is confirmed on the line as shown, so a match inside an ANSI code or an
+        overdrawn progress frame is not reported.
+        """
+        fd = self._fd
+        if not needle or fd is None or len(self) == 0:
+            return None
+        folded = needle.lower()
+        pattern = folded.encode("utf-8", "replace")
+        start = max(0, min(start, len(self) - 1))
+        overlap = len(pattern) - 1  # so that a match across two slices is still seen
+        if backwards:
+            hi = self.span(start)[1]
+            while hi > 0:
+                lo = max(0, hi - CHUNK)
+                data = os.pread(fd, hi - lo, lo).lower()
+                at = data.rfind(pattern)
+                while at >= 0:
+                    lineno = self.line_at(lo + at)
+                    if folded in self._read_uncached(lineno).lower():
+                        return lineno
+                    at = data.rfind(pattern, 0, max(0, self.span(lineno)[0] - lo))
+                hi = lo + overlap if lo > 0 else 0
+            return None
+        pos = self.span(start)[0]
+        while pos < self._scanned:
+            data = os.pread(fd, min(CHUNK + overlap, self._scanned - pos), pos).lower()
+            at = data.find(pattern)
+            while at >= 0:
+                lineno = self.line_at(pos + at)
+                if folded in self._read_uncached(lineno).lower():
+                    return lineno
+                at = data.find(pattern, self.span(lineno)[1] + 1 - pos)
+            pos += CHUNK
+        return None
+
+    def tail(self, count: int) -> list[str]:
+        """The file's last `count` lines as shown, read backwards from its end without the
+        index: what a view shows at once while a big log is still being indexed."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return []
+        try:
+            end = os.fstat(fd).st_size
+            data, pos, block = b"", end, 64 << 10
+            while pos > 0 and data.count(b"\n") <= count + 1 and len(data) < SHOW_CAP * 4:
+                step = min(block, pos)
+                pos -= step
+                data = os.pread(fd, step, pos) + data
+        finally:
+            os.close(fd)
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()  # the file ends with a newline: no line after it
+        if pos > 0 and len(lines) > count:
+            lines = lines[1:]  # the first piece may be the end of a longer line
+        return [_shown(raw[:SHOW_CAP]) for raw in lines[-count:]]
+
+    def _read_uncached(self, lineno: int) -> str:
+        """Text for search: the cache is for what is on screen, a search must not flush it."""
+        with self._lock:
+            cached = self._cache.get(lineno)
+        if cached is not None:
+            return cached
+        return _shown(self.raw(lineno))
+
+
+def _shown(raw: bytes) -> str:
+    """What a terminal shows of one line's bytes, cleaned as tail.py cleans them."""
+    return LogLine(0, 0, 0, clean_text(raw)).shown
+
+
+def line_starts(data: bytes, base: int) -> array[int]:
+    """Offsets just past each b"\\n" in `data` (which starts at byte `base` of the file).
+
+    numpy, where installed (it comes with the [train] extra), finds them about three times
+    faster than `re.finditer`, which is the fallback; both give the same offsets.
+    """
+    np = _numpy()
+    if np is not None:
+        found = np.flatnonzero(np.frombuffer(data, np.uint8) == 10).astype(np.uint64)
+        found += base + 1
+        out = array("Q")
+        out.frombytes(found.tobytes())
+        return out
+    return array("Q", (m.end() + base for m in _NEWLINE.finditer(data)))
+
+
+_NUMPY: list[object] = []
+
+
+def _numpy() -> Any:
+    """numpy if it can be imported (looked up once, on first use), else None."""
+    if not _NUMPY:
+        try:
+            import numpy
+        except ImportError:
+            numpy = None  # type: ignore[assignment]
+        _NUMPY.append(numpy)
+    return _NUMPY[0]

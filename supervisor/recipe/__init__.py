@@ -1,0 +1,1 @@
+"""Recipes: the YAML a user writes -> a validated `Recipe`, with every problem located."""

@@ -1,0 +1,1 @@
+"""Runs: plan, launch, state, policy, adjust, relaunch; where they execute is `executors/`."""

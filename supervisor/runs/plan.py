@@ -1,0 +1,378 @@
+"""A recipe -> what to launch: run id, run folder, argv, environment, working directory.
+
+Also the files a run folder starts with (`recipe.yaml`, `command.sh`), secret redaction, the
+pasteable one-line command that `ftmon history` prints, and the base-weights fingerprint the
+supervisor checks before a relaunch (a relaunch must start from the same weights as the first
+launch, never from something that changed under it).
+
+Nothing here starts a process: supervisor/process.py does that with a `LaunchPlan`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from supervisor.recipe.model import (
+    REDACTED,
+    SECRET_REF,
+    Problem,
+    Recipe,
+    RecipeError,
+    is_secret,
+    is_secret_arg,
+    redact_command,
+    secret_arg_env,
+    secret_ref,
+)
+
+_CHUNK = 1 << 20  # the fingerprint hashes the first and last MiB of each file
+
+# Ids handed out by this process, so that two runs started in the same second still differ
+# before either has made its folder.
+_issued: set[str] = set()
+
+
+def secret_refs(argv: list[str] | tuple[str, ...]) -> list[str]:
+    """The environment variables a redacted argv reads its secrets from, in order, once each."""
+    return list(dict.fromkeys(n for a in argv for n in SECRET_REF.findall(a)))
+
+
+def shell_word(arg: str) -> str:
+    """One argv element quoted for bash; a `<redacted:NAME>` inside it becomes "${NAME:?}",
+    so the pasted command takes the secret from the environment and stops if it is unset."""
+    parts = SECRET_REF.split(arg)
+    if len(parts) == 1:
+        return shlex.quote(arg)
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            out.append(f'"${{{part}:?set {part} in the environment}}"')
+        elif part:
+            out.append(shlex.quote(part))
+    return "".join(out)
+
+
+def shell_join(argv: list[str] | tuple[str, ...]) -> str:
+    """`shlex.join` that turns redacted secrets into environment references (`shell_word`)."""
+    return " ".join(shell_word(a) for a in argv)
+
+
+def redact_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A copy of `env` with the values of secret-named variables replaced by `<redacted>`."""
+    return {k: (REDACTED if is_secret(k) else v) for k, v in env.items()}
+
+
+def new_run_id(
+    name: str, attempt: int = 1, now: datetime | None = None, logs_dir: Path | None = None
+) -> str:
+    """`20261122-2054-sft-tiny`, `...-a2` for attempt 2; sortable by start time.
+
+    When the minute's id is taken (issued by this process or a folder in `logs_dir`), the
+    seconds are added (`20261122-205407-...`, which still sorts after the plain minute), then a
+    counter.
+    """
+    now = now or datetime.now()
+    suffix = f"-a{attempt}" if attempt > 1 else ""
+    candidates = [
+        f"{now:%Y%m%d-%H%M}-{name}{suffix}",
+        f"{now:%Y%m%d-%H%M%S}-{name}{suffix}",
+    ]
+    n = 2
+    while True:
+        for run_id in candidates:
+            if run_id not in _issued and not (logs_dir and (logs_dir / run_id).exists()):
+                _issued.add(run_id)
+                return run_id
+        candidates = [f"{now:%Y%m%d-%H%M%S}-{name}{suffix}-{n}"]
+        n += 1
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything process.spawn needs, and what history stores about the launch."""
+
+    run_id: str
+    run_dir: Path
+    log_path: Path
+    argv: list[str]
+    env: dict[str, str]  # the child's whole environment
+    recipe_env: dict[str, str]  # only what the recipe adds (rendered; secrets as given)
+    cwd: Path
+    recipe: Recipe
+    attempt: int = 1
+    values: dict[str, str] | None = None  # what each placeholder rendered to
+    # argv with each secret arg's value as `<redacted:NAME>`: what history stores and ftmon
+    # shows; `argv` itself, with the values, goes only to the child. None: same as argv.
+    argv_redacted: list[str] | None = None
+
+    @property
+    def argv_shown(self) -> list[str]:
+        """The argv to store and show: secret values replaced by `<redacted:NAME>`."""
+        return self.argv if self.argv_redacted is None else self.argv_redacted
+
+    @property
+    def env_shown(self) -> dict[str, str]:
+        """What ftmon adds to the inherited environment (to show and store; redact first)."""
+        return {**self.recipe_env, "PYTHONUNBUFFERED": "1"}
+
+
+def recipe_yaml_redacted(recipe: Recipe) -> str:
+    """The recipe snapshot for history and `recipe.yaml`: secret env values `<redacted>`."""
+    return recipe.to_yaml(redact_secrets=True)
+
+
+def plan_run(
+    recipe: Recipe,
+    run_id: str,
+    attempt: int,
+    logs_dir: Path,
+    base_env: Mapping[str, str] | None = None,
+) -> LaunchPlan:
+    """Render the recipe for one run. `base_env` defaults to this process's environment.
+
+    An env value of `<redacted>` (a snapshot replayed) is taken from `base_env`, and so is a
+    secret arg's (`hub_token` from HUB_TOKEN); if it is not there, a RecipeError says which
+    variable to set.
+    """
+    base = dict(os.environ if base_env is None else base_env)
+    run_dir = (Path(logs_dir) / run_id).absolute()
+    values = {
+        "run_dir": str(run_dir),
+        "run_id": run_id,
+        "base_weights": recipe.base_weights or "",
+        "attempt": str(attempt),
+        "name": recipe.name,
+    }
+    recipe_env: dict[str, str] = {}
+    missing: list[Problem] = []
+    for key, value in recipe.env.items():
+        if value == REDACTED:
+            if key not in base:
+                msg = f"the recipe's value was redacted; set {key} in the environment"
+                missing.append(Problem("recipe", 0, f"env.{key}", msg))
+                continue
+            recipe_env[key] = base[key]
+        else:
+            recipe_env[key] = value.format_map(values)
+    # A secret read back from the environment is put in only after the argv is rendered:
+    # a token holding `{` or `}` is passed as it is, never filled in as a template.
+    secrets: dict[str, str] = {}
+    for i, word in enumerate(recipe.command):  # a secret flag in `command`, redacted in a snapshot
+        for name in SECRET_REF.findall(word):
+            if name not in base:
+                msg = f"the recipe's value was redacted; set {name} in the environment"
+                missing.append(Problem("recipe", 0, f"command.{i}", msg))
+            else:
+                secrets[name] = base[name]
+    args = dict(recipe.args)
+    shown = dict(recipe.args)
+    for key, value in recipe.args.items():
+        if not is_secret_arg(key, value):
+            continue
+        name = secret_arg_env(key)
+        shown[key] = secret_ref(name)
+        if value == REDACTED:
+            if name not in base:
+                msg = f"the recipe's value was redacted; set {name} in the environment"
+                missing.append(Problem("recipe", 0, f"args.{key}", msg))
+                continue
+            args[key] = secret_ref(name)
+            secrets[name] = base[name]
+    if missing:
+        raise RecipeError(missing)
+    cwd = run_cwd(recipe, values)
+    env = {**base, **recipe_env, "PYTHONUNBUFFERED": "1"}
+    argv = [
+        _fill_secrets(word, secrets)
+        for word in recipe.model_copy(update={"args": args}).render_argv(values)
+    ]
+    argv_redacted = recipe.model_copy(update={"args": shown}).render_argv(values)
+    n = len(recipe.command)
+    argv_redacted[:n] = redact_command(argv_redacted[:n])
+    return LaunchPlan(
+        run_id=run_id,
+        run_dir=run_dir,
+        log_path=run_dir / "output.log",
+        argv=argv,
+        env=env,
+        recipe_env=recipe_env,
+        cwd=cwd,
+        recipe=recipe,
+        attempt=attempt,
+        values=values,
+        argv_redacted=argv_redacted,
+    )
+
+
+def _fill_secrets(word: str, secrets: Mapping[str, str]) -> str:
+    """`word` with each `<redacted:NAME>` of `secrets` replaced by its value, verbatim."""
+    return SECRET_REF.sub(lambda m: secrets.get(m.group(1), m.group(0)), word)
+
+
+def run_cwd(recipe: Recipe, values: Mapping[str, str]) -> Path:
+    """The folder the child starts in: the recipe's `cwd` (rendered), else ftmon's own."""
+    return Path(recipe.cwd.format_map(values)).expanduser().absolute() if recipe.cwd else Path.cwd()
+
+
+def write_run_files(plan: LaunchPlan) -> None:
+    """Create the run folder with `recipe.yaml` and `command.sh` (no secrets in either).
+
+    Raises FileExistsError if the folder already holds anything: ftmon never writes into
+    another run's folder (a relaunch is a new run with a new folder).
+    """
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    if any(plan.run_dir.iterdir()):
+        raise FileExistsError(f"{plan.run_dir} already holds a run; not writing into it")
+    lines = [
+        f"ftmon run {plan.run_id}, attempt {plan.attempt}: the recipe as launched.",
+        "Placeholders are kept as written; this run rendered them as:",
+        *(f"  {{{k}}} = {v}" for k, v in (plan.values or {}).items()),
+        f"argv: {shell_join(plan.argv_shown)}",
+    ]
+    # A value may hold newlines (a `python -c` script): every line of it must stay a comment.
+    header = "".join(f"# {line}\n" for text in lines for line in text.splitlines())
+    (plan.run_dir / "recipe.yaml").write_text(header + plan.recipe.to_yaml())
+    script = plan.run_dir / "command.sh"
+    script.write_text(command_script(plan))
+    script.chmod(0o755)
+
+
+def command_script(plan: LaunchPlan) -> str:
+    """A bash script that runs the command as ftmon did; secrets come from the environment."""
+    lines = [
+        "#!/usr/bin/env bash",
+        f"# ftmon run {plan.run_id}, attempt {plan.attempt}. Runs the exact command ftmon ran.",
+        "# To write the log as ftmon did, append:  >> output.log 2>&1",
+        "set -euo pipefail",
+        f"cd {shlex.quote(str(plan.cwd))}",
+        "export PYTHONUNBUFFERED=1",
+    ]
+    for key, value in plan.recipe_env.items():
+        if is_secret(key):
+            lines.append(f': "${{{key}:?set {key} in the environment (ftmon stores no secrets)}}"')
+            lines.append(f"export {key}")
+        else:
+            lines.append(f"export {key}={shlex.quote(value)}")
+    # A secret arg is not written here either: the script reads it from a variable named
+    # after the arg (`hub_token` -> HUB_TOKEN), checked up front so that a missing one stops
+    # the script with its name before anything starts, and the script stays runnable as is.
+    for name in secret_refs(plan.argv_shown):
+        lines.append(f': "${{{name}:?set {name} in the environment (ftmon stores no secrets)}}"')
+    lines.append(f"exec {shell_join(plan.argv_shown)}")
+    return "\n".join(lines) + "\n"
+
+
+def shell_command(argv: list[str], env: Mapping[str, str], cwd: str | Path) -> str:
+    """A one-liner to paste into a shell: `cd DIR && K=V ... argv`; secrets read as `"$K"`
+    (a secret arg stored as `<redacted:NAME>` as `"${NAME:?...}"`, see `shell_word`)."""
+    assigns = []
+    for key, value in env.items():
+        if is_secret(key):
+            assigns.append(f'{key}="${key}"')
+        else:
+            assigns.append(f"{key}={shlex.quote(value)}")
+    return " ".join([f"cd {shlex.quote(str(cwd))} &&", *assigns, shell_join(argv)])
+
+
+# ---------------------------------------------------------------- base weights
+
+
+def _file_print(path: Path) -> dict[str, object]:
+    st = path.stat()
+    head = hashlib.sha256()
+    tail = hashlib.sha256()
+    with path.open("rb") as f:
+        head.update(f.read(_CHUNK))
+        if st.st_size > _CHUNK:
+            f.seek(max(st.st_size - _CHUNK, _CHUNK))
+            tail.update(f.read(_CHUNK))
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "head": head.hexdigest(),
+        "tail": tail.hexdigest(),
+    }
+
+
+def _weights_path(what: Recipe | str | Path | None) -> str | Path | None:
+    return what.base_weights if isinstance(what, Recipe) else what
+
+
+def _resolved(path: str | Path, cwd: str | Path | None) -> Path:
+    """`path` as the child sees it: a relative path is relative to the run's cwd."""
+    p = Path(path).expanduser()
+    return p if cwd is None or p.is_absolute() else Path(cwd) / p
+
+
+def base_weights_fingerprint(
+    what: Recipe | str | Path | None, cwd: str | Path | None = None
+) -> dict[str, object]:
+    """Size, mtime and sha256 of the first and last MiB of each file (a folder: every file).
+
+    A path that does not exist (a hub name such as `Qwen/Qwen3-4B`, or `tiny`) gives
+    `{"exists": False}`, which stays unchanged as long as it still does not exist. Takes a
+    path or a recipe (its `base_weights`). A relative path is read in `cwd`, the folder the
+    run starts in (the child opens it there, not in ftmon's folder); the fingerprint keeps
+    that folder so that a later check reads the same files.
+    """
+    path = _weights_path(what)
+    if path is None:
+        return {"path": None, "exists": False}
+    p = _resolved(path, cwd)
+    where: dict[str, object] = {"path": str(path)}
+    if cwd is not None and not Path(path).expanduser().is_absolute():
+        where["cwd"] = str(cwd)
+    if not p.exists():
+        return {**where, "exists": False}
+    if p.is_file():
+        return {**where, "exists": True, "files": {".": _file_print(p)}}
+    files = {}
+    for f in sorted(p.rglob("*")):
+        if f.is_file():
+            files[f.relative_to(p).as_posix()] = _file_print(f)
+    return {**where, "exists": True, "files": files}
+
+
+def check_base_weights(
+    what: Recipe | str | Path | None,
+    fingerprint: Mapping[str, object],
+    cwd: str | Path | None = None,
+) -> str | None:
+    """None if the base weights (a path, or a recipe's) are as fingerprinted, else the reason.
+
+    A relative path is read in `cwd` (default: the folder recorded in the fingerprint)."""
+    path = _weights_path(what)
+    before = fingerprint.get("path")
+    if before != (None if path is None else str(path)):
+        return f"base_weights is {path} now, it was {before} at the first launch"
+    then = fingerprint.get("cwd")
+    cwd = cwd if cwd is not None else (str(then) if then is not None else None)
+    if then is not None and str(cwd) != str(then):
+        return f"{path} is read in {cwd} now, it was read in {then} at the first launch"
+    now = base_weights_fingerprint(path, cwd)
+    if now.get("exists") != fingerprint.get("exists"):
+        if now.get("exists"):
+            return f"{path} did not exist at the first launch and exists now"
+        return f"{path} existed at the first launch and is gone"
+    old_files: Mapping[str, Mapping[str, object]] = fingerprint.get("files") or {}  # type: ignore[assignment]
+    new_files: Mapping[str, Mapping[str, object]] = now.get("files") or {}  # type: ignore[assignment]
+    for name in sorted(set(old_files) | set(new_files)):
+        where = path if name == "." else f"{path}/{name}"
+        if name not in new_files:
+            return f"{where} was removed"
+        if name not in old_files:
+            return f"{where} was added"
+        old, new = old_files[name], new_files[name]
+        if old["size"] != new["size"]:
+            return f"{where} changed size ({old['size']} -> {new['size']} bytes)"
+        if old["head"] != new["head"] or old["tail"] != new["tail"]:
+            return f"{where} changed content"
+        if old["mtime_ns"] != new["mtime_ns"]:
+            return f"{where} was modified (mtime changed)"
+    return None

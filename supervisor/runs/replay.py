@@ -1,0 +1,22 @@
+"""The recipe a recorded run ran with, ready to run again (`ftmon replay`, the TUI, relaunches).
+
+A recipe without a `cwd` of its own ran wherever ftmon was started; run again from another
+folder, its relative paths would mean something else. So the recorded folder is pinned.
+"""
+
+from __future__ import annotations
+
+from supervisor.recipe.model import Recipe, recipe_from_yaml
+from supervisor.store.history import RunRecord
+
+
+def recorded_recipe(rec: RunRecord) -> Recipe:
+    """The run's recipe from the history, with the folder it ran in when it named none.
+
+    Raises RecipeError when the stored recipe no longer validates (an older ftmon wrote it).
+    """
+    recipe = recipe_from_yaml(rec.recipe_yaml, f"{rec.id} (history)")
+    if recipe.cwd is None and rec.cwd:
+        pinned = rec.cwd.replace("{", "{{").replace("}", "}}")  # a folder is not a template
+        recipe = recipe.model_copy(update={"cwd": pinned})
+    return recipe

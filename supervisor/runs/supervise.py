@@ -1,0 +1,472 @@
+"""Supervised runs: launch a recipe, watch its log, apply the policy, relaunch from base weights.
+
+One `Supervisor` serves the headless `ftmon run` / `ftmon attach` and the TUI. It runs on asyncio
+and reports what happens as `run_events` facts to one callback, in order. Each run has one task:
+`watch.watch_log` (the loop `--watch` uses too) reads the log through a `_RunMonitor`, which
+stores each batch's metrics together with the byte offset just past it (one transaction: a
+supervisor that dies loses nothing, a reattached one reads no line twice), samples resources at
+the recipe's rate and ends when the process does. The policy acts on each anomaly as it comes;
+after the end the task relaunches when the policy (or the user) asked for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from supervisor.events import Anomaly, Severity
+from supervisor.recipe.model import Recipe, RecipeError
+from supervisor.runs import adjust, policy
+from supervisor.runs import plan as planning
+from supervisor.runs.events import (
+    AnomalyFound,
+    ChainStopped,
+    RunEnded,
+    RunEvent,
+    RunPaused,
+    RunRelaunched,
+    RunResumed,
+    RunStarted,
+)
+from supervisor.runs.executors import process
+from supervisor.runs.replay import recorded_recipe
+from supervisor.runs.supervise_run import (  # noqa: F401 (the run types, as before)
+    DEFAULT_RESOURCE_SECS,
+    MIN_RESOURCE_SECS,
+    RunWatching,
+    _Lineage,
+    _Run,
+    _RunMonitor,
+    _settle,
+)
+from supervisor.store.history import History, RunRecord
+
+# Inherited variables worth keeping in the history beside the recipe's own env: they change
+# what a run does, and a pasted command should set them as the run had them.
+RELEVANT_INHERITED = (
+    "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "PYTORCH_CUDA_ALLOC_CONF", "HF_HOME",
+    "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "OMP_NUM_THREADS",
+)  # fmt: skip
+
+
+class LaunchRefused(Exception):
+    """The recipe will not be launched (the memory estimate says it does not fit, a redacted
+    secret is missing from the environment, the folder cannot be written). For a person."""
+
+
+class AttachError(Exception):
+    """The run cannot be reattached (unknown, ended, supervised here already)."""
+
+
+class Supervisor(RunWatching):
+    """Launches and supervises runs; see the module docstring. All methods run on one loop."""
+
+    def __init__(
+        self,
+        history: History,
+        logs_dir: Path,
+        on_event: Callable[[RunEvent], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.history = history
+        self.logs_dir = Path(logs_dir)
+        self.on_event = on_event
+        self.clock = clock
+        self._runs: dict[str, _Run] = {}
+        # This process, as the owner of the runs it supervises (see History.claim).
+        self._me = (os.getpid(), psutil.Process().create_time())
+        self._lineages: dict[str, _Lineage] = {}  # by the id of any run of it, as it goes
+
+    # --- launch ---------------------------------------------------------------------------
+
+    async def launch(
+        self,
+        recipe: Recipe,
+        *,
+        parent_id: str | None = None,
+        reason: str = "",
+        force: bool = False,
+        changes: Sequence[str] = (),
+        fresh: bool = False,
+    ) -> str:
+        """Plan, write the run folder, spawn, record, start watching; returns the run id.
+
+        Raises LaunchRefused when the memory estimate says it does not fit (unless `force`) or
+        the run cannot be planned. A command that cannot be started gives a run that ends at
+        once as failed, in the history with the reason. `changes` are what a relaunch changed
+        (for the history); `fresh` starts a new lineage even with a parent (a replay: its own
+        relaunch budget and base-weights fingerprint).
+        """
+        warning = "" if force else self._preflight(recipe)
+        parent = self.history.get(parent_id) if parent_id else None
+        attempt = parent.attempt + 1 if parent else 1
+        lineage = None if fresh else self._lineage_for(parent)
+        run_id = planning.new_run_id(recipe.name, attempt, logs_dir=self.logs_dir)
+        while self.history.get(run_id) is not None:  # a db shared with another logs folder
+            run_id = planning.new_run_id(recipe.name, attempt, logs_dir=self.logs_dir)
+        try:
+            plan = planning.plan_run(recipe, run_id, attempt, self.logs_dir)
+            planning.write_run_files(plan)
+        except RecipeError as exc:
+            raise LaunchRefused(str(exc)) from exc
+        except OSError as exc:
+            raise LaunchRefused(f"{recipe.name}: cannot write the run folder: {exc}") from exc
+        if lineage is None:
+            fp = planning.base_weights_fingerprint(recipe.base_weights, plan.cwd)
+            lineage = _Lineage(run_id, fp, asyncio.get_running_loop().create_future())
+        lineage.last_run_id = run_id
+        self._lineages[run_id] = lineage
+        env = {k: v for k, v in plan.env.items() if k in RELEVANT_INHERITED}
+        env.update(plan.recipe_env, PYTHONUNBUFFERED="1")
+        now = self.clock()
+        common: dict[str, Any] = dict(
+            run_id=run_id, name=recipe.name, started_at=now, parent_id=parent_id, attempt=attempt,
+            reason_started=reason, recipe_yaml=recipe.to_yaml(), argv=plan.argv_shown,
+            cwd=str(plan.cwd), env=planning.redact_env(env), run_dir=str(plan.run_dir),
+            log_path=str(plan.log_path), changes=list(changes),
+            base_fingerprint=lineage.fingerprint if lineage.root_id == run_id else None,
+        )  # fmt: skip
+        try:
+            spawned = process.spawn(plan.argv, plan.env, plan.cwd, plan.log_path)
+        except process.SpawnError as exc:
+            self.history.add_run(**common, status="failed")
+            self._emit(RunStarted(run_id, now, recipe.name, attempt, parent_id,
+                                  tuple(plan.argv_shown), str(plan.log_path), 0))  # fmt: skip
+            ended = self._finish(run_id, None, None, f"could not start: {exc}", "failed")
+            _settle(lineage.final, ended)
+            return run_id
+        self.history.add_run(**common, pid=spawned.pid, proc_start_time=spawned.start_time)
+        self.history.claim(run_id, *self._me, process.is_alive)
+        run = _Run(run_id, recipe, attempt, lineage, spawned.pid, spawned.start_time, plan.log_path)
+        self._emit(RunStarted(run_id, now, recipe.name, attempt, parent_id,
+                              tuple(plan.argv_shown), str(plan.log_path), spawned.pid))  # fmt: skip
+        if warning:
+            self._act(run_id, "alert", "preflight", warning)
+        self._start(run, offset=0, lineno=0)
+        return run_id
+
+    def _preflight(self, recipe: Recipe) -> str:
+        """Refuse a recipe the memory estimate says does not fit; a warning when it is near
+        the card's limit (\"\" when not, or when no estimate can be made)."""
+        if not recipe.preflight.enabled:
+            return ""
+        try:
+            from supervisor.estimate.preflight import preflight
+        except ImportError:  # estimate.py is optional
+            return ""
+        try:
+            result = preflight(recipe, gpu_gb=recipe.preflight.gpu_gb)
+        except Exception:  # an estimate that cannot be made is no reason to refuse a run
+            return ""
+        if result.near_limit:
+            return f"near the memory limit: peak {result.peak_gb:.1f} of {result.gpu_gb:.1f} GB"
+        if not result.fits:
+            raise LaunchRefused(
+                f"{recipe.name}: the memory estimate says it does not fit (--force launches it"
+                f" anyway)\n{result.report}".rstrip()
+            )
+        return ""
+
+    def _lineage_for(self, parent: RunRecord | None) -> _Lineage | None:
+        """The lineage a child joins: the one in memory, else rebuilt from the history (a
+        replay of an old run, a relaunch after a reattach)."""
+        if parent is None:
+            return None
+        if parent.id in self._lineages:
+            return self._lineages[parent.id]
+        chain = self.history.lineage(parent.id)
+        lineage = _Lineage(
+            chain[0].id, chain[0].base_fingerprint, asyncio.get_running_loop().create_future()
+        )
+        for rec in chain:
+            for action in self.history.actions(rec.id):
+                if action.kind == "relaunch" and action.ok and action.rule != "user":
+                    lineage.by_rule[action.rule] += 1
+            self._lineages[rec.id] = lineage
+        return lineage
+
+    async def _after_end(self, run: _Run, ended: RunEnded) -> None:
+        """Relaunch if the policy (or the user) asked for it, else close the lineage."""
+        if run.chain_stop is not None:
+            self._stop_chain(run, *run.chain_stop, ended)
+        elif run.relaunch is not None:
+            recipe, changes, rule, reason = run.relaunch
+            try:
+                self._check_base_weights(run.lineage, recipe)
+                child = await self.launch(
+                    recipe, parent_id=run.run_id, reason=reason, force=True, changes=changes
+                )
+            except (policy.ChainStop, LaunchRefused) as exc:
+                self._stop_chain(run, rule, str(exc), ended)
+                return
+            if rule != "user":
+                run.lineage.by_rule[rule] += 1
+            detail = f"{child}: {'; '.join(changes) or 'no changes'}"
+            self._act(run.run_id, "relaunch", rule, detail)
+            self._emit(RunRelaunched(run.run_id, child, self.clock(), reason, tuple(changes)))
+        else:
+            _settle(run.lineage.final, ended)
+
+    def _stop_chain(self, run: _Run, rule: str, reason: str, ended: RunEnded) -> None:
+        self._act(run.run_id, "relaunch", rule, f"chain stopped: {reason}", ok=False)
+        self._emit(ChainStopped(run.run_id, self.clock(), reason))
+        _settle(run.lineage.final, ended)
+
+    def _check_base_weights(self, lineage: _Lineage, recipe: Recipe) -> None:
+        if lineage.fingerprint is None:
+            return
+        # A relaunch starts where the recipe says (no `cwd`: where ftmon is), known before its
+        # plan unless `cwd` has a placeholder; then the first launch's folder is checked.
+        cwd = None if recipe.cwd and "{" in recipe.cwd else planning.run_cwd(recipe, {})
+        problem = planning.check_base_weights(recipe.base_weights, lineage.fingerprint, cwd)
+        if problem:
+            raise policy.ChainStop(f"base weights changed since the first launch: {problem}")
+
+    # --- the policy -----------------------------------------------------------------------
+
+    def _on_anomaly(self, run: _Run, anomaly: Any) -> None:
+        """Record an anomaly and act on it as the recipe says (called by watch_log, in line
+        order; a kill is started here and runs in a worker thread while reading goes on)."""
+        if not isinstance(anomaly, Anomaly):
+            return
+        anomaly = dataclasses.replace(anomaly, run_id=run.run_id)
+        self.history.add_anomaly(run.run_id, anomaly)
+        self._emit(AnomalyFound(run.run_id, anomaly.ts, anomaly))
+        if anomaly.severity >= Severity.ERROR and anomaly.rule != "exit":
+            run.errors += 1
+        if run.ending:
+            return  # already being stopped
+        if anomaly.severity < Severity.WARNING:
+            return  # news ("vram rule off: no NVIDIA GPU"), not a fault: no policy acts on it
+        if anomaly.rule == "exit":
+            self._on_exit_anomaly(run, anomaly)
+            return
+        kind = policy.decide(run.recipe, anomaly.rule).kind
+        run.last_rule = anomaly.rule
+        if kind == "alert":
+            self._act(run.run_id, "alert", anomaly.rule, anomaly.message)
+        elif kind == "pause":
+            if not run.paused:
+                why = policy.pause_reason(anomaly.rule, anomaly.message, run.pgid)
+                self._pause(run, why, anomaly.rule)
+        elif kind == "kill":
+            self._begin_kill(run, f"killed by ftmon: rule {anomaly.rule}", anomaly.rule)
+        elif kind == "relaunch":
+            self._plan_policy_relaunch(run, anomaly.rule)
+            if not run.exited:  # a rule that fired on the exit itself: nothing left to kill
+                self._begin_kill(run, f"killed by ftmon: rule {anomaly.rule}", anomaly.rule)
+
+    def _on_exit_anomaly(self, run: _Run, anomaly: Anomaly) -> None:
+        """A run that ended non-cleanly on its own: only a policy the recipe names for `exit`
+        acts (alert or relaunch; recipe validation refuses pause and kill, which make no sense
+        after the end), and not when another rule already decided what follows."""
+        if policy.policy_for(run.recipe, "exit") is None:
+            return
+        if run.relaunch is not None or run.chain_stop is not None:
+            return
+        kind = policy.decide(run.recipe, "exit").kind
+        if kind == "alert":
+            self._act(run.run_id, "alert", "exit", anomaly.message)
+        elif kind == "relaunch":
+            run.last_rule = "exit"
+            self._plan_policy_relaunch(run, "exit")
+
+    def _plan_policy_relaunch(self, run: _Run, rule: str) -> None:
+        """Work out the child's recipe before the kill; a chain that cannot go on is stopped
+        (and told) once the run has ended."""
+        try:
+            policy.check_relaunch_allowed(run.recipe, rule, run.lineage.by_rule, run.attempt)
+            recipe, changes = self._adjusted(run.recipe, rule)
+        except policy.ChainStop as exc:
+            run.relaunch, run.chain_stop = None, (rule, str(exc))
+            return
+        run.relaunch = (recipe, changes, rule, policy.relaunch_reason(rule, changes))
+
+    def _adjusted(self, recipe: Recipe, rule: str) -> tuple[Recipe, list[str]]:
+        try:
+            new, changes = adjust.relaunch_recipe(recipe, rule)
+        except adjust.AdjustmentExhausted as exc:
+            raise policy.ChainStop(exc.reason) from exc
+        except RecipeError as exc:
+            raise policy.ChainStop(f"the adjusted recipe is not valid: {exc}") from exc
+        return new, [str(c) for c in changes]
+
+    def _begin_kill(self, run: _Run, reason: str, rule: str) -> None:
+        if run.ending:
+            return
+        if not process._running(run.pid):
+            # The rule fired on the last lines of a run that has already exited (they are read
+            # before its exit is fed): nothing to kill, and its own exit status says how it
+            # ended. `is_alive` would reap our child here and lose that status.
+            return
+        run.ending = reason
+        run.killing = asyncio.ensure_future(self._kill(run, rule))
+
+    async def _kill(self, run: _Run, rule: str) -> None:
+        report = await process.kill_tree_async(run.pid, run.pgid, run.recipe.kill_grace_secs)
+        run.paused = False
+        self._act(run.run_id, "kill", rule, f"{run.ending}: {report.detail()}", ok=report.all_gone)
+
+    def _pause(self, run: _Run, reason: str, rule: str) -> None:
+        if process.pause(run.pgid):
+            run.paused = True
+            self.history.set_status(run.run_id, "paused")
+            self._act(run.run_id, "pause", rule, reason)
+            self._emit(RunPaused(run.run_id, self.clock(), reason))
+
+    # --- what the user (TUI) can do -------------------------------------------------------
+
+    async def pause(self, run_id: str) -> None:
+        run = self._live(run_id)
+        if not run.paused and not run.ending:
+            self._pause(run, "paused by the user; resume it, relaunch it or kill it", "user")
+
+    async def resume(self, run_id: str) -> None:
+        run = self._live(run_id)
+        if run.paused and process.resume(run.pgid):
+            self._resumed(run, "resumed by the user")
+
+    def _resumed(self, run: _Run, detail: str) -> None:
+        run.paused = False
+        self.history.set_status(run.run_id, "running")
+        self._act(run.run_id, "resume", "user", detail)
+        self._emit(RunResumed(run.run_id, self.clock()))
+
+    async def kill(self, run_id: str, reason: str = "killed by the user") -> RunEnded:
+        """Kill a live run (TERM, grace, KILL, sweep) and return how it ended."""
+        run = self._live(run_id)
+        run.relaunch = run.chain_stop = None
+        self._begin_kill(run, reason, "user")
+        assert run.ended is not None
+        return await asyncio.shield(run.ended)
+
+    async def relaunch(
+        self, run_id: str, recipe: Recipe | None = None, reason: str = "relaunched by the user"
+    ) -> str:
+        """Kill the run if it is live, then start a child from `recipe` (default: the run's own
+        recipe, unchanged) from the base weights. Returns the child's id. Raises LaunchRefused,
+        leaving a live run alone, when the base weights changed since the lineage's first
+        launch or the child cannot be planned."""
+        run = self._runs.get(run_id)
+        rec = self.history.resolve(run_id)
+        old = run.recipe if run is not None else self._recipe_from_history(rec.id)
+        child_recipe = recipe if recipe is not None else old
+        changes = policy.recipe_changes(old, child_recipe)
+        lineage = run.lineage if run is not None else self._lineage_for(rec)
+        try:
+            if lineage is not None:
+                self._check_base_weights(lineage, child_recipe)
+        except policy.ChainStop as exc:
+            raise LaunchRefused(f"not relaunching {rec.id}: {exc}") from exc
+        if run is None:
+            return await self.launch(
+                child_recipe, parent_id=rec.id, reason=reason, force=True, changes=changes
+            )
+        run.relaunch = (child_recipe, changes, "user", reason)
+        run.chain_stop = None
+        self._begin_kill(run, "killed by the user for a relaunch", "user")
+        if run.task is not None:  # the task launches the child right after the run's end
+            await asyncio.shield(run.task)
+        if run.lineage.last_run_id == run_id:
+            raise LaunchRefused(f"the relaunch of {run_id} did not start (see its actions)")
+        return run.lineage.last_run_id
+
+    def proposed_relaunch(self, run_id: str, rule: str | None = None) -> tuple[Recipe, list[str]]:
+        """The recipe the policy would relaunch with and the changes (the TUI prefills its
+        form with them). Without a rule: the rule that last fired, else the first relaunch
+        policy of the recipe; no changes when nothing applies or the adjustment is exhausted."""
+        run = self._runs.get(run_id)
+        recipe = run.recipe if run else self._recipe_from_history(run_id)
+        rule = rule or (run.last_rule if run else "") or policy.first_relaunch_rule(recipe)
+        if not rule or policy.policy_for(recipe, rule) is None:
+            return recipe, []
+        try:
+            return self._adjusted(recipe, rule)
+        except policy.ChainStop:
+            return recipe, []
+
+    def _recipe_from_history(self, run_id: str) -> Recipe:
+        """The recorded recipe; without a `cwd` of its own it gets the folder the run ran in,
+        so that a relaunch from an ftmon started elsewhere runs where the run did."""
+        return recorded_recipe(self.history.resolve(run_id))
+
+    def _live(self, run_id: str) -> _Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            raise KeyError(f"{run_id} is not a live run of this supervisor")
+        return run
+
+    def live_runs(self) -> list[str]:
+        return list(self._runs)
+
+    async def wait_lineage(self, run_id: str) -> RunEnded:
+        """The RunEnded of the last attempt of `run_id`'s lineage (after any relaunches)."""
+        lineage = self._lineages.get(run_id)
+        if lineage is None:
+            raise KeyError(f"{run_id} is not supervised here")
+        return await asyncio.shield(lineage.final)
+
+    # --- reattach and close ---------------------------------------------------------------
+
+    async def attach(self, run_id: str) -> str:
+        """Reattach a run from the history and read on from the stored offset and line number:
+        no line twice, none skipped. A run whose process has gone (or whose pid now names
+        another process) is read to its end and closed. Returns the run's id."""
+        rec = self.history.resolve(run_id)
+        if rec.id in self._runs:
+            raise AttachError(f"{rec.id} is supervised here already")
+        if not rec.live:
+            why = f" ({rec.end_reason})" if rec.end_reason not in ("", rec.status) else ""
+            raise AttachError(
+                f"{rec.id} has ended: {rec.status}{why}; nothing to reattach. "
+                f"See it with `ftmon show {rec.id}`, run it again with `ftmon replay {rec.id}`"
+            )
+        try:
+            recipe = self._recipe_from_history(rec.id)
+        except RecipeError as exc:
+            raise AttachError(f"{rec.id}: the recorded recipe no longer loads: {exc}") from exc
+        lineage = self._lineage_for(rec) if rec.parent_id else None
+        if lineage is None:
+            lineage = _Lineage(
+                rec.id, rec.base_fingerprint, asyncio.get_running_loop().create_future()
+            )
+        lineage.last_run_id = rec.id
+        self._lineages[rec.id] = lineage
+        owner = self.history.claim(rec.id, *self._me, process.is_alive)
+        if owner is not None:
+            raise AttachError(
+                f"{rec.id} is supervised by another ftmon (pid {owner}); stop that one first"
+            )
+        pid, start = rec.pid or 0, rec.proc_start_time or 0.0
+        run = _Run(rec.id, recipe, rec.attempt, lineage, pid, start, Path(rec.log_path))
+        run.paused = rec.status == "paused"
+        self._emit(RunStarted(rec.id, self.clock(), rec.name, rec.attempt, rec.parent_id,
+                              rec.argv, rec.log_path, pid, reattached=True))  # fmt: skip
+        if run.paused:
+            why = "was paused when reattached; resume it, relaunch it or kill it"
+            self._emit(RunPaused(rec.id, self.clock(), why))
+        if not process.is_alive(pid, start):
+            run.pid = 0  # watch_log then reads to the end; the exit below closes the row
+            await self._catch_up(run, rec)
+            return rec.id
+        self._start(run, offset=rec.offset, lineno=rec.lineno)
+        return rec.id
+
+    async def close(self, kill: bool = False) -> None:
+        """Stop supervising. Runs keep running (rows stay live, offsets saved: `ftmon attach`
+        resumes) unless `kill`, which kills them and waits for their ends."""
+        runs = list(self._runs.values())
+        for run in runs:
+            if kill:
+                run.relaunch = run.chain_stop = None
+                self._begin_kill(run, "killed by ftmon: supervision closed", "close")
+            elif not run.ending:  # a kill under way is seen through to the run's end
+                run.stop.set()
+        await asyncio.gather(*(r.task for r in runs if r.task), return_exceptions=True)

@@ -1,0 +1,1 @@
+"""The history database: every run, command, anomaly, action and metric."""

@@ -1,0 +1,353 @@
+"""The history database: every run ftmon started, what it found in them and what it did.
+
+One SQLite file (default `logs/ftmon.db`, see `default_logs_dir`) in WAL mode, so that the TUI
+and a headless `ftmon run` can use it at the same time: every write is one short transaction and
+a busy database is waited for (`busy_timeout`), never an error. A run's row is written when it
+is launched and updated as it goes, so a run whose supervisor died keeps its row, its pid and
+the byte offset read so far (which is how `ftmon attach` resumes).
+
+Secrets are not this module's business to find: callers pass environments and recipes already
+redacted (`plan.redact_env`); this module stores what it is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from supervisor.events import Action, Anomaly, Severity
+
+# The schema, the row types and their decoding live in history_schema.py; imported here so that
+# `from supervisor.store.history import RunRecord, HistoryError, ...` keeps working.
+from supervisor.store.schema import (  # noqa: F401
+    DB_NAME,
+    LIVE_STATUSES,
+    SCHEMA_VERSION,
+    HistoryError,
+    MetricRow,
+    RunRecord,
+    loads_json,
+    metric_rows,
+    migrate,
+    record_from_row,
+)
+
+
+def default_logs_dir() -> Path:
+    """Where run folders and the database live: `$FTMON_HOME` if set, else `./logs`.
+
+    `--logs-dir DIR` on the command line takes precedence over both.
+    """
+    home = os.environ.get("FTMON_HOME", "").strip()
+    return Path(home) if home else Path("logs")
+
+
+class History:
+    """The history database. Safe to share between threads of one process (one lock) and
+    between processes (SQLite WAL, short transactions, busy_timeout)."""
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = Path(path)
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where the logs folder should be, a read-only disk
+            what = "is a file, not a folder" if folder.is_file() else (exc.strerror or str(exc))
+            raise HistoryError(
+                f"cannot use {folder} as the logs folder: {what} (choose another with "
+                "--logs-dir or $FTMON_HOME)"
+            ) from exc
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=busy_timeout_ms / 1000, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
+            self._db.row_factory = sqlite3.Row
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise HistoryError(f"{self.path}: not a usable ftmon database: {exc}") from exc
+        except OSError as exc:  # e.g. the database path is a folder
+            raise HistoryError(f"{self.path}: cannot open: {exc.strerror or exc}") from exc
+
+    @classmethod
+    def in_logs_dir(cls, logs_dir: Path | str) -> History:
+        return cls(Path(logs_dir) / DB_NAME)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction; BEGIN IMMEDIATE takes the write lock up front so that
+        two processes wait for each other instead of failing on upgrade."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            migrate(db, self.path)
+
+    # --- runs -----------------------------------------------------------------------------
+
+    def add_run(
+        self,
+        *,
+        run_id: str,
+        name: str,
+        started_at: float,
+        parent_id: str | None = None,
+        attempt: int = 1,
+        reason_started: str = "",
+        recipe_yaml: str = "",
+        argv: Sequence[str] = (),
+        cwd: str = "",
+        env: dict[str, str] | None = None,
+        run_dir: str = "",
+        pid: int | None = None,
+        proc_start_time: float | None = None,
+        log_path: str = "",
+        base_fingerprint: dict[str, object] | None = None,
+        changes: Sequence[str] = (),
+        status: str = "running",
+    ) -> None:
+        """Record a run at launch (env and recipe_yaml must already be redacted)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (id, name, parent_id, attempt, reason_started, recipe_yaml,"
+                " argv_json, cwd, env_json, run_dir, pid, proc_start_time, log_path, started_at,"
+                " status, base_fingerprint_json, changes_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id, name, parent_id, attempt, reason_started, recipe_yaml,
+                    json.dumps(list(argv)), cwd, json.dumps(env or {}, sort_keys=True), run_dir,
+                    pid, proc_start_time, log_path, started_at, status,
+                    json.dumps(base_fingerprint) if base_fingerprint is not None else "",
+                    json.dumps(list(changes)),
+                ),
+            )  # fmt: skip
+
+    def set_status(self, run_id: str, status: str) -> None:
+        """ "running" / "paused" while the run lives; use `finish_run` to end it."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        ended_at: float,
+        returncode: int | None = None,
+        signal: int | None = None,
+        reason: str = "",
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, ended_at = ?, returncode = ?, signal = ?,"
+                " end_reason = ?, owner_pid = NULL, owner_start = NULL WHERE id = ?",
+                (status, ended_at, returncode, signal, reason, run_id),
+            )
+
+    def claim(
+        self, run_id: str, pid: int, start: float, alive: Callable[[int, float], bool]
+    ) -> int | None:
+        """Make the supervisor process (`pid`, `start`) the one that supervises `run_id`.
+
+        Two supervisors reading one run would store every metric twice and act twice, so a run
+        has one owner. Returns None when claimed, or the pid of another owner still alive
+        (`alive(pid, start)`); a dead owner (a SIGKILLed `ftmon run`) is replaced.
+        """
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT owner_pid, owner_start FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise HistoryError(f"no run {run_id!r} in {self.path}")
+            owner, owner_start = row
+            if owner and owner != pid and alive(int(owner), float(owner_start or 0.0)):
+                return int(owner)
+            db.execute(
+                "UPDATE runs SET owner_pid = ?, owner_start = ? WHERE id = ?", (pid, start, run_id)
+            )
+            return None
+
+    def release(self, run_id: str, pid: int) -> None:
+        """`pid` no longer supervises `run_id` (it detached); another may attach."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET owner_pid = NULL, owner_start = NULL"
+                " WHERE id = ? AND owner_pid = ?",
+                (run_id, pid),
+            )
+
+    def record_batch(
+        self,
+        run_id: str,
+        *,
+        events: Iterable[object] = (),
+        offset: int | None = None,
+        lineno: int | None = None,
+    ) -> None:
+        """Metrics of one batch of lines and the offset just past them, in ONE transaction:
+        either both are stored or neither, so a resumed reader never stores a line twice."""
+        rows = metric_rows(run_id, events)
+        with self._tx() as db:
+            if rows:
+                db.executemany(
+                    "INSERT INTO metrics (run_id, step, name, value, ts, lineno, kind)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(r.run_id, r.step, r.name, r.value, r.ts, r.lineno, r.kind) for r in rows],
+                )
+            if offset is not None and lineno is not None:
+                db.execute(
+                    "UPDATE runs SET offset = ?, lineno = ? WHERE id = ?",
+                    (offset, lineno, run_id),
+                )
+
+    def add_anomaly(self, run_id: str, anomaly: Anomaly) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO anomalies (run_id, ts, rule, severity, message, lineno,"
+                " evidence_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id, anomaly.ts, anomaly.rule, str(anomaly.severity), anomaly.message,
+                    anomaly.lineno, json.dumps(list(anomaly.evidence)),
+                ),
+            )  # fmt: skip
+
+    def add_action(self, run_id: str, action: Action) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO actions (run_id, ts, kind, rule, detail, ok, extra_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id, action.ts, action.kind, action.rule, action.detail,
+                    1 if action.ok else 0, json.dumps(action.extra, default=str),
+                ),
+            )  # fmt: skip
+
+    # --- reading --------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, tuple(params)).fetchall()
+
+    def runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Newest first."""
+        sql = "SELECT * FROM runs ORDER BY started_at DESC, rowid DESC"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [record_from_row(r) for r in self._query(sql)]
+
+    def get(self, run_id: str) -> RunRecord | None:
+        rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return record_from_row(rows[0]) if rows else None
+
+    def children(self, run_id: str) -> list[RunRecord]:
+        rows = self._query(
+            "SELECT * FROM runs WHERE parent_id = ? ORDER BY started_at, rowid", (run_id,)
+        )
+        return [record_from_row(r) for r in rows]
+
+    def live(self) -> list[RunRecord]:
+        """Runs whose row says they have not ended, oldest first."""
+        rows = self._query(
+            "SELECT * FROM runs WHERE status IN (?, ?) ORDER BY started_at, rowid", LIVE_STATUSES
+        )
+        return [record_from_row(r) for r in rows]
+
+    def lineage(self, run_id: str) -> list[RunRecord]:
+        """The ancestors of a run, first launch first, ending with the run itself."""
+        chain: list[RunRecord] = []
+        seen: set[str] = set()
+        current = self.get(run_id)
+        while current is not None and current.id not in seen:
+            chain.append(current)
+            seen.add(current.id)
+            current = self.get(current.parent_id) if current.parent_id else None
+        return list(reversed(chain))
+
+    def resolve(self, ref: str) -> RunRecord:
+        """A run by id, unique id prefix, or `last` (the newest). HistoryError otherwise."""
+        ref = ref.strip()
+        if ref == "last":
+            newest = self.runs(limit=1)
+            if not newest:
+                raise HistoryError(f"{self.path}: no runs recorded yet")
+            return newest[0]
+        exact = self.get(ref)
+        if exact is not None:
+            return exact
+        escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._query(
+            "SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY started_at DESC LIMIT 6",
+            (escaped + "%",),
+        )
+        if not rows:
+            raise HistoryError(f"no run matches {ref!r} in {self.path}")
+        if len(rows) > 1:
+            ids = ", ".join(r["id"] for r in rows[:5])
+            raise HistoryError(f"{ref!r} matches several runs: {ids}")
+        return record_from_row(rows[0])
+
+    def anomalies(self, run_id: str) -> list[Anomaly]:
+        rows = self._query("SELECT * FROM anomalies WHERE run_id = ? ORDER BY id", (run_id,))
+        out = []
+        for r in rows:
+            try:
+                sev = Severity[str(r["severity"]).upper()]
+            except KeyError:
+                sev = Severity.WARNING
+            evidence = loads_json(r["evidence_json"], [])
+            out.append(
+                Anomaly(
+                    rule=r["rule"], severity=sev, message=r["message"], ts=r["ts"],
+                    lineno=r["lineno"], evidence=tuple(str(e) for e in evidence),  # type: ignore[union-attr]
+                    run_id=run_id,
+                )
+            )  # fmt: skip
+        return out
+
+    def actions(self, run_id: str) -> list[Action]:
+        rows = self._query("SELECT * FROM actions WHERE run_id = ? ORDER BY id", (run_id,))
+        out = []
+        for r in rows:
+            extra = loads_json(r["extra_json"], {})
+            out.append(
+                Action(
+                    kind=r["kind"], rule=r["rule"], ts=r["ts"], run_id=run_id,
+                    detail=r["detail"], ok=bool(r["ok"]),
+                    extra=extra if isinstance(extra, dict) else {},
+                )
+            )  # fmt: skip
+        return out
+
+    def metrics(self, run_id: str, name: str | None = None) -> list[MetricRow]:
+        sql = "SELECT * FROM metrics WHERE run_id = ?"
+        params: list[object] = [run_id]
+        if name is not None:
+            sql += " AND name = ?"
+            params.append(name)
+        rows = self._query(sql + " ORDER BY lineno, rowid", params)
+        return [
+            MetricRow(
+                r["run_id"], r["step"], r["name"], r["value"], r["ts"], r["lineno"], r["kind"]
+            )
+            for r in rows
+        ]

@@ -1,0 +1,219 @@
+"""Detection quality on real logs: ../shared/corpus/ (labelled excerpts) and planted anomalies.
+
+Scoring follows corpus/README.md: an anomalous file passes when an anomaly whose rule maps to
+its label lies within 3 lines of `first_anomaly_line`; a normal file passes when nothing of
+severity warning or above is reported. Rules map to labels as the design says (`spike` takes
+`grad_norm` and `divergence` too); in addition `skipped_steps` counts as `nan`: a loss-scale
+cascade down to a tiny scale is the optimizer's view of non-finite gradients (rules/skipped.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from supervisor.events import Anomaly, Severity
+from supervisor.monitoring.monitor import Monitor
+from supervisor.reading.tail import Tail
+from tests.conftest import CORPUS, ROOT, SHARED
+
+MAKE_LOG = SHARED / "bench" / "make_log.py"
+LATITUDE = 3
+
+LABEL_RULES = {
+    "nan": {"nan", "skipped_steps"},
+    "oom": {"oom"},
+    "repetition": {"repetition"},
+    "spike": {"spike", "grad_norm", "divergence"},
+    "stall": {"stall"},
+}
+
+
+def corpus_rows() -> list[dict[str, str]]:
+    index = CORPUS / "INDEX.tsv"
+    if not index.exists():
+        return []
+    with index.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+ROWS = corpus_rows()
+pytestmark = pytest.mark.skipif(not ROWS, reason=f"no corpus at {CORPUS}")
+
+
+def scan_in_process(path: Path) -> list[Anomaly]:
+    """What the monitor reports over a whole file read by the real tailer."""
+    tail = Tail(path)
+    try:
+        lines = tail.read() + tail.flush_partial()
+    finally:
+        tail.close()
+    assert lines, f"{path}: no lines read"
+    found = Monitor().feed_lines(lines, ts=1_700_000_000.0)
+    return [e for e in found if isinstance(e, Anomaly)]
+
+
+def verdict(row: dict[str, str], anomalies: list[tuple[str, int, int]]) -> str:
+    """'' when the file passes; otherwise what went wrong. anomalies: (rule, severity, lineno)."""
+    label = row["label"]
+    shown = "; ".join(f"{r}@{n}" for r, _, n in anomalies) or "nothing"
+    if label == "normal":
+        loud = [(r, n) for r, sev, n in anomalies if sev >= Severity.WARNING]
+        return f"normal file flagged: {loud}" if loud else ""
+    line = int(row["first_anomaly_line"])
+    rules = LABEL_RULES[label]
+    hit = [n for r, _, n in anomalies if r in rules and abs(n - line) <= LATITUDE]
+    return "" if hit else f"wanted {label} near line {line}, got {shown}"
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r["file"] for r in ROWS])
+def test_corpus_file_in_process(row: dict[str, str]) -> None:
+    """Each corpus log gets its label at its line (or, if normal, nothing at warning or above)."""
+    found = scan_in_process(CORPUS / row["file"])
+    problem = verdict(row, [(a.rule, a.severity, a.lineno) for a in found])
+    assert not problem, f"{row['file']} ({row['framework']}): {problem}"
+
+
+def test_corpus_anomalies_carry_messages_and_evidence() -> None:
+    """Every anomaly found in the corpus says what it saw: a message and evidence lines."""
+    for row in ROWS:
+        if row["label"] == "normal":
+            continue
+        for a in scan_in_process(CORPUS / row["file"]):
+            assert a.message.strip(), (row["file"], a)
+            assert a.lineno > 0 and a.evidence, (row["file"], a)
+            assert all(len(e) < 400 for e in a.evidence), "evidence lines are clipped"
+
+
+def test_corpus_covers_every_label() -> None:
+    """The corpus still holds healthy excerpts and every anomaly label the scorer knows."""
+    labels = Counter(r["label"] for r in ROWS)
+    assert set(LABEL_RULES) | {"normal"} <= set(labels), labels
+
+
+# --- the real command over the whole corpus -------------------------------------------------
+
+
+def _ftmon() -> list[str]:
+    exe = shutil.which("ftmon", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "supervisor"]
+
+
+@pytest.fixture(scope="module")
+def cli_scans() -> dict[str, tuple[int, list[dict], str]]:
+    """`ftmon scan --json LOG` on every corpus file (two at a time): rc, JSON lines, stderr."""
+
+    def one(row: dict[str, str]) -> tuple[str, tuple[int, list[dict], str]]:
+        proc = subprocess.run(
+            [*_ftmon(), "scan", "--json", str(CORPUS / row["file"])],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+        objs = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+        return row["file"], (proc.returncode, objs, proc.stderr)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(one, ROWS))
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r["file"] for r in ROWS])
+def test_corpus_file_with_ftmon_scan(
+    row: dict[str, str], cli_scans: dict[str, tuple[int, list[dict], str]]
+) -> None:
+    """`ftmon scan --json` on each corpus log scores as the in-process scan, with exit 0 or 1."""
+    rc, objs, stderr = cli_scans[row["file"]]
+    anomalies = [o for o in objs if o.get("type") == "anomaly"]
+    for o in anomalies:
+        assert {"rule", "severity", "message", "lineno", "evidence", "ts"} <= set(o), o
+    found = [(o["rule"], Severity[o["severity"].upper()], o["lineno"]) for o in anomalies]
+    problem = verdict(row, found)
+    assert not problem, f"{row['file']}: {problem}\n{stderr}"
+    assert rc == (0 if row["label"] == "normal" else 1), (rc, stderr)
+
+
+# --- planted anomalies in a large healthy mix ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[int, str]]]:
+    """A 20,000-line healthy log from make_log.py with 8 anomalies planted at known lines."""
+    if not MAKE_LOG.exists():
+        pytest.skip(f"no {MAKE_LOG}")
+    out = tmp_path_factory.mktemp("planted") / "planted.log"
+    proc = subprocess.run(
+        [sys.executable, str(MAKE_LOG), "--lines", "20000", "--plant", "8", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    plants = []
+    for line in proc.stderr.splitlines():
+        n, kind = line.split("\t")
+        plants.append((int(n), kind))
+    assert len(plants) == 8
+    return out, plants
+
+
+def test_planted_anomalies_all_found_and_nothing_else(
+    planted: tuple[Path, list[tuple[int, str]]],
+) -> None:
+    """Every planted nan/oom/repetition/spike is reported at its line, and nothing else is loud."""
+    path, plants = planted
+    found = scan_in_process(path)
+    loud = [a for a in found if a.severity >= Severity.WARNING]
+    for lineno, kind in plants:
+        rules = LABEL_RULES[kind]
+        assert any(a.rule in rules and a.lineno == lineno for a in loud), (
+            f"planted {kind} at line {lineno} not reported; got "
+            + ", ".join(f"{a.rule}@{a.lineno}" for a in loud)
+        )
+    planted_lines = {n for n, _ in plants}
+    extra = [a.one_line() for a in loud if a.lineno not in planted_lines]
+    assert not extra, "false alarms in the healthy mix:\n" + "\n".join(extra)
+
+
+# --- the reference trainer, healthy and blown up ------------------------------------------
+
+TRAINER = ["--threads", "1", "--eval-size", "4", "--max-new-tokens", "12", "--train-size", "200"]
+
+
+def train_log(tmp_path: Path, name: str, extra: list[str]) -> Path:
+    """Run `python -m trainer` for real, its stdout and stderr into one log, as ftmon would."""
+    pytest.importorskip("torch")
+    log = tmp_path / f"{name}.log"
+    with log.open("wb") as out:
+        argv = [sys.executable, "-m", "trainer", *TRAINER, "--output-dir", str(tmp_path / name)]
+        subprocess.run(
+            [*argv, *extra],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            check=True,
+            timeout=300,
+        )
+    return log
+
+
+@pytest.mark.slow
+def test_reference_trainer_healthy_and_blown_up(tmp_path: Path) -> None:
+    """A healthy tiny run raises nothing loud; lr 50 without clipping gives spike, nan, skips."""
+    healthy = scan_in_process(
+        train_log(tmp_path, "ok", ["--steps", "16", "--log-every", "2", "--eval-every", "8"])
+    )
+    assert [a.one_line() for a in healthy if a.severity >= Severity.WARNING] == []
+    unstable = "--steps 10 --log-every 1 --sample-every 10 --lr 50 --optimizer sgd --clip 0"
+    blown = scan_in_process(train_log(tmp_path, "blown", [*unstable.split(), "--warmup", "0"]))
+    rules = {a.rule for a in blown}
+    assert {"nan", "skipped_steps"} <= rules, [a.one_line() for a in blown]
+    assert rules & {"spike", "grad_norm"}, [a.one_line() for a in blown]

@@ -1,0 +1,431 @@
+"""Parse: real log lines of each framework -> metrics, evaluations, samples, progress and text."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from supervisor.events import Eval, Event, LogLine, Metric, Progress, Sample, Text
+from supervisor.parsing.parser import Parser, normalise_name
+from supervisor.reading.tail import iter_file_lines
+from tests.conftest import CORPUS
+
+PARSER = Parser()
+UNCACHED = Parser(cache=False)
+
+
+def corpus_line(name: str, lineno: int) -> LogLine:
+    """The line as Tail reads it from the real excerpt (the files are not ours to edit)."""
+    for batch in iter_file_lines(CORPUS / name):
+        for line in batch:
+            if line.lineno == lineno:
+                return line
+    raise AssertionError(f"{name} has no line {lineno}")
+
+
+def parse(text: str) -> list[Event]:
+    return PARSER.parse(LogLine(7, 0, len(text), text), 1.0)
+
+
+def only(events: list[Event], kind: type) -> list:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def metric(events: list[Event]) -> Metric:
+    found = only(events, Metric)
+    assert len(found) == 1, events
+    return found[0]
+
+
+def same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus not present")
+
+
+@needs_corpus
+@pytest.mark.parametrize(
+    ("name", "lineno", "step", "expected"),
+    [
+        ("001_nan_nanogpt.log", 12, 3010, {"loss": math.nan}),
+        ("002_nan_xtuner.log", 5, None, {"loss": 2.5128, "grad_norm": math.nan, "lr": 1.9813e-04}),
+        ("003_nan_custom-loop.log", 2, None, {"loss": math.nan}),
+        ("004_nan_fairseq.log", 1, 10198, {"loss": 6.343, "grad_norm": 0.39, "ppl": 31.65}),
+        ("010_normal_torchtune.log", 4, 1, {"loss": 2.085338592529297, "lr": 2e-05}),
+        ("018_nan_llamafactory.log", 1, None, {"loss": 344093.2, "grad_norm": math.nan}),
+        ("022_normal_megatron.log", 11, 10, {"loss_scale": 8388608.0, "skipped_iterations": 10}),
+        ("029_normal_litgpt.log", 1, 15, {"loss": 2.0372, "ppl": 7.6693}),
+        ("037_nan_hf-trainer-tqdm.log", 1, None, {"grad_norm": math.nan, "loss": 1.7018}),
+        ("040_spike_fairseq.log", 4, 700, {"loss": 9.44, "grad_norm": 156.036}),
+        ("044_normal_llamafactory-jsonl.log", 1, 2, {"loss": 1.5467, "lr": 0.0}),
+        ("050_normal_demucs.log", 2, None, {"loss": 0.1098, "epoch": 35}),
+    ],
+)
+def test_metrics_from_real_logs(
+    name: str, lineno: int, step: int | None, expected: dict[str, float]
+) -> None:
+    """A training line of each framework gives its loss, grad norm, lr... under one name each."""
+    line = corpus_line(name, lineno)
+    events = PARSER.parse(line, 5.0)
+    m = metric(events)
+    assert m.lineno == lineno and m.ts == 5.0 and m.step == step
+    for key, value in expected.items():
+        assert key in m.values, (key, m.values)
+        assert same(m.values[key], value), (key, m.values[key], value)
+    assert only(events, Text), "every line that is not a pure progress frame also gives Text"
+
+
+@needs_corpus
+def test_evaluation_lines_from_real_logs() -> None:
+    """Validation results become Eval events: JSONL eval_loss, fairseq valid, llama-recipes."""
+    e = only(PARSER.parse(corpus_line("044_normal_llamafactory-jsonl.log", 5), 0), Eval)
+    assert e and e[0].values["val_loss"] == 1.633915901184082 and e[0].step == 5
+    f = only(PARSER.parse(corpus_line("004_nan_fairseq.log", 2), 0), Eval)
+    assert f and f[0].values["val_loss"] == 8.30118 and f[0].step == 10198
+    g = only(PARSER.parse(corpus_line("007_nan_llama-recipes.log", 6), 0), Eval)
+    assert g and math.isnan(g[0].values["val_loss"]) and math.isnan(g[0].values["val_ppl"])
+
+
+def test_evaluation_with_and_without_a_training_loss() -> None:
+    """Accuracy beside val_loss belongs to the Eval; a train loss beside it is a Metric too."""
+    h = parse("  eval step 7: val_loss=2.1043 accuracy=0.551 format_accuracy=0.99")
+    values = {"val_loss": 2.1043, "accuracy": 0.551, "format_accuracy": 0.99}
+    assert only(h, Eval) == [Eval(7, 1.0, values, 7)]
+    assert not only(h, Metric)
+    both = parse("step 3000: train loss 4.0390, val loss 4.0427")
+    assert only(both, Eval)[0].values == {"val_loss": 4.0427}
+    assert metric(both).values == {"loss": 4.039} and metric(both).step == 3000
+
+
+@needs_corpus
+def test_tqdm_frame_with_text_after_the_bar() -> None:
+    """A bar followed by a DeepSpeed message yields the progress and the message as Text."""
+    events = PARSER.parse(corpus_line("005_nan_deepspeed-hf-trainer.log", 2), 0)
+    assert only(events, Progress) == [Progress(2, 0, 378, 2724)]
+    (text,) = only(events, Text)
+    assert text.text.startswith("[2023-06-07 22:16:00,018] [INFO]") and "OVERFLOW!" in text.text
+
+
+@needs_corpus
+def test_pure_progress_frames_give_no_text() -> None:
+    """A plain tqdm bar is Progress only: the text rules never see bars of █."""
+    events = PARSER.parse(corpus_line("037_nan_hf-trainer-tqdm.log", 3), 0)
+    assert events == [Progress(3, 0, 10, 1233)]
+
+
+def test_carriage_return_frames_keep_the_last_bar() -> None:
+    """Many redraws on one physical line give one Progress (the last) and Text for any message."""
+    line = "\r  5%|▌  | 5/100 [00:01<00:19]\r  6%|▌  | 6/100 [00:01<00:18]OOM soon\r  7%|▋ | 7/100"
+    events = parse(line)
+    assert only(events, Progress) == [Progress(7, 1.0, 6, 100), Progress(7, 1.0, 7, 100)]
+    assert [t.text for t in only(events, Text)] == ["OOM soon"]
+
+
+def test_lightning_bar_postfix_metrics() -> None:
+    """Lightning's `loss=` inside the bar's brackets is read as a metric."""
+    events = parse("Epoch 1: 10%|█         | 10/100 [00:01<00:09,  9.50it/s, loss=1.23, v_num=0]")
+    assert only(events, Progress) == [Progress(7, 1.0, 10, 100)]
+    assert metric(events).values["loss"] == 1.23
+
+
+@needs_corpus
+@pytest.mark.parametrize(
+    ("name", "lineno", "start"),
+    [
+        ("013_stall_llamafactory.log", 1, "[E1206 18:44:12"),
+        ("024_oom_ms-swift.log", 1, "torch.OutOfMemoryError: CUDA out of memory"),
+        ("028_oom_parlai.log", 1, "2022-04-03 18:44:26,615 CRITICAL | Traceback"),
+    ],
+)
+def test_rank_prefixes_are_stripped(name: str, lineno: int, start: str) -> None:
+    """torchrun `[rankN]:` and ParlAI `rank:  3 |` prefixes are removed before parsing."""
+    (text,) = only(PARSER.parse(corpus_line(name, lineno), 0), Text)
+    assert text.text.startswith(start)
+
+
+def test_nanochat_megatron_mmengine_and_tensor_lines() -> None:
+    """The step-line formats of the issue, each with its step and normalised names."""
+    nano = metric(
+        parse(
+            "step 00100/01953 (5.12%) | loss: 1.234000 | lrm: 1.00 | dt: 512.00ms | "
+            "tok/sec: 12,000 | mfu: 41.00 | total time: 9.00m"
+        )
+    )
+    assert nano.step == 100 and nano.values["loss"] == 1.234 and nano.values["tok_s"] == 12000
+    mega = metric(
+        parse(
+            " iteration       10/     100 | lm loss: 1.2E+00 | grad norm: 3.1 | "
+            "loss scale: 65536.0 | number of skipped iterations: 0 |"
+        )
+    )
+    assert mega.step == 10
+    assert mega.values == {
+        "loss": 1.2,
+        "grad_norm": 3.1,
+        "loss_scale": 65536.0,
+        "skipped_iterations": 0.0,
+    }
+    mm = metric(
+        parse("Iter(train) [ 10/100]  lr: 2.0000e-05  eta: 0:01:00  loss: 1.2  grad_norm: nan")
+    )
+    assert mm.step == 10 and mm.values["lr"] == 2e-05 and math.isnan(mm.values["grad_norm"])
+    assert "eta" not in mm.values  # 0:01:00 is a duration, not the number 0
+    t = metric(parse("step 3 loss tensor(nan, device='cuda:0') grad_norm tensor(inf)"))
+    assert math.isnan(t.values["loss"]) and t.values["grad_norm"] == math.inf
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nanochat: loaded tokenizer with vocab 65536; information retained for finance splits",
+        "INFO:torchtune.utils.logging:Running inference with INF and Infinity in prose",
+        "step 00400/01953 | loss: 2.100000 | step_avg:nanms | train_time:12ms",
+        "number of nan iterations:   0 |",
+        "|------|----------------|------|",
+    ],
+)
+def test_words_are_not_read_as_nan(text: str) -> None:
+    """NaN/Inf only count as values of metric keys, never inside words or timings."""
+    for event in parse(text):
+        if isinstance(event, (Metric, Eval)):
+            assert all(math.isfinite(v) for v in event.values.values()), event
+
+
+def test_json_protocol_lines() -> None:
+    """The trainer's JSON lines: metric (nan/NaN/Infinity accepted), sample, eval."""
+    m = metric(parse('{"type": "metric", "step": 4, "loss": NaN, "grad_norm": Infinity}'))
+    assert m.step == 4 and math.isnan(m.values["loss"]) and m.values["grad_norm"] == math.inf
+    assert m.source == "json"
+    bare = metric(parse('{"step": 5, "loss": nan, "learning_rate": 2e-5}'))
+    assert bare.step == 5 and math.isnan(bare.values["loss"]) and bare.values["lr"] == 2e-5
+    (s,) = only(
+        parse('{"type": "sample", "step": 9, "prompt": "你是誰", "text": "F F F F"}'), Sample
+    )
+    assert s == Sample(7, 1.0, "F F F F", "你是誰", 9)
+    (e,) = only(parse('{"type": "eval", "step": 10, "val_loss": 1.5, "mmlu": 0.31}'), Eval)
+    assert e.values == {"val_loss": 1.5, "mmlu": 0.31} and e.step == 10
+    assert not only(parse('{"type": "config", "lr": 0.1}'), Metric)
+
+
+def test_the_trainers_summary_line_is_text_only() -> None:
+    """The trainer's final summary (last loss, last evaluation) is shown as text but counts as
+    no new metric or evaluation: the run's last points are not stored or counted twice."""
+    from trainer import protocol
+
+    out = io.StringIO()
+    protocol.summary(
+        steps=40, skipped=0, first_loss=4.1, last_loss=2.3, seconds=12.5, truncated=0,
+        method="lora", val_loss=2.41, ppl=11.1, accuracy=0.25, format_accuracy=1.0,
+        trunc_rate=0.0, avg_gen_len=9.0, out=out,
+    )  # fmt: skip
+    line = out.getvalue().rstrip("\n")
+    assert line.startswith('{"type": "summary"') and '"val_loss": 2.41' in line
+    events = parse(line)
+    assert not only(events, Metric) and not only(events, Eval)
+    (text,) = only(events, Text)
+    assert text.text == line
+
+
+def test_hf_dict_lines() -> None:
+    """HF Trainer's printed dicts: nan/inf values, eval_* keys as an Eval."""
+    m = metric(parse("{'loss': nan, 'grad_norm': inf, 'learning_rate': 2e-05, 'epoch': 0.1}"))
+    assert m.source == "hf" and math.isnan(m.values["loss"]) and m.values["grad_norm"] == math.inf
+    assert m.values["lr"] == 2e-05 and m.values["epoch"] == 0.1
+    (e,) = only(parse("{'eval_loss': 1.52, 'eval_runtime': 3.2, 'epoch': 1.0}"), Eval)
+    assert e.values["val_loss"] == 1.52
+    assert not only(parse("{'eval_loss': 1.52}"), Metric)
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        ("learning_rate", "lr"),
+        ("eval_loss", "val_loss"),
+        ("val_loss", "val_loss"),
+        ("validation loss", "val_loss"),
+        ("lm loss", "loss"),
+        ("train/loss", "loss"),
+        ("gnorm", "grad_norm"),
+        ("grad norm", "grad_norm"),
+        ("total_norm", "grad_norm"),
+        ("tok/sec", "tok_s"),
+        ("tokens_per_sec", "tok_s"),
+        ("perplexity", "ppl"),
+        ("eval_ppl", "val_ppl"),
+        ("global_step", "step"),
+        ("iteration", "step"),
+        ("Loss Scale", "loss_scale"),
+        ("train_loss_step", "loss"),
+        ("val_loss_step", "val_loss"),
+        ("eval/loss", "val_loss"),
+    ],
+)
+def test_normalise_name(raw: str, name: str) -> None:
+    """One spelling per metric, whatever the framework printed."""
+    assert normalise_name(raw) == name
+
+
+def test_user_patterns() -> None:
+    """A user regex with named groups adds a parser: `loss` becomes a metric, `step` the step."""
+    p = Parser([r"it=(?P<step>\d+) L=(?P<loss>\S+) gn=(?P<gnorm>\S+)"])
+    events = p.parse(LogLine(3, 0, 0, "my trainer it=42 L=nan gn=7.5"), 2.0)
+    m = [e for e in only(events, Metric) if e.source == "pattern"]
+    assert len(m) == 1 and m[0].step == 42 and math.isnan(m[0].values["loss"])
+    assert m[0].values["grad_norm"] == 7.5
+
+
+@pytest.mark.parametrize("bad", ["(?P<loss>[0-9", "loss: ([0-9.]+)"])
+def test_bad_user_pattern_is_a_clear_error(bad: str) -> None:
+    """An invalid regex, or one with nothing named, is refused with a message naming it."""
+    with pytest.raises(ValueError, match="pattern"):
+        Parser([bad])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_parses_without_error(text: str) -> None:
+    """Arbitrary text never crashes the parser and always yields Text or Progress."""
+    events = parse(text)
+    assert events
+    assert all(isinstance(e, (Metric, Eval, Sample, Progress, Text)) for e in events)
+
+
+@needs_corpus
+def test_every_corpus_line_parses() -> None:
+    """Every line of every real excerpt parses, and nothing in a normal log reads as NaN."""
+    for path in sorted(CORPUS.glob("*.log")):
+        for batch in iter_file_lines(path):
+            for line in batch:
+                events = PARSER.parse(line, 0)
+                if "_normal_" in path.name:
+                    for e in events:
+                        if isinstance(e, (Metric, Eval)):
+                            assert all(not math.isnan(v) for v in e.values.values()), (path, e)
+
+
+KV_PIECES = [
+    "step ",
+    "iter ",
+    "loss: ",
+    "loss ",
+    "lm loss: ",
+    "grad norm: ",
+    "tok/sec: ",
+    "eval_loss=",
+    "v2: ",
+    "| ",
+    " | ",
+    ", ",
+    " ",
+    "nan",
+    "inf",
+    "ms",
+    "%",
+    "/",
+    ":",
+    ".",
+    "e-",
+    ",",
+    "Iter(train) [ ",
+    "#",
+    "##",
+    "###",
+]
+
+
+def fill(shape: str, digits: list[int]) -> str:
+    out = []
+    i = 0
+    for ch in shape:
+        if ch == "#":
+            out.append(str(digits[i % len(digits)]))
+            i += 1
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+@settings(max_examples=250, deadline=None)
+@given(
+    shape=st.lists(st.sampled_from(KV_PIECES), min_size=1, max_size=14).map("".join),
+    first=st.lists(st.integers(0, 9), min_size=1, max_size=8),
+    second=st.lists(st.integers(0, 9), min_size=1, max_size=8),
+)
+def test_template_cache_changes_nothing(shape: str, first: list[int], second: list[int]) -> None:
+    """Reading values by position from a cached line shape gives what a full parse gives."""
+    cached = Parser()
+    plain = Parser(cache=False)
+    for digits in (first, second, first):
+        text = fill(shape, digits)
+        got, want = parse_with(cached, text), parse_with(plain, text)
+        assert repr(got) == repr(want), text  # repr: nan == nan
+
+
+def parse_with(parser: Parser, text: str) -> list[Event]:
+    return parser.parse(LogLine(1, 0, 0, text), 0.0)
+
+
+FRAMES = [
+    " 14%|█▍        | 378/2724 [13:55:57<86:19:20, 132.41s/it]",
+    "Epoch 1:  10%|█         | 10/100 [00:01<00:09,  9.50it/s, loss=1.23, v_num=0]",
+    "Train:   0%|          | 5/148500 [04:11<2164:04:35, 52.46s/it]",
+    "100%|██████████| 10/10",
+    " 50%|█████     | 5/10 [00:01<00:01]INFO oom soon",
+    "[2023-06-07 22:16:00,018] [INFO] OVERFLOW!",
+    "   ",
+    "",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(FRAMES), min_size=1, max_size=8))
+def test_bar_shape_cache_changes_nothing(frames: list[str]) -> None:
+    """Bars read through the shape cache give what matching every frame's regex gives."""
+    text = "\r".join(frames)
+    if "\r" not in text and "%|" not in text:
+        return
+    line = LogLine(1, 0, 0, text)
+    assert PARSER.parse(line, 0.0) == UNCACHED.parse(line, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "{'loss': -inf, 'grad_norm': +inf, 'lr': 1e-05}",
+            {"loss": -math.inf, "grad_norm": math.inf},
+        ),
+        ("{'loss': 1.5, 'note': 'it's fine', 'ok': True}", {"loss": 1.5}),
+        ('{"loss": -Infinity, "grad_norm": +inf}', {"loss": -math.inf, "grad_norm": math.inf}),
+        (
+            "{'loss': 2.0, 'memory(GiB)': 28.63, 'global_step/max_steps': '5/148500'}",
+            {"mem_gb": 28.63},
+        ),
+    ],
+)
+def test_awkward_dict_lines(text: str, expected: dict[str, float]) -> None:
+    """Signed infinities, quotes inside strings and Python literals still give the numbers."""
+    values = metric(parse(text)).values
+    for key, value in expected.items():
+        assert values[key] == value, values
+
+
+def test_hostile_objects_do_not_crash() -> None:
+    """Absurd nesting, huge exponents, odd types: no crash; a NaN written as a string counts."""
+    deep = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    assert only(parse(deep), Text)
+    assert metric(parse('{"loss": 1e999999}')).values["loss"] == math.inf
+    assert not only(parse('{"step": true, "loss": false}'), Metric)
+    assert math.isnan(metric(parse('{"step": 3, "loss": "NaN"}')).values["loss"])
+    assert not only(parse('{"step": 3, "run": "1.5"}'), Metric)  # a string that is no metric
+
+
+def test_braces_that_are_no_object_are_read_as_text() -> None:
+    """A line in braces that is not a dict is still searched for `key: value` metrics."""
+    m = metric(parse("{rank 0} step 12 | loss: 0.75 {fp16}"))
+    assert m.values == {"loss": 0.75} and m.step == 12

@@ -1,0 +1,115 @@
+"""The `spike`, `grad_norm` and `divergence` rules: moving baselines, absurd values, episodes."""
+
+from __future__ import annotations
+
+import random
+
+from supervisor.events import Eval, Metric, Severity
+from supervisor.rules import WatchSettings
+from supervisor.rules.trend import (
+    DivergenceRule,
+    DivergenceSettings,
+    GradNormRule,
+    JumpSettings,
+    SpikeRule,
+)
+from tests.conftest import scan
+
+
+def feed(rule: SpikeRule | GradNormRule | DivergenceRule, series: list[dict[str, float]]) -> list:
+    out = []
+    for i, values in enumerate(series, start=1):
+        out += rule.on_event(Metric(i, float(i), values, step=i * 10))
+    return out
+
+
+def test_one_step_loss_spike_against_baseline() -> None:
+    """LLaVA: loss 0.66, 0.80, then 4.27 is a spike at its line, with baseline and ratio."""
+    log = (
+        "{'loss': 0.6623, 'learning_rate': 0.000176, 'epoch': 0.24}\n"
+        "{'loss': 0.8022, 'learning_rate': 0.000176, 'epoch': 0.24}\n"
+        "{'loss': 4.2653, 'learning_rate': 0.000176, 'epoch': 0.24}\n"
+        "{'loss': 0.77, 'learning_rate': 0.000176, 'epoch': 0.24}\n"
+    )
+    found = scan(log)
+    assert [(a.rule, a.lineno) for a in found] == [("spike", 3)]
+    assert found[0].severity == Severity.WARNING
+    assert "4.265" in found[0].message and "5.8x" in found[0].message
+
+
+def test_noisy_healthy_loss_never_spikes() -> None:
+    """A decreasing, noisy loss (±30%) over 5000 steps gives no spike."""
+    rng = random.Random(3)
+    series = [{"loss": 2.5 * 0.9995**s * rng.uniform(0.7, 1.3)} for s in range(5000)]
+    assert feed(SpikeRule(), series) == []
+
+
+def test_spike_is_one_report_per_episode() -> None:
+    """Three spiking values in a row give one report; a new spike after recovery gives another."""
+    series = [{"loss": 1.0}] * 10 + [{"loss": 9.0}] * 3 + [{"loss": 1.0}] * 5 + [{"loss": 8.0}]
+    found = feed(SpikeRule(), series)
+    assert [a.lineno for a in found] == [11, 19]
+
+
+def test_absurd_values_count_without_baseline() -> None:
+    """GKD: loss 429 and grad_norm 4230 in the first logged step are reported by both rules."""
+    line = "{'loss': 429.0, 'grad_norm': 4230.05908203, 'learning_rate': 1e-05, 'epoch': 0.0}\n"
+    found = scan(line)
+    assert sorted((a.rule, a.lineno) for a in found) == [("grad_norm", 1), ("spike", 1)]
+
+
+def test_small_losses_need_an_absolute_jump() -> None:
+    """A loss near zero going 0.01 -> 0.04 is not a spike (min_jump), a jump of 2.0 is."""
+    rule = SpikeRule(JumpSettings(min_jump=0.5))
+    assert feed(rule, [{"loss": 0.01}] * 5 + [{"loss": 0.04}]) == []
+    assert len(feed(SpikeRule(), [{"loss": 0.01}] * 5 + [{"loss": 2.0}])) == 1
+
+
+def test_grad_norm_explosion_against_baseline() -> None:
+    """GLM-4: grad_norm around 3-5 then 237.6 is an explosion; 5.65 after 2.5 is not."""
+    norms = [3.64, 3.84, 3.10, 2.53, 2.38, 2.53, 5.65, 237.6, 4.96, 5.72]
+    found = feed(GradNormRule(), [{"grad_norm": g, "loss": 0.1} for g in norms])
+    assert [(a.rule, a.lineno) for a in found] == [("grad_norm", 8)]
+
+
+def test_healthy_grad_norms_never_fire() -> None:
+    """Grad norms between 0.2 and 2.5 for 5000 steps give nothing."""
+    rng = random.Random(5)
+    assert feed(GradNormRule(), [{"grad_norm": rng.uniform(0.2, 2.5)} for _ in range(5000)]) == []
+
+
+def test_spike_reads_other_spellings_of_the_loss() -> None:
+    """Megatron's `lm loss` and nanochat's `loss:` lines feed the same rule."""
+    log = "".join(
+        f" iteration {i}/ 1000 | lm loss: {v:.6E} | grad norm: 1.0 |\n"
+        for i, v in enumerate([2.1, 2.0, 2.05, 1.98, 48.9], start=1)
+    )
+    assert [(a.rule, a.lineno) for a in scan(log)] == [("spike", 5)]
+
+
+def test_divergence_reports_a_sustained_rise() -> None:
+    """val_loss 2.0, 1.8, 1.7, then three evaluations more than 0.1 above 1.7: divergence."""
+    rule = DivergenceRule()
+    vals = [2.0, 1.8, 1.7, 1.75, 1.85, 1.95, 2.05, 2.2]
+    found = []
+    for i, v in enumerate(vals, start=1):
+        found += rule.on_event(Eval(i, 1.0, {"val_loss": v}, step=100 * i))
+    assert [a.lineno for a in found] == [7]  # 1.75 is within the margin; 1.85, 1.95, 2.05
+    assert found[0].rule == "divergence" and "1.7" in found[0].message
+
+
+def test_divergence_ignores_a_noisy_plateau() -> None:
+    """val_loss wandering ±0.05 around a plateau for 500 evaluations is not divergence."""
+    rng = random.Random(7)
+    rule = DivergenceRule()
+    for i in range(500):
+        value = 1.2 + rng.uniform(-0.05, 0.05)
+        assert rule.on_event(Eval(i + 1, 1.0, {"val_loss": value})) == []
+
+
+def test_divergence_reads_eval_lines_in_text_logs() -> None:
+    """`eval step N: val_loss=...` lines are read; a new best re-arms the rule."""
+    vals = [1.5, 1.4, 1.6, 1.7, 1.8, 1.3, 1.5, 1.6, 1.7]
+    log = "".join(f"  eval step {i}: val_loss={v:.4f} accuracy=0.5\n" for i, v in enumerate(vals))
+    found = scan(log, WatchSettings(divergence=DivergenceSettings(evals=3)))
+    assert [(a.rule, a.lineno) for a in found] == [("divergence", 5), ("divergence", 9)]
