@@ -123,8 +123,23 @@ class ChainStopped:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """The run moved from state `old` to `new` (values of runs/state.py's `RunState`; `old` is
+    "" for a run's first state) because of `cause` (for a person) and `rule` (the rule that
+    decided it, "user", or "" for what the process did by itself)."""
+
+    run_id: str
+    ts: float
+    old: str
+    new: str
+    cause: str
+    rule: str = ""
+
+
 RunEvent = (
-    RunStarted
+    StateChanged
+    | RunStarted
     | MetricsObserved
     | AnomalyFound
     | ActionTaken

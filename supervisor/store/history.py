@@ -268,7 +268,9 @@ class History:
     def live(self) -> list[RunRecord]:
         """Runs whose row says they have not ended, oldest first."""
         rows = self._query(
-            "SELECT * FROM runs WHERE status IN (?, ?) ORDER BY started_at, rowid", LIVE_STATUSES
+            f"SELECT * FROM runs WHERE status IN ({', '.join('?' * len(LIVE_STATUSES))})"
+            " ORDER BY started_at, rowid",
+            LIVE_STATUSES,
         )
         return [record_from_row(r) for r in rows]
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.events import Eval, Metric
+from supervisor.runs.state import LIVE_STATES
 
 SCHEMA_VERSION = 1
 DB_NAME = "ftmon.db"
@@ -81,8 +82,9 @@ CREATE TABLE IF NOT EXISTS metrics (
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, name, step);
 """
 
-# Statuses a run row can hold. "running" also covers a paused run and one whose supervisor died.
-LIVE_STATUSES = ("running", "paused")
+# The statuses of a run that is not over (runs/state.py's live states): `attach` picks these
+# up, and finishes what a state such as `killing` or `relaunching` says was under way.
+LIVE_STATUSES = tuple(s.value for s in LIVE_STATES)
 
 
 class HistoryError(Exception):
