@@ -10,7 +10,8 @@ chunk by chunk, recomputing the chunk's softmax. Checkpointing each chunk of a s
 do: a slice's backward scatters the chunk's gradient into a full-size (B, L, V) zero tensor, and
 autograd sums those out of place, so three full-size tensors are alive at once. Peak extra
 memory of backward here is one full-size gradient (in the logits' dtype) plus one chunk's fp32
-buffers; of forward, one chunk's buffers.
+buffers; of forward, one chunk's buffers. GKD's JSD and its added cross-entropy (sft_alpha) are
+one Function with two outputs for the same reason: their backward fills one gradient.
 
 All functions take *unshifted* logits and labels (labels = input ids, -100 where no loss): the
 prediction at position t is scored against the label at t + 1.
@@ -56,6 +57,19 @@ def _ce_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
+def _ce_chunk_gradient(
+    chunk: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """d(summed CE)/dz of one chunk of shifted logits, times `scale`: softmax(z) - onehot(label),
+    zero where the label is ignored; fp32, the chunk's shape."""
+    scored = (labels != IGNORE).unsqueeze(-1)
+    # torch.softmax (a softmax by hand rounds differently, and a diverging run's fate hangs on
+    # such bits) of a contiguous fp32 copy, freed once the softmax is out
+    g = torch.softmax(chunk.float().contiguous(), dim=-1)
+    g.scatter_add_(-1, labels.clamp(min=0).unsqueeze(-1), -scored.float())
+    return g.mul_(scored * scale)
+
+
 class _ChunkedCrossEntropy(torch.autograd.Function):
     """Summed next-token cross-entropy of unshifted logits, a chunk of positions at a time."""
 
@@ -77,14 +91,7 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         s, y = _shift(logits, labels)
         for start in range(0, s.shape[1], ctx.chunk):
             part = slice(start, start + ctx.chunk)
-            lab = y[:, part]
-            scored = (lab != IGNORE).unsqueeze(-1)
-            # d(sum of CE)/dz = softmax(z) - onehot(label), zero where the label is ignored.
-            # torch.softmax (a softmax by hand rounds differently, and a diverging run's fate
-            # hangs on such bits) of a contiguous fp32 copy, freed once the softmax is out
-            g = torch.softmax(s[:, part].float().contiguous(), dim=-1)
-            g.scatter_add_(-1, lab.clamp(min=0).unsqueeze(-1), -scored.float())
-            g.mul_(scored * grad_out)
+            g = _ce_chunk_gradient(s[:, part], y[:, part], grad_out)
             grad = _into_gradient(grad, logits, logits.shape[-1], part, g)
             del g
         if grad is None:  # a single position: nothing is predicted
@@ -119,12 +126,25 @@ def _jsd_sum(
     return (per_tok * (labels != IGNORE)).sum()
 
 
-class _ChunkedJSD(torch.autograd.Function):
-    """Summed generalized JSD of unshifted student and teacher logits, a chunk at a time.
+def _with_ce(
+    jsd_grad: torch.Tensor, chunk: torch.Tensor, labels: torch.Tensor, grad_ce: torch.Tensor
+) -> torch.Tensor:
+    """The CE's gradient of a chunk (fp32, whole vocabulary) with the JSD's added (the shared
+    vocabulary): summed in fp32 and rounded once, where two losses would round each."""
+    g = _ce_chunk_gradient(chunk, labels, grad_ce)
+    g[..., : jsd_grad.shape[-1]] += jsd_grad
+    return g
 
-    Backward recomputes each chunk's divergence on detached chunk views and takes its gradient
-    with autograd (the JSD's gradient by hand is easy to get wrong); only that chunk's graph is
-    alive at a time.
+
+class _ChunkedGKD(torch.autograd.Function):
+    """Summed generalized JSD of unshifted student and teacher logits and, when asked, the
+    summed cross-entropy of the student's logits against the labels, a chunk at a time.
+
+    Both sums come out of one Function so that their backward fills one gradient buffer: as
+    two losses, each backward would allocate its own full-size gradient of the student's logits
+    and autograd would add them (one more B x L x V tensor alive). The JSD's chunk gradient is
+    taken with autograd on detached chunk views (its gradient by hand is easy to get wrong);
+    only that chunk's graph is alive at a time.
     """
 
     @staticmethod
@@ -136,23 +156,29 @@ class _ChunkedJSD(torch.autograd.Function):
         beta: float,
         temperature: float,
         chunk: int,
-    ) -> torch.Tensor:
+        with_ce: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         ctx.save_for_backward(student, teacher, labels)
-        ctx.settings = (beta, temperature, chunk)
+        ctx.settings = (beta, temperature, chunk, with_ce)
         # a teacher with another vocabulary size: compare the tokens both know
         vocab = min(student.shape[-1], teacher.shape[-1])
         (s, y), t = _shift(student, labels), teacher[:, :-1]
-        total = torch.zeros((), dtype=torch.float32, device=student.device)
+        jsd = torch.zeros((), dtype=torch.float32, device=student.device)
+        ce = torch.zeros((), dtype=torch.float32, device=student.device)
         for start in range(0, s.shape[1], chunk):
             part = slice(start, start + chunk)
-            total += _jsd_sum(s[:, part, :vocab], t[:, part, :vocab], y[:, part], beta, temperature)
-        return total
+            jsd += _jsd_sum(s[:, part, :vocab], t[:, part, :vocab], y[:, part], beta, temperature)
+            if with_ce:
+                ce += _ce_sum(s[:, part], y[:, part])
+        return jsd, ce
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    def backward(
+        ctx: Any, grad_jsd: torch.Tensor, grad_ce: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
         student, teacher, labels = ctx.saved_tensors
-        beta, temperature, chunk = ctx.settings
+        beta, temperature, chunk, with_ce = ctx.settings
         need_s, need_t = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         vocab = min(student.shape[-1], teacher.shape[-1])
         grad_s: torch.Tensor | None = None
@@ -165,14 +191,18 @@ class _ChunkedJSD(torch.autograd.Function):
             with torch.enable_grad():
                 value = _jsd_sum(sc, tc, y[:, part], beta, temperature)
             wanted = [x for x in (sc, tc) if x.requires_grad]
-            grads = list(torch.autograd.grad(value, wanted, grad_out))
+            grads = list(torch.autograd.grad(value, wanted, grad_jsd))
             del value  # the chunk's graph: its buffers go before the gradient is allocated
             if need_s:
-                grad_s = _into_gradient(grad_s, student, vocab, part, grads.pop(0))
+                g, width = grads.pop(0), vocab
+                if with_ce:  # one chunk gradient for both losses: the JSD's added to the CE's
+                    g, width = _with_ce(g, s[:, part], y[:, part], grad_ce), student.shape[-1]
+                grad_s = _into_gradient(grad_s, student, width, part, g)
+                del g
             if need_t:
                 grad_t = _into_gradient(grad_t, teacher, vocab, part, grads.pop(0))
             del grads
-        return grad_s, grad_t, None, None, None, None
+        return grad_s, grad_t, None, None, None, None, None
 
 
 def generalized_jsd(
@@ -189,8 +219,27 @@ def generalized_jsd(
     are measured against the mixture beta * teacher + (1 - beta) * student.
     """
     n = (labels[:, 1:] != IGNORE).sum().clamp(min=1)
-    total = _ChunkedJSD.apply(student_logits, teacher_logits, labels, beta, temperature, chunk)
+    total, _ = _ChunkedGKD.apply(
+        student_logits, teacher_logits, labels, beta, temperature, chunk, False
+    )
     return total / n
+
+
+def jsd_and_cross_entropy(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    chunk: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(generalized_jsd, cross_entropy) of the same student logits and labels, whose backward
+    makes one gradient of the student's logits for both (the memory of the JSD's alone)."""
+    n = (labels[:, 1:] != IGNORE).sum().clamp(min=1)
+    jsd, ce = _ChunkedGKD.apply(
+        student_logits, teacher_logits, labels, beta, temperature, chunk, True
+    )
+    return jsd / n, ce / n
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ import torch
 
 from trainer.data import Batch, Example, collate
 from trainer.generate import generate
-from trainer.losses import IGNORE, cross_entropy, generalized_jsd
+from trainer.losses import IGNORE, cross_entropy, generalized_jsd, jsd_and_cross_entropy
 from trainer.tokenizer import TextCodec
 
 ALL_LINEAR = "all-linear"
@@ -114,12 +114,15 @@ def gkd_loss(
     student = _forward(model, seqs)
     with torch.no_grad(), model.disable_adapter():
         teacher = _forward(model, seqs)
-    jsd = generalized_jsd(
-        student, teacher, seqs.labels, args.beta, args.temperature, args.loss_chunk
-    )
-    loss = jsd
-    if args.sft_alpha > 0:
-        data_logits = student if not on_policy else _forward(model, batch)
+    settings = (args.beta, args.temperature, args.loss_chunk)
+    if args.sft_alpha > 0 and not on_policy:
+        # one loss function for both terms: their backward fills one gradient of the logits
+        jsd, ce = jsd_and_cross_entropy(student, teacher, seqs.labels, *settings)
+        loss = jsd + args.sft_alpha * ce
+    else:
+        jsd = loss = generalized_jsd(student, teacher, seqs.labels, *settings)
+    if args.sft_alpha > 0 and on_policy:  # the data's responses: another forward of the student
+        data_logits = _forward(model, batch)
         loss = loss + args.sft_alpha * cross_entropy(data_logits, batch.labels, args.loss_chunk)
     return StepLoss(
         loss, student.detach(), seqs.labels, seqs.n_tokens, float(jsd.detach()), on_policy

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from supervisor.events import Action, Anomaly, Severity
+from supervisor.runs.events import StateChanged
 
 # The schema, the row types and their decoding live in history_schema.py; imported here so that
 # `from supervisor.store.history import RunRecord, HistoryError, ...` keeps working.
@@ -28,9 +29,12 @@ from supervisor.store.schema import (  # noqa: F401
     DB_NAME,
     LIVE_STATUSES,
     SCHEMA_VERSION,
+    Decision,
     HistoryError,
     MetricRow,
+    RunEnd,
     RunRecord,
+    StateRow,
     loads_json,
     metric_rows,
     migrate,
@@ -243,6 +247,96 @@ class History:
             )  # fmt: skip
 
     # --- reading --------------------------------------------------------------------------
+
+    # --- run states and decisions (supervisor/runs/state.py) ------------------------------
+
+    def change_state(
+        self,
+        change: StateChanged,
+        *,
+        action: Action | None = None,
+        decide: Decision | None = None,
+        done: int | None = None,
+        outcome: str = "",
+        end: RunEnd | None = None,
+    ) -> int | None:
+        """A run's move to `change.new`, with its cause, in ONE transaction: the `run_states`
+        row, `runs.status`, and whichever of these caused or came with it: the action taken,
+        a decision journaled (`decide`; its id is returned), a decision marked done (`done`,
+        with `outcome`), the end of the run (`end`: exit status and reason; the owner let go)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO run_states (run_id, ts, old, new, cause, rule)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (change.run_id, change.ts, change.old, change.new, change.cause, change.rule),
+            )
+            db.execute("UPDATE runs SET status = ? WHERE id = ?", (change.new, change.run_id))
+            if action is not None:
+                self._insert_action(db, change.run_id, action)
+            if done is not None:
+                db.execute(
+                    "UPDATE decisions SET done_at = ?, outcome = ?"
+                    " WHERE id = ? AND done_at IS NULL",
+                    (change.ts, outcome, done),
+                )
+            if end is not None:
+                db.execute(
+                    "UPDATE runs SET ended_at = ?, returncode = ?, signal = ?, end_reason = ?,"
+                    " owner_pid = NULL, owner_start = NULL WHERE id = ?",
+                    (change.ts, end.returncode, end.signal, end.reason, change.run_id),
+                )
+            if decide is None:
+                return None
+            cur = db.execute(
+                "INSERT INTO decisions (run_id, ts, kind, rule, reason, recipe_yaml, changes_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    change.run_id, change.ts, decide.kind, decide.rule, decide.reason,
+                    decide.recipe_yaml, json.dumps(list(decide.changes)),
+                ),
+            )  # fmt: skip
+            return int(cur.lastrowid or 0)
+
+    def finish_decision(self, decision_id: int, ts: float, outcome: str) -> None:
+        """A journaled decision was carried out (or given up: `outcome` says which)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE decisions SET done_at = ?, outcome = ? WHERE id = ? AND done_at IS NULL",
+                (ts, outcome, decision_id),
+            )
+
+    def states(self, run_id: str) -> list[StateRow]:
+        """Every state the run went through, oldest first."""
+        rows = self._query("SELECT * FROM run_states WHERE run_id = ? ORDER BY id", (run_id,))
+        return [
+            StateRow(r["run_id"], r["ts"], r["old"], r["new"], r["cause"], r["rule"]) for r in rows
+        ]
+
+    def decisions(self, run_id: str, *, open_only: bool = False) -> list[Decision]:
+        """The run's journaled decisions, oldest first (`open_only`: not yet carried out)."""
+        sql = "SELECT * FROM decisions WHERE run_id = ?"
+        if open_only:
+            sql += " AND done_at IS NULL"
+        return [
+            Decision(
+                kind=r["kind"], rule=r["rule"], reason=r["reason"], recipe_yaml=r["recipe_yaml"],
+                changes=tuple(str(c) for c in loads_json(r["changes_json"], [])),  # type: ignore[union-attr]
+                id=int(r["id"]), run_id=r["run_id"], ts=float(r["ts"]), done_at=r["done_at"],
+                outcome=r["outcome"],
+            )
+            for r in self._query(sql + " ORDER BY id", (run_id,))
+        ]  # fmt: skip
+
+    @staticmethod
+    def _insert_action(db: sqlite3.Connection, run_id: str, action: Action) -> None:
+        db.execute(
+            "INSERT INTO actions (run_id, ts, kind, rule, detail, ok, extra_json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id, action.ts, action.kind, action.rule, action.detail,
+                1 if action.ok else 0, json.dumps(action.extra, default=str),
+            ),
+        )  # fmt: skip
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         with self._lock:

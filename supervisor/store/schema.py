@@ -14,7 +14,7 @@ from pathlib import Path
 from supervisor.events import Eval, Metric
 from supervisor.runs.state import LIVE_STATES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: run_states, decisions, runs.executor_json
 DB_NAME = "ftmon.db"
 
 _SCHEMA = """
@@ -80,6 +80,29 @@ CREATE TABLE IF NOT EXISTS metrics (
     kind TEXT NOT NULL DEFAULT 'metric'
 );
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, name, step);
+CREATE TABLE IF NOT EXISTS run_states (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    old TEXT NOT NULL,
+    new TEXT NOT NULL,
+    cause TEXT NOT NULL DEFAULT '',
+    rule TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS run_states_run ON run_states(run_id);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    recipe_yaml TEXT NOT NULL DEFAULT '',
+    changes_json TEXT NOT NULL DEFAULT '[]',
+    done_at REAL,
+    outcome TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS decisions_run ON decisions(run_id);
 """
 
 # The statuses of a run that is not over (runs/state.py's live states): `attach` picks these
@@ -145,6 +168,44 @@ def loads_json(text: str, default: object) -> object:
         return default
 
 
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    """One row of `run_states`: a run's move from `old` to `new`, when and why."""
+
+    run_id: str
+    ts: float
+    old: str
+    new: str
+    cause: str
+    rule: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """How a run ended, written with its move to an end state."""
+
+    returncode: int | None
+    signal: int | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A decision to pause, kill or relaunch a run, journaled before it is carried out
+    (`done_at` None until it is). A relaunch carries the child's recipe and what changed."""
+
+    kind: str  # "pause", "kill" or "relaunch" (kill the run if live, then launch the child)
+    rule: str  # the rule that decided it, or "user"
+    reason: str  # for a person: the kill reason, the relaunch reason
+    recipe_yaml: str = ""  # a relaunch's child recipe (secrets redacted as recipes are)
+    changes: tuple[str, ...] = ()
+    id: int = 0
+    run_id: str = ""
+    ts: float = 0.0
+    done_at: float | None = None
+    outcome: str = ""
+
+
 def record_from_row(row: sqlite3.Row) -> RunRecord:
     """A `runs` row as a RunRecord (bad JSON in a column reads as its empty value)."""
     fp = loads_json(row["base_fingerprint_json"], None)
@@ -194,7 +255,8 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
         if stmt.strip():
             db.execute(stmt)
     columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
-    for column, kind in (("owner_pid", "INTEGER"), ("owner_start", "REAL")):
+    added = (("owner_pid", "INTEGER"), ("owner_start", "REAL"), ("executor_json", "TEXT"))
+    for column, kind in added:
         if column not in columns:  # a database from before supervisors owned runs
             db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
     row = db.execute("SELECT version FROM schema_version").fetchone()
@@ -204,3 +266,5 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
         raise HistoryError(
             f"{path}: written by a newer ftmon (schema {row[0]}, this one knows {SCHEMA_VERSION})"
         )
+    elif int(row[0]) < SCHEMA_VERSION:  # the tables and columns above bring it up to date
+        db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))

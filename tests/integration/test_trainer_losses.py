@@ -7,7 +7,13 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from trainer.losses import IGNORE, cross_entropy, generalized_jsd, token_entropy  # noqa: E402
+from trainer.losses import (  # noqa: E402
+    IGNORE,
+    cross_entropy,
+    generalized_jsd,
+    jsd_and_cross_entropy,
+    token_entropy,
+)
 
 torch.set_num_threads(1)
 
@@ -224,3 +230,67 @@ def test_loss_backward_holds_one_full_size_gradient_not_three() -> None:
         assert chunked < 1.5 * full
         # one chunk of all positions: its buffers are full-size, beside the gradient
         assert backward_peak(loss_fn, length) > 1.9 * full
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("student_vocab", [50, 56])
+def test_gkd_with_sft_term_trains_as_the_two_losses_added(dtype: str, student_vocab: int) -> None:
+    """GKD with sft_alpha: the one-function JSD + CE gives the loss values and the student's
+    gradient of generalized_jsd + alpha * cross_entropy computed apart (also with padded
+    student vocabulary columns, which only the CE scores), in fp32 and bf16."""
+    s, labels = _inputs(seed=11, vocab=student_vocab)
+    t, _ = _inputs(seed=12)
+    s, t = s.to(getattr(torch, dtype)), t.to(getattr(torch, dtype))
+    alpha = 0.7
+    apart = {}
+
+    def two_losses(x):
+        apart["jsd"] = generalized_jsd(x, t, labels, 0.5, 2.0, 7)
+        apart["ce"] = cross_entropy(x, labels, 7)
+        return apart["jsd"] + alpha * apart["ce"]
+
+    fused = {}
+
+    def one_function(x):
+        fused["jsd"], fused["ce"] = jsd_and_cross_entropy(x, t, labels, 0.5, 2.0, 7)
+        return fused["jsd"] + alpha * fused["ce"]
+
+    (want,) = _grad(two_losses, s)
+    (got,) = _grad(one_function, s)
+    for key in ("jsd", "ce"):
+        assert torch.allclose(fused[key], apart[key], atol=1e-6, rtol=1e-6), key
+    assert got.dtype == s.dtype
+    # bf16: the sum is rounded once here, where the two losses rounded each term
+    tol = {"atol": 1e-7, "rtol": 1e-5} if dtype == "float32" else {"atol": 1e-5, "rtol": 1e-2}
+    assert torch.allclose(got.float(), want.float(), **tol)
+    assert got[:, 5:-1].abs().sum() > 0 and not got[:, -1].any() and not got[1, -4:].any()
+    if student_vocab > 50:  # the CE's softmax covers the padded columns, the JSD does not
+        assert got[:, 5:-1, 50:].abs().sum() > 0
+
+
+def test_gkd_with_sft_term_backward_holds_one_gradient_not_two() -> None:
+    """Adding the SFT term to GKD costs no full-size tensor in backward: the peak is the
+    JSD's alone (one logits' gradient + one chunk's graph), where the two losses apart hold
+    two gradients of the logits at once."""
+    vocab, b, length, chunk = 2000, 2, 512, 16
+    logits = (torch.randn(b, length, vocab) * 3).requires_grad_(True)
+    teacher = torch.randn(b, length, vocab)
+    labels = torch.randint(0, vocab, (b, length))
+    full = b * length * vocab * 4
+    one_chunk = b * chunk * vocab * 4
+
+    def backward_peak(loss) -> int:
+        peak = _peak_bytes(loss.backward)
+        logits.grad = None
+        return peak
+
+    jsd, ce = jsd_and_cross_entropy(logits, teacher, labels, 0.5, 1.0, chunk)
+    fused = backward_peak(jsd + ce)
+    apart = backward_peak(
+        generalized_jsd(logits, teacher, labels, 0.5, 1.0, chunk)
+        + cross_entropy(logits, labels, chunk)
+    )
+    alone = backward_peak(generalized_jsd(logits, teacher, labels, 0.5, 1.0, chunk))
+    assert full <= fused <= full + 13 * one_chunk + 64 * 1024
+    assert fused <= alone + 2 * one_chunk
+    assert apart >= 2 * full  # what the one function saves: a whole B x L x V tensor

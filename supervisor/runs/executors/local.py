@@ -1,0 +1,89 @@
+"""The local executor: runs as process groups on this machine (the `Executor` of base.py over
+process.py, which starts and waits, and signals.py, which pauses and kills).
+
+A run launched here starts in its own session, so its group id is its pid and every signal goes
+to the group (then the kill sweeps the descendants that left it). A process ftmon did not start
+(`ftmon --watch LOG --pid P`) gets a handle without a group: its tree is signalled instead, so
+that ftmon never stops the shell's group it may share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import psutil
+
+from supervisor.events import Exit
+from supervisor.runs.executors import process
+from supervisor.runs.executors.base import (
+    KillResult,
+    LaunchSpec,
+    RunHandle,
+    SpawnError,
+    describe_handle,
+    handle_from_description,
+)
+
+
+class LocalExecutor:
+    """Process groups on this machine; see the module docstring."""
+
+    name = "local"
+
+    def spawn(self, spec: LaunchSpec) -> RunHandle:
+        try:
+            spawned = process.spawn(list(spec.argv), dict(spec.env), spec.cwd, spec.log_path)
+        except process.SpawnError as exc:
+            raise SpawnError(str(exc)) from exc
+        return RunHandle(
+            "local", spawned.pid, spawned.start_time, (spawned.log_path,),
+            extra={"pgid": spawned.pgid},
+        )  # fmt: skip
+
+    def foreign(self, pid: int, start_time: float, log_path: Any) -> RunHandle:
+        """A handle on a process ftmon did not start: signals go to its tree, not a group."""
+        from pathlib import Path
+
+        return RunHandle("local", pid, start_time, (Path(log_path),), extra={"pgid": None})
+
+    def pause(self, handle: RunHandle) -> bool:
+        pgid = _pgid(handle)
+        return process.pause(pgid) if pgid else bool(process.pause_tree(handle.pid))
+
+    def resume(self, handle: RunHandle) -> bool:
+        pgid = _pgid(handle)
+        return process.resume(pgid) if pgid else bool(process.resume_tree(handle.pid))
+
+    def stopped(self, handle: RunHandle) -> bool:
+        """The leader is stopped (state T in /proc/PID/stat), by ftmon or by anyone."""
+        try:
+            return psutil.Process(handle.pid).status() == psutil.STATUS_STOPPED
+        except psutil.Error:
+            return False
+
+    async def kill(self, handle: RunHandle, grace: float) -> KillResult:
+        return await process.kill_tree_async(handle.pid, _pgid(handle), grace)
+
+    def alive(self, handle: RunHandle) -> bool:
+        """Running and the same process. A child of ours is not reaped here: its exit status
+        is collected by `wait` (a rule may fire on the last lines before the exit is fed)."""
+        if handle.pid <= 0:
+            return False
+        if handle.pid in process._SPAWNED:
+            return process._running(handle.pid)
+        return process.is_alive(handle.pid, handle.start_time)
+
+    async def wait(self, handle: RunHandle) -> Exit:
+        return await process.wait_pid_exit(handle.pid, handle.start_time)
+
+    def describe(self, handle: RunHandle) -> dict[str, Any]:
+        return describe_handle(handle)
+
+    def handle_from(self, described: Mapping[str, Any]) -> RunHandle:
+        return handle_from_description(described)
+
+
+def _pgid(handle: RunHandle) -> int | None:
+    pgid = handle.extra.get("pgid")
+    return int(pgid) if pgid else None
