@@ -25,6 +25,8 @@ COMMAND_MODULES = (
     "supervisor.cli.attach",
     "supervisor.cli.history",
     "supervisor.cli.estimate",
+    "supervisor.cli.sweep",
+    "supervisor.cli.compare",
 )
 
 EXIT_OK = 0

@@ -51,6 +51,7 @@ from supervisor.redaction import (
     secret_ref,
 )
 from supervisor.rules import WatchSettings
+from supervisor.sweep.spec import SweepSpec
 
 __all__ = [
     "PLACEHOLDERS",
@@ -185,6 +186,7 @@ class Recipe(_Model):
     on: dict[RuleName, Policy] = {}
     kill_grace_secs: float = Field(10.0, ge=0)
     preflight: Preflight = Preflight()
+    sweep: SweepSpec | None = None  # expanded by supervisor/sweep/expand.py (`ftmon sweep`)
 
     @field_validator("command", mode="before")
     @classmethod
@@ -278,6 +280,10 @@ def cross_problems(recipe: Recipe) -> list[tuple[tuple[str | int, ...], str]]:
     out: list[tuple[tuple[str | int, ...], str]] = []
     if recipe.base_weights is None and "base_weights" in recipe.placeholders_used():
         out.append((("base_weights",), "{base_weights} is used but base_weights is not set"))
+    if recipe.sweep is not None:  # imported here: expand.py imports this module
+        from supervisor.sweep.expand import sweep_problems
+
+        out += sweep_problems(recipe)
     for i, key in enumerate(recipe.flags.positional):
         if key not in recipe.args:
             out.append((("flags", "positional", i), f"{key!r} is not in args"))

@@ -34,6 +34,8 @@ from supervisor.store.schema import (  # noqa: F401
     MetricRow,
     RunEnd,
     RunRecord,
+    SweepMemberRow,
+    SweepRecord,
     StateRow,
     loads_json,
     metric_rows,
@@ -447,3 +449,87 @@ class History:
             )
             for r in rows
         ]
+
+    def latest_metrics(self, run_id: str) -> dict[str, MetricRow]:
+        """The newest value of each metric (and eval) name the run printed, by name."""
+        rows = self._query(
+            "SELECT * FROM metrics WHERE run_id = ? AND rowid IN (SELECT MAX(rowid) FROM metrics"
+            " WHERE run_id = ? GROUP BY name) ORDER BY name",
+            (run_id, run_id),
+        )
+        return {
+            r["name"]: MetricRow(
+                r["run_id"], r["step"], r["name"], r["value"], r["ts"], r["lineno"], r["kind"]
+            )
+            for r in rows
+        }
+
+    # --- sweeps (stream I: supervisor/sweep/) ----------------------------------------------
+
+    def add_sweep(
+        self, sweep: SweepRecord, members: Iterable[tuple[int, dict[str, object]]]
+    ) -> None:
+        """A sweep and its members (queued), in one transaction."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO sweeps (id, name, created_at, recipe_yaml, cwd, keys_json, replay_of)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (sweep.id, sweep.name, sweep.created_at, sweep.recipe_yaml, sweep.cwd,
+                 json.dumps(list(sweep.keys)), sweep.replay_of),
+            )  # fmt: skip
+            db.executemany(
+                "INSERT INTO sweep_members (sweep_id, member, values_json) VALUES (?, ?, ?)",
+                [(sweep.id, i, json.dumps(v, default=str)) for i, v in members],
+            )
+
+    def set_sweep_member(
+        self,
+        sweep_id: str,
+        member: int,
+        *,
+        status: str,
+        run_id: str | None = None,
+        detail: str = "",
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE sweep_members SET status = ?, detail = ?, run_id = COALESCE(?, run_id)"
+                " WHERE sweep_id = ? AND member = ?",
+                (status, detail, run_id, sweep_id, member),
+            )
+
+    def sweeps(self) -> list[SweepRecord]:
+        """Newest first."""
+        rows = self._query("SELECT * FROM sweeps ORDER BY created_at DESC, rowid DESC")
+        return [_sweep_from_row(r) for r in rows]
+
+    def sweep(self, ref: str) -> SweepRecord | None:
+        """A sweep by id or unique id prefix; None when none (or several) match."""
+        rows = self._query("SELECT * FROM sweeps WHERE id = ?", (ref,))
+        if not rows:
+            escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            rows = self._query(
+                "SELECT * FROM sweeps WHERE id LIKE ? ESCAPE '\\' LIMIT 2", (escaped + "%",)
+            )
+        return _sweep_from_row(rows[0]) if len(rows) == 1 else None
+
+    def sweep_members(self, sweep_id: str) -> list[SweepMemberRow]:
+        rows = self._query(
+            "SELECT * FROM sweep_members WHERE sweep_id = ? ORDER BY member", (sweep_id,)
+        )
+        return [
+            SweepMemberRow(
+                r["sweep_id"], int(r["member"]), r["run_id"],
+                loads_json(r["values_json"], {}),  # type: ignore[arg-type]
+                r["status"], r["detail"],
+            )
+            for r in rows
+        ]  # fmt: skip
+
+
+def _sweep_from_row(r: sqlite3.Row) -> SweepRecord:
+    keys = loads_json(r["keys_json"], [])
+    return SweepRecord(
+        r["id"], r["name"], float(r["created_at"]), r["recipe_yaml"], r["cwd"],
+        tuple(str(k) for k in keys) if isinstance(keys, list) else (), r["replay_of"],
+    )  # fmt: skip

@@ -80,6 +80,25 @@ CREATE TABLE IF NOT EXISTS metrics (
     kind TEXT NOT NULL DEFAULT 'metric'
 );
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, name, step);
+CREATE TABLE IF NOT EXISTS sweeps (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    recipe_yaml TEXT NOT NULL DEFAULT '',
+    cwd TEXT NOT NULL DEFAULT '',
+    keys_json TEXT NOT NULL DEFAULT '[]',
+    replay_of TEXT
+);
+CREATE TABLE IF NOT EXISTS sweep_members (
+    sweep_id TEXT NOT NULL,
+    member INTEGER NOT NULL,
+    run_id TEXT,
+    values_json TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'queued',
+    detail TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (sweep_id, member)
+);
+CREATE INDEX IF NOT EXISTS sweep_members_run ON sweep_members(run_id);
 CREATE TABLE IF NOT EXISTS run_states (
     id INTEGER PRIMARY KEY,
     run_id TEXT NOT NULL,
@@ -147,6 +166,32 @@ class RunRecord:
     def live(self) -> bool:
         """The row says the run has not ended (its process may still have died unseen)."""
         return self.status in LIVE_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRecord:
+    """One row of `sweeps`: a study started by `ftmon sweep` (its members in sweep_members)."""
+
+    id: str
+    name: str
+    created_at: float
+    recipe_yaml: str
+    cwd: str
+    keys: tuple[str, ...]
+    replay_of: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SweepMemberRow:
+    """One member of a sweep: its swept values, and its first run once launched (relaunches
+    are that run's children). status: queued, launched, refused (with why), pruned."""
+
+    sweep_id: str
+    member: int
+    run_id: str | None
+    values: dict[str, object]
+    status: str
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)

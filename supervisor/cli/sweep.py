@@ -1,0 +1,221 @@
+"""`ftmon sweep RECIPE`: run a recipe's `sweep:` members as ordinary supervised runs that share a
+sweep id; `ftmon replay SWEEP` (cli/history.py hands sweeps here) runs the whole study again.
+
+Members start as the machine allows (supervisor/sweep/queue.py): `--max-parallel N` at a time
+on the CPU, by free GPU memory against each member's preflight estimate where NVML sees GPUs.
+Every member keeps the recipe's policies, so one that goes NaN is relaunched by its own rule.
+Prints each run's lines as `ftmon run` does, then the comparison table. Exit: 0 every member
+finished, 1 any failed, was killed or refused, 2 bad recipe, 130 Ctrl-C (members keep running
+unless --kill-on-exit; reattach each with `ftmon attach RUN`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from supervisor.cli.run import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_supervision_flags,
+    logs_dir_of,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="run a recipe's sweep: its members as runs that share a sweep id",
+        description="Expand RECIPE's `sweep:` (grid, zip, random) into member runs and supervise "
+        "them headless, each with the recipe's own policies. Exit: 0 all finished, 1 any "
+        "failed/killed/refused, 2 bad recipe, 130 Ctrl-C.",
+    )
+    p.add_argument("recipe", type=Path, help="recipe YAML file with a `sweep:` section")
+    p.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+        help="override a recipe field for every member (sweep.max_parallel=2 works too)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-parallel", type=int, default=None, metavar="N",
+        help="members at a time (default: sweep.max_parallel, else 1 on the CPU; with GPUs, as "
+        "many as their free memory fits)",
+    )  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="list the members and exit")
+    add_supervision_flags(p)
+    p.set_defaults(func=sweep_cmd)
+
+
+def sweep_cmd(args: argparse.Namespace) -> int:
+    from supervisor.recipe.model import RecipeError, load_recipe
+    from supervisor.sweep.expand import expand
+
+    if args.max_parallel is not None and args.max_parallel < 1:
+        print("ftmon: --max-parallel: must be 1 or more", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        recipe = load_recipe(args.recipe)
+        if args.sets:
+            recipe = recipe.with_overrides(args.sets)
+        if recipe.sweep is None:
+            print(f"{args.recipe}: sweep: this recipe has no `sweep:` section "
+                  "(`ftmon run` runs it once)", file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
+        members = expand(recipe)
+    except RecipeError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    if args.dry_run:
+        for m in members:
+            extra = f"  [{'; '.join(m.changes)}]" if m.changes else ""
+            print(f"{m.recipe.name}: {m.label()}{extra}")
+        return EXIT_OK
+    return run_sweep(
+        logs_dir_of(args), recipe, members, max_parallel=args.max_parallel,
+        kill_on_exit=args.kill_on_exit,
+    )  # fmt: skip
+
+
+def new_sweep_id(name: str, now: datetime | None = None) -> str:
+    """`sweep-20261207-181005-demo-sweep`: never a run id (those start with a digit)."""
+    return f"sweep-{(now or datetime.now()):%Y%m%d-%H%M%S}-{name}"
+
+
+def run_sweep(
+    logs_dir: Path,
+    recipe: Any,
+    members: list[Any],
+    *,
+    max_parallel: int | None = None,
+    kill_on_exit: bool = False,
+    replay_of: str | None = None,
+    gpu: Any = "default",
+) -> int:
+    """Record the sweep, run its members to their ends and print the comparison."""
+    import asyncio
+
+    from supervisor.store.history import History, HistoryError, SweepRecord
+
+    try:
+        history = History.in_logs_dir(logs_dir)
+    except HistoryError as exc:
+        print(f"ftmon: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        sweep_id = new_sweep_id(recipe.name)
+        while history.sweep(sweep_id) is not None:
+            time.sleep(1.0)  # two sweeps of one recipe in one second: ids must differ
+            sweep_id = new_sweep_id(recipe.name)
+        assert recipe.sweep is not None
+        history.add_sweep(
+            SweepRecord(
+                sweep_id, recipe.name, time.time(), recipe.to_yaml(), os.getcwd(),
+                tuple(recipe.sweep.keys()), replay_of,
+            ),
+            [(m.index, m.values) for m in members],
+        )  # fmt: skip
+        if gpu == "default":
+            from supervisor.monitoring.resources import default_nvml
+
+            gpu = default_nvml()
+        limit = max_parallel or recipe.sweep.max_parallel
+        return asyncio.run(_drive(history, logs_dir, sweep_id, members, gpu, limit, kill_on_exit))
+    finally:
+        history.close()
+
+
+async def _drive(
+    history: Any,
+    logs_dir: Path,
+    sweep_id: str,
+    members: list[Any],
+    gpu: Any,
+    max_parallel: int | None,
+    kill_on_exit: bool,
+) -> int:
+    import asyncio
+    import signal
+
+    from supervisor.cli.run import Printer
+    from supervisor.runs.supervise import Supervisor
+    from supervisor.sweep.queue import CpuCapacity, GpuCapacity, SweepQueue
+
+    printer = Printer()
+    sup = Supervisor(history, logs_dir, printer)
+    capacity = GpuCapacity(gpu, max_parallel) if gpu is not None else CpuCapacity(max_parallel or 1)
+    where = "by free GPU memory" if gpu is not None else f"{capacity.max_parallel} at a time"  # type: ignore[union-attr]
+    printer.line(f"{sweep_id}: {len(members)} members, {where}")
+
+    def record(member: Any, status: str, run_id: str | None, detail: str) -> None:
+        history.set_sweep_member(sweep_id, member.index, status=status, run_id=run_id,
+                                 detail=detail)  # fmt: skip
+        if status == "launched":
+            printer.line(f"{sweep_id}: member {member.index} ({member.label()}) is {run_id}")
+        elif status == "refused":
+            printer.line(f"{sweep_id}: member {member.index} ({member.label()}) refused: {detail}")
+
+    queue = SweepQueue(sup, capacity, sweep_id=sweep_id, record=record)
+    loop = asyncio.get_running_loop()
+    interrupted = False
+
+    def on_signal() -> None:
+        nonlocal interrupted
+        interrupted = True
+        queue.stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        outcomes = await queue.run(members)
+        live = sup.live_runs()
+        await sup.close(kill=kill_on_exit)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    printer.summary()
+    _print_table(history, sweep_id, printer)
+    if interrupted:
+        if not kill_on_exit:
+            for rid in live:
+                printer.line(f"{rid} is still running; reattach with: ftmon attach {rid}")
+        return EXIT_INTERRUPTED
+    ok = all(o.status == "finished" for o in outcomes)
+    printer.line(f"compare: ftmon compare {sweep_id}    report: ftmon report {sweep_id}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _print_table(history: Any, sweep_id: str, printer: Any) -> None:
+    try:
+        from supervisor.report.compare import compare_sweep, format_table
+    except ImportError:  # the comparison module is optional here
+        return
+    table = compare_sweep(history, sweep_id)
+    for line in format_table(table).splitlines():
+        printer.line(line)
+
+
+def replay_sweep(args: argparse.Namespace, history: Any, sweep: Any) -> int:
+    """`ftmon replay SWEEP`: the recorded sweep recipe (with --set) as a new sweep."""
+    from supervisor.recipe.model import RecipeError, recipe_from_yaml
+    from supervisor.sweep.expand import expand
+
+    history.close()
+    try:
+        recipe = recipe_from_yaml(sweep.recipe_yaml, f"sweep {sweep.id}")
+        if recipe.cwd is None and sweep.cwd:  # run where the study ran
+            recipe = recipe.model_copy(update={"cwd": sweep.cwd})
+        if args.sets:
+            recipe = recipe.with_overrides(args.sets)
+        members = expand(recipe)
+    except RecipeError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    return run_sweep(
+        logs_dir_of(args), recipe, members, kill_on_exit=args.kill_on_exit, replay_of=sweep.id,
+    )  # fmt: skip

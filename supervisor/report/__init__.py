@@ -1,0 +1,1 @@
+"""Reading runs back for people: metrics summaries, comparisons across runs, reports."""
