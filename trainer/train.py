@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from trainer import checkpoints, protocol
+from trainer import checkpoints, distributed, protocol
 from trainer.data import BatchStream, DataError, encode, load_records
 from trainer.evaluate import evaluate, sample_prompts, samples
 from trainer.losses import mean_entropy
@@ -107,7 +107,8 @@ class Trainer:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.device = pick_device(args.device)
+        self.ranks = distributed.from_env()
+        self.device = distributed.device_for(self.ranks, pick_device(args.device))
         self.output = Path(args.output_dir) if args.output_dir else None
 
     def setup(self) -> None:
@@ -115,7 +116,8 @@ class Trainer:
         if args.threads:
             torch.set_num_threads(args.threads)
         random.seed(args.seed)
-        torch.manual_seed(args.seed)
+        torch.manual_seed(args.seed)  # the same on every rank: the replicas start equal
+        distributed.init(self.ranks, self.device)
         self.codec = load_tokenizer(args.model)
         train_recs, self.val_records = load_records(
             args.data, args.eval_size, args.train_size, args.seed
@@ -128,6 +130,11 @@ class Trainer:
             f"{args.data}; {cut} truncated at seq_len {args.seq_len} ({cut / len(train_ex):.1%})"
         )
         self.truncated = cut
+        if self.ranks.distributed:  # rank-strided shards: each rank sees its own records
+            train_ex = train_ex[self.ranks.rank :: self.ranks.world]
+            protocol.say(
+                f"rank {self.ranks.rank} of {self.ranks.world}: {len(train_ex)} train records"
+            )
         self.stream = BatchStream(train_ex, args.micro_batch, args.seed, self.codec.pad_id)
         self.resume_from = checkpoints.latest(self.output) if args.resume and self.output else None
         self.model = build_model(args, self.device, self.resume_from)
@@ -200,7 +207,9 @@ class Trainer:
             self.scaler.scale(out.loss / args.grad_accum).backward()
             del out
         grad_norm: float | None = None
+        finite = distributed.all_finite(self.ranks, finite, self.device)
         if finite:
+            distributed.average_gradients(self.ranks, self.params)
             self.scaler.unscale_(self.optimizer)
             limit = args.clip if args.clip > 0 else math.inf
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, limit))
@@ -230,11 +239,14 @@ class Trainer:
             mem_gb=memory_gb(self.device),
             epoch=self.stream.epoch_at(self.seen),
             skipped=self.skipped,
+            rank=self.ranks.rank if self.ranks.distributed else None,
             **extra,
         )
 
     def run_eval(self) -> dict[str, float]:
         args = self.args
+        if not self.ranks.is_main:  # rank 0 evaluates, samples and saves for all
+            return {}
         result = evaluate(
             self.model,
             self.codec,
@@ -248,13 +260,15 @@ class Trainer:
         return result.fields()
 
     def run_samples(self) -> None:
+        if not self.ranks.is_main:
+            return
         for prompt, text in samples(
             self.model, self.codec, self.prompts, self.args.max_new_tokens, self.device
         ):
             protocol.sample(self.step, prompt, text)
 
     def save(self, name: str, with_optimizer: bool) -> None:
-        if self.output is None:
+        if self.output is None or not self.ranks.is_main:
             return
         state = checkpoints.TrainState(
             self.step, self.skipped, self.seen, self.args.method, self.args.model
@@ -331,8 +345,10 @@ class Trainer:
             seconds=time.perf_counter() - started,
             truncated=self.truncated,
             method=args.method,
+            rank=self.ranks.rank if self.ranks.distributed else None,
             **last_eval,
         )
+        distributed.shutdown(self.ranks)
         return 0
 
 

@@ -122,6 +122,17 @@ CREATE TABLE IF NOT EXISTS decisions (
     outcome TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS decisions_run ON decisions(run_id);
+CREATE TABLE IF NOT EXISTS notify_failures (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL DEFAULT '',
+    ts REAL NOT NULL,
+    target TEXT NOT NULL,
+    event TEXT NOT NULL,
+    title TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS notify_failures_run ON notify_failures(run_id);
 """
 
 # The statuses of a run that is not over (runs/state.py's live states): `attach` picks these
@@ -249,6 +260,20 @@ class Decision:
     ts: float = 0.0
     done_at: float | None = None
     outcome: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyFailure:
+    """A notification that could not be delivered (supervisor/notify/): to which target, about
+    what, after how many attempts, and why."""
+
+    run_id: str
+    ts: float
+    target: str
+    event: str
+    title: str
+    attempts: int
+    error: str
 
 
 def record_from_row(row: sqlite3.Row) -> RunRecord:
