@@ -5,7 +5,9 @@ pasteable one-line command that `ftmon history` prints, and the base-weights fin
 supervisor checks before a relaunch (a relaunch must start from the same weights as the first
 launch, never from something that changed under it).
 
-Nothing here starts a process: supervisor/process.py does that with a `LaunchPlan`.
+Everything ftmon writes here is private to the user: run folders 0700, files 0600 (`private`).
+Nothing here starts a process: supervisor/process.py does that with a `LaunchPlan`; before it
+does, `check_launchable` says whether the program and the folder it starts in exist.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,14 +27,16 @@ from supervisor.recipe.model import (
     Problem,
     Recipe,
     RecipeError,
-    is_secret,
     is_secret_arg,
     redact_command,
     secret_arg_env,
     secret_ref,
 )
+from supervisor.redaction import is_secret_env
 
-_CHUNK = 1 << 20  # the fingerprint hashes the first and last MiB of each file
+PRIVATE_DIR = 0o700  # run folders and the logs folder: nobody else reads a run's files
+PRIVATE_FILE = 0o600  # recipe.yaml, command.sh (run as `bash command.sh`), output.log
+_HASH_CHUNK = 1 << 22  # the full-content hash reads 4 MiB at a time
 
 # Ids handed out by this process, so that two runs started in the same second still differ
 # before either has made its folder.
@@ -64,8 +69,9 @@ def shell_join(argv: list[str] | tuple[str, ...]) -> str:
 
 
 def redact_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of `env` with the values of secret-named variables replaced by `<redacted>`."""
-    return {k: (REDACTED if is_secret(k) else v) for k, v in env.items()}
+    """A copy of `env` with secret values replaced by `<redacted>`: by the variable's name
+    (HF_TOKEN) and by the value's shape (`DATABASE_URL=postgres://u:PASS@host/db`)."""
+    return {k: (REDACTED if is_secret_env(k, v) else v) for k, v in env.items()}
 
 
 def new_run_id(
@@ -220,13 +226,56 @@ def run_cwd(recipe: Recipe, values: Mapping[str, str]) -> Path:
     return Path(recipe.cwd.format_map(values)).expanduser().absolute() if recipe.cwd else Path.cwd()
 
 
+def check_launchable(plan: LaunchPlan) -> None:
+    """Raise RecipeError when the program or the folder it starts in does not exist, before
+    anything is written or recorded (a missing program is the user's input, not a run).
+
+    A program with a `/` is looked up from the run's cwd, a bare name on the child's PATH.
+    The cwd may be the run folder itself, which ftmon creates.
+    """
+    problems: list[Problem] = []
+    cwd = plan.cwd
+    if cwd != plan.run_dir and not cwd.is_dir():
+        what = "is not a folder" if cwd.exists() else "does not exist"
+        problems.append(Problem("recipe", 0, "cwd", f"{cwd} {what}: create it or fix cwd"))
+    program = plan.argv[0]
+    if "/" in program:
+        path = Path(program).expanduser()
+        path = path if path.is_absolute() or not cwd.is_dir() else cwd / path
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            what = "is not executable" if path.is_file() else "does not exist"
+            problems.append(Problem("recipe", 0, "command.0", f"{program} {what}"))
+    elif shutil.which(program, path=plan.env.get("PATH", os.defpath)) is None:
+        msg = f"{program!r} is not a program on PATH: install it or give its full path"
+        problems.append(Problem("recipe", 0, "command.0", msg))
+    if problems:
+        raise RecipeError(problems)
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` (and its parents) with the last folder private (0700) when ftmon makes it;
+    a folder that exists is left as the user made it."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+        path.chmod(PRIVATE_DIR)  # mkdir's mode passes through the umask
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a new file readable by the user only (created 0600, never briefly wider)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def write_run_files(plan: LaunchPlan) -> None:
-    """Create the run folder with `recipe.yaml` and `command.sh` (no secrets in either).
+    """Create the run folder (0700) with `recipe.yaml`, `command.sh` (no secrets in either)
+    and an empty `output.log`, all 0600: the child appends to the log, which keeps its mode.
 
     Raises FileExistsError if the folder already holds anything: ftmon never writes into
     another run's folder (a relaunch is a new run with a new folder).
     """
-    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(plan.run_dir.parent)
+    private_dir(plan.run_dir)
     if any(plan.run_dir.iterdir()):
         raise FileExistsError(f"{plan.run_dir} already holds a run; not writing into it")
     lines = [
@@ -237,10 +286,11 @@ def write_run_files(plan: LaunchPlan) -> None:
     ]
     # A value may hold newlines (a `python -c` script): every line of it must stay a comment.
     header = "".join(f"# {line}\n" for text in lines for line in text.splitlines())
-    (plan.run_dir / "recipe.yaml").write_text(header + plan.recipe.to_yaml())
-    script = plan.run_dir / "command.sh"
-    script.write_text(command_script(plan))
-    script.chmod(0o755)
+    write_private(plan.run_dir / "recipe.yaml", header + plan.recipe.to_yaml())
+    write_private(plan.run_dir / "command.sh", command_script(plan))
+    os.chmod(plan.run_dir / "command.sh", 0o700)  # runnable by its owner as ./command.sh
+    if plan.log_path.parent == plan.run_dir:
+        write_private(plan.log_path, "")
 
 
 def command_script(plan: LaunchPlan) -> str:
@@ -254,7 +304,7 @@ def command_script(plan: LaunchPlan) -> str:
         "export PYTHONUNBUFFERED=1",
     ]
     for key, value in plan.recipe_env.items():
-        if is_secret(key):
+        if is_secret_env(key, value):
             lines.append(f': "${{{key}:?set {key} in the environment (ftmon stores no secrets)}}"')
             lines.append(f"export {key}")
         else:
@@ -273,7 +323,7 @@ def shell_command(argv: list[str], env: Mapping[str, str], cwd: str | Path) -> s
     (a secret arg stored as `<redacted:NAME>` as `"${NAME:?...}"`, see `shell_word`)."""
     assigns = []
     for key, value in env.items():
-        if is_secret(key):
+        if is_secret_env(key, value):
             assigns.append(f'{key}="${key}"')
         else:
             assigns.append(f"{key}={shlex.quote(value)}")
@@ -283,21 +333,57 @@ def shell_command(argv: list[str], env: Mapping[str, str], cwd: str | Path) -> s
 # ---------------------------------------------------------------- base weights
 
 
+# The full-content hash of a file, by what `stat` says of it: a file whose device, inode, size,
+# mtime and ctime are all unchanged has not been written (ctime cannot be set back by a user), so
+# its hash is computed once per process, not at every relaunch of a lineage.
+_hashes: dict[tuple[int, int, int, int, int], str] = {}
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def file_sha256(path: Path, st: os.stat_result | None = None) -> str:
+    """sha256 of the whole file, cached by its stat (see `_hashes`). Opened read-only."""
+    st = st or path.stat()
+    key = _stat_key(st)
+    if key not in _hashes:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(_HASH_CHUNK):
+                digest.update(chunk)
+        _hashes[key] = digest.hexdigest()
+    return _hashes[key]
+
+
 def _file_print(path: Path) -> dict[str, object]:
     st = path.stat()
-    head = hashlib.sha256()
-    tail = hashlib.sha256()
-    with path.open("rb") as f:
-        head.update(f.read(_CHUNK))
-        if st.st_size > _CHUNK:
-            f.seek(max(st.st_size - _CHUNK, _CHUNK))
-            tail.update(f.read(_CHUNK))
     return {
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
-        "head": head.hexdigest(),
-        "tail": tail.hexdigest(),
+        "ctime_ns": st.st_ctime_ns,
+        "inode": st.st_ino,
+        "sha256": file_sha256(path, st),
     }
+
+
+def _file_change(where: object, old: Mapping[str, object], path: Path) -> str | None:
+    """Why the file at `path` differs from its fingerprint `old`, or None. Its content is
+    hashed again only when its stat changed (a cached hash otherwise)."""
+    st = path.stat()
+    if old["size"] != st.st_size:
+        return f"{where} changed size ({old['size']} -> {st.st_size} bytes)"
+    stats = {"mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino}
+    changed = [k for k, v in stats.items() if k in old and old[k] != v]
+    if "sha256" in old and changed and old["sha256"] != file_sha256(path, st):
+        return f"{where} changed content"
+    if "mtime_ns" in changed:
+        return f"{where} was modified (mtime changed)"
+    if "inode" in changed:
+        return f"{where} was replaced by another file (inode changed)"
+    if "ctime_ns" in changed:
+        return f"{where} was written or its metadata changed (ctime changed)"
+    return None
 
 
 def _weights_path(what: Recipe | str | Path | None) -> str | Path | None:
@@ -313,7 +399,7 @@ def _resolved(path: str | Path, cwd: str | Path | None) -> Path:
 def base_weights_fingerprint(
     what: Recipe | str | Path | None, cwd: str | Path | None = None
 ) -> dict[str, object]:
-    """Size, mtime and sha256 of the first and last MiB of each file (a folder: every file).
+    """Size, mtime, ctime, inode and full sha256 of each file (a folder: every file in it).
 
     A path that does not exist (a hub name such as `Qwen/Qwen3-4B`, or `tiny`) gives
     `{"exists": False}`, which stays unchanged as long as it still does not exist. Takes a
@@ -328,15 +414,22 @@ def base_weights_fingerprint(
     where: dict[str, object] = {"path": str(path)}
     if cwd is not None and not Path(path).expanduser().is_absolute():
         where["cwd"] = str(cwd)
+    listing = _listing(path, cwd)
+    files = {name: _file_print(p if name == "." else p / name) for name in listing.get("files", {})}
+    return {**where, **listing, **({"files": files} if listing["exists"] else {})}
+
+
+def _listing(path: str | Path | None, cwd: str | Path | None) -> dict[str, object]:
+    """Whether the weights exist and the names of their files (`.` for a single file)."""
+    if path is None:
+        return {"exists": False}
+    p = _resolved(path, cwd)
     if not p.exists():
-        return {**where, "exists": False}
+        return {"exists": False}
     if p.is_file():
-        return {**where, "exists": True, "files": {".": _file_print(p)}}
-    files = {}
-    for f in sorted(p.rglob("*")):
-        if f.is_file():
-            files[f.relative_to(p).as_posix()] = _file_print(f)
-    return {**where, "exists": True, "files": files}
+        return {"exists": True, "files": {".": None}}
+    names = sorted(f.relative_to(p).as_posix() for f in p.rglob("*") if f.is_file())
+    return {"exists": True, "files": dict.fromkeys(names)}
 
 
 def check_base_weights(
@@ -355,7 +448,8 @@ def check_base_weights(
     cwd = cwd if cwd is not None else (str(then) if then is not None else None)
     if then is not None and str(cwd) != str(then):
         return f"{path} is read in {cwd} now, it was read in {then} at the first launch"
-    now = base_weights_fingerprint(path, cwd)
+    now = _listing(path, cwd)
+    p = _resolved(path, cwd) if path is not None else Path()
     if now.get("exists") != fingerprint.get("exists"):
         if now.get("exists"):
             return f"{path} did not exist at the first launch and exists now"
@@ -368,11 +462,7 @@ def check_base_weights(
             return f"{where} was removed"
         if name not in old_files:
             return f"{where} was added"
-        old, new = old_files[name], new_files[name]
-        if old["size"] != new["size"]:
-            return f"{where} changed size ({old['size']} -> {new['size']} bytes)"
-        if old["head"] != new["head"] or old["tail"] != new["tail"]:
-            return f"{where} changed content"
-        if old["mtime_ns"] != new["mtime_ns"]:
-            return f"{where} was modified (mtime changed)"
+        change = _file_change(where, old_files[name], p if name == "." else p / name)
+        if change:
+            return change
     return None
