@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "supervisor.cli.attach",
     "supervisor.cli.history",
     "supervisor.cli.estimate",
+    "supervisor.cli.notify",
     "supervisor.cli.sweep",
     "supervisor.cli.compare",
 )

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from supervisor.notify.config import NotifyTarget, redact_targets
 from supervisor.recipe.flags import (
     PLACEHOLDERS,
     FlagStyle,
@@ -186,6 +187,7 @@ class Recipe(_Model):
     on: dict[RuleName, Policy] = {}
     kill_grace_secs: float = Field(10.0, ge=0)
     preflight: Preflight = Preflight()
+    notify: list[NotifyTarget] = []  # where to tell the person (supervisor/notify/)
     sweep: SweepSpec | None = None  # expanded by supervisor/sweep/expand.py (`ftmon sweep`)
 
     @field_validator("command", mode="before")
@@ -254,6 +256,8 @@ class Recipe(_Model):
             data["args"] = {
                 k: REDACTED if is_secret_arg(k, v) else v for k, v in data["args"].items()
             }
+        if redact_secrets and "notify" in data:
+            data["notify"] = redact_targets(data["notify"])
         return dump_yaml(data)
 
     def with_overrides(self, sets: list[str]) -> Recipe:

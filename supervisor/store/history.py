@@ -438,9 +438,7 @@ class History:
             )
 
     def notify_failures(self, run_id: str) -> list[NotifyFailure]:
-        rows = self._query(
-            "SELECT * FROM notify_failures WHERE run_id = ? ORDER BY id", (run_id,)
-        )
+        rows = self._query("SELECT * FROM notify_failures WHERE run_id = ? ORDER BY id", (run_id,))
         return [
             NotifyFailure(r["run_id"], r["ts"], r["target"], r["event"], r["title"],
                           int(r["attempts"]), r["error"])

@@ -1,10 +1,10 @@
 """Test program: ignores SIGTERM and starts a grandchild in a session of its own.
 
-    python stubborn.py --output_dir DIR
+    python stubborn.py --output_dir DIR [--nan_after N]
 
 The grandchild (setsid) is in neither the run's group nor its session, and ignores SIGTERM
 too; both pids go to DIR/pids ("child PID" / "grandchild PID") once both run. Prints a metric
-line every 0.1 s.
+line every 0.1 s; with --nan_after N, the loss is NaN from step N+1.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--output_dir", required=True)
+    ap.add_argument("--nan_after", type=int, default=0)
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     pid = os.fork()
@@ -34,7 +35,10 @@ def main() -> None:
     step = 0
     while True:
         step += 1
-        print(json.dumps({"type": "metric", "step": step, "loss": 1.0}), flush=True)
+        if args.nan_after and step > args.nan_after:
+            print(f"{{'loss': nan, 'step': {step}}}", flush=True)
+        else:
+            print(json.dumps({"type": "metric", "step": step, "loss": 1.0}), flush=True)
         time.sleep(0.1)
 
 

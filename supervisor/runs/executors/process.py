@@ -27,6 +27,7 @@ from pathlib import Path
 import psutil
 
 from supervisor.events import Exit
+from supervisor.runs.executors import orphans
 from supervisor.runs.executors.signals import (  # noqa: F401 (the kill and pause API, as process.* for callers)
     _SPAWNED,
     GPU_CONFIRM_SECS,
@@ -72,7 +73,10 @@ def _why_not_started(program: str, cwd: str | Path | None, exc: OSError) -> str:
 def spawn(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> Spawned:
     """Start `argv` in a new session with stdout and stderr appended to `log_path`.
 
-    `env` is passed exactly as given (the caller adds PYTHONUNBUFFERED=1); stdin is /dev/null.
+    `env` is passed as given (the caller adds PYTHONUNBUFFERED=1) plus `FTMON_RUN_TOKEN`, which
+    every descendant inherits so that one that leaves the tree is still known as the run's
+    (orphans.py); stdin is /dev/null. ftmon becomes a child subreaper first: the run's orphans
+    re-parent to ftmon, which kills them with the run and reaps them.
     """
     if not argv:
         raise SpawnError("empty command")
@@ -83,13 +87,15 @@ def spawn(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> Sp
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     except OSError as exc:
         raise SpawnError(f"cannot open log {log_path}: {exc.strerror or exc}") from exc
+    orphans.become_subreaper()
+    token = orphans.new_token()
     try:
         popen = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=fd,
             stderr=fd,
-            env=dict(env),
+            env={**env, orphans.TOKEN_VAR: token},
             cwd=cwd,
             start_new_session=True,
             close_fds=True,
@@ -99,6 +105,7 @@ def spawn(argv: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> Sp
     finally:
         os.close(fd)  # the child holds its own copy
     _SPAWNED[popen.pid] = popen
+    orphans.adopt_run(token, _SPAWNED)
     # Our child stays at least a zombie until we reap it, so its create time is readable.
     start_time = psutil.Process(popen.pid).create_time()
     return Spawned(popen.pid, popen.pid, start_time, log_path, popen)

@@ -2,6 +2,11 @@
 kill: SIGTERM, a grace period, SIGKILL, a sweep of the descendants that left the group, and the
 confirmation that none is alive and, where NVML is present, none still holds GPU memory.
 
+What a kill signals is collected before the first signal and again after the grace period: the
+run, its descendants, its group and session (a foreign run's only where it leads them), and the
+strays that left its tree (orphans.py: a double-forked daemon). A survivor is named in the
+report with its pid and command; "all gone" is said only when none is left.
+
 Split from supervisor/process.py (which spawns and waits, and re-exports all of this): both reap
 ftmon's own children through the registry below, whoever sees one end first.
 """
@@ -15,11 +20,13 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psutil
 
 from supervisor.monitoring.resources import GpuSource, default_nvml, descendant_pids
+from supervisor.redaction import redact_command
+from supervisor.runs.executors import orphans
 
 # Two create times closer than this are the same process (psutil rounds to clock ticks).
 START_TIME_TOLERANCE = 0.01
@@ -46,6 +53,7 @@ class KillReport:
     survivors: tuple[int, ...]  # pids still alive at the end (should be empty)
     gpu_holders: tuple[int, ...] = ()  # pids NVML still lists as holding GPU memory
     seconds: float = 0.0
+    survivor_commands: tuple[str, ...] = ()  # the command of each survivor, secrets redacted
 
     @property
     def all_gone(self) -> bool:
@@ -58,18 +66,29 @@ class KillReport:
         if self.killed:
             parts.append(f"SIGKILL to {len(self.killed)} after grace")
         if self.survivors:
-            parts.append(f"still alive: {', '.join(map(str, self.survivors))}")
+            named = [
+                f"{pid} ({cmd})" if cmd else str(pid)
+                for pid, cmd in zip(self.survivors, self._commands(), strict=True)
+            ]
+            parts.append(f"{len(named)} still alive: {', '.join(named)}")
         if self.gpu_holders:
             parts.append(f"still holding GPU memory: {', '.join(map(str, self.gpu_holders))}")
         if self.all_gone:
             parts.append("all gone")
         return f"{'; '.join(parts)} ({self.seconds:.2f}s)"
 
+    def _commands(self) -> tuple[str, ...]:
+        cmds = self.survivor_commands
+        return cmds if len(cmds) == len(self.survivors) else ("",) * len(self.survivors)
+
 
 def _reap(pid: int) -> None:
-    """Collect the exit status of one of our own children, if it is one (through its Popen)."""
+    """Collect the exit status of one of our own children, if it is one (through its Popen), or
+    reap a run's orphan that was re-parented to ftmon (the subreaper)."""
     popen = _SPAWNED.get(pid)
-    if popen is not None and popen.poll() is not None:
+    if popen is None:
+        orphans.reap_adopted(_SPAWNED, only=(pid,))
+    elif popen.poll() is not None:
         _SPAWNED.pop(pid, None)
 
 
@@ -97,7 +116,7 @@ def resume_tree(pid: int) -> list[int]:
 def _signal_tree(pid: int, sig: int) -> list[int]:
     # Its group may be ours (started from our shell without job control): signal the processes,
     # never the group, so that ftmon does not stop itself.
-    sent = _send(_collect_tree(pid, None), sig)
+    sent = _send(_collect_tree(pid, None)[0], sig)
     return sent if pid in sent else []
 
 
@@ -117,8 +136,9 @@ def kill_tree(
     """Stop a run for good: SIGTERM, `grace` seconds, SIGKILL, sweep, confirm.
 
     With `pgid` (a run spawned here) the signals go to the group; with `pgid=None` (a foreign
-    `--pid`) they go to every process of the pid's tree. Either way every descendant found before
-    the first signal is swept afterwards, even one that left the group with `setsid`.
+    `--pid`) they go to every process of the pid's tree, and to its group and session where the
+    pid's tree leads them. Either way every descendant found before the first signal, and every
+    stray found before and after the grace period (orphans.py), is swept afterwards.
     `nvml` is the NVML seam of resources.py; by default the real one when NVML is present.
     """
     return _finish_kill(_begin_kill(pid, pgid), grace, nvml)
@@ -142,6 +162,7 @@ class _Killing:
     procs: list[psutil.Process]
     termed: list[int]
     started: float
+    ident: orphans.RunIdentity = field(default_factory=orphans.RunIdentity)
 
 
 def _begin_kill(pid: int, pgid: int | None) -> _Killing:
@@ -150,22 +171,29 @@ def _begin_kill(pid: int, pgid: int | None) -> _Killing:
     started = time.monotonic()
     if pgid is not None and pgid <= 1:
         raise ValueError(f"refusing to signal process group {pgid}")
-    procs = _collect_tree(pid, pgid)
+    procs, ident = _collect_tree(pid, pgid)
     if pgid is not None:
         termed = [p.pid for p in procs if _in_group(p, pgid)]
         _signal_group(pgid, signal.SIGTERM)
         # A paused (SIGSTOPped) group would hold the TERM pending until the grace runs out.
         _signal_group(pgid, signal.SIGCONT)
+        others = [p for p in procs if p.pid not in termed]
+        termed += _send(others, signal.SIGTERM)
+        _send(others, signal.SIGCONT)
     else:
         termed = _send(procs, signal.SIGTERM)
         _send(procs, signal.SIGCONT)
-    return _Killing(pid, pgid, procs, termed, started)
+    return _Killing(pid, pgid, procs, termed, started, ident)
 
 
 def _finish_kill(k: _Killing, grace: float, nvml: GpuSource | None) -> KillReport:
     """Wait up to `grace`, SIGKILL the group and every survivor of the tree, confirm."""
     alive = _wait_gone(k.procs, grace)
     alive = [p for p in _add_new_descendants(alive) if _alive(p)]
+    # Strays started during the grace period (by a SIGTERM handler, a late double fork).
+    late = _processes(orphans.strays(k.ident, {p.pid for p in k.procs}))
+    k.procs += late
+    alive += [p for p in late if _alive(p)]
     killed: list[int] = []
     if alive:
         if k.pgid is not None:
@@ -185,7 +213,17 @@ def _finish_kill(k: _Killing, grace: float, nvml: GpuSource | None) -> KillRepor
         survivors=tuple(p.pid for p in alive),
         gpu_holders=gpu_holders,
         seconds=time.monotonic() - k.started,
+        survivor_commands=tuple(_command(p) for p in alive),
     )
+
+
+def _command(proc: psutil.Process) -> str:
+    """A survivor's command for the report: secrets redacted, at most 80 characters."""
+    try:
+        text = " ".join(redact_command(proc.cmdline())) or proc.name()
+    except psutil.Error:
+        return ""
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _gpu_holders(tree: tuple[int, ...], nvml: GpuSource | None) -> tuple[int, ...]:
@@ -205,23 +243,29 @@ def _gpu_holders(tree: tuple[int, ...], nvml: GpuSource | None) -> tuple[int, ..
         time.sleep(0.1)
 
 
-def _collect_tree(pid: int, pgid: int | None) -> list[psutil.Process]:
-    """The process, all its descendants, and every member of its group, collected before any
-    signal: once a parent dies its children are re-parented to init and can no longer be found
-    by walking down from it."""
-    procs: dict[int, psutil.Process] = {}
-    roots = [pid]
-    if pgid is not None:
-        for proc in psutil.process_iter():
-            with contextlib.suppress(psutil.Error, OSError):
-                if proc.pid != pid and os.getpgid(proc.pid) == pgid:
-                    roots.append(proc.pid)
+def _collect_tree(pid: int, pgid: int | None) -> tuple[list[psutil.Process], orphans.RunIdentity]:
+    """The process, all its descendants, its group and session members and its strays
+    (orphans.py), collected before any signal: once a parent dies its children are re-parented
+    and can no longer be found by walking down from it. Also what identifies the run's strays
+    for the second look after the grace period."""
+    tree = [pid, *descendant_pids(pid)]
+    ident = orphans.identify(pid, tree, pgid)
+    roots = tree + orphans.strays(ident, set(tree))
+    seen: set[int] = set()
     for root in roots:
         for one in [root, *descendant_pids(root)]:
-            if one not in procs:
-                with contextlib.suppress(psutil.Error):
-                    procs[one] = psutil.Process(one)
-    return list(procs.values())
+            seen.add(one)
+    protected = orphans.protected_pids()
+    return _processes(p for p in [pid, *roots, *seen] if p not in protected), ident
+
+
+def _processes(pids: Iterable[int]) -> list[psutil.Process]:
+    out: dict[int, psutil.Process] = {}
+    for pid in pids:
+        if pid not in out:
+            with contextlib.suppress(psutil.Error):
+                out[pid] = psutil.Process(pid)
+    return list(out.values())
 
 
 def _in_group(proc: psutil.Process, pgid: int) -> bool:
