@@ -11,6 +11,7 @@ with line numbers, yaml_lines.py. This module holds the models, the checks acros
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from pathlib import Path
@@ -31,6 +32,7 @@ from pydantic import (
 )
 
 from supervisor.notify.config import NotifyTarget, redact_targets
+from supervisor.recipe.bounds import MAX_BYTES, text_problem
 from supervisor.recipe.flags import (
     PLACEHOLDERS,
     FlagStyle,
@@ -47,6 +49,7 @@ from supervisor.redaction import (
     SECRET_REF,
     is_secret,
     is_secret_arg,
+    is_secret_env,
     redact_command,
     secret_arg_env,
     secret_ref,
@@ -143,7 +146,14 @@ class _Model(BaseModel):
 
 
 class Policy(_Model):
-    """What to do when a rule fires: `do`, and for relaunches what to change and how often."""
+    """What to do when a rule fires: `do`, and for relaunches what to change, how often and
+    where from: the base weights (the default), or `from: last_good_checkpoint`, the newest
+    checkpoint written before the rule first fired (`checkpoints:` says where they are),
+    skipping the next `skip_batches` batches, the way large runs roll back past a loss spike."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_by_name=True, serialize_by_alias=True
+    )
 
     do: Literal["alert", "pause", "kill", "relaunch"]
     adjust: Annotated[
@@ -152,6 +162,37 @@ class Policy(_Model):
     ] = {}
     keep: list[Literal["effective_batch"]] = []
     max: int = Field(3, ge=0)
+    from_: Literal["base_weights", "last_good_checkpoint"] = Field("base_weights", alias="from")
+    skip_batches: int = Field(0, ge=0, le=10**9)
+
+
+class Checkpoints(_Model):
+    """Where a run writes checkpoints that ftmon can date by step, and how the trainer is told
+    to resume from one (for `from: last_good_checkpoint`). The HF Trainer's shape is the
+    default: `checkpoint-N` folders, resumed with `--resume_from_checkpoint PATH`."""
+
+    dir: Template  # rendered per run: "{run_dir}/out"
+    pattern: str = r"checkpoint-(\d+)"  # a file or folder name in `dir`; group 1 is the step
+    resume: dict[str, Any] = {"resume_from_checkpoint": "{checkpoint}"}  # args set on resume
+    skip_arg: str | None = None  # the arg that gets `skip_batches`, if the trainer has one
+
+    @field_validator("pattern")
+    @classmethod
+    def _step_group(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"{value!r} is not a valid regex: {exc}") from None
+        if compiled.groups < 1:
+            raise ValueError(f"{value!r} needs a group that captures the step: checkpoint-(\\d+)")
+        return value
+
+    @field_validator("resume")
+    @classmethod
+    def _names_the_checkpoint(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not any(isinstance(v, str) and "{checkpoint}" in v for v in value.values()):
+            raise ValueError("one of its values must be '{checkpoint}' (the checkpoint's path)")
+        return value
 
 
 class Preflight(_Model):
@@ -185,7 +226,9 @@ class Recipe(_Model):
     watch: WatchSettings = WatchSettings()
     patterns: list[str] = []
     on: dict[RuleName, Policy] = {}
-    kill_grace_secs: float = Field(10.0, ge=0)
+    kill_grace_secs: float = Field(10.0, ge=0, le=3600, allow_inf_nan=False)
+    kill_save_wait_secs: float = Field(60.0, ge=0, le=3600, allow_inf_nan=False)
+    checkpoints: Checkpoints | None = None
     preflight: Preflight = Preflight()
     notify: list[NotifyTarget] = []  # where to tell the person (supervisor/notify/)
     sweep: SweepSpec | None = None  # expanded by supervisor/sweep/expand.py (`ftmon sweep`)
@@ -288,6 +331,14 @@ def cross_problems(recipe: Recipe) -> list[tuple[tuple[str | int, ...], str]]:
         from supervisor.sweep.expand import sweep_problems
 
         out += sweep_problems(recipe)
+    out += _duration_problems(recipe.watch.model_dump(), ("watch",))
+    out += _duration_problems(recipe.preflight.model_dump(), ("preflight",))
+    for rule, policy in recipe.on.items():
+        if policy.from_ == "last_good_checkpoint" and checkpoints_of(recipe) is None:
+            why = (
+                "needs `checkpoints: {dir: ...}` (where this run writes them) or an output_dir arg"
+            )
+            out.append((("on", rule, "from"), why))
     for i, key in enumerate(recipe.flags.positional):
         if key not in recipe.args:
             out.append((("flags", "positional", i), f"{key!r} is not in args"))
@@ -309,6 +360,38 @@ def cross_problems(recipe: Recipe) -> list[tuple[tuple[str | int, ...], str]]:
                 except KeyError as exc:
                     out.append((("on", rule, "adjust", key), str(exc.args[0])))
     return out
+
+
+MAX_SECS = 7 * 24 * 3600  # no wait, poll or grace in a recipe is longer than a week
+
+
+def _duration_problems(
+    value: Any, path: tuple[str | int, ...]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every number in ftmon's own settings is finite, and every `*secs` at most a week: an
+    infinite grace never sends SIGKILL, an infinite poll never samples."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _duration_problems(v, (*path, k))]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(path, f"{value} is not a finite number")]
+    name = str(path[-1]) if path else ""
+    if name.endswith("secs") and isinstance(value, int | float) and value > MAX_SECS:
+        return [(path, f"{value:g} seconds is over {MAX_SECS} (a week)")]
+    return []
+
+
+OUTPUT_DIR_ARGS = ("output_dir", "out_dir", "save_dir", "checkpoint_dir")
+
+
+def checkpoints_of(recipe: Recipe) -> Checkpoints | None:
+    """The recipe's `checkpoints:`, else the HF shape under its output folder arg (`output_dir`
+    holding `checkpoint-N` folders, resumed with `resume_from_checkpoint`), else None."""
+    if recipe.checkpoints is not None:
+        return recipe.checkpoints
+    for key in OUTPUT_DIR_ARGS:
+        if isinstance(recipe.args.get(key), str):
+            return Checkpoints(dir=recipe.args[key])
+    return None
 
 
 # ---------------------------------------------------------------- keys and overrides
@@ -339,10 +422,46 @@ def resolve_key(recipe: Recipe, key: str) -> tuple[str, ...]:
     return parts
 
 
+def _kept_type(old: Any, new: Any, raw: str) -> tuple[Any, str]:
+    """`new` as the type of the arg value `old` it replaces (`--set lr=abc` must not turn a
+    number into text): (value, "") or (None, why). null always passes: it drops the flag."""
+    if old is None or new is None:
+        return new, ""
+    if isinstance(old, bool):
+        return (new, "") if isinstance(new, bool) else (None, f"expects true or false, got {raw!r}")
+    if isinstance(old, int):
+        if isinstance(new, int) and not isinstance(new, bool):
+            return new, ""
+        return None, f"expects a whole number (int, like {old}), got {raw!r}"
+    if isinstance(old, float):
+        if isinstance(new, int | float) and not isinstance(new, bool):
+            return float(new), ""
+        return None, f"expects a number (float, like {old:g}), got {raw!r}"
+    if isinstance(old, str):
+        return (new if isinstance(new, str) else raw), ""  # `--set model=123` stays text
+    if isinstance(old, list):
+        return (
+            (new, "")
+            if isinstance(new, list)
+            else (None, f"expects a list, like [a, b], got {raw!r}")
+        )
+    if isinstance(old, dict):
+        return (
+            (new, "")
+            if isinstance(new, dict)
+            else (None, f"expects a mapping, like {{a: 1}}, got {raw!r}")
+        )
+    return new, ""
+
+
 def apply_overrides(recipe: Recipe, sets: list[str]) -> Recipe:
     """Apply `--set key=value` overrides, typed by YAML scalar rules, validated by the model.
 
-    Raises RecipeError with one problem per bad override, each named `--set KEY=VALUE`.
+    An arg keeps the type of the value it replaces (`--set lr=abc` on a float is an error
+    naming the type). An arg the recipe does not have is an error with "did you mean"
+    unless written `+args.foo=1` or `+foo=1` (Hydra's convention): a typo must not become a
+    flag the trainer rejects. Raises RecipeError with one problem per bad override, each named
+    `--set KEY=VALUE`.
     """
     data = recipe.model_dump(mode="python")
     problems: list[Problem] = []
@@ -350,17 +469,31 @@ def apply_overrides(recipe: Recipe, sets: list[str]) -> Recipe:
     for item in sets:
         key, eq, raw = item.partition("=")
         key = key.strip()
+        add = key.startswith("+")
+        key = key.removeprefix("+").strip()
         last = key.rsplit(".", 1)[-1]
         # A problem names its --set, but never with a secret's value in it.
-        secret = is_secret(last) if key.startswith("env.") else is_secret_arg(last)
+        secret = is_secret_env(last, raw) if key.startswith("env.") else is_secret_arg(last, raw)
+        shown = f"{key}={REDACTED if secret else raw}"  # the override as a problem quotes it
         where = f"--set {key}={REDACTED}" if secret and eq else f"--set {item}"
         if not eq or not key:
             problems.append(Problem(where, 0, "", "write it as key=value"))
             continue
         try:
-            path = resolve_key(recipe, key)
+            if add and "." not in key and key not in recipe.args and key not in _TOP_FIELDS:
+                path: tuple[str, ...] = ("args", key)
+            else:
+                path = resolve_key(recipe, key)
         except KeyError as exc:
-            problems.append(Problem(where, 0, "", str(exc.args[0])))
+            problems.append(
+                Problem(where, 0, "", f"{exc.args[0]}; to add it to args write +{shown}")
+            )
+            continue
+        if path[0] == "args" and len(path) == 2 and path[1] not in data["args"] and not add:
+            close = did_you_mean(path[1], list(data["args"]))
+            has = ", ".join(data["args"]) or "nothing"
+            why = f"args has no {path[1]!r}{close} (args has: {has}); to add it write +{shown}"
+            problems.append(Problem(where, 0, "", why))
             continue
         node: Any = data
         for part in path[:-1]:
@@ -373,7 +506,13 @@ def apply_overrides(recipe: Recipe, sets: list[str]) -> Recipe:
             node = child
         else:
             # env values are text, always: `--set env.X=1:2` is not YAML to be typed
-            node[path[-1]] = raw if path[0] == "env" else load_scalar(raw)
+            value = raw if path[0] == "env" else load_scalar(raw)
+            if path[0] == "args" and len(path) == 2:
+                value, why = _kept_type(node.get(path[-1]), value, REDACTED if secret else raw)
+                if why:
+                    problems.append(Problem(where, 0, ".".join(path), why))
+                    continue
+            node[path[-1]] = value
             paths.append((path, where))
     if problems:
         raise RecipeError(problems)
@@ -408,7 +547,12 @@ def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe file; raise RecipeError with every problem found."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as f:  # never more than the bound into memory
+            data = f.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            why = f"over {MAX_BYTES} bytes; a recipe is at most {MAX_BYTES}"
+            raise RecipeError([Problem(file, 0, "", f"{why}; is this the recipe you meant?")])
+        text = data.decode("utf-8")
     except OSError as exc:
         raise RecipeError([Problem(file, 0, "", f"cannot read: {exc.strerror or exc}")]) from None
     except UnicodeDecodeError as exc:
@@ -419,6 +563,10 @@ def load_recipe(path: str | Path) -> Recipe:
 def recipe_from_yaml(text: str, source: str = "<recipe>") -> Recipe:
     """Validate recipe YAML `text` (a file's, or a history snapshot); `source` names it."""
     file = source
+    bad = text_problem(text)  # size and nesting, before any parser sees the text
+    if bad:
+        line, why = bad
+        raise RecipeError([Problem(file, line, "", f"{why}; is this the recipe you meant?")])
     try:
         loaded = load_with_lines(text)
     except YamlProblem as exc:

@@ -254,7 +254,7 @@ def test_recipe_changes_never_show_a_secret(tmp_path: Path) -> None:
     )
     edited = recipe.with_overrides(["steps=5", "env.HF_TOKEN=hf_new_secret"])
     assert recipe_changes(recipe, edited) == ["args.steps 3 -> 5", "env.HF_TOKEN changed"]
-    with_arg = edited.with_overrides(["args.hub_token=hf_arg_secret"])
+    with_arg = edited.with_overrides(["+args.hub_token=hf_arg_secret"])
     assert recipe_changes(edited, with_arg) == ["args.hub_token changed"]
 
 

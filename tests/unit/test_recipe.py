@@ -195,7 +195,7 @@ def test_overrides_bare_dotted_and_typed() -> None:
     recipe = recipe_from_yaml(GOOD)
     new = apply_overrides(
         recipe,
-        ["lr=1e-5", "args.micro_batch=4", "env.HF_HOME=/x", "kill_grace_secs=3", "args.new=yes"],
+        ["lr=1e-5", "args.micro_batch=4", "env.HF_HOME=/x", "kill_grace_secs=3", "+args.new=yes"],
     )
     assert new.args["lr"] == 1e-5 and new.args["micro_batch"] == 4
     assert new.args["new"] == "yes"
@@ -208,7 +208,7 @@ def test_override_values_that_yaml_would_misread() -> None:
     """`--set env.X=a: b`, `#tag` and an empty value mean what a shell user typed."""
     recipe = recipe_from_yaml(GOOD)
     new = apply_overrides(
-        recipe, ["env.X=a: b", "env.Y=007", "model=#tag", "lr=", "args.seq=[1, 2]"]
+        recipe, ["env.X=a: b", "env.Y=007", "model=#tag", "lr=", "+args.seq=[1, 2]"]
     )
     assert new.env["X"] == "a: b" and new.env["Y"] == "007"
     assert new.args["model"] == "#tag"
@@ -223,7 +223,8 @@ def test_override_of_unknown_key_names_it() -> None:
         apply_overrides(recipe_from_yaml(GOOD), ["lr2=1", "micro_batch=4", "noequals"])
     assert str(info.value).splitlines() == [
         "--set lr2=1: unknown key 'lr2'; did you mean 'lr'? "
-        "(args has: model, output_dir, lr, micro_batch, grad_accum)",
+        "(args has: model, output_dir, lr, micro_batch, grad_accum); to add it to args write "
+        "+lr2=1",
         "--set noequals: write it as key=value",
     ]
 

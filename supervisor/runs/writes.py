@@ -1,0 +1,243 @@
+"""What a run will write, checked before it is launched: a relaunch must start clean.
+
+A relaunch promises a fresh start from the untouched base weights. Trainers break that promise
+quietly when an attempt writes where the next one reads: nanoGPT with a fixed `out_dir` and
+`init_from=resume` resumes every attempt from the checkpoint the failed one saved (NaN and all);
+an `output_dir` that is the base weights folder overwrites them. This module finds, from the
+recipe and its rendered command line:
+
+- the paths a run writes: args named like output/checkpoint/save/log folders, and any path
+  argument that is not an existing input (a name that means an input, `data`, `model`,
+  `tokenizer`, ..., or a glob, is read even where it does not exist on this machine);
+- the resume switches (`init_from=resume`, `resume_from_checkpoint`, `--resume`, ...).
+
+With a relaunch policy, `launch_problems` names each argument that is shared by every attempt,
+points inside `base_weights`, or would make a relaunch resume from the failed run, and what to
+write instead. `ftmon run --force` launches anyway; the run's history says it was forced.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor.recipe.flags import render_template
+from supervisor.recipe.model import Problem, Recipe, RecipeError
+from supervisor.runs.plan import LaunchPlan
+
+# Arg names of folders and files a run writes: output_dir, out_dir, save_dir, checkpoint_dir,
+# ckpt_path, logging_dir, log_dir, output_file, tensorboard_dir ... (`-` read as `_`).
+_OUTPUT_NAME = re.compile(
+    r"^(?:\w*_)?(?:out|output|outputs|save|saves|checkpoint|checkpoints|ckpt|ckpts|log|logs"
+    r"|logging|tensorboard|tb)(?:_(?:dir|path|folder|root|file|to|prefix))?$"
+)
+# Arg names of resume switches, and the values that switch them on. A path given to one of
+# them is a checkpoint to start from, checked like an output (it must not be a run's own).
+_RESUME_NAME = re.compile(r"^(?:\w*_)?(?:resume|resume_from|resume_from_checkpoint|init_from)$")
+# Arg names of inputs: a path under one of these names is read even when it does not exist here
+# (a data file on another machine, a glob), so it is never counted as written.
+_INPUT_NAME = re.compile(
+    r"^(?:\w*_)?(?:data|dataset|datasets|train|val|valid|validation|eval|test|input|inputs|in|src"
+    r"|source|model|models|tokenizer|config|prompts?|teacher|student|weights|vocab|[a-z])"
+    r"(?:_(?:dir|path|paths|file|files|name|glob|pattern))?$"
+)
+_ON = {"true", "1", "yes", "resume", "latest", "auto", "last"}
+
+INSTEAD = "{run_dir}/out"
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument as the user wrote it and as this attempt renders it."""
+
+    where: str  # `args.out_dir` or `command.3`
+    key: str  # the flag's name, `-` as `_`
+    written: Any  # as in the recipe (a template)
+    rendered: str  # this attempt's value ("" for a bare switch)
+
+
+def _flag_name(word: str) -> str:
+    return word.lstrip("-").replace("-", "_").lower()
+
+
+def arguments(recipe: Recipe, values: Mapping[str, str]) -> Iterator[Arg]:
+    """Every named argument of the run: `args` (rendered), then `--key=value` / `--key value`
+    / bare `--key` words written into `command`."""
+    for key, value in recipe.args.items():
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            shown = render_template(item, dict(values)) if isinstance(item, str) else item
+            text = str(shown).lower() if isinstance(shown, bool) else str(shown)
+            yield Arg(f"args.{key}", key.replace("-", "_").lower(), item, text)
+    command = recipe.command
+    for i, word in enumerate(command):
+        if not word.startswith("-") or word in ("-", "--") or i == 0:
+            continue
+        name, eq, value = word.partition("=")
+        if eq:
+            yield Arg(f"command.{i}", _flag_name(name), word, render_template(value, dict(values)))
+        elif i + 1 < len(command) and not command[i + 1].startswith("-"):
+            nxt = command[i + 1]
+            yield Arg(f"command.{i + 1}", _flag_name(name), nxt, render_template(nxt, dict(values)))
+        else:
+            yield Arg(f"command.{i}", _flag_name(name), word, "true")
+
+
+def _resolved(text: str, cwd: Path) -> Path:
+    p = Path(text).expanduser()
+    return p if p.is_absolute() else cwd / p
+
+
+def _looks_like_path(text: str) -> bool:
+    """A value that names a file or folder: `/x`, `./x`, `~/x`, `a/b.txt`; not a hub name
+    (`Qwen/Qwen3-4B`: one slash, no dot in its last part), a URL, or a number."""
+    if not text or "://" in text or "\n" in text:
+        return False
+    if text.startswith(("/", "./", "../", "~")):
+        return True
+    if "/" not in text:
+        return False
+    parts = text.split("/")
+    return not (len(parts) == 2 and "." not in parts[1])
+
+
+def output_args(recipe: Recipe, values: Mapping[str, str], cwd: Path) -> list[Arg]:
+    """The arguments naming paths the run writes: output-like names, and path values that do
+    not exist yet (an existing path under any other name is an input)."""
+    base = values.get("base_weights", "")
+    out = []
+    for arg in arguments(recipe, values):
+        if not isinstance(arg.written, str) or _RESUME_NAME.match(arg.key) or not arg.rendered:
+            continue
+        if base and arg.rendered == base:
+            continue  # the base weights themselves: read
+        named = _OUTPUT_NAME.match(arg.key) and arg.rendered.lower() not in _ON | {"false", "no"}
+        new_path = (
+            _looks_like_path(arg.rendered)
+            and not _INPUT_NAME.match(arg.key)
+            and not any(c in arg.rendered for c in "*?[")
+            and not _resolved(arg.rendered, cwd).exists()
+        )
+        if named or new_path:
+            out.append(arg)
+    return out
+
+
+def output_paths(recipe: Recipe, values: Mapping[str, str], cwd: Path) -> list[Path]:
+    """Where the run writes (see `output_args`), as absolute paths."""
+    return [_resolved(a.rendered, cwd) for a in output_args(recipe, values, cwd)]
+
+
+def _other_attempt(values: Mapping[str, str]) -> dict[str, str]:
+    """The placeholder values a relaunch of this run would render with."""
+    other = dict(values)
+    run_id = f"{values.get('run_id', 'run')}-next"
+    other["run_id"] = run_id
+    other["attempt"] = str(int(values.get("attempt", "1") or 1) + 1)
+    run_dir = values.get("run_dir", "")
+    other["run_dir"] = str(Path(run_dir).parent / run_id) if run_dir else run_id
+    return other
+
+
+def _inside(a: Path, b: Path) -> bool:
+    """`a` is `b` or inside it (by path, after resolving links)."""
+    try:
+        a.resolve().relative_to(b.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _quote(text: Any) -> str:
+    return f'"{text}"'
+
+
+def launch_problems(plan: LaunchPlan) -> list[Problem]:
+    """What makes this run unsafe to relaunch (empty without a relaunch policy). Each problem
+    names the argument, why, and what to write instead."""
+    recipe = plan.recipe
+    if not any(p.do == "relaunch" for p in recipe.on.values()):
+        return []
+    values = dict(plan.values or {})
+    cwd = plan.cwd
+    other = _other_attempt(values)
+    base = recipe.base_weights
+    base_path = _resolved(values.get("base_weights", ""), cwd) if base else None
+    if base_path is not None and not base_path.exists():
+        base_path = None  # a hub name or `tiny`: nothing on disk to overwrite
+    problems: list[Problem] = []
+    shared: list[Arg] = []
+    for arg in output_args(recipe, values, cwd):
+        path = _resolved(arg.rendered, cwd)
+        if base_path is not None and (_inside(path, base_path) or _inside(base_path, path)):
+            why = (
+                f"{_quote(arg.written)} points into base_weights ({base}): the run would write "
+                f"over the weights every relaunch starts from; write {_quote(INSTEAD)} instead"
+            )
+            problems.append(Problem("recipe", 0, arg.where, why))
+            continue
+        if _rendered_again(recipe, arg, other) == arg.rendered:
+            shared.append(arg)
+            why = (
+                f"{_quote(arg.written)} is written by every attempt, so a relaunch finds the "
+                f"failed attempt's files there; write {_quote(INSTEAD)} instead"
+            )
+            problems.append(Problem("recipe", 0, arg.where, why))
+    for arg in arguments(recipe, values):
+        if not _RESUME_NAME.match(arg.key):
+            continue
+        value = arg.rendered.strip()
+        if value.lower() in _ON:
+            if shared or not output_args(recipe, values, cwd):
+                from_where = (
+                    ", ".join(_quote(a.rendered) for a in shared) or "a folder ftmon cannot see"
+                )
+                why = (
+                    f"{arg.key}={value} resumes from {from_where}, so a relaunch would start from "
+                    "the failed attempt's checkpoint; remove it (a relaunch starts from "
+                    "base_weights) or use `from: last_good_checkpoint` in the policy"
+                )
+                problems.append(Problem("recipe", 0, arg.where, why))
+        elif _looks_like_path(value):
+            path = _resolved(value, cwd)
+            if any(_inside(path, _resolved(a.rendered, cwd)) for a in shared):
+                why = (
+                    f"{_quote(value)} is inside a folder every attempt writes, so a relaunch "
+                    "would resume from what the failed attempt saved there; point it at a "
+                    "checkpoint outside the run's outputs, or use `from: last_good_checkpoint`"
+                )
+                problems.append(Problem("recipe", 0, arg.where, why))
+    return problems
+
+
+def _rendered_again(recipe: Recipe, arg: Arg, other: Mapping[str, str]) -> str:
+    """`arg`'s value as a relaunch would render it."""
+    if isinstance(arg.written, str) and arg.where.startswith("command.") and "=" in arg.written:
+        return render_template(arg.written.partition("=")[2], dict(other))
+    return (
+        render_template(arg.written, dict(other)) if isinstance(arg.written, str) else arg.rendered
+    )
+
+
+def check_launch(plan: LaunchPlan, force: bool) -> list[Problem]:
+    """Raise RecipeError listing `launch_problems` unless `force`; return them (what a forced
+    launch records)."""
+    problems = launch_problems(plan)
+    if problems and not force:
+        raise RecipeError(
+            [
+                Problem(p.file, p.line, p.field_path, f"{p.message} (--force launches anyway)")
+                for p in problems
+            ]
+        )
+    return problems
+
+
+def forced_note(problems: list[Problem]) -> str:
+    """What the history records about a launch forced past `launch_problems`."""
+    return "launched with --force although: " + "; ".join(
+        f"{p.field_path}: {p.message}" for p in problems
+    )
