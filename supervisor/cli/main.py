@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "supervisor.cli.notify",
     "supervisor.cli.sweep",
     "supervisor.cli.compare",
+    "supervisor.cli.report",
 )
 
 EXIT_OK = 0

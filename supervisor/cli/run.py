@@ -16,7 +16,10 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from supervisor.recipe.model import Recipe
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -81,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     async def start(sup) -> str:  # type: ignore[no-untyped-def]
         return await sup.launch(recipe, force=args.force)
 
-    return supervise_headless(logs_dir_of(args), start, kill_on_exit=args.kill_on_exit)
+    return supervise_headless(
+        logs_dir_of(args), start, kill_on_exit=args.kill_on_exit, recipe=recipe
+    )
 
 
 # --- shared by run, attach and replay -------------------------------------------------------
@@ -165,21 +170,37 @@ def supervise_headless(
     *,
     kill_on_exit: bool = False,
     out: TextIO | None = None,
+    recipe: Recipe | None = None,
 ) -> int:
     """Open the history, run `start(supervisor) -> run_id`, supervise the lineage to its end
-    and print as it goes. Ctrl-C (or SIGTERM) detaches, or kills with `kill_on_exit`."""
+    and print as it goes. Ctrl-C (or SIGTERM) detaches, or kills with `kill_on_exit`.
+    Notifications go to the user config's targets and `recipe`'s (a reattached run's: the
+    history's), in the background; one that fails is a line here."""
     import asyncio
 
+    from supervisor.notify.config import load_user_targets
+    from supervisor.notify.notifier import NOTIFY_CLOSE_SECS, Notifier, failure_line
+    from supervisor.recipe.model import RecipeError
     from supervisor.store.history import History, HistoryError
 
+    try:
+        targets = load_user_targets()
+    except RecipeError as exc:  # a bad ~/.config/ftmon/config.yaml: file:line: field: why
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
     try:
         history = History.in_logs_dir(logs_dir)
     except HistoryError as exc:
         print(f"ftmon: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    printer = Printer(out)
+    notifier = Notifier(targets, history, on_result=lambda r: r.ok or printer.line(failure_line(r)))
+    if recipe is not None:
+        notifier.watch_recipe(recipe)
     try:
-        return asyncio.run(_supervise(history, logs_dir, start, kill_on_exit, Printer(out)))
+        return asyncio.run(_supervise(history, logs_dir, start, kill_on_exit, printer, notifier))
     finally:
+        notifier.close(NOTIFY_CLOSE_SECS)  # the last messages go out before the history closes
         history.close()
 
 
@@ -189,14 +210,16 @@ async def _supervise(
     start: Callable[..., Awaitable[str]],
     kill_on_exit: bool,
     printer: Printer,
+    notifier: Callable[[object], None],
 ) -> int:
     import asyncio
     import signal
 
+    from supervisor.notify.notifier import tee
     from supervisor.runs.supervise import AttachError, LaunchRefused, Supervisor
     from supervisor.store.history import HistoryError
 
-    sup = Supervisor(history, logs_dir, printer)  # type: ignore[arg-type]
+    sup = Supervisor(history, logs_dir, tee(printer, notifier))  # type: ignore[arg-type]
     interrupted = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,0 +1,56 @@
+"""Where the sweep queue places members: GPUs by free memory against the estimate (through a
+fake NVML, which this machine lacks), the CPU by --max-parallel."""
+
+from __future__ import annotations
+
+from supervisor.sweep.queue import GB, CpuCapacity, GpuCapacity
+
+
+class FakeNvml:
+    """The NVML seam: per device (used bytes, total bytes)."""
+
+    def __init__(self, devices: dict[int, tuple[float, float]]) -> None:
+        self.devices = devices  # GB
+
+    def memory(self) -> dict[int, tuple[int, int]]:
+        return {i: (int(u * GB), int(t * GB)) for i, (u, t) in self.devices.items()}
+
+
+def test_member_goes_to_a_device_whose_free_memory_fits_it() -> None:
+    gpu = FakeNvml({0: (70.0, 80.0), 1: (10.0, 80.0)})
+    placed = GpuCapacity(gpu).take(30.0)
+    assert placed is not None
+    assert placed.env == {"CUDA_VISIBLE_DEVICES": "1"}
+
+
+def test_memory_held_for_started_members_is_not_given_twice() -> None:
+    """Two 50 GB members on one empty 80 GB card: the second waits, even though NVML still
+    shows the card empty (the first has not allocated yet); it starts once the first ends."""
+    cap = GpuCapacity(FakeNvml({0: (0.0, 80.0)}))
+    first = cap.take(50.0)
+    assert first is not None
+    assert cap.take(50.0) is None
+    cap.give(first)
+    assert cap.take(50.0) is not None
+
+
+def test_member_larger_than_every_device_is_refused_with_the_estimate() -> None:
+    cap = GpuCapacity(FakeNvml({0: (0.0, 24.0), 1: (0.0, 40.0)}))
+    why = cap.never_fits(61.3)
+    assert why == "the memory estimate is 61.3 GB and the largest GPU has 40.0 GB"
+    assert cap.never_fits(30.0) == ""  # fits the 40 GB card once it is free
+
+
+def test_max_parallel_caps_gpu_members_too() -> None:
+    cap = GpuCapacity(FakeNvml({0: (0.0, 80.0)}), max_parallel=1)
+    assert cap.take(1.0) is not None
+    assert cap.take(1.0) is None
+
+
+def test_cpu_runs_max_parallel_members_at_a_time() -> None:
+    cap = CpuCapacity(2)
+    a, b = cap.take(None), cap.take(None)
+    assert a is not None and b is not None
+    assert cap.take(None) is None
+    cap.give(a)
+    assert cap.take(None) is not None
