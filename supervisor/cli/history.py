@@ -202,6 +202,11 @@ def show_cmd(args: argparse.Namespace) -> int:
             {"kind": a.kind, "rule": a.rule, "detail": a.detail, "ok": a.ok, "ts": a.ts}
             for a in actions
         ]
+        data["notify_failures"] = [
+            {"target": f.target, "event": f.event, "title": f.title, "attempts": f.attempts,
+             "error": f.error, "ts": f.ts}
+            for f in history.notify_failures(rec.id)
+        ]  # fmt: skip
         data["lineage"] = [r.id for r in history.lineage(rec.id)]
         data["children"] = [
             {"id": c.id, "reason": c.reason_started, "changes": list(c.changes)} for c in children
@@ -230,6 +235,11 @@ def show_cmd(args: argparse.Namespace) -> int:
     out.append(f"actions ({len(actions)})")
     out += [f"    {_when(a.ts)}  {a.kind} [{a.rule}]{'' if a.ok else ' FAILED'}: {a.detail}"
             for a in actions]  # fmt: skip
+    failures = history.notify_failures(rec.id)
+    if failures:
+        out.append(f"notifications not delivered ({len(failures)})")
+        out += [f"    {_when(f.ts)}  {f.target}: {f.event} after {f.attempts} attempt(s): {f.error}"
+                for f in failures]  # fmt: skip
     out.append("lineage")
     for r in history.lineage(rec.id):
         mark = "*" if r.id == rec.id else " "

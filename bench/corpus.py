@@ -1,0 +1,202 @@
+"""How well does detection hold on real logs? Precision, recall and delay per label.
+
+    python bench/corpus.py                      # tests/corpus/dev and tests/corpus/test
+    python bench/corpus.py --dirs tests/corpus/dev ../shared/corpus --files
+
+Each folder holds real excerpts and an INDEX.tsv (`file, label, framework, source,
+first_anomaly_line, note`, see tests/corpus/README.md). Every file is scanned in-process by the
+real tailer and `Monitor()`, and scored as tests/integration/test_corpus.py scores it:
+
+- a file labelled L (not normal) is found when an anomaly of a rule that maps to L lies within
+  LATITUDE lines of `first_anomaly_line`;
+- a scan says L about a file when it reports an anomaly of warning or above whose rule maps to L;
+  it says `normal` when it reports nothing of warning or above.
+
+Per label: recall = files of L found / files of L; precision = files of L found / files the scan
+says L about (for `normal`: normal files it says normal about / files it says normal about);
+delay = median lines from `first_anomaly_line` to the first matching report (negative: earlier).
+Figures, not assertions: tests/integration/test_corpus.py holds the bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from supervisor.events import Anomaly, Severity  # noqa: E402
+from supervisor.monitoring.monitor import Monitor  # noqa: E402
+from supervisor.reading.tail import Tail  # noqa: E402
+
+LATITUDE = 3
+LABELS = ("nan", "oom", "repetition", "spike", "stall", "normal")
+# Rule names -> the label a person would give. A grad-norm explosion or a diverging eval loss is
+# a spike; a loss-scale cascade down to a tiny scale is the optimizer's view of non-finite
+# gradients (rules/skipped.py); a job killed by its memory limit is an OOM.
+LABEL_RULES: dict[str, frozenset[str]] = {
+    "nan": frozenset({"nan", "skipped_steps"}),
+    "oom": frozenset({"oom", "job_oom"}),
+    "repetition": frozenset({"repetition"}),
+    "spike": frozenset({"spike", "grad_norm", "divergence"}),
+    "stall": frozenset({"stall"}),
+}
+
+
+@dataclass(frozen=True)
+class Found:
+    """One anomaly as the scorer needs it."""
+
+    rule: str
+    severity: Severity
+    lineno: int
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One corpus file after its scan."""
+
+    row: dict[str, str]
+    found: tuple[Found, ...]
+
+    @property
+    def label(self) -> str:
+        return self.row["label"]
+
+    def says(self) -> set[str]:
+        """The labels the scan gives this file (`normal` when nothing is loud)."""
+        loud = [f for f in self.found if f.severity >= Severity.WARNING]
+        labels = {lab for lab, rules in LABEL_RULES.items() if any(f.rule in rules for f in loud)}
+        return labels if loud else {"normal"}
+
+    def hit_line(self) -> int | None:
+        """The first report of the file's own label near its first anomalous line, if any."""
+        if self.label == "normal":
+            return None
+        first = int(self.row["first_anomaly_line"])
+        rules = LABEL_RULES[self.label]
+        near = [f.lineno for f in self.found if f.rule in rules and abs(f.lineno - first) <= LATITUDE]
+        return min(near) if near else None
+
+    def passes(self) -> bool:
+        if self.label == "normal":
+            return self.says() == {"normal"}
+        return self.hit_line() is not None
+
+    def problem(self) -> str:
+        """'' when the file passes; otherwise what went wrong, for a test message."""
+        shown = "; ".join(f"{f.rule}@{f.lineno}" for f in self.found) or "nothing"
+        if self.passes():
+            return ""
+        if self.label == "normal":
+            loud = [(f.rule, f.lineno) for f in self.found if f.severity >= Severity.WARNING]
+            return f"normal file flagged: {loud}"
+        return f"wanted {self.label} near line {self.row['first_anomaly_line']}, got {shown}"
+
+
+def read_index(folder: Path) -> list[dict[str, str]]:
+    index = folder / "INDEX.tsv"
+    if not index.is_file():
+        return []
+    with index.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def scan_in_process(path: Path) -> list[Anomaly]:
+    """What the monitor reports over a whole file read by the real tailer."""
+    tail = Tail(path)
+    try:
+        lines = tail.read() + tail.flush_partial()
+    finally:
+        tail.close()
+    found = Monitor().feed_lines(lines, ts=1_700_000_000.0)
+    return [e for e in found if isinstance(e, Anomaly)]
+
+
+def score_file(folder: Path, row: dict[str, str]) -> Scored:
+    found = tuple(
+        Found(a.rule, a.severity, a.lineno) for a in scan_in_process(folder / row["file"])
+    )
+    return Scored(row, found)
+
+
+def score_folder(folder: Path) -> list[Scored]:
+    return [score_file(folder, row) for row in read_index(folder)]
+
+
+@dataclass(frozen=True)
+class LabelFigures:
+    label: str
+    files: int
+    found: int
+    said: int
+    delays: tuple[int, ...]
+
+    @property
+    def recall(self) -> float:
+        return self.found / self.files if self.files else float("nan")
+
+    @property
+    def precision(self) -> float:
+        return self.found / self.said if self.said else float("nan")
+
+    @property
+    def median_delay(self) -> float:
+        return statistics.median(self.delays) if self.delays else float("nan")
+
+
+def figures(scored: Iterable[Scored]) -> dict[str, LabelFigures]:
+    scored = list(scored)
+    out: dict[str, LabelFigures] = {}
+    for label in LABELS:
+        mine = [s for s in scored if s.label == label]
+        said = [s for s in scored if label in s.says()]
+        found = [s for s in mine if s.passes()]
+        delays = tuple(
+            hit - int(s.row["first_anomaly_line"])
+            for s in found
+            if (hit := s.hit_line()) is not None
+        )
+        out[label] = LabelFigures(label, len(mine), len(found), len(said), delays)
+    return out
+
+
+def format_table(name: str, scored: list[Scored]) -> str:
+    rows = [f"{name}: {sum(s.passes() for s in scored)}/{len(scored)} files right"]
+    rows.append(f"  {'label':<11}{'files':>6}{'found':>7}{'said':>6}{'prec':>7}{'recall':>8}{'delay':>7}")
+    for fig in figures(scored).values():
+        rows.append(
+            f"  {fig.label:<11}{fig.files:>6}{fig.found:>7}{fig.said:>6}"
+            f"{fig.precision:>7.2f}{fig.recall:>8.2f}{fig.median_delay:>7.1f}"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    default = [ROOT / "tests" / "corpus" / "dev", ROOT / "tests" / "corpus" / "test"]
+    ap.add_argument("--dirs", nargs="+", type=Path, default=default, help="corpus folders")
+    ap.add_argument("--files", action="store_true", help="list every file that fails")
+    args = ap.parse_args(argv)
+    for folder in args.dirs:
+        scored = score_folder(folder)
+        if not scored:
+            print(f"{folder}: no INDEX.tsv", file=sys.stderr)
+            return 2
+        print(format_table(str(folder), scored))
+        if args.files:
+            for s in scored:
+                if problem := s.problem():
+                    print(f"    {s.row['file']}: {problem}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
