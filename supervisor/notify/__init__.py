@@ -1,0 +1,1 @@
+"""Notifications: tell the person what ftmon found and did (webhooks, commands, the desktop)."""
