@@ -137,6 +137,8 @@ class Exit:
     returncode: int | None
     signal: int | None = None
     killed_by_ftmon: str = ""  # why ftmon killed it, "" if it did not
+    # A scheduler ended it (rules/job_end.py): "time_limit", "preempted", "node_fail", "job_oom"
+    ended_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,6 @@ from pydantic import (
 
 from supervisor.notify.config import NotifyTarget, redact_targets
 from supervisor.recipe.bounds import MAX_BYTES, text_problem
-from supervisor.notify.config import NotifyTarget, redact_targets
 from supervisor.recipe.flags import (
     PLACEHOLDERS,
     FlagStyle,

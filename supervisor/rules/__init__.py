@@ -11,6 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.rules.base import Rule, RuleSettings
 from supervisor.rules.exit import ExitRule, ExitSettings, describe_exit
+from supervisor.rules.job_end import (
+    JobEndSettings,
+    JobOomRule,
+    NodeFailRule,
+    PreemptedRule,
+    TimeLimitRule,
+)
 from supervisor.rules.nan import NanRule, NanSettings
 from supervisor.rules.oom import OomRule, OomSettings
 from supervisor.rules.repetition import RepetitionRule, RepetitionSettings
@@ -57,6 +64,18 @@ class WatchSettings(BaseModel):
         default_factory=HostMemSettings, description="Host memory limit."
     )
     exit: ExitSettings = Field(default_factory=ExitSettings, description="How the run ended.")
+    time_limit: JobEndSettings = Field(
+        default_factory=JobEndSettings, description="The scheduler's time limit ended the job."
+    )
+    preempted: JobEndSettings = Field(
+        default_factory=JobEndSettings, description="The scheduler preempted the job."
+    )
+    node_fail: JobEndSettings = Field(
+        default_factory=JobEndSettings, description="The job's node failed."
+    )
+    job_oom: JobEndSettings = Field(
+        default_factory=JobEndSettings, description="The job's memory limit (cgroup) killed it."
+    )
 
 
 # Field name -> rule class; the order is the order rules see each event.
@@ -73,6 +92,10 @@ RULES: dict[str, type[Rule]] = {
     "vram": VramRule,
     "host_mem": HostMemRule,
     "exit": ExitRule,
+    "time_limit": TimeLimitRule,
+    "preempted": PreemptedRule,
+    "node_fail": NodeFailRule,
+    "job_oom": JobOomRule,
 }
 
 

@@ -445,30 +445,6 @@ class History:
             for r in rows
         ]  # fmt: skip
 
-    # --- notifications not delivered (supervisor/notify/) ---------------------------------
-
-    def add_notify_failure(
-        self, *, run_id: str, ts: float, target: str, event: str, title: str, attempts: int,
-        error: str,
-    ) -> None:  # fmt: skip
-        """A notification that could not be delivered (text already redacted by the caller)."""
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO notify_failures (run_id, ts, target, event, title, attempts, error)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, ts, target, event, title, attempts, error),
-            )
-
-    def notify_failures(self, run_id: str) -> list[NotifyFailure]:
-        rows = self._query(
-            "SELECT * FROM notify_failures WHERE run_id = ? ORDER BY id", (run_id,)
-        )
-        return [
-            NotifyFailure(r["run_id"], r["ts"], r["target"], r["event"], r["title"],
-                          int(r["attempts"]), r["error"])
-            for r in rows
-        ]  # fmt: skip
-
     def actions(self, run_id: str) -> list[Action]:
         rows = self._query("SELECT * FROM actions WHERE run_id = ? ORDER BY id", (run_id,))
         out = []

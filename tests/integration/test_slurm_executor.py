@@ -1,0 +1,91 @@
+"""The Slurm executor against the real one-node cluster of .ci/slurm-up: submit, follow the
+job's log in the run folder, pause/resume by signals, kill with nothing left, find the job again
+by its id, and a job over its --time ends as a time-limit end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from supervisor.runs.executors.base import LaunchSpec, RunHandle
+from supervisor.runs.executors.slurm import SCRIPT_NAME, SlurmExecutor, SlurmOptions
+from supervisor.runs.executors.slurm_cli import available
+from tests.conftest import PROGRAMS, wait_for
+
+WHY_NOT = available()
+pytestmark = pytest.mark.skipif(bool(WHY_NOT), reason=f"no Slurm here: {WHY_NOT}")
+
+
+def spec_for(run_dir: Path, *args: str) -> LaunchSpec:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    argv = (sys.executable, str(PROGRAMS / "count_steps.py"), *args)
+    return LaunchSpec(run_dir.name, argv, env, run_dir, run_dir, run_dir / "run.log")
+
+
+def lines(handle: RunHandle) -> int:
+    return handle.log_path.read_text().count("\n")
+
+
+@pytest.fixture(scope="module")
+def timed_out(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[SlurmExecutor, RunHandle]]:
+    """A job over its one-minute --time, submitted first so that its wait overlaps the others."""
+    executor = SlurmExecutor(SlurmOptions(time="1"), poll_secs=1.0)
+    run_dir = tmp_path_factory.mktemp("timeout")
+    handle = executor.spawn(spec_for(run_dir, "--steps", "100000", "--interval", "0.5"))
+    yield executor, handle
+    asyncio.run(executor.kill(handle, 0.0))
+
+
+def test_a_job_runs_in_the_run_folder_and_pauses_and_resumes_by_signals(
+    tmp_path: Path, timed_out: tuple[SlurmExecutor, RunHandle]
+) -> None:
+    """sbatch writes the job's output to the run's log; STOP halts it (Slurm says STOPPED, the
+    log stops growing), CONT goes on; the handle's job id is what finds it again."""
+    executor = SlurmExecutor(SlurmOptions(time="5"), poll_secs=0.2)
+    handle = executor.spawn(spec_for(tmp_path, "--steps", "100000", "--interval", "0.05"))
+    try:
+        assert handle.job_id.isdigit() and (tmp_path / SCRIPT_NAME).is_file()
+        wait_for(lambda: lines(handle) >= 5, 30, "for the job's first lines")
+        assert executor.alive(handle) and "RUNNING on" in executor.status(handle)
+
+        assert executor.pause(handle)
+        wait_for(lambda: executor.stopped(handle), 10, "for Slurm to say STOPPED")
+        time.sleep(0.3)  # let a line in flight land
+        held = lines(handle)
+        time.sleep(1.0)
+        assert lines(handle) == held, "the job kept writing while STOPPED"
+
+        again = SlurmExecutor().handle_from(executor.describe(handle))  # an ftmon started anew
+        assert again.job_id == handle.job_id and again.log_path == handle.log_path
+        assert SlurmExecutor().resume(again)
+        wait_for(lambda: lines(handle) > held + 3, 10, "for lines after CONT")
+        assert not executor.stopped(handle)
+
+        report = asyncio.run(executor.kill(again, grace=5.0))
+        assert report.all_gone, report.detail()
+        assert not executor.alive(handle)
+        ended = asyncio.run(executor.wait(handle))
+        assert ended.ended_by == ""  # ended by ftmon's TERM, not by the cluster
+    finally:
+        asyncio.run(executor.kill(handle, 0.0))
+
+
+@pytest.mark.slow
+def test_a_job_over_its_time_limit_ends_as_a_time_limit_end(
+    timed_out: tuple[SlurmExecutor, RunHandle],
+) -> None:
+    """Slurm's TIMEOUT reaches ftmon as an Exit with `ended_by="time_limit"` (at most ~90 s:
+    Slurm's limits are whole minutes, checked every 30 s)."""
+    executor, handle = timed_out
+    ended = asyncio.run(asyncio.wait_for(executor.wait(handle), 150))
+    assert ended.ended_by == "time_limit", executor.status(handle)
+    assert "TIMEOUT" in executor.status(handle)
+    assert lines(handle) > 0
