@@ -64,6 +64,8 @@ class TrainSettings:
     loss_chunk: int = 0  # positions per loss chunk (checkpointed); 0: one unchunked loss
     entropy_chunk: int | None = None  # an entropy metric over the logits; None: not computed
     logits_kept: bool = False  # the trainer keeps the logits (for metrics) through backward
+    sft_alpha: float = 0.0  # gkd: weight of the cross-entropy added on the data's responses
+    on_policy: bool = False  # gkd: some steps train on sampled responses (lmbda > 0)
     device: str = "cuda"
 
     @property
@@ -73,6 +75,11 @@ class TrainSettings:
     @property
     def adapters(self) -> bool:
         return self.method in ("lora", "qlora", "gkd")
+
+    @property
+    def data_forward(self) -> bool:
+        """GKD on sampled responses with sft_alpha: the student also runs on the data's."""
+        return self.method == "gkd" and self.on_policy and self.sft_alpha > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +145,12 @@ def _optimizer_bytes_per_param(train: TrainSettings, grad_bytes: int) -> tuple[f
     return master + per, what
 
 
+def _autocast(train: TrainSettings) -> bool:
+    """Autocast computes in 16 bits over weights stored wider (fp32 on CPU, or a float32
+    config.json on CUDA)."""
+    return train.compute_dtype != train.weights_dtype and train.method != "qlora"
+
+
 def layer_saved(cfg: ModelConfig, train: TrainSettings) -> list[tuple[str, float]]:
     """Bytes per token that one decoder layer saves for backward, tensor by tensor.
 
@@ -154,6 +167,13 @@ def layer_saved(cfg: ModelConfig, train: TrainSettings) -> list[tuple[str, float
     full = not train.adapters
     targets = set(train.lora_targets) if train.adapters else set()
     own_copy = train.adapters and (train.lora_dropout > 0 or a != s)
+    # Autocast over wider weights: the embedding is no autocast op, so the residual stream and
+    # the norms stay in the weights' dtype, and every linear casts its input itself (q, k and
+    # v each save their own 16-bit copy of the norm's output); LoRA's fp32 input is cast back
+    # to 16 bits by lora_A, which saves that copy and gives a 16-bit output.
+    autocast = _autocast(train)
+    r = DTYPE_BYTES[train.weights_dtype] if autocast else s  # the residual stream's bytes
+    lora_io = s if autocast else a
     h, q, kv, inter = cfg.hidden, cfg.q_dim, cfg.kv_dim, cfg.intermediate
     if cfg.experts:  # each token runs through experts_per_token experts
         inter = cfg.expert_intermediate * cfg.experts_per_token
@@ -168,9 +188,12 @@ def layer_saved(cfg: ModelConfig, train: TrainSettings) -> list[tuple[str, float
     ):
         out.append((f"{norm} input fp32 + rsqrt", 4 * h + 4))
         if full:
-            out.append((f"{norm} normalised", s * h))
+            out.append((f"{norm} normalised", r * h))
         if input_saved(consumers):
-            out.append((f"{norm} output", s * h))
+            copies = len(consumers) if autocast else 1
+            out.append(
+                (f"{norm} output" + (f" (x{copies} casts)" if autocast else ""), copies * s * h)
+            )
     if cfg.qk_norm:
         out.append(("q/k norm inputs fp32", 4 * (q + kv) + 4 * (cfg.heads + cfg.kv_heads)))
         if full:
@@ -197,14 +220,15 @@ def layer_saved(cfg: ModelConfig, train: TrainSettings) -> list[tuple[str, float
         k = cfg.experts_per_token if (cfg.experts and name in MLP_LINEARS) else 1
         if train.lora_dropout > 0:  # CUDA's fused dropout keeps a bool mask, the CPU's a float
             mask = 1 if train.device == "cuda" else a
-            out.append((f"LoRA {name} dropout output + mask", k * fan_in * (a + mask)))
+            out.append((f"LoRA {name} dropout output + mask", k * fan_in * (lora_io + mask)))
         elif a != s:
-            out.append((f"LoRA {name} fp32 input", k * fan_in * a))
-        out.append((f"LoRA {name} lora_A output", k * train.lora_rank * a))
+            kind = "16-bit cast of the" if autocast else "fp32"
+            out.append((f"LoRA {name} {kind} input", k * fan_in * lora_io))
+        out.append((f"LoRA {name} lora_A output", k * train.lora_rank * lora_io))
     return out
 
 
-def _loss_terms(cfg: ModelConfig, train: TrainSettings) -> list[Term]:
+def _loss_terms(cfg: ModelConfig, train: TrainSettings, data_forward: int = 0) -> list[Term]:
     """The logits and what the loss (and GKD's teacher, and an entropy metric) hold of B x L x V.
 
     Counted as the reference trainer and Hugging Face compute them. Chunked (the reference
@@ -213,10 +237,13 @@ def _loss_terms(cfg: ModelConfig, train: TrainSettings) -> list[Term]:
     chunk and its softmax, which becomes the chunk's gradient) and copies it into the logits'
     gradient, allocated once in the logits' dtype after the first chunk's buffers are freed.
     Unchunked (Hugging Face): the fp32 upcast (16-bit logits only) and the log_softmax in
-    forward, the log_softmax with two gradients in backward. GKD's generalized JSD holds 9
-    (forward) and 12 (backward) fp32 buffers per position: two log_softmax, their shifted
+    forward, the log_softmax with two gradients in backward. GKD's generalized JSD holds 6
+    (forward, no graph) and 12 (backward) fp32 buffers per position: two log_softmax, their shifted
     copies and stack, the mixture, the KL terms and their gradients (backward recomputes them a
-    chunk at a time).
+    chunk at a time). Its sft_alpha cross-entropy on the same logits shares that backward and its
+    gradient (trainer/losses.py); on sampled responses it is a second forward on the data
+    (`data_forward` bytes: its activations and logits), whose cross-entropy backward runs first,
+    then the JSD's once that forward's memory is freed.
     """
     s = DTYPE_BYTES[train.compute_dtype]
     btv = train.tokens * cfg.vocab
@@ -228,20 +255,21 @@ def _loss_terms(cfg: ModelConfig, train: TrainSettings) -> list[Term]:
     if gkd:
         terms.append(Term("teacher logits (no grad)", s * btv, (FORWARD, BACKWARD)))
     if gkd:
-        fwd_bufs, bwd_bufs = 9, 12
+        fwd_bufs, bwd_bufs = 6, 12
     elif train.loss_chunk:
         fwd_bufs, bwd_bufs = 2, 2
     else:
         fwd_bufs, bwd_bufs = (1 if s != 4 else 0) + 1, 3
     # An entropy metric runs after the loss's forward: its buffers replace the loss's transient
-    # ones (log_softmax, its exp and their product in fp32, + the fp32 copy of 16-bit logits);
+    # ones (log_softmax, its exp and their product in fp32);
     # unchunked, this is the 3 x 7.5 GB of the entropy plot in the story.
     entropy = 0
     if train.entropy_chunk is not None:
         width = train.seq_len
         if train.entropy_chunk:
             width = min(train.entropy_chunk, max(1, train.seq_len - 1))
-        entropy = (12 + (4 if s != 4 else 0)) * train.micro_batch * width * cfg.vocab
+        # log_softmax, its exp and their product (a 16-bit chunk's fp32 copy goes before exp)
+        entropy = 12 * train.micro_batch * width * cfg.vocab
     metric = " or the entropy metric's" if entropy else ""
     if train.loss_chunk:  # the trainer shifts: L - 1 positions are scored
         positions = max(1, train.seq_len - 1)
@@ -251,10 +279,16 @@ def _loss_terms(cfg: ModelConfig, train: TrainSettings) -> list[Term]:
         # the first chunk's buffers; then its gradient beside the logits' (one B x L x V
         # tensor in their dtype, allocated once); then each later chunk's buffers beside that
         full = s * train.micro_batch * train.seq_len * cfg.vocab
-        bwd = max(bwd_bufs * per_chunk, per_chunk + full)
-        if train.loss_chunk < positions:
-            bwd = max(bwd, full + bwd_bufs * per_chunk)
+
+        def chunked_backward(bufs: int) -> int:
+            bwd = max(bufs * per_chunk, per_chunk + full)
+            return max(bwd, full + bufs * per_chunk) if train.loss_chunk < positions else bwd
+
+        bwd = chunked_backward(bwd_bufs)
         name = "loss backward (logits' gradient + one chunk fp32)"
+        if data_forward:  # the data's CE beside that forward; then the JSD's, without it
+            bwd = max(chunked_backward(2), bwd - data_forward)
+            name = "loss backward (the data's CE, then the JSD's)"
         terms.append(Term(name, bwd, (BACKWARD,)))
     else:
         name = "loss buffers fp32 (log_softmax" + (", upcast" if s != 4 else "") + f"{metric})"
@@ -322,9 +356,13 @@ def estimate(cfg: ModelConfig, train: TrainSettings) -> Estimate:
         terms.append(Term("autocast weight copies", copies, (FORWARD, BACKWARD, LAYERS)))
     tokens = train.tokens
     per_layer = sum(b for _, b in layer_saved(cfg, train))
-    final_norm = 4 * cfg.hidden + 4 + (2 * s * cfg.hidden if not train.adapters else 0)
+    # the final norm's fp32 input (+ rsqrt); trained, its normalised input (the residual's
+    # dtype) and its output, the head's input (a 16-bit cast of it under autocast)
+    r = DTYPE_BYTES[train.weights_dtype] if _autocast(train) else s
+    final_norm = 4 * cfg.hidden + 4 + ((r + s) * cfg.hidden if not train.adapters else 0)
     if train.grad_checkpointing:
         saved = cfg.layers * s * cfg.hidden * tokens
+        forward_saved = saved
         terms.append(Term("layer inputs (checkpointed)", saved, (FORWARD, BACKWARD, LAYERS)))
         # the recomputed layer's first norm reads the checkpointed input itself when it is fp32
         recomputed = per_layer - (4 * cfg.hidden if s == 4 else 0)
@@ -333,9 +371,15 @@ def estimate(cfg: ModelConfig, train: TrainSettings) -> Estimate:
         acts = int(cfg.layers * per_layer * tokens)
         if train.adapters:  # layer 0's first norm sees no grad before the first adapter
             acts -= (4 * cfg.hidden + 4) * tokens
+        forward_saved = acts
         terms.append(Term(f"activations ({cfg.layers} layers)", acts, (FORWARD, BACKWARD, LAYERS)))
     terms.append(Term("final norm", final_norm * tokens, (FORWARD, BACKWARD)))
-    terms.extend(_loss_terms(cfg, train))
+    data_forward = 0
+    if train.data_forward:  # saved like the first forward: every layer, the norm, the logits
+        data_forward = forward_saved + (final_norm + s * cfg.vocab) * tokens
+        name = "student forward on the data (sft_alpha, on-policy)"
+        terms.append(Term(name, data_forward, (FORWARD, BACKWARD)))
+    terms.extend(_loss_terms(cfg, train, data_forward))
 
     if train.device == "cuda":
         terms.append(Term("CUDA context", int(CUDA_CONTEXT_GB * GB), ALWAYS))

@@ -108,6 +108,16 @@ def _int_arg(args: dict[str, Any], key: str, default: int) -> int:
     return number
 
 
+def _float_arg(args: dict[str, Any], name: str, default: float) -> float:
+    value = args.get(name)
+    if value is None:
+        return default
+    try:
+        return float(str(value))
+    except ValueError:
+        raise EstimateError(f"args.{name}: expected a number, got {value!r}") from None
+
+
 def _bool(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on", "y", "t")
 
@@ -244,6 +254,8 @@ def recipe_inputs(recipe: Any) -> tuple[ModelConfig, TrainSettings]:
         grad_checkpointing=checkpointing,
         loss_chunk=loss_chunk,
         logits_kept=reference,
+        sft_alpha=_float_arg(args, "sft_alpha", 0.0),
+        on_policy=_float_arg(args, "lmbda", 0.5 if reference else 0.0) > 0,  # the trainer's default
         entropy_chunk=loss_chunk if reference else None,  # logged every log_every steps
         device="cpu" if device == "cpu" else "cuda",
     )
@@ -287,8 +299,9 @@ def resolve_gpu_gb(recipe: Any, gpu_gb: float | None = None) -> tuple[float | No
 
 
 def _arg_names(recipe: Any, change: dict[str, int]) -> dict[str, int]:
-    """The suggestion as `--set` keys: the recipe's own arg names (HF or reference trainer);
-    `args.<name>` for an arg the recipe does not set yet (a bare key must exist)."""
+    """The suggestion as recipe keys (what `adjust` takes): the recipe's own arg names (HF or
+    reference trainer); `args.<name>` for an arg the recipe does not set yet (`--set` adds it
+    as `+args.<name>`: format_report writes it so)."""
     hf = "per_device_train_batch_size" in recipe.args
     out: dict[str, int] = {}
     for key, value in change.items():
@@ -338,7 +351,11 @@ def format_report(
     lines.append(f"card: {gpu_gb:.3g} GB ({gpu_source}): {verdict}")
     if est.peak_gb > gpu_gb:
         if suggestion:
-            said = " ".join(f"--set {k}={v}" for k, v in suggestion.items())
+            # an arg the recipe does not set yet is added with `+` (a bare --set must exist)
+            said = " ".join(
+                f"--set {'+' if k.startswith('args.') else ''}{k}={v}"
+                for k, v in suggestion.items()
+            )
             lines.append(f"fits with: {said} (same effective batch)")
         else:
             margin = sum(t.bytes for t in est.terms if t.name == "allocator margin")

@@ -89,7 +89,10 @@ def test_long_sequences_do_not_fit_and_the_suggestion_does(tmp_path: Path) -> No
     change = result["suggestion"]
     assert change["micro_batch"] < 16
     assert change["micro_batch"] * change["args.grad_accum"] == 16  # not in the recipe yet
-    sets = [f"--set={k}={v}" for k, v in change.items()]
+    code, out, _ = ftmon_here("estimate", recipe, "--set", "seq_len=2048")
+    said = next(line for line in out.splitlines() if line.startswith("fits with: "))
+    assert f"--set +args.grad_accum={change['args.grad_accum']}" in said  # a new arg: `+`
+    sets = said.removeprefix("fits with: ").split(" (same effective batch)")[0].split()
     code, out, err = ftmon_here("estimate", recipe, "--set", "seq_len=2048", *sets)
     assert code == 0, out + err
     assert "fits" in out

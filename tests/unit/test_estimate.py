@@ -367,3 +367,83 @@ def test_shipped_recipes_estimate_or_say_why(path: Path) -> None:
         assert "\n" not in str(exc) and "config.json" in str(exc)
     else:
         assert result.peak_gb > 0 and "dominant term" in result.report
+
+
+def test_gkd_sft_alpha_on_the_same_logits_costs_nothing_more() -> None:
+    """GKD's sft_alpha cross-entropy shares the JSD's backward (one logits' gradient): on the
+    data's own responses the estimate is the same as without it."""
+    train = TrainSettings(method="gkd", micro_batch=4, seq_len=384, loss_chunk=128)
+    plain = estimate(QWEN, train)
+    with_ce = estimate(QWEN, replace(train, sft_alpha=1.0))
+    assert with_ce.peak_bytes == plain.peak_bytes and with_ce.phase_bytes == plain.phase_bytes
+    assert estimate(QWEN, replace(train, on_policy=True)).peak_bytes == plain.peak_bytes
+
+
+def test_gkd_on_policy_with_sft_alpha_adds_the_data_forward() -> None:
+    """On sampled responses the sft_alpha cross-entropy needs a second student forward on the
+    data: its activations, final norm and logits are alive until its backward, which runs
+    before the JSD's (so the loss backward is the larger of the CE's beside it and the JSD's)."""
+    train = TrainSettings(method="gkd", micro_batch=4, seq_len=384, loss_chunk=128, device="cpu")
+    both = replace(train, on_policy=True, sft_alpha=0.5)
+    e = estimate(QWEN, both)
+    btv = 4 * 384 * 151936
+    second = term(e, "student forward on the data")
+    assert second == term(e, "activations") + term(e, "final norm") + 2 * btv
+    plain = estimate(QWEN, train)
+    assert e.phase_bytes["forward end"] == plain.phase_bytes["forward end"] + second
+    per_chunk = 4 * 128 * 151936 * 4
+    ce_backward = 2 * btv + 2 * per_chunk  # the data logits' gradient (bf16) + CE's chunk
+    jsd_backward = 2 * btv + 12 * per_chunk
+    assert term(e, "loss backward") == max(ce_backward, jsd_backward - second)
+    assert e.peak_bytes >= plain.peak_bytes
+    off = replace(both, on_policy=False)
+    assert estimate(QWEN, off).peak_bytes == plain.peak_bytes
+
+
+def test_autocast_over_fp32_weights_keeps_an_fp32_residual_and_a_cast_per_linear() -> None:
+    """bf16 autocast over fp32 weights (the CPU, or a float32 checkpoint): the residual stream
+    and the norms' outputs stay fp32, and q, k, v (gate, up) each save their own bf16 cast of
+    the norm's output; LoRA's lora_A saves a bf16 cast of its input and gives a bf16 output."""
+    h, q, kv, inter, heads = 4096, 4096, 1024, 14336, 32
+    train = TrainSettings(micro_batch=1, seq_len=2048, weights_dtype="fp32")
+    by_hand = (
+        2 * (4 * h + 4)  # the two RMSNorm inputs in fp32 (+ rsqrt)
+        + 2 * 4 * h  # their normalised outputs, fp32 like the residual
+        + (3 + 2) * 2 * h  # a bf16 cast of the norm's output per linear that reads it
+        + 2 * (q + 2 * kv)
+        + 2 * q
+        + 4 * heads
+        + 3 * 2 * inter
+        + 2 * inter
+    )
+    assert sum(b for _, b in layer_saved(LLAMA, train)) == by_hand
+    fp32 = replace(train, compute_dtype="fp32")  # no autocast: one fp32 output per norm
+    saved = dict(layer_saved(LLAMA, fp32))
+    assert saved["attn norm output"] == saved["attn norm normalised"] == 4 * h
+    lora = replace(train, method="lora", lora_targets=("q_proj", "o_proj"))
+    lora_saved = dict(layer_saved(LLAMA, lora))
+    assert lora_saved["LoRA q_proj 16-bit cast of the input"] == 2 * h
+    assert lora_saved["LoRA o_proj lora_A output"] == 2 * 8
+    bf16_weights = dict(layer_saved(LLAMA, replace(lora, weights_dtype="bf16")))
+    assert bf16_weights["LoRA q_proj fp32 input"] == 4 * h  # PEFT's fp32 copy, no autocast
+
+
+def test_entropy_metric_holds_three_fp32_chunks_whatever_the_logits_dtype() -> None:
+    """The trainer's entropy metric holds a chunk's log_softmax, its exp and their product; the
+    fp32 copy of bf16 logits is freed before exp, so bf16 costs no fourth buffer."""
+    train = TrainSettings(micro_batch=4, seq_len=256, loss_chunk=64, entropy_chunk=64)
+    name = "loss buffers fp32 (one chunk or the entropy metric's)"
+    for dtype in ("bf16", "fp32"):
+        e = estimate(LLAMA, replace(train, weights_dtype=dtype, compute_dtype=dtype))
+        assert term(e, name) == 12 * 4 * 64 * 128256
+
+
+def test_gkd_settings_are_read_from_the_reference_trainers_args(tmp_path: Path) -> None:
+    """sft_alpha and lmbda (the trainer's default 0.5: on-policy) reach the estimate."""
+    base = "command: [python, -m, trainer]\nargs:\n  model: tiny\n  method: gkd\n"
+    _, default = recipe_inputs(recipe(tmp_path, base))
+    assert default.on_policy and default.sft_alpha == 0.0
+    _, off = recipe_inputs(recipe(tmp_path, base + "  lmbda: 0\n  sft_alpha: 1.0\n"))
+    assert not off.on_policy and off.sft_alpha == 1.0
+    with pytest.raises(EstimateError, match=r"args\.sft_alpha"):
+        recipe_inputs(recipe(tmp_path, base + "  sft_alpha: lots\n"))
