@@ -4,7 +4,7 @@
     ftmon scan train.log --json --min-severity error
 
 Exit codes: 0 nothing of at least --min-severity (default warning) found, 1 anomalies found,
-2 bad usage or an unreadable log.
+2 bad usage or an unreadable log (missing, or not text: a checkpoint given by mistake).
 """
 
 from __future__ import annotations
@@ -43,11 +43,10 @@ def run(args: argparse.Namespace) -> int:
     from supervisor.monitoring.watch import WatchSummary, scan_file
 
     path = check_log(args.log)
-    if not looks_like_text(path):
-        print(
-            f"ftmon: {args.log}: does not look like a text log (binary bytes near its start); "
-            "reading it anyway",
-            file=sys.stderr,
+    if not looks_like_text(path):  # a checkpoint scanned by mistake: "no anomalies" means nothing
+        raise UsageError(
+            f"{args.log}: does not look like a text log (binary bytes near its start); "
+            "give the training log, e.g. logs/RUN/output.log"
         )
     monitor = build_monitor(args, watch_settings(args.set))
     minimum = Severity[args.min_severity.upper()]

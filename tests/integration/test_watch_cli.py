@@ -389,16 +389,18 @@ def test_a_monitor_failure_on_one_batch_does_not_end_the_scan(tmp_path: Path, ca
     assert [e.lineno for e in events if isinstance(e, Anomaly) and e.rule == "nan"] == [3]
 
 
-def test_scan_warns_when_the_file_is_not_a_text_log(tmp_path: Path, capsys) -> None:
-    """Scanning a checkpoint by mistake says it does not look like a log (its findings mean
-    little); a Latin-1 log scans quietly, exit 0; an empty one points at --watch."""
+def test_scan_refuses_a_file_that_is_not_a_text_log(tmp_path: Path, capsys) -> None:
+    """Scanning a checkpoint by mistake is exit 2 with one line saying it does not look like a
+    log (no "no anomalies" that would mean nothing); a Latin-1 log scans quietly, exit 0; an
+    empty one points at --watch."""
     from supervisor.cli.main import main
 
     binary = tmp_path / "model.bin"
     binary.write_bytes(bytes(range(256)) * 64)
-    main(["scan", str(binary)])
+    assert main(["scan", str(binary)]) == 2
     out, err = capsys.readouterr()
-    assert "does not look like a text log" in err and "-- summary --" in out
+    assert "does not look like a text log" in err and len(err.strip().splitlines()) == 1
+    assert "-- summary --" not in out
     empty = tmp_path / "empty.log"
     empty.write_bytes(b"")
     latin = tmp_path / "latin.log"
