@@ -154,7 +154,10 @@ def history_cmd(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     runs = history.runs(limit=args.n) if history is not None else []
     if args.json:
-        print(json.dumps([_record_json(r) for r in runs], indent=2))
+        from supervisor.report.metrics import latest_json
+
+        rows = [{**_record_json(r), "metrics": latest_json(history, r.id)} for r in runs]
+        print(json.dumps(rows, indent=2))
         return EXIT_OK
     if not runs:
         where = logs_dir_of(args) / "ftmon.db"
@@ -182,6 +185,8 @@ def history_cmd(args: argparse.Namespace) -> int:
 
 
 def show_cmd(args: argparse.Namespace) -> int:
+    from supervisor.report.metrics import run_metrics
+
     history = _open(args)
     rec = _resolve(history, args.run_ref) if history is not None else None
     if rec is None:
@@ -211,6 +216,7 @@ def show_cmd(args: argparse.Namespace) -> int:
         data["children"] = [
             {"id": c.id, "reason": c.reason_started, "changes": list(c.changes)} for c in children
         ]
+        data["metrics"] = run_metrics(history, rec.id).to_json()
         print(json.dumps(data, indent=2))
         return EXIT_OK
     out = [f"run       {rec.id}  ({rec.name}, attempt {rec.attempt})"]
@@ -250,6 +256,7 @@ def show_cmd(args: argparse.Namespace) -> int:
     for c in children:
         why = c.reason_started or "-"
         out.append(f"    child:  {c.id}  ({why})")
+    out += run_metrics(history, rec.id).lines()  # last: what people look for first
     print("\n".join(out))
     return EXIT_OK
 

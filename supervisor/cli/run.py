@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from supervisor.recipe.model import Recipe
+    from supervisor.report.progress import Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -109,9 +110,14 @@ class Printer:
         self.ended: dict[str, tuple[str, str]] = {}
         self.changes: dict[str, tuple[str, ...]] = {}
         self.chain_stopped = ""
+        self.progress: Progress | None = None  # made on the first metric (tty or not)
+        self._drawn = False  # a progress line is on the terminal, to be cleared first
 
     def line(self, text: str) -> None:
         try:
+            if self._drawn:
+                self._drawn = False
+                text = "\r\x1b[K" + text
             print(text, file=self.out or sys.stdout, flush=True)
         except BrokenPipeError:
             # `ftmon run ... | head`: the reader left; supervising goes on, printing stops.
@@ -121,8 +127,11 @@ class Printer:
         from supervisor.runs import events as ev
         from supervisor.runs.plan import shell_join
 
-        if isinstance(event, ev.RunStarted):
+        if isinstance(event, ev.MetricsObserved):
+            self._show_progress(event.run_id, event.events)
+        elif isinstance(event, ev.RunStarted):
             self.started.append(event.run_id)
+            self._progress().started(event.run_id, event.argv)
             how = "reattached" if event.reattached else f"started (attempt {event.attempt})"
             if event.pid == 0 and not event.reattached:  # the end line below says why
                 how = f"could not be started (attempt {event.attempt})"
@@ -150,6 +159,34 @@ class Printer:
         elif isinstance(event, ev.ChainStopped):
             self.chain_stopped = event.reason
             self.line(f"{event.run_id}: chain stopped: {event.reason}")
+
+    def _progress(self) -> Progress:
+        if self.progress is None:
+            from supervisor.report.progress import Progress
+
+            stream = self.out or sys.stdout
+            self.progress = Progress(tty=bool(getattr(stream, "isatty", bool)()))
+        return self.progress
+
+    def _show_progress(self, run_id: str, events: tuple[object, ...]) -> None:
+        """A terminal redraws one line in place; a file or pipe gets plain periodic lines."""
+        progress = self._progress()
+        text = progress.update(run_id, events)
+        if text is None:
+            return
+        if not progress.tty:
+            self.line(text)
+            return
+        import shutil
+
+        width = shutil.get_terminal_size().columns - 1
+        try:
+            stream = self.out or sys.stdout
+            stream.write("\r\x1b[K" + text[:width])
+            stream.flush()
+            self._drawn = True
+        except BrokenPipeError:
+            self.out = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the printer)
 
     def summary(self) -> None:
         self.line("summary:")

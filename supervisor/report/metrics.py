@@ -31,7 +31,7 @@ def sparkline(values: Sequence[float], width: int = 24) -> str:
         elif span <= 0:
             out.append(BARS[len(BARS) // 2])
         else:
-            out.append(BARS[min(len(BARS) - 1, int((v - lo) / span * len(BARS)))])
+            out.append(BARS[round((v - lo) / span * (len(BARS) - 1))])
     return "".join(out)
 
 
@@ -105,3 +105,16 @@ def run_metrics(history: Any, run_id: str) -> RunMetrics:
             for kind, name in order
         ),
     )
+
+
+def latest_json(history: Any, run_id: str) -> dict[str, Any]:
+    """`history --json`'s metrics of a run: the last step and the newest value of each name
+    (one query, no series)."""
+    latest = history.latest_metrics(run_id)
+    steps = [m.step for m in latest.values() if m.step is not None]
+    return {
+        "last_step": max(steps) if steps else None,
+        "latest": {
+            n: (m.value if math.isfinite(m.value) else str(m.value)) for n, m in latest.items()
+        },
+    }

@@ -1,0 +1,51 @@
+"""The headless progress line: what it shows and when a non-terminal gets a new one."""
+
+from __future__ import annotations
+
+from supervisor.events import Eval, Metric
+from supervisor.report.metrics import sparkline
+from supervisor.report.progress import Progress, total_steps
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_total_comes_from_the_commands_steps_flag() -> None:
+    assert total_steps(["python", "-m", "trainer", "--steps", "300"]) == 300
+    assert total_steps(["train.py", "--max_steps=50"]) == 50
+    assert total_steps(["train.py", "--lr", "1"]) is None
+
+
+def test_line_has_step_of_total_loss_val_loss_tokens_and_eta() -> None:
+    clock = Clock()
+    p = Progress(tty=True, clock=clock)
+    p.started("r1", ["t", "--steps", "100"])
+    p.update("r1", [Metric(1, 0.0, {"loss": 3.0, "tok_s": 12_345.0}, step=10)])
+    clock.now += 10.0  # 10 more steps in 10 s: 1 step/s, 80 steps left
+    line = p.update(
+        "r1", [Metric(2, 0.0, {"loss": 2.5}, step=20), Eval(3, 0.0, {"val_loss": 2.7}, step=20)]
+    )
+    assert line == "r1  step 20/100  loss 2.5  val 2.7  tok/s 12.3k  ETA 1m20s"
+
+
+def test_a_file_gets_a_line_per_period_and_per_evaluation_only() -> None:
+    clock = Clock()
+    p = Progress(tty=False, every_secs=30.0, clock=clock)
+    p.started("r1", [])
+    assert p.update("r1", [Metric(1, 0.0, {"loss": 3.0}, step=1)]) == "r1  step 1  loss 3"
+    clock.now += 5
+    assert p.update("r1", [Metric(2, 0.0, {"loss": 2.9}, step=2)]) is None
+    assert p.update("r1", [Eval(3, 0.0, {"val_loss": 2.8}, step=2)]) is not None
+    clock.now += 31
+    assert p.update("r1", [Metric(4, 0.0, {"loss": 2.0}, step=9)]) == "r1  step 9  loss 2  val 2.8"
+
+
+def test_sparkline_scales_between_min_and_max_and_marks_non_finite() -> None:
+    assert sparkline([1.0, 2.0, 3.0, 4.0]) == "▁▃▆█"
+    assert sparkline([5.0, float("nan"), 1.0]) == "█!▁"
+    assert len(sparkline([float(i) for i in range(100)], width=24)) == 24
