@@ -1,8 +1,11 @@
 """The history database: every run ftmon started, what it found in them and what it did.
 
 One SQLite file (default `logs/ftmon.db`, see `default_logs_dir`) in WAL mode, so that the TUI
-and a headless `ftmon run` can use it at the same time: every write is one short transaction and
-a busy database is waited for (`busy_timeout`), never an error. A run's row is written when it
+and a headless `ftmon run` can use it at the same time: every write is one short transaction.
+A write that finds the database locked past a short wait, or failing, is never dropped nor
+raised: it waits in order (store/pending.py: memory, then a file in the run's folder) and a
+writer thread stores it when the lock clears; `backlog()` says how far behind the history is,
+and `close()` waits for it. A run's row is written when it
 is launched and updated as it goes, so a run whose supervisor died keeps its row, its pid and
 the byte offset read so far (which is how `ftmon attach` resumes).
 
@@ -12,16 +15,20 @@ redacted (`plan.redact_env`); this module stores what it is given.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from supervisor.events import Action, Anomaly, Severity
 from supervisor.runs.events import StateChanged
+from supervisor.store.pending import Backlog, PendingWrites, Statement, Write
 
 # The schema, the row types and their decoding live in history_schema.py; imported here so that
 # `from supervisor.store.history import RunRecord, HistoryError, ...` keeps working.
@@ -35,14 +42,22 @@ from supervisor.store.schema import (  # noqa: F401
     NotifyFailure,
     RunEnd,
     RunRecord,
+    StateRow,
     SweepMemberRow,
     SweepRecord,
-    StateRow,
     loads_json,
     metric_rows,
     migrate,
     record_from_row,
 )
+
+log = logging.getLogger("ftmon.history")
+# How long a queued write waits for the lock before it queues (on the caller's thread, which
+# may be the event loop) and how long each retry of the writer thread waits.
+WRITE_WAIT_MS = 200
+RETRY_WAIT_MS = 1000
+# How long `close()` waits for a locked database before leaving the rest in spill files.
+CLOSE_WAIT_SECS = 600.0
 
 
 def default_logs_dir() -> Path:
@@ -60,9 +75,15 @@ class History:
 
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = Path(path)
+        self.busy_timeout_ms = int(busy_timeout_ms)
+        self._pending = PendingWrites()
+        self._run_dirs: dict[str, Path] = {}
+        self._writer: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._closing = False
         folder = self.path.parent
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # private when ftmon makes it
         except OSError as exc:  # a file where the logs folder should be, a read-only disk
             what = "is a file, not a folder" if folder.is_file() else (exc.strerror or str(exc))
             raise HistoryError(
@@ -71,6 +92,8 @@ class History:
             ) from exc
         self._lock = threading.RLock()
         try:
+            if not self.path.exists():  # created 0600: SQLite gives its -wal and -shm the same
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             self._db = sqlite3.connect(
                 self.path, timeout=busy_timeout_ms / 1000, isolation_level=None,
                 check_same_thread=False,
@@ -89,14 +112,45 @@ class History:
     def in_logs_dir(cls, logs_dir: Path | str) -> History:
         return cls(Path(logs_dir) / DB_NAME)
 
-    def close(self) -> None:
+    def close(self, wait_secs: float = CLOSE_WAIT_SECS) -> Backlog:
+        """Write what waits (for up to `wait_secs` while the database stays locked), then close.
+        Returns what could not be written: it is left in spill files, never dropped."""
+        deadline = time.monotonic() + wait_secs
+        if self._pending:
+            log.warning("ftmon: %s; waiting for %s", self._pending.backlog().describe(), self.path)
+        while self._pending and time.monotonic() < deadline and self._writer is not None:
+            self._wake.set()
+            time.sleep(0.05)
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None:
+            self._writer.join()
+        left = self._pending.backlog()
+        if left.behind:  # still locked: what waits in memory goes to disk, for a later ftmon
+            self._pending.spill_memory(self._spill_dir)
+            left = self._pending.backlog()
+            log.warning("ftmon: %s: left unwritten (%s)", self.path, left.describe())
         with self._lock:
             self._db.close()
+        return left
+
+    def backlog(self) -> Backlog:
+        """How far behind the database is (rows waiting, spilled, since when, why)."""
+        return self._pending.backlog()
+
+    @property
+    def behind(self) -> bool:
+        return bool(self._pending)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction; BEGIN IMMEDIATE takes the write lock up front so that
-        two processes wait for each other instead of failing on upgrade."""
+        two processes wait for each other instead of failing on upgrade. Writes still waiting
+        (see `_write`) go first, so that nothing overtakes them."""
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while self._pending and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.01)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -105,6 +159,95 @@ class History:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _write(self, run_id: str | None, statements: list[Statement], rows: int = 1) -> None:
+        """Store `statements` in one transaction, or queue them behind those already waiting
+        when the database is locked or failing: never raises for that, never drops them."""
+        write = Write(run_id, tuple(statements), rows)
+        if not self._pending:
+            with self._lock:
+                try:
+                    self._db.execute(f"PRAGMA busy_timeout = {WRITE_WAIT_MS}")
+                    self._db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    self._queue(write, str(exc))
+                    return
+                finally:
+                    self._db.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+                try:
+                    _run(self._db, [write])
+                    self._db.execute("COMMIT")
+                    return
+                except sqlite3.OperationalError as exc:
+                    with _suppress_sqlite():
+                        self._db.execute("ROLLBACK")
+                    self._queue(write, str(exc))
+                    return
+                except BaseException:
+                    with _suppress_sqlite():
+                        self._db.execute("ROLLBACK")
+                    raise
+        self._queue(write, "")
+
+    def _queue(self, write: Write, error: str) -> None:
+        was_behind = bool(self._pending)
+        self._pending.add(write, self._spill_dir(write.run_id))
+        if error:
+            self._pending.error = error
+        if not was_behind:
+            log.warning("ftmon: history is behind (%s): writes wait for %s", error, self.path)
+        if self._writer is None:
+            self._writer = threading.Thread(
+                target=self._write_behind, name="ftmon-history", daemon=True
+            )
+            self._writer.start()
+        self._wake.set()
+
+    def _spill_dir(self, run_id: str | None) -> Path:
+        """Where a waiting write of `run_id` spills: its run folder, else the logs folder."""
+        if run_id is not None and run_id not in self._run_dirs:
+            with _suppress_sqlite():
+                rows = self._query("SELECT run_dir FROM runs WHERE id = ?", (run_id,))
+                if rows and rows[0][0] and Path(rows[0][0]).is_dir():
+                    self._run_dirs[run_id] = Path(rows[0][0])
+        return self._run_dirs.get(run_id or "", self.path.parent)
+
+    def _write_behind(self) -> None:
+        """The writer thread: its own connection, retried until the queue is empty."""
+        db = sqlite3.connect(self.path, timeout=RETRY_WAIT_MS / 1000, isolation_level=None)
+        rows = 0
+        try:
+            while True:
+                self._wake.wait(0.25)
+                self._wake.clear()
+                writes = self._pending.take()
+                if not writes:
+                    if self._closing:
+                        return
+                    continue
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    _run(db, writes)
+                    db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    with _suppress_sqlite():
+                        db.execute("ROLLBACK")
+                    self._pending.failed(writes, str(exc))
+                    if self._closing:
+                        return
+                    continue
+                rows += sum(w.rows for w in writes)
+                since = self._pending.backlog().since
+                self._pending.done(writes)
+                if not self._pending:
+                    late = time.time() - since if since is not None else 0.0
+                    log.warning(
+                        "ftmon: history caught up: %d row(s) written up to %.1f s late to %s",
+                        rows, late, self.path,
+                    )  # fmt: skip
+                    rows = 0
+        finally:
+            db.close()
 
     def _migrate(self) -> None:
         with self._tx() as db:
@@ -134,8 +277,11 @@ class History:
         status: str = "running",
     ) -> None:
         """Record a run at launch (env and recipe_yaml must already be redacted)."""
-        with self._tx() as db:
-            db.execute(
+        if run_dir:
+            self._run_dirs[run_id] = Path(run_dir)
+        self._write(
+            run_id,
+            [(
                 "INSERT INTO runs (id, name, parent_id, attempt, reason_started, recipe_yaml,"
                 " argv_json, cwd, env_json, run_dir, pid, proc_start_time, log_path, started_at,"
                 " status, base_fingerprint_json, changes_json)"
@@ -147,12 +293,12 @@ class History:
                     json.dumps(base_fingerprint) if base_fingerprint is not None else "",
                     json.dumps(list(changes)),
                 ),
-            )  # fmt: skip
+            )],
+        )  # fmt: skip
 
     def set_status(self, run_id: str, status: str) -> None:
         """ "running" / "paused" while the run lives; use `finish_run` to end it."""
-        with self._tx() as db:
-            db.execute("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))
+        self._write(run_id, [("UPDATE runs SET status = ? WHERE id = ?", (status, run_id))])
 
     def finish_run(
         self,
@@ -164,12 +310,14 @@ class History:
         signal: int | None = None,
         reason: str = "",
     ) -> None:
-        with self._tx() as db:
-            db.execute(
+        self._write(
+            run_id,
+            [(
                 "UPDATE runs SET status = ?, ended_at = ?, returncode = ?, signal = ?,"
                 " end_reason = ?, owner_pid = NULL, owner_start = NULL WHERE id = ?",
                 (status, ended_at, returncode, signal, reason, run_id),
-            )
+            )],
+        )  # fmt: skip
 
     def claim(
         self, run_id: str, pid: int, start: float, alive: Callable[[int, float], bool]
@@ -196,12 +344,14 @@ class History:
 
     def release(self, run_id: str, pid: int) -> None:
         """`pid` no longer supervises `run_id` (it detached); another may attach."""
-        with self._tx() as db:
-            db.execute(
+        self._write(
+            run_id,
+            [(
                 "UPDATE runs SET owner_pid = NULL, owner_start = NULL"
                 " WHERE id = ? AND owner_pid = ?",
                 (run_id, pid),
-            )
+            )],
+        )  # fmt: skip
 
     def record_batch(
         self,
@@ -212,44 +362,39 @@ class History:
         lineno: int | None = None,
     ) -> None:
         """Metrics of one batch of lines and the offset just past them, in ONE transaction:
-        either both are stored or neither, so a resumed reader never stores a line twice."""
+        either both are stored or neither, so a resumed reader never stores a line twice. A
+        locked database queues the batch (see `_write`)."""
         rows = metric_rows(run_id, events)
-        with self._tx() as db:
-            if rows:
-                db.executemany(
-                    "INSERT INTO metrics (run_id, step, name, value, ts, lineno, kind)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(r.run_id, r.step, r.name, r.value, r.ts, r.lineno, r.kind) for r in rows],
-                )
-            if offset is not None and lineno is not None:
-                db.execute(
-                    "UPDATE runs SET offset = ?, lineno = ? WHERE id = ?",
-                    (offset, lineno, run_id),
-                )
+        statements: list[Statement] = []
+        if rows:
+            statements.append((
+                "INSERT INTO metrics (run_id, step, name, value, ts, lineno, kind)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(r.run_id, r.step, r.name, r.value, r.ts, r.lineno, r.kind) for r in rows],
+                True,
+            ))  # fmt: skip
+        if offset is not None and lineno is not None:
+            statements.append(
+                ("UPDATE runs SET offset = ?, lineno = ? WHERE id = ?", (offset, lineno, run_id))
+            )
+        if statements:
+            self._write(run_id, statements, rows=max(1, len(rows)))
 
     def add_anomaly(self, run_id: str, anomaly: Anomaly) -> None:
-        with self._tx() as db:
-            db.execute(
+        self._write(
+            run_id,
+            [(
                 "INSERT INTO anomalies (run_id, ts, rule, severity, message, lineno,"
                 " evidence_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id, anomaly.ts, anomaly.rule, str(anomaly.severity), anomaly.message,
                     anomaly.lineno, json.dumps(list(anomaly.evidence)),
                 ),
-            )  # fmt: skip
+            )],
+        )  # fmt: skip
 
     def add_action(self, run_id: str, action: Action) -> None:
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO actions (run_id, ts, kind, rule, detail, ok, extra_json)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id, action.ts, action.kind, action.rule, action.detail,
-                    1 if action.ok else 0, json.dumps(action.extra, default=str),
-                ),
-            )  # fmt: skip
-
-    # --- reading --------------------------------------------------------------------------
+        self._write(run_id, [_action_statement(run_id, action)])
 
     # --- run states and decisions (supervisor/runs/state.py) ------------------------------
 
@@ -267,29 +412,34 @@ class History:
         row, `runs.status`, and whichever of these caused or came with it: the action taken,
         a decision journaled (`decide`; its id is returned), a decision marked done (`done`,
         with `outcome`), the end of the run (`end`: exit status and reason; the owner let go)."""
-        with self._tx() as db:
-            db.execute(
+        # Without a decision to journal (whose id the caller needs now), a locked database
+        # queues the change behind the rows already waiting (`_write`): never lost, in order.
+        statements: list[Statement] = [
+            (
                 "INSERT INTO run_states (run_id, ts, old, new, cause, rule)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (change.run_id, change.ts, change.old, change.new, change.cause, change.rule),
-            )
-            db.execute("UPDATE runs SET status = ? WHERE id = ?", (change.new, change.run_id))
-            if action is not None:
-                self._insert_action(db, change.run_id, action)
-            if done is not None:
-                db.execute(
-                    "UPDATE decisions SET done_at = ?, outcome = ?"
-                    " WHERE id = ? AND done_at IS NULL",
-                    (change.ts, outcome, done),
-                )
-            if end is not None:
-                db.execute(
-                    "UPDATE runs SET ended_at = ?, returncode = ?, signal = ?, end_reason = ?,"
-                    " owner_pid = NULL, owner_start = NULL WHERE id = ?",
-                    (change.ts, end.returncode, end.signal, end.reason, change.run_id),
-                )
-            if decide is None:
-                return None
+            ),
+            ("UPDATE runs SET status = ? WHERE id = ?", (change.new, change.run_id)),
+        ]
+        if action is not None:
+            statements.append(_action_statement(change.run_id, action))
+        if done is not None:
+            statements.append((
+                "UPDATE decisions SET done_at = ?, outcome = ? WHERE id = ? AND done_at IS NULL",
+                (change.ts, outcome, done),
+            ))  # fmt: skip
+        if end is not None:
+            statements.append((
+                "UPDATE runs SET ended_at = ?, returncode = ?, signal = ?, end_reason = ?,"
+                " owner_pid = NULL, owner_start = NULL WHERE id = ?",
+                (change.ts, end.returncode, end.signal, end.reason, change.run_id),
+            ))  # fmt: skip
+        if decide is None:
+            self._write(change.run_id, statements)
+            return None
+        with self._tx() as db:
+            _run(db, [Write(change.run_id, tuple(statements))])
             cur = db.execute(
                 "INSERT INTO decisions (run_id, ts, kind, rule, reason, recipe_yaml, changes_json)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -332,14 +482,9 @@ class History:
 
     @staticmethod
     def _insert_action(db: sqlite3.Connection, run_id: str, action: Action) -> None:
-        db.execute(
-            "INSERT INTO actions (run_id, ts, kind, rule, detail, ok, extra_json)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                run_id, action.ts, action.kind, action.rule, action.detail,
-                1 if action.ok else 0, json.dumps(action.extra, default=str),
-            ),
-        )  # fmt: skip
+        db.execute(*_action_statement(run_id, action))
+
+    # --- reading --------------------------------------------------------------------------
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -555,4 +700,29 @@ def _sweep_from_row(r: sqlite3.Row) -> SweepRecord:
     return SweepRecord(
         r["id"], r["name"], float(r["created_at"]), r["recipe_yaml"], r["cwd"],
         tuple(str(k) for k in keys) if isinstance(keys, list) else (), r["replay_of"],
+    )  # fmt: skip
+
+
+def _run(db: sqlite3.Connection, writes: Iterable[Write]) -> None:
+    """The statements of `writes`, in order, inside the caller's transaction."""
+    for write in writes:
+        for statement in write.statements:
+            if len(statement) == 3:
+                db.executemany(statement[0], statement[1])
+            else:
+                db.execute(statement[0], statement[1])
+
+
+def _suppress_sqlite() -> contextlib.AbstractContextManager[None]:
+    return contextlib.suppress(sqlite3.Error)
+
+
+def _action_statement(run_id: str, action: Action) -> Statement:
+    return (
+        "INSERT INTO actions (run_id, ts, kind, rule, detail, ok, extra_json)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            run_id, action.ts, action.kind, action.rule, action.detail,
+            1 if action.ok else 0, json.dumps(action.extra, default=str),
+        ),
     )  # fmt: skip
