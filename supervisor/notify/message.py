@@ -16,6 +16,7 @@ from typing import Any
 
 from supervisor.events import Anomaly, Severity
 from supervisor.redaction import is_secret
+from supervisor.redaction import redact_text as redact_by_shape
 from supervisor.runs import events as ev
 
 MAX_EVIDENCE = 5
@@ -88,11 +89,13 @@ def secret_values(environ: dict[str, str] | None = None) -> list[tuple[str, str]
 
 
 def redact_text(text: str, secrets: list[tuple[str, str]]) -> str:
-    """`text` with every secret value written as `<redacted:NAME>`."""
+    """`text` with every credential by its shape (`redaction.redact_text`: URL user info,
+    `hf_...`, `sk-...`, ...) and every value of a secret-named variable of ftmon's environment
+    (as `<redacted:NAME>`) hidden."""
     for name, value in secrets:
         if value in text:
             text = text.replace(value, f"<redacted:{name}>")
-    return text
+    return redact_by_shape(text)
 
 
 def redacted(notice: Notice, secrets: list[tuple[str, str]]) -> Notice:
