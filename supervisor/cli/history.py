@@ -269,6 +269,11 @@ def replay_cmd(args: argparse.Namespace) -> int:
     from supervisor.runs.replay import recorded_recipe
 
     history = _open(args)
+    sweep = history.sweep(args.run_ref) if history is not None else None
+    if sweep is not None:  # `ftmon replay SWEEP` runs the whole study again
+        from supervisor.cli.sweep import replay_sweep
+
+        return replay_sweep(args, history, sweep)
     rec = _resolve(history, args.run_ref) if history is not None else None
     if rec is None:
         return EXIT_USAGE

@@ -1,0 +1,87 @@
+"""The sweep queue with real supervised processes: GPU placement through a fake NVML (this
+machine has no GPU; the seam is the device list), a member too large for every GPU refused with
+its estimate, and `ftmon replay SWEEP` running the study again."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from supervisor.recipe.model import load_recipe
+from supervisor.runs.supervise import Supervisor
+from supervisor.store.history import History, SweepRecord
+from supervisor.sweep.expand import expand
+from supervisor.sweep.queue import GB, GpuCapacity, SweepQueue
+from tests.conftest import ftmon
+from tests.programs.recipes import write_recipe
+
+
+class FakeNvml:
+    def __init__(self, devices: dict[int, tuple[float, float]]) -> None:
+        self.devices = devices  # GB used, GB total
+
+    def memory(self) -> dict[int, tuple[int, int]]:
+        return {i: (int(u * GB), int(t * GB)) for i, (u, t) in self.devices.items()}
+
+
+async def test_members_go_to_a_gpu_that_fits_and_one_too_large_is_refused(tmp_path: Path) -> None:
+    recipe = load_recipe(write_recipe(
+        tmp_path, "count_steps.py", name="gpu-sweep", args={"steps": 5, "interval": 0.02},
+        sweep={"grid": {"steps": [5, 6, 7]}},
+    ))  # fmt: skip
+    members = expand(recipe)
+    estimates = {"gpu-sweep-1": 20.0, "gpu-sweep-2": 100.0, "gpu-sweep-3": 20.0}
+    history = History.in_logs_dir(tmp_path / "logs")
+    history.add_sweep(SweepRecord("sweep-t", "gpu-sweep", 0.0, "", "", ("steps",), None),
+                      [(m.index, m.values) for m in members])  # fmt: skip
+    sup = Supervisor(history, tmp_path / "logs", lambda event: None)
+    recorded: list[tuple[int, str, str]] = []
+
+    def record(member, status, run_id, detail):  # type: ignore[no-untyped-def]
+        recorded.append((member.index, status, detail))
+        history.set_sweep_member("sweep-t", member.index, status=status, run_id=run_id,
+                                 detail=detail)  # fmt: skip
+
+    # GPU 0 is nearly full (another user's job); GPU 1 is free but holds one 20 GB member.
+    capacity = GpuCapacity(FakeNvml({0: (70.0, 80.0), 1: (0.0, 24.0)}))
+    queue = SweepQueue(sup, capacity, sweep_id="sweep-t", record=record,
+                       estimate=lambda r: estimates[r.name], poll_secs=0.05)  # fmt: skip
+    outcomes = await queue.run(members)
+    await sup.close()
+
+    assert [o.status for o in outcomes] == ["finished", "refused", "finished"]
+    assert outcomes[1].detail == (
+        "does not fit: the memory estimate is 100.0 GB and the largest GPU has 80.0 GB"
+    )
+    first, third = (history.get(outcomes[i].run_id or "") for i in (0, 2))
+    assert first is not None and third is not None
+    assert first.env["CUDA_VISIBLE_DEVICES"] == "1" == third.env["CUDA_VISIBLE_DEVICES"]
+    assert first.ended_at is not None and third.started_at >= first.ended_at  # it waited
+    rows = {m.member: m for m in history.sweep_members("sweep-t")}
+    assert rows[2].status == "refused" and "100.0 GB" in rows[2].detail
+    history.close()
+
+
+def test_replay_of_a_sweep_runs_every_member_again(tmp_path: Path) -> None:
+    recipe = write_recipe(
+        tmp_path, "count_steps.py", name="tiny-study", args={"steps": 3, "interval": 0.01},
+        sweep={"grid": {"steps": [2, 3]}, "max_parallel": 2},
+    )  # fmt: skip
+    logs = str(tmp_path / "logs")
+    first = ftmon("sweep", str(recipe), "--logs-dir", logs)
+    assert first.returncode == 0, first.stdout + first.stderr
+    db = sqlite3.connect(Path(logs) / "ftmon.db")
+    (old,) = db.execute("SELECT id FROM sweeps").fetchone()
+    again = ftmon("replay", old, "--logs-dir", logs)
+    assert again.returncode == 0, again.stdout + again.stderr
+    new, replay_of = db.execute("SELECT id, replay_of FROM sweeps WHERE id != ?", (old,)).fetchone()
+    assert replay_of == old
+    members = db.execute(
+        "SELECT m.values_json, r.status FROM sweep_members m JOIN runs r ON r.id = m.run_id"
+        " WHERE m.sweep_id = ? ORDER BY m.member", (new,),
+    ).fetchall()  # fmt: skip
+    assert [(json.loads(v), s) for v, s in members] == [
+        ({"steps": 2}, "finished"), ({"steps": 3}, "finished"),
+    ]  # fmt: skip
+    assert f"ftmon compare {new}" in again.stdout
