@@ -45,7 +45,12 @@ class FtmonApp(App[int]):
         force: bool = False,
         recipes_dir: Path | str = "recipes",
         reattach: bool = True,
+        history: History | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
+        """`history` and `supervisor` are made for `logs_dir` unless given (tests inject them:
+        a supervisor with a fake executor, a history another process writes); an injected
+        supervisor reports its events to this app."""
         super().__init__()
         self.logs_dir = Path(logs_dir) if logs_dir is not None else default_logs_dir()
         self.recipes_dir = Path(recipes_dir)
@@ -54,9 +59,12 @@ class FtmonApp(App[int]):
         self.reattach = reattach
         self.book = RunBook()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.history = History.in_logs_dir(self.logs_dir)
+        self.history = history if history is not None else History.in_logs_dir(self.logs_dir)
         self.bridge = Bridge(self)
-        self.supervisor = Supervisor(self.history, self.logs_dir, self.bridge)
+        if supervisor is None:
+            supervisor = Supervisor(self.history, self.logs_dir, self.bridge)
+        supervisor.on_event = self.bridge
+        self.supervisor = supervisor
         self.main_screen = MainScreen()
         self.started = False  # set once reattach and the first launch are done
 

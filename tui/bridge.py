@@ -28,6 +28,7 @@ from supervisor.runs.events import (
     RunRelaunched,
     RunResumed,
     RunStarted,
+    StateChanged,
 )
 
 
@@ -98,6 +99,10 @@ class ChainEnded(RunEventMessage):
     """The policy wanted a relaunch and could not (`ChainStopped`)."""
 
 
+class RunStateChanged(RunEventMessage):
+    """The run moved to another state (`StateChanged`: runs/state.py's RunState values)."""
+
+
 _MESSAGES: dict[type, Callable[[RunEvent], RunEventMessage]] = {
     RunStarted: RunLaunched,
     ResourcesObserved: ResourcesSampled,
@@ -108,6 +113,7 @@ _MESSAGES: dict[type, Callable[[RunEvent], RunEventMessage]] = {
     RunEnded: RunFinished,
     RunRelaunched: RunWasRelaunched,
     ChainStopped: ChainEnded,
+    StateChanged: RunStateChanged,
 }
 
 

@@ -23,7 +23,9 @@ from supervisor.runs.events import (
     RunRelaunched,
     RunResumed,
     RunStarted,
+    StateChanged,
 )
+from supervisor.runs.state import END_STATES, LIVE_STATES
 from supervisor.store.history import MetricRow, RunRecord
 
 # The series the plots know, in the order they are drawn; anything else is not plotted.
@@ -44,7 +46,7 @@ class RunView:
     argv: tuple[str, ...] = ()
     log_path: str = ""
     pid: int | None = None
-    status: str = "running"  # running | paused | finished | failed | killed | detached
+    status: str = "running"  # a RunState value (runs/state.py), or "detached"
     reason: str = ""  # why it is paused or why it ended
     changes: tuple[str, ...] = ()  # the adjustment that made this relaunch
     series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
@@ -53,7 +55,7 @@ class RunView:
 
     @property
     def live(self) -> bool:
-        return self.status in ("running", "paused")
+        return self.status in _LIVE
 
     def add_point(self, name: str, x: float, y: float) -> None:
         if not math.isfinite(y):
@@ -194,6 +196,11 @@ class RunBook:
                     event.ts, event.parent_id, "relaunched", text, Severity.WARNING, "relaunch"
                 )
             )
+        elif isinstance(event, StateChanged):
+            # The end is told by RunEnded (with its reason); a live state is the run's status.
+            view = self.runs.get(event.run_id)
+            if view is not None and event.new not in _ENDED and view.status not in _ENDED:
+                view.status = event.new
         elif isinstance(event, ChainStopped):
             items.append(
                 self._item(event.ts, event.run_id, "stopped", event.reason, Severity.ERROR,
@@ -243,9 +250,10 @@ class RunBook:
     def _action(self, run_id: str, action: Action) -> list[FeedItem]:
         # Each action that worked has its own line already: an alert is its anomaly, a pause,
         # resume, kill or relaunch is the RunPaused / RunResumed / RunEnded / RunRelaunched it
-        # caused. Only one that failed adds a line here (the history keeps them all).
-        if action.ok or action.detail.startswith("chain stopped:"):
-            return []  # a chain that stopped is said by ChainStopped
+        # caused. Only one that failed adds a line here (the history keeps them all); a
+        # relaunch that did not happen is said by its ChainStopped.
+        if action.ok or action.kind == "relaunch":
+            return []
         text = f"on {action.rule} failed: {action.detail}" if action.detail else "failed"
         return [self._item(action.ts, run_id, "action", text, Severity.ERROR, action.kind)]
 
@@ -273,6 +281,10 @@ class RunBook:
         if all(r.name == view.name for r in self.runs.values()):
             return f"#{view.attempt}"
         return f"{view.name} #{view.attempt}"
+
+
+_LIVE = frozenset(s.value for s in LIVE_STATES)
+_ENDED = frozenset(s.value for s in END_STATES) | {"detached"}
 
 
 def _ended_text(event: RunEnded) -> str:

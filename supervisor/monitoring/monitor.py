@@ -167,6 +167,12 @@ class Monitor:
             out += rule.on_tick(ts)
         return self._finish(out)
 
+    def resumed(self, ts: float) -> None:
+        """The run was paused and goes on from `ts` (resumed by ftmon or by anyone): the time
+        it spent stopped is not silence, so time-based rules count from here."""
+        for rule in self.rules:
+            rule.on_resume(ts)
+
     def feed_exit(self, exit: Exit) -> list[Anomaly]:
         out: list[Anomaly] = []
         for rule in self.rules:

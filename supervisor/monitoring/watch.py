@@ -16,7 +16,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,13 +171,15 @@ async def watch_log(
     lineno: int = 0,
     on_resource: Callable[[ResourceSample], None] | None = None,
     tick_secs: float = TICK_SECS,
+    exited: Callable[[], Awaitable[Exit]] | None = None,
 ) -> WatchSummary:
     """Follow `path` until `pid` exits or `stop` is set; every event goes to `on_event`.
 
     Reading starts at `offset`/`lineno` when given (a reattach), else at the start of the file
     (`from_start`) or after its last complete line. With `pid`, its tree's memory is sampled every
     `poll_secs` and its exit (identified by `start_time` when known) is fed to the Monitor after
-    the last lines it wrote have been read. Raises OSError if the file cannot be opened.
+    the last lines it wrote have been read. `exited` (an executor's `wait`) says when the run
+    ended instead of waiting on `pid`. Raises OSError if the file cannot be opened.
     """
     path = Path(path)
     if offset is None:
@@ -227,8 +229,11 @@ async def watch_log(
             await _wait(stop, poll_secs)
 
     async def wait_for_pid() -> None:
-        assert pid is not None
-        exit_ = await wait_pid_exit(pid, start_time, clock=clock)
+        if exited is not None:
+            exit_ = await exited()
+        else:
+            assert pid is not None
+            exit_ = await wait_pid_exit(pid, start_time, clock=clock)
         pid_ended.set()
         stop.set()
         await reading_done.wait()
@@ -243,8 +248,9 @@ async def watch_log(
     reader = asyncio.create_task(read())
     others = [asyncio.create_task(tick())]
     waiter = None
-    if pid is not None:
+    if pid is not None or exited is not None:
         waiter = asyncio.create_task(wait_for_pid())
+    if pid is not None:
         others.append(asyncio.create_task(sample()))
     try:
         await stop.wait()

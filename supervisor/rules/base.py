@@ -51,6 +51,9 @@ class Rule:
     def on_tick(self, ts: float) -> list[Anomaly]:
         return []
 
+    def on_resume(self, ts: float) -> None:
+        """The run was stopped and goes on from `ts`: a time-based rule restarts its clocks."""
+
     def on_exit(self, exit: Exit) -> list[Anomaly]:
         return []
 

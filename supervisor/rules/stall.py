@@ -4,8 +4,13 @@ Three signs. No new line for `secs` seconds, and no new training step for `step_
 once the log has shown one (both checked on `on_tick`, with the time the caller passes in; the
 clock starts at the first tick or line). And text that says a collective hung: PyTorch's NCCL
 watchdog ("Watchdog caught collective operation timeout", "Timeout at NCCL work", "Some NCCL
-operations have failed or timed out"), the heartbeat monitor, distributed timeouts, "training
-is stuck": those count at once.
+operations have failed or timed out", "watchdog thread terminated", "timed out in blocking
+wait"), the heartbeat monitor ("watchdog got stuck", "Heartbeat monitor timed out", missing or
+uneven heartbeats), Horovod's stall inspector ("One or more tensors were submitted to be
+reduced ... waiting for remainder of ranks"), rendezvous and store timeouts
+(`RendezvousTimeoutError`, `DistNetworkError`/`DistStoreError`, TCPStore and c10d "socket has
+timed out", "Socket Timeout"), Gloo ("Timed out waiting 1800000ms for recv", "Connect
+timeout"), distributed timeouts, "training is stuck": those count at once.
 
 Time between ticks longer than `pause_gap_secs` is not silence: nobody was watching (a paused
 run, a suspended ftmon), and a run resumed after ten minutes must not look stalled.
@@ -32,6 +37,18 @@ _PATTERNS = re.compile(
     r"|watchdog got stuck"
     r"|NCCL operations have failed or timed out"
     r"|Heartbeat monitor timed out"
+    r"|watchdog thread terminated"
+    r"|timed out in blocking wait"
+    r"|heartbeats?\b.{0,40}\b(?:timed out|timeout|missing|missed|uneven|unhealthy)"
+    r"|(?:missing|missed|uneven|no)\s+heartbeats?\b"
+    r"|tensors were submitted to be (?:reduced|gathered|broadcast)"
+    r"|waiting for (?:the )?remainder of ranks"
+    r"|Rendezvous\w*Timeout"
+    r"|Dist(?:Network|Store)Error\b.{0,200}\b(?:timed out|timeout)\b"
+    r"|\bsocket\b.{0,40}\b(?:has )?timed out|Socket Timeout"
+    r"|TCPStore\b.{0,120}\b(?:timed out|timeout)\b"
+    r"|Timed out waiting \d+\s*ms for \w+ operation"
+    r"|\bgloo\b.{0,120}\b(?:Connect timeout|timed out)\b|pair\.cc:\d+\] Connect timeout"
     r"|\b(?:collective|allreduce|all_reduce|all_gather|reduce_scatter|barrier|broadcast)\b"
     r".{0,80}\btimed out"
     r"|DistBackendError.{0,200}\b(?:timed out|timeout)\b"
@@ -63,7 +80,17 @@ class StallRule(Rule):
     name = "stall"
     Settings = StallSettings
     handles = (Metric, Progress, Text)
-    text_gate = ("timeout", "timed out", "stall", "stuck", "hung", "hang")
+    text_gate = (
+        "timeout",
+        "timed out",
+        "stall",
+        "stuck",
+        "hung",
+        "hang",
+        "heartbeat",
+        "watchdog",
+        "tensors were submitted",
+    )
 
     def __init__(self, settings: StallSettings | None = None) -> None:
         super().__init__(settings)
@@ -108,6 +135,16 @@ class StallRule(Rule):
         if self._last_step_ts is None:
             self._last_step_ts = ts  # the step clock starts with the first line
         return []
+
+    def on_resume(self, ts: float) -> None:
+        # A stopped run writes nothing: its silence (and the wait for its next step) counts
+        # from the moment it was continued, not from its last line before the stop.
+        self._last_tick = ts
+        self._last_line_ts = ts
+        self._silent_reported = False
+        if self._last_step_ts is not None:
+            self._last_step_ts = ts
+            self._stepless_reported = False
 
     def on_tick(self, ts: float) -> list[Anomaly]:
         s = self.settings

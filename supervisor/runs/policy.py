@@ -53,6 +53,14 @@ def decide(recipe: Any, rule: str) -> Decision:
     return Decision(kind if kind in ACTIONS else "alert", rule)
 
 
+def action_for(recipe: Any, rule: str) -> str:
+    """The engine's view of a recipe's policy (runs/engine.py): the action for `rule`, where a
+    rule without an entry is alerted on; `exit` acts only when the recipe names it."""
+    if rule == "exit" and policy_for(recipe, "exit") is None:
+        return ""
+    return decide(recipe, rule).kind
+
+
 def relaunch_limit(recipe: Any, rule: str) -> int:
     return int(_field(policy_for(recipe, rule), "max", DEFAULT_MAX))
 

@@ -15,8 +15,14 @@ def recorded_recipe(rec: RunRecord) -> Recipe:
 
     Raises RecipeError when the stored recipe no longer validates (an older ftmon wrote it).
     """
-    recipe = recipe_from_yaml(rec.recipe_yaml, f"{rec.id} (history)")
-    if recipe.cwd is None and rec.cwd:
-        pinned = rec.cwd.replace("{", "{{").replace("}", "}}")  # a folder is not a template
+    return recorded_recipe_text(rec.recipe_yaml, rec.cwd, f"{rec.id} (history)")
+
+
+def recorded_recipe_text(text: str, cwd: str, source: str) -> Recipe:
+    """A recipe stored as YAML (a run's, a journaled relaunch's), pinned to `cwd` when it
+    names no folder of its own."""
+    recipe = recipe_from_yaml(text, source)
+    if recipe.cwd is None and cwd:
+        pinned = cwd.replace("{", "{{").replace("}", "}}")  # a folder is not a template
         recipe = recipe.model_copy(update={"cwd": pinned})
     return recipe

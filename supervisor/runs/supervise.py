@@ -22,9 +22,12 @@ from typing import Any
 import psutil
 
 from supervisor.events import Anomaly, Severity
+from supervisor.reading.identity import LogHead, check_resume
 from supervisor.recipe.model import Recipe, RecipeError
-from supervisor.runs import adjust, policy
+from supervisor.redaction import redact_anomaly
+from supervisor.runs import adjust, checkpoints, policy, writes
 from supervisor.runs import plan as planning
+from supervisor.runs.engine import PolicyEngine
 from supervisor.runs.events import (
     AnomalyFound,
     ChainStopped,
@@ -35,18 +38,13 @@ from supervisor.runs.events import (
     RunResumed,
     RunStarted,
 )
-from supervisor.runs.executors import process
-from supervisor.runs.replay import recorded_recipe
-from supervisor.runs.supervise_run import (  # noqa: F401 (the run types, as before)
-    DEFAULT_RESOURCE_SECS,
-    MIN_RESOURCE_SECS,
-    RunWatching,
-    _Lineage,
-    _Run,
-    _RunMonitor,
-    _settle,
-)
+from supervisor.runs.executors.base import Executor, LaunchSpec, RunHandle, SpawnError
+from supervisor.runs.executors.local import LocalExecutor
+from supervisor.runs.replay import recorded_recipe, recorded_recipe_text
+from supervisor.runs.state import SIGNALLABLE_STATES, RunState, state_of
+from supervisor.runs.supervise_run import RunWatching, _Lineage, _Run, _settle
 from supervisor.store.history import History, RunRecord
+from supervisor.store.schema import Decision, RunEnd
 
 # Inherited variables worth keeping in the history beside the recipe's own env: they change
 # what a run does, and a pasted command should set them as the run had them.
@@ -74,8 +72,10 @@ class Supervisor(RunWatching):
         logs_dir: Path,
         on_event: Callable[[RunEvent], None],
         clock: Callable[[], float] = time.time,
+        executor: Executor | None = None,
     ) -> None:
         self.history = history
+        self.executor: Executor = executor if executor is not None else LocalExecutor()
         self.logs_dir = Path(logs_dir)
         self.on_event = on_event
         self.clock = clock
@@ -113,6 +113,8 @@ class Supervisor(RunWatching):
             run_id = planning.new_run_id(recipe.name, attempt, logs_dir=self.logs_dir)
         try:
             plan = planning.plan_run(recipe, run_id, attempt, self.logs_dir)
+            planning.check_launchable(plan)  # the program and its folder exist
+            unsafe = writes.check_launch(plan, force)  # what it writes is safe to relaunch
             planning.write_run_files(plan)
         except RecipeError as exc:
             raise LaunchRefused(str(exc)) from exc
@@ -133,22 +135,36 @@ class Supervisor(RunWatching):
             log_path=str(plan.log_path), changes=list(changes),
             base_fingerprint=lineage.fingerprint if lineage.root_id == run_id else None,
         )  # fmt: skip
+        spec = LaunchSpec(run_id, tuple(plan.argv), plan.env, plan.cwd, plan.run_dir, plan.log_path)
         try:
-            spawned = process.spawn(plan.argv, plan.env, plan.cwd, plan.log_path)
-        except process.SpawnError as exc:
-            self.history.add_run(**common, status="failed")
+            handle = self.executor.spawn(spec)
+        except SpawnError as exc:
+            self.history.add_run(**common, status=RunState.STARTING.value)
+            run = _Run(run_id, recipe, attempt, lineage, RunHandle("", 0, 0.0, (plan.log_path,)))
+            self._change(run, RunState.STARTING, reason or "launched")
             self._emit(RunStarted(run_id, now, recipe.name, attempt, parent_id,
                                   tuple(plan.argv_shown), str(plan.log_path), 0))  # fmt: skip
-            ended = self._finish(run_id, None, None, f"could not start: {exc}", "failed")
+            why = f"could not start: {exc}"
+            self._change(run, RunState.FAILED_TO_START, why, end=RunEnd(None, None, why))
+            ended = RunEnded(run_id, self.clock(), None, None, why, "failed")
+            self._emit(ended)
             _settle(lineage.final, ended)
             return run_id
-        self.history.add_run(**common, pid=spawned.pid, proc_start_time=spawned.start_time)
-        self.history.claim(run_id, *self._me, process.is_alive)
-        run = _Run(run_id, recipe, attempt, lineage, spawned.pid, spawned.start_time, plan.log_path)
+        self.history.add_run(
+            **common, pid=handle.pid, proc_start_time=handle.start_time,
+            status=RunState.STARTING.value,
+        )  # fmt: skip
+        self.history.set_handle(run_id, self.executor.describe(handle))
+        self.history.claim(run_id, *self._me, process_alive)
+        run = _Run(run_id, recipe, attempt, lineage, handle)
+        self._change(run, RunState.STARTING, reason or "launched")
         self._emit(RunStarted(run_id, now, recipe.name, attempt, parent_id,
-                              tuple(plan.argv_shown), str(plan.log_path), spawned.pid))  # fmt: skip
+                              tuple(plan.argv_shown), str(plan.log_path), handle.pid))  # fmt: skip
+        self._change(run, RunState.RUNNING, f"started as pid {handle.pid}")
         if warning:
             self._act(run_id, "alert", "preflight", warning)
+        if unsafe:
+            self._act(run_id, "alert", "writes", writes.forced_note(unsafe))
         self._start(run, offset=0, lineno=0)
         return run_id
 
@@ -193,13 +209,20 @@ class Supervisor(RunWatching):
         return lineage
 
     async def _after_end(self, run: _Run, ended: RunEnded) -> None:
-        """Relaunch if the policy (or the user) asked for it, else close the lineage."""
+        """Relaunch if the policy (or the user) decided so, then close the run: its end state
+        written with the relaunch (or the chain's stop) and its decision marked done."""
         if run.chain_stop is not None:
             self._stop_chain(run, *run.chain_stop, ended)
         elif run.relaunch is not None:
             recipe, changes, rule, reason = run.relaunch
+            if run.state is not RunState.RELAUNCHING:
+                journal = None if run.decision else _relaunch_decision(run.relaunch)
+                self._change(run, RunState.RELAUNCHING, reason, rule, decide=journal)
             try:
                 self._check_base_weights(run.lineage, recipe)
+                recipe, changes = checkpoints.start_from(
+                    self.history, run.run_id, recipe, rule, changes
+                )
                 child = await self.launch(
                     recipe, parent_id=run.run_id, reason=reason, force=True, changes=changes
                 )
@@ -209,13 +232,18 @@ class Supervisor(RunWatching):
             if rule != "user":
                 run.lineage.by_rule[rule] += 1
             detail = f"{child}: {'; '.join(changes) or 'no changes'}"
-            self._act(run.run_id, "relaunch", rule, detail)
+            self._close(run, ended, rule=rule, action=("relaunch", detail, True),
+                        outcome=f"relaunched as {child}")  # fmt: skip
             self._emit(RunRelaunched(run.run_id, child, self.clock(), reason, tuple(changes)))
         else:
+            self._close(run, ended)
             _settle(run.lineage.final, ended)
 
     def _stop_chain(self, run: _Run, rule: str, reason: str, ended: RunEnded) -> None:
-        self._act(run.run_id, "relaunch", rule, f"chain stopped: {reason}", ok=False)
+        self._close(
+            run, ended, rule=rule, action=("relaunch", f"chain stopped: {reason}", False),
+            outcome=f"chain stopped: {reason}",
+        )  # fmt: skip
         self._emit(ChainStopped(run.run_id, self.clock(), reason))
         _settle(run.lineage.final, ended)
 
@@ -232,51 +260,35 @@ class Supervisor(RunWatching):
     # --- the policy -----------------------------------------------------------------------
 
     def _on_anomaly(self, run: _Run, anomaly: Any) -> None:
-        """Record an anomaly and act on it as the recipe says (called by watch_log, in line
-        order; a kill is started here and runs in a worker thread while reading goes on)."""
+        """Record an anomaly and act on it as the recipe says, through the one policy engine
+        (runs/engine.py; called by watch_log in line order; a kill is started here and runs
+        in a worker thread while reading goes on)."""
         if not isinstance(anomaly, Anomaly):
             return
-        anomaly = dataclasses.replace(anomaly, run_id=run.run_id)
+        anomaly = redact_anomaly(dataclasses.replace(anomaly, run_id=run.run_id))
         self.history.add_anomaly(run.run_id, anomaly)
         self._emit(AnomalyFound(run.run_id, anomaly.ts, anomaly))
         if anomaly.severity >= Severity.ERROR and anomaly.rule != "exit":
             run.errors += 1
-        if run.ending:
+        engine = PolicyEngine(lambda rule: policy.action_for(run.recipe, rule))
+        followed = run.relaunch is not None or run.chain_stop is not None
+        if run.state is None or run.kill_reason:
             return  # already being stopped
-        if anomaly.severity < Severity.WARNING:
-            return  # news ("vram rule off: no NVIDIA GPU"), not a fault: no policy acts on it
-        if anomaly.rule == "exit":
-            self._on_exit_anomaly(run, anomaly)
+        kind = engine.decide(run.state, anomaly, followed=followed)
+        if not kind:
             return
-        kind = policy.decide(run.recipe, anomaly.rule).kind
         run.last_rule = anomaly.rule
         if kind == "alert":
             self._act(run.run_id, "alert", anomaly.rule, anomaly.message)
         elif kind == "pause":
-            if not run.paused:
-                why = policy.pause_reason(anomaly.rule, anomaly.message, run.pgid)
-                self._pause(run, why, anomaly.rule)
+            why = policy.pause_reason(anomaly.rule, anomaly.message, run.pid)
+            self._pause(run, why, anomaly.rule)
         elif kind == "kill":
             self._begin_kill(run, f"killed by ftmon: rule {anomaly.rule}", anomaly.rule)
         elif kind == "relaunch":
             self._plan_policy_relaunch(run, anomaly.rule)
-            if not run.exited:  # a rule that fired on the exit itself: nothing left to kill
+            if run.state in SIGNALLABLE_STATES:  # not a rule that fired on the exit itself
                 self._begin_kill(run, f"killed by ftmon: rule {anomaly.rule}", anomaly.rule)
-
-    def _on_exit_anomaly(self, run: _Run, anomaly: Anomaly) -> None:
-        """A run that ended non-cleanly on its own: only a policy the recipe names for `exit`
-        acts (alert or relaunch; recipe validation refuses pause and kill, which make no sense
-        after the end), and not when another rule already decided what follows."""
-        if policy.policy_for(run.recipe, "exit") is None:
-            return
-        if run.relaunch is not None or run.chain_stop is not None:
-            return
-        kind = policy.decide(run.recipe, "exit").kind
-        if kind == "alert":
-            self._act(run.run_id, "alert", "exit", anomaly.message)
-        elif kind == "relaunch":
-            run.last_rule = "exit"
-            self._plan_policy_relaunch(run, "exit")
 
     def _plan_policy_relaunch(self, run: _Run, rule: str) -> None:
         """Work out the child's recipe before the kill; a chain that cannot go on is stopped
@@ -299,44 +311,62 @@ class Supervisor(RunWatching):
         return new, [str(c) for c in changes]
 
     def _begin_kill(self, run: _Run, reason: str, rule: str) -> None:
-        if run.ending:
+        """Journal the decision (kill, or the relaunch that follows it) with the move to
+        `killing`, then kill; the decision is marked done when the run is closed."""
+        if run.kill_reason or run.state not in SIGNALLABLE_STATES:
             return
-        if not process._running(run.pid):
+        if not self.executor.alive(run.handle):
             # The rule fired on the last lines of a run that has already exited (they are read
             # before its exit is fed): nothing to kill, and its own exit status says how it
-            # ended. `is_alive` would reap our child here and lose that status.
+            # ended.
             return
-        run.ending = reason
+        run.kill_reason = reason
+        if run.relaunch is not None:
+            journal = _relaunch_decision(run.relaunch)
+        else:
+            journal = Decision("kill", rule, reason)
+        self._change(run, RunState.KILLING, reason, rule, decide=journal)
         run.killing = asyncio.ensure_future(self._kill(run, rule))
 
     async def _kill(self, run: _Run, rule: str) -> None:
-        report = await process.kill_tree_async(run.pid, run.pgid, run.recipe.kill_grace_secs)
-        run.paused = False
-        self._act(run.run_id, "kill", rule, f"{run.ending}: {report.detail()}", ok=report.all_gone)
+        saved = await writes.wait_before_kill(
+            run.recipe, run.run_id, run.attempt, run.handle.log_path
+        )  # a checkpoint being written is finished first: a kill must not corrupt it
+        report = await self.executor.kill(run.handle, run.recipe.kill_grace_secs)
+        detail = f"{run.kill_reason}: {saved}{report.detail()}"
+        self._act(run.run_id, "kill", rule, detail, ok=report.all_gone)
 
     def _pause(self, run: _Run, reason: str, rule: str) -> None:
-        if process.pause(run.pgid):
-            run.paused = True
-            self.history.set_status(run.run_id, "paused")
-            self._act(run.run_id, "pause", rule, reason)
+        """Journal the pause with the move to `pausing`, stop the run, confirm."""
+        if run.state is not RunState.RUNNING:
+            return
+        self._change(run, RunState.PAUSING, reason, rule, decide=Decision("pause", rule, reason))
+        if self.executor.pause(run.handle):
+            self._change(
+                run, RunState.PAUSED, reason, rule, action=("pause", reason, True), done="paused"
+            )
             self._emit(RunPaused(run.run_id, self.clock(), reason))
+        else:
+            self._change(run, RunState.RUNNING, "nothing to pause: the process is gone", rule,
+                         done="the process is gone")  # fmt: skip
 
     # --- what the user (TUI) can do -------------------------------------------------------
 
     async def pause(self, run_id: str) -> None:
         run = self._live(run_id)
-        if not run.paused and not run.ending:
-            self._pause(run, "paused by the user; resume it, relaunch it or kill it", "user")
+        self._pause(run, "paused by the user; resume it, relaunch it or kill it", "user")
 
     async def resume(self, run_id: str) -> None:
         run = self._live(run_id)
-        if run.paused and process.resume(run.pgid):
-            self._resumed(run, "resumed by the user")
+        if run.state is RunState.PAUSED and self.executor.resume(run.handle):
+            self._resumed(run, "resumed by the user", "user")
 
-    def _resumed(self, run: _Run, detail: str) -> None:
-        run.paused = False
-        self.history.set_status(run.run_id, "running")
-        self._act(run.run_id, "resume", "user", detail)
+    def _resumed(self, run: _Run, detail: str, rule: str) -> None:
+        """The run goes on (resumed by ftmon or by anyone): recorded now, and the stall clock
+        restarts now."""
+        self._change(run, RunState.RUNNING, detail, rule, action=("resume", detail, True))
+        if run.monitor is not None:
+            run.monitor.resumed(self.clock())
         self._emit(RunResumed(run.run_id, self.clock()))
 
     async def kill(self, run_id: str, reason: str = "killed by the user") -> RunEnded:
@@ -439,25 +469,63 @@ class Supervisor(RunWatching):
             )
         lineage.last_run_id = rec.id
         self._lineages[rec.id] = lineage
-        owner = self.history.claim(rec.id, *self._me, process.is_alive)
+        owner = self.history.claim(rec.id, *self._me, process_alive)
         if owner is not None:
             raise AttachError(
                 f"{rec.id} is supervised by another ftmon (pid {owner}); stop that one first"
             )
         pid, start = rec.pid or 0, rec.proc_start_time or 0.0
-        run = _Run(rec.id, recipe, rec.attempt, lineage, pid, start, Path(rec.log_path))
-        run.paused = rec.status == "paused"
+        if rec.executor:  # the row's pid and start time name the process (the columns rule)
+            described = {**rec.executor, "pid": pid, "start_time": start}
+            handle = self.executor.handle_from(described)
+        else:  # a run recorded before handles were: a local process group
+            handle = RunHandle("local", pid, start, (Path(rec.log_path),), extra={"pgid": pid})
+        run = _Run(rec.id, recipe, rec.attempt, lineage, handle)
+        run.state = state_of(rec.status) or RunState.RUNNING
         self._emit(RunStarted(rec.id, self.clock(), rec.name, rec.attempt, rec.parent_id,
-                              rec.argv, rec.log_path, pid, reattached=True))  # fmt: skip
-        if run.paused:
+                              rec.argv, rec.log_path, handle.pid, reattached=True))  # fmt: skip
+        pending = self._resume_decision(run, rec)
+        # A log truncated or replaced while no ftmon watched is read again from its start (B).
+        stored = LogHead(rec.log_head_len, rec.log_head_sha) if rec.log_head_len else None
+        resume = check_resume(handle.log_path, rec.offset, rec.lineno, stored)
+        if resume.restarted:
+            self._act(rec.id, "alert", "log", resume.reason)
+        run.log_head = None if resume.restarted else stored
+        rec = dataclasses.replace(rec, offset=resume.offset, lineno=resume.lineno)
+        if run.state is RunState.PAUSED:
             why = "was paused when reattached; resume it, relaunch it or kill it"
             self._emit(RunPaused(rec.id, self.clock(), why))
-        if not process.is_alive(pid, start):
-            run.pid = 0  # watch_log then reads to the end; the exit below closes the row
-            await self._catch_up(run, rec)
+        if not self.executor.alive(handle):
+            await self._catch_up(run, rec)  # its decision, if any, is finished there
             return rec.id
         self._start(run, offset=rec.offset, lineno=rec.lineno)
+        if pending is not None and pending.kind in ("kill", "relaunch"):
+            if run.state is not RunState.KILLING:
+                self._change(run, RunState.KILLING, run.kill_reason, pending.rule)
+            run.killing = asyncio.ensure_future(self._kill(run, pending.rule))
+        elif pending is not None and pending.kind == "pause":
+            if self.executor.pause(handle):
+                self._change(run, RunState.PAUSED, pending.reason, pending.rule,
+                             action=("pause", pending.reason, True), done="paused")  # fmt: skip
+            else:
+                self._change(run, RunState.RUNNING, "nothing to pause", done="gone")
         return rec.id
+
+    def _resume_decision(self, run: _Run, rec: RunRecord) -> Decision | None:
+        """The decision an ftmon that died left unfinished, taken up again: a kill's reason, a
+        relaunch's recipe and changes (journaled before they were carried out)."""
+        pending = self.history.decisions(rec.id, open_only=True)
+        if not pending:
+            return None
+        decision = pending[-1]
+        run.decision = decision.id
+        if decision.kind == "relaunch":
+            child = recorded_recipe_text(decision.recipe_yaml, rec.cwd, f"{rec.id} (decision)")
+            run.relaunch = (child, list(decision.changes), decision.rule, decision.reason)
+            run.kill_reason = _kill_reason(decision.rule)
+        elif decision.kind == "kill":
+            run.kill_reason = decision.reason
+        return decision
 
     async def close(self, kill: bool = False) -> None:
         """Stop supervising. Runs keep running (rows stay live, offsets saved: `ftmon attach`
@@ -467,6 +535,25 @@ class Supervisor(RunWatching):
             if kill:
                 run.relaunch = run.chain_stop = None
                 self._begin_kill(run, "killed by ftmon: supervision closed", "close")
-            elif not run.ending:  # a kill under way is seen through to the run's end
+            elif not run.kill_reason:  # a kill under way is seen through to the run's end
                 run.stop.set()
         await asyncio.gather(*(r.task for r in runs if r.task), return_exceptions=True)
+
+
+def process_alive(pid: int, start: float) -> bool:
+    """Whether the supervisor (an ftmon) that owns a run is still alive (History.claim)."""
+    from supervisor.runs.executors.process import is_alive
+
+    return is_alive(pid, start)
+
+
+def _relaunch_decision(relaunch: tuple[Recipe, list[str], str, str]) -> Decision:
+    recipe, changes, rule, reason = relaunch
+    return Decision("relaunch", rule, reason, recipe.to_yaml(), tuple(changes))
+
+
+def _kill_reason(rule: str) -> str:
+    """Why a run is killed for a relaunch (the relaunch decision names the rule)."""
+    if rule == "user":
+        return "killed by the user for a relaunch"
+    return f"killed by ftmon: rule {rule}"

@@ -450,6 +450,15 @@ class History:
             )  # fmt: skip
             return int(cur.lastrowid or 0)
 
+    def set_handle(self, run_id: str, described: dict[str, object]) -> None:
+        """Where the run executes, as its executor describes it (`attach` rebuilds the handle
+        from this)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET executor_json = ? WHERE id = ?",
+                (json.dumps(described, default=str), run_id),
+            )
+
     def finish_decision(self, decision_id: int, ts: float, outcome: str) -> None:
         """A journaled decision was carried out (or given up: `outcome` says which)."""
         with self._tx() as db:

@@ -172,6 +172,7 @@ class RunRecord:
     base_fingerprint: dict[str, object] | None
     changes: tuple[str, ...]
     owner_pid: int | None = None  # the ftmon process supervising it now, if any
+    executor: dict[str, object] | None = None  # where it executes (Executor.describe), if known
 
     @property
     def live(self) -> bool:
@@ -304,7 +305,13 @@ def record_from_row(row: sqlite3.Row) -> RunRecord:
         base_fingerprint=fp if isinstance(fp, dict) else None,
         changes=tuple(str(c) for c in loads_json(row["changes_json"], [])),  # type: ignore[union-attr]
         owner_pid=row["owner_pid"],
+        executor=_executor_of(row),
     )
+
+
+def _executor_of(row: sqlite3.Row) -> dict[str, object] | None:
+    described = loads_json(row["executor_json"] or "", None)
+    return described if isinstance(described, dict) else None
 
 
 def metric_rows(run_id: str, events: Iterable[object]) -> list[MetricRow]:

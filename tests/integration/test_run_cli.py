@@ -349,7 +349,7 @@ def test_a_run_in_a_missing_folder_says_so_and_exits_1(tmp_path: Path) -> None:
     assert "could not be started (attempt 1)" in out and "pid 0" not in out
     assert f"the working folder {tmp_path / 'gone'} does not exist" in out
     (run,) = json.loads(read("history", "--json", "--logs-dir", str(logs)))
-    assert run["status"] == "failed" and "does not exist" in run["end_reason"]
+    assert run["status"] == "failed_to_start" and "does not exist" in run["end_reason"]
 
 
 def test_replay_runs_in_the_folder_the_run_ran_in(tmp_path: Path) -> None:

@@ -225,7 +225,7 @@ async def test_a_command_that_cannot_start_is_a_failed_run(tmp_path: Path) -> No
     run_id = await sup.launch(bad)
     ended = await sup.wait_lineage(run_id)
     assert ended.status == "failed" and "could not start" in ended.reason
-    assert sup.history.get(run_id).status == "failed"
+    assert sup.history.get(run_id).status == "failed_to_start"
 
 
 async def test_user_relaunch_refused_leaves_the_run_alone(tmp_path: Path) -> None:

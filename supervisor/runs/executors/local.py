@@ -66,13 +66,18 @@ class LocalExecutor:
         return await process.kill_tree_async(handle.pid, _pgid(handle), grace)
 
     def alive(self, handle: RunHandle) -> bool:
-        """Running and the same process. A child of ours is not reaped here: its exit status
-        is collected by `wait` (a rule may fire on the last lines before the exit is fed)."""
+        """Running (not a zombie) and the same process (its start time). Never reaps: the exit
+        status of a child of ours is collected by `wait` (a rule may fire on the last lines
+        before the exit is fed)."""
         if handle.pid <= 0:
             return False
-        if handle.pid in process._SPAWNED:
-            return process._running(handle.pid)
-        return process.is_alive(handle.pid, handle.start_time)
+        try:
+            proc = psutil.Process(handle.pid)
+            if abs(proc.create_time() - handle.start_time) > process.START_TIME_TOLERANCE:
+                return False
+            return proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
 
     async def wait(self, handle: RunHandle) -> Exit:
         return await process.wait_pid_exit(handle.pid, handle.start_time)
