@@ -67,6 +67,7 @@ class Metric:
     values: dict[str, float]
     step: int | None = None
     source: str = ""  # which parser read it: "json", "hf", "kv", "pattern", ...
+    rank: int | None = None  # torchrun's `[rankN]:` prefix of the line (rules/hang.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ import json
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from supervisor.events import Eval, Event, LogLine, Metric, Progress, Sample, Text
 from supervisor.parsing.kv import (
@@ -39,7 +40,7 @@ from supervisor.parsing.prefilter import Prefilter
 
 # --- line shapes ----------------------------------------------------------------------------------
 
-_RANK_PREFIX = re.compile(r"^(?:\[(?:rank|default)\d+\]:[ ]?|rank:\s*\d+\s*\|\s?)")
+_RANK_PREFIX = re.compile(r"^(?:\[(?:rank|default)(\d+)\]:[ ]?|rank:\s*(\d+)\s*\|\s?)")
 _TENSOR = re.compile(r"tensor\(\s*([-+]?[\w.+\-]+)\s*(?:,[^()]*(?:\([^()]*\)[^()]*)*)?\)")
 _BARE_TENSOR = re.compile(r"^\s*tensor\(\s*([-+]?[\w.+\-]+)\s*(?:,[^()]*)?\)\s*$")
 _BAR = (
@@ -107,6 +108,12 @@ METRIC_WORDS = (
 )
 
 
+def _with_rank(events: list[Event], prefix: re.Match[str]) -> list[Event]:
+    """A rank-prefixed line's metrics carry the rank (per-rank progress: rules/hang.py)."""
+    rank = int(prefix.group(1) or prefix.group(2))
+    return [replace(e, rank=rank) if type(e) is Metric else e for e in events]
+
+
 class Parser:
     """Turn lines into events. Stateless apart from the user patterns; safe to share."""
 
@@ -142,6 +149,7 @@ class Parser:
             prefix = _RANK_PREFIX.match(text)
             if prefix is not None:
                 text = text[prefix.end() :]
+                return _with_rank(self.parse(line._replace(text=text), ts), prefix)
         if "\r" not in text and "%|" not in text:
             out: list[Event] = []
             self._parse_text(text, line.lineno, ts, out)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.rules.base import Rule, RuleSettings
 from supervisor.rules.exit import ExitRule, ExitSettings, describe_exit
+from supervisor.rules.hang import HangRule, HangSettings
 from supervisor.rules.job_end import (
     JobEndSettings,
     JobOomRule,
@@ -56,6 +57,9 @@ class WatchSettings(BaseModel):
         default_factory=SkippedStepsSettings, description="Runs of skipped (overflowed) steps."
     )
     stall: StallSettings = Field(default_factory=StallSettings, description="No progress.")
+    hang: HangSettings = Field(
+        default_factory=HangSettings, description="One rank stopped while the others went on."
+    )
     traceback: TracebackSettings = Field(
         default_factory=TracebackSettings, description="Python tracebacks."
     )
@@ -88,6 +92,7 @@ RULES: dict[str, type[Rule]] = {
     "divergence": DivergenceRule,
     "skipped_steps": SkippedStepsRule,
     "stall": StallRule,
+    "hang": HangRule,
     "traceback": TracebackRule,
     "vram": VramRule,
     "host_mem": HostMemRule,

@@ -1,0 +1,75 @@
+"""`hang`: one rank of a distributed run stopped advancing while the others went on or wait.
+
+Reads the rank of each metric line (`Metric.rank` from torchrun's `[rankN]:` prefix, or a
+`rank` value in the line) and its step; monitoring/ranks.py keeps each rank's progress. On each
+tick, a rank that has not advanced for max(`factor` x the run's p99 step interval,
+`floor_secs`) while another rank is ahead of it (or advanced since) is reported as an ERROR that
+names it: minutes before the NCCL watchdog (8-30 min) would end the job. Normal: a run of one
+rank (nothing to compare), ranks that stop together (that is the `stall` rule's business), a
+run stopped by ftmon or a person (the clocks restart on resume). De-duplication: one report per
+rank and step; the rank must advance before it is reported again.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+from pydantic import Field
+
+from supervisor.events import Anomaly, Event, Metric, Severity
+from supervisor.monitoring.ranks import RankTracker
+from supervisor.rules.base import Rule, RuleSettings
+
+
+class HangSettings(RuleSettings):
+    floor_secs: float = Field(
+        60.0, gt=0, description="A rank may go this long without a step, whatever its pace."
+    )
+    factor: float = Field(3.0, gt=0, description="Times the run's p99 step interval.")
+
+
+def rank_of(metric: Metric) -> int | None:
+    if metric.rank is not None:
+        return metric.rank
+    value = metric.values.get("rank")
+    if value is None or not math.isfinite(value):
+        return None
+    return int(value)
+
+
+class HangRule(Rule):
+    name = "hang"
+    Settings = HangSettings
+    handles: ClassVar[tuple[type, ...]] = (Metric,)
+
+    def __init__(self, settings: RuleSettings | None = None) -> None:
+        super().__init__(settings)
+        s: HangSettings = self.settings  # type: ignore[assignment]
+        self.tracker = RankTracker(floor_secs=s.floor_secs, factor=s.factor)
+        self._said: set[tuple[int, int]] = set()
+
+    def on_event(self, event: Event) -> list[Anomaly]:
+        if isinstance(event, Metric) and event.step is not None:
+            rank = rank_of(event)
+            if rank is not None:
+                self.tracker.observe(rank, event.step, event.ts)
+        return []
+
+    def on_tick(self, ts: float) -> list[Anomaly]:
+        out = []
+        for hang in self.tracker.hung(ts):
+            key = (hang.rank, hang.step)
+            if key in self._said:
+                continue
+            self._said.add(key)
+            others = ", ".join(f"rank {r} at step {s}" for r, s in sorted(hang.others.items()))
+            message = (
+                f"rank {hang.rank} hung: no step for {hang.secs:.0f} s after step {hang.step} "
+                f"(limit {self.tracker.threshold():.0f} s) while {others}"
+            )
+            out.append(self.anomaly(Severity.ERROR, message, ts))
+        return out
+
+    def on_resume(self, ts: float) -> None:
+        self.tracker.restart_clocks(ts)
