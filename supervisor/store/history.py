@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from supervisor.events import Action, Anomaly, Severity
+from supervisor.reading.identity import LogHead
 from supervisor.runs.events import StateChanged
 from supervisor.store.pending import Backlog, PendingWrites, Statement, Write
 
@@ -360,6 +361,7 @@ class History:
         events: Iterable[object] = (),
         offset: int | None = None,
         lineno: int | None = None,
+        head: LogHead | None = None,
     ) -> None:
         """Metrics of one batch of lines and the offset just past them, in ONE transaction:
         either both are stored or neither, so a resumed reader never stores a line twice. A
@@ -378,6 +380,11 @@ class History:
                 ("UPDATE runs SET offset = ?, lineno = ? WHERE id = ?", (offset, lineno, run_id))
             )
         if statements:
+        if head is not None:
+            statements.append((
+                "UPDATE runs SET log_head_len = ?, log_head_sha = ? WHERE id = ?",
+                (head.length, head.sha256, run_id),
+            ))  # fmt: skip
             self._write(run_id, statements, rows=max(1, len(rows)))
 
     def add_anomaly(self, run_id: str, anomaly: Anomaly) -> None:

@@ -173,6 +173,8 @@ class RunRecord:
     changes: tuple[str, ...]
     owner_pid: int | None = None  # the ftmon process supervising it now, if any
     executor: dict[str, object] | None = None  # where it executes (Executor.describe), if known
+    log_head_len: int = 0  # the log's first bytes as read (reading/identity.py): how many,
+    log_head_sha: str = ""  # and their SHA-256; attach re-reads a log whose head changed
 
     @property
     def live(self) -> bool:
@@ -306,6 +308,8 @@ def record_from_row(row: sqlite3.Row) -> RunRecord:
         changes=tuple(str(c) for c in loads_json(row["changes_json"], [])),  # type: ignore[union-attr]
         owner_pid=row["owner_pid"],
         executor=_executor_of(row),
+        log_head_len=int(row["log_head_len"] or 0),
+        log_head_sha=row["log_head_sha"] or "",
     )
 
 
@@ -332,7 +336,10 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
         if stmt.strip():
             db.execute(stmt)
     columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
-    added = (("owner_pid", "INTEGER"), ("owner_start", "REAL"), ("executor_json", "TEXT"))
+    added = (
+        ("owner_pid", "INTEGER"), ("owner_start", "REAL"), ("executor_json", "TEXT"),
+        ("log_head_len", "INTEGER"), ("log_head_sha", "TEXT"),  # reading/identity.py
+    )  # fmt: skip
     for column, kind in added:
         if column not in columns:  # a database from before supervisors owned runs
             db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
