@@ -22,6 +22,9 @@ from textual import on, work
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
+from supervisor.notify.config import NotifyTarget, load_user_targets
+from supervisor.notify.delivery import DeliveryResult
+from supervisor.notify.notifier import NOTIFY_CLOSE_SECS, Notifier, failure_line, tee
 from supervisor.recipe.model import Recipe, RecipeError, load_recipe
 from supervisor.runs.events import RunStarted
 from supervisor.runs.supervise import AttachError, LaunchRefused, Supervisor
@@ -45,6 +48,7 @@ class FtmonApp(App[int]):
         force: bool = False,
         recipes_dir: Path | str = "recipes",
         reattach: bool = True,
+        notify_targets: Sequence[NotifyTarget] = (),
         history: History | None = None,
         supervisor: Supervisor | None = None,
     ) -> None:
@@ -67,6 +71,9 @@ class FtmonApp(App[int]):
         self.supervisor = supervisor
         self.main_screen = MainScreen()
         self.started = False  # set once reattach and the first launch are done
+        # Notifications hear what the screen hears and send in the background (supervisor/notify/).
+        self.notifier = Notifier(notify_targets, self.history, on_result=self._notify_failed)
+        self.supervisor.on_event = tee(self.supervisor.on_event, self.notifier)
 
     def on_mount(self) -> None:
         self.push_screen(self.main_screen)
@@ -93,6 +100,7 @@ class FtmonApp(App[int]):
     async def launch(self, recipe: Recipe, force: bool = False) -> str | None:
         """Launch `recipe`; a refusal (memory estimate, bad plan) is shown, not raised."""
         try:
+            self.notifier.watch_recipe(recipe)  # its own `notify:` targets, URLs included
             return await self.supervisor.launch(recipe, force=force)
         except LaunchRefused as exc:
             self.notify(
@@ -139,6 +147,19 @@ class FtmonApp(App[int]):
 
     def _load_history(self, run_id: str) -> None:
         self.book.load_history(run_id, self.history.anomalies(run_id), self.history.metrics(run_id))
+
+    def _notify_failed(self, result: DeliveryResult) -> None:
+        """From a delivery thread: a notification that was not delivered is a warning here
+        (it is in the history too)."""
+        if result.ok:
+            return
+        try:
+            self.call_from_thread(
+                self.notify, failure_line(result), title="notification not delivered",
+                severity="warning", markup=False,
+            )  # fmt: skip
+        except RuntimeError:  # the app is not running (any more)
+            pass
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -188,10 +209,19 @@ def main(argv: list[str]) -> int:
             print(f"ftmon: {exc}", file=sys.stderr)
             return 2
     try:
-        app = FtmonApp(args.logs_dir, recipe, force=args.force, recipes_dir=args.recipes_dir)
+        targets = load_user_targets()
+    except RecipeError as exc:  # a bad ~/.config/ftmon/config.yaml: file:line: field: why
+        print(str(exc), file=sys.stderr)
+        return 2
+    try:
+        app = FtmonApp(
+            args.logs_dir, recipe, force=args.force, recipes_dir=args.recipes_dir,
+            notify_targets=targets,
+        )  # fmt: skip
     except (HistoryError, OSError) as exc:
         print(f"ftmon: cannot open the history: {exc}", file=sys.stderr)
         return 2
     result = app.run()
+    app.notifier.close(NOTIFY_CLOSE_SECS)  # the last messages go out before the history closes
     app.history.close()
     return int(result or 0)
