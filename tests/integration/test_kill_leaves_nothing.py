@@ -116,6 +116,8 @@ def test_watch_pid_kill_leaves_no_process_of_the_run(
         assert left == [], f"survivors {left} of {pids}; ftmon said: {res.stdout}{res.stderr}"
         assert len(kills) == 1 and kills[0]["ok"] is True, kills
         assert "all gone" in kills[0]["detail"] and "Traceback" not in res.stderr
+        if new_session:  # the run leads its group: the group is signalled, not only the tree
+            assert f"SIGTERM to group {run.pid}" in kills[0]["detail"]
     finally:
         if run.poll() is None:
             run.kill()

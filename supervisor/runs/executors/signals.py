@@ -46,7 +46,7 @@ class KillReport:
     """What `kill_tree` did and whether it worked."""
 
     pid: int
-    pgid: int | None
+    pgid: int | None  # the group signalled: the run's, or a foreign pid's that it leads
     tree: tuple[int, ...]  # every process found in the tree before the first signal
     termed: tuple[int, ...]  # pids that got SIGTERM (the group's members, or the tree)
     killed: tuple[int, ...]  # pids still alive after the grace period, sent SIGKILL
@@ -183,11 +183,15 @@ def _begin_kill(pid: int, pgid: int | None) -> _Killing:
     else:
         termed = _send(procs, signal.SIGTERM)
         _send(procs, signal.SIGCONT)
+        if ident.group is not None:  # the run leads its group: forks since the walk get it too
+            _signal_group(ident.group, signal.SIGTERM)
+            _signal_group(ident.group, signal.SIGCONT)
     return _Killing(pid, pgid, procs, termed, started, ident)
 
 
 def _finish_kill(k: _Killing, grace: float, nvml: GpuSource | None) -> KillReport:
     """Wait up to `grace`, SIGKILL the group and every survivor of the tree, confirm."""
+    group = k.pgid if k.pgid is not None else k.ident.group
     alive = _wait_gone(k.procs, grace)
     alive = [p for p in _add_new_descendants(alive) if _alive(p)]
     # Strays started during the grace period (by a SIGTERM handler, a late double fork).
@@ -196,8 +200,8 @@ def _finish_kill(k: _Killing, grace: float, nvml: GpuSource | None) -> KillRepor
     alive += [p for p in late if _alive(p)]
     killed: list[int] = []
     if alive:
-        if k.pgid is not None:
-            _signal_group(k.pgid, signal.SIGKILL)
+        if group is not None:
+            _signal_group(group, signal.SIGKILL)
         killed = _send(alive, signal.SIGKILL)
         alive = _wait_gone(alive, KILL_CONFIRM_SECS)
     for proc in k.procs:  # reap every child of ours in the tree, so none is left a zombie
@@ -206,7 +210,7 @@ def _finish_kill(k: _Killing, grace: float, nvml: GpuSource | None) -> KillRepor
     gpu_holders = _gpu_holders(tree, nvml if nvml is not None else default_nvml())
     return KillReport(
         pid=k.pid,
-        pgid=k.pgid,
+        pgid=group,
         tree=tree,
         termed=tuple(k.termed),
         killed=tuple(killed),
