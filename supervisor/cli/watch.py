@@ -237,38 +237,83 @@ class Printer:
 
 
 class Actor:
-    """Carries out `--on` actions on the watched pid: once per rule for kill, pause once."""
+    """Carries out `--on` actions on the watched pid: the run's state (runs/state.py) and the
+    one policy engine the supervisor uses (runs/engine.py) decide, the local executor acts.
+    So a paused run is not paused twice, is not judged stalled while stopped (by ftmon or
+    from a shell), and is killed once."""
 
-    def __init__(self, pid: int, grace: float, printer: Printer) -> None:
+    def __init__(self, pid: int, start_time: float, log: Path, grace: float, on: dict[str, str],
+                 printer: Printer) -> None:  # fmt: skip
         import asyncio
 
-        self.pid = pid
+        from supervisor.runs.engine import PolicyEngine
+        from supervisor.runs.executors.local import LocalExecutor
+        from supervisor.runs.state import RunState
+
+        self.executor = LocalExecutor()
+        self.handle = self.executor.foreign(pid, start_time, log)
         self.grace = grace
         self.printer = printer
-        self.paused = False
-        self.killing = False
+        self.state = RunState.RUNNING
+        self.engine = PolicyEngine(lambda rule: on.get(rule, ""))
         self.tasks: set[asyncio.Task[None]] = set()
         self.killed_because = ""
+        self.monitor: Any = None
 
-    def act(self, action: str, anomaly: Any) -> None:
+    def watching(self, monitor: Any) -> Any:
+        """`monitor` as this run's state lets it see time (StateAwareMonitor)."""
+        from supervisor.runs.engine import StateAwareMonitor
+        from supervisor.runs.state import RunState
+
+        self.monitor = StateAwareMonitor(
+            monitor,
+            state=lambda: self.state,
+            stopped=lambda: self.executor.stopped(self.handle),
+            on_stopped=lambda ts: self._move(RunState.PAUSED),
+            on_continued=self._continued,
+            kill_reason=lambda: self.killed_because,
+            on_exit=lambda exit_: self._move(RunState.EXITED),
+        )
+        return self.monitor
+
+    def _move(self, new: Any) -> None:
+        from supervisor.runs.state import change_state
+
+        if self.state is not new:
+            change_state("--pid", self.state, new, ts=time.time(), cause="")  # checks the move
+            self.state = new
+
+    def _continued(self, ts: float) -> None:
+        """`kill -CONT` from a shell: running again, the stall clock restarts now."""
+        from supervisor.events import Action
+        from supervisor.runs.state import RunState
+
+        self._move(RunState.RUNNING)
+        self.monitor.resumed(ts)
+        self.printer.action(Action("resume", "user", ts, detail="resumed from outside ftmon"))
+
+    def act(self, anomaly: Any) -> None:
         import asyncio
 
         from supervisor.events import Action
-        from supervisor.runs.executors import process
+        from supervisor.runs.state import RunState
 
+        action = self.engine.decide(self.state, anomaly)
         now = time.time()
         if action == "alert":
             if self.printer.out.isatty():
                 sys.stderr.write("\a")  # the terminal bell: someone may be in another window
             self.printer.action(Action("alert", anomaly.rule, now, detail=anomaly.message))
-        elif action == "pause" and not self.paused and not self.killing:
-            stopped = process.pause_tree(self.pid)
-            self.paused = bool(stopped)
-            pids = " ".join(map(str, stopped))
-            detail = f"SIGSTOP to {pids}; resume: kill -CONT {pids}" if stopped else "it is gone"
-            self.printer.action(Action("pause", anomaly.rule, now, detail=detail, ok=self.paused))
-        elif action == "kill" and not self.killing:
-            self.killing = True
+        elif action == "pause":
+            self._move(RunState.PAUSING)
+            ok = self.executor.pause(self.handle)
+            self._move(RunState.PAUSED if ok else RunState.RUNNING)
+            pid = self.handle.pid
+            detail = f"SIGSTOP to {pid} and its descendants; resume: kill -CONT {pid}"
+            detail = detail if ok else "it is gone"
+            self.printer.action(Action("pause", anomaly.rule, now, detail=detail, ok=ok))
+        elif action == "kill":
+            self._move(RunState.KILLING)
             self.killed_because = f"{anomaly.rule}: {anomaly.message}"
             task = asyncio.create_task(self._kill(anomaly.rule))
             self.tasks.add(task)
@@ -276,9 +321,8 @@ class Actor:
 
     async def _kill(self, rule: str) -> None:
         from supervisor.events import Action
-        from supervisor.runs.executors import process
 
-        report = await process.kill_tree_async(self.pid, None, self.grace)
+        report = await self.executor.kill(self.handle, self.grace)
         self.printer.action(
             Action("kill", rule, time.time(), detail=report.detail(), ok=report.all_gone)
         )
@@ -288,29 +332,6 @@ class Actor:
 
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
-class _MarkKills:
-    """The Monitor, with the process's exit marked as ftmon's doing when an `--on ...=kill` caused
-    it, so that the exit rule reports the reason rather than an unexplained death."""
-
-    def __init__(self, monitor: Any, actor: Actor | None) -> None:
-        self.monitor = monitor
-        self.actor = actor
-
-    def feed_lines(self, lines: list[Any], ts: float) -> list[Any]:
-        return self.monitor.feed_lines(lines, ts)
-
-    def feed_resource(self, sample: Any) -> list[Any]:
-        return self.monitor.feed_resource(sample)
-
-    def tick(self, ts: float) -> list[Any]:
-        return self.monitor.tick(ts)
-
-    def feed_exit(self, exit_: Any) -> list[Any]:
-        if self.actor is not None and self.actor.killed_because:
-            exit_ = _killed(exit_, self.actor.killed_because)
-        return self.monitor.feed_exit(exit_)
 
 
 # ------------------------------------------------------------------ the command
@@ -340,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
     poll_secs = float(getattr(getattr(settings, "vram", None), "poll_secs", 0.5) or 0.5)
 
     async def main() -> Any:
-        from supervisor.events import Anomaly, Severity
+        from supervisor.events import Anomaly
         from supervisor.monitoring.watch import start_of_last_line, watch_log
 
         loop = asyncio.get_running_loop()
@@ -352,21 +373,22 @@ def run(args: argparse.Namespace) -> int:
         # written to the log from now on will be read: scripts may wait for this line.
         target = f", pid {args.pid}" if args.pid is not None else ""
         print(f"ftmon: watching {path} from line {lineno + 1}{target}", file=sys.stderr, flush=True)
-        actor = Actor(args.pid, args.grace, printer) if args.pid is not None else None
+        actor = None
+        if args.pid is not None:
+            assert start_time is not None
+            actor = Actor(args.pid, start_time, path, args.grace, on, printer)
 
         def on_event(event: Any) -> None:
             if not isinstance(event, Anomaly):
                 return
             printer.anomaly(event)
-            action = on.get(event.rule)
-            # Only a fault acts: an INFO notice ("vram rule off: no NVIDIA GPU") is news.
-            if action and actor is not None and event.severity >= Severity.WARNING:
-                actor.act(action, event)
+            if actor is not None:
+                actor.act(event)
 
         try:
             summary = await watch_log(
                 path,
-                _MarkKills(monitor, actor),
+                actor.watching(monitor) if actor is not None else monitor,
                 on_event,
                 offset=offset,
                 lineno=lineno,
