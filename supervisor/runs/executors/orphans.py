@@ -109,7 +109,8 @@ def _read(path: str) -> bytes | None:
 def token_of(pid: int) -> str | None:
     """The FTMON_RUN_TOKEN in the environment `pid` was started with, if any."""
     env = _read(f"/proc/{pid}/environ")
-    return _token_in(env).decode() if env and _token_in(env) else None
+    token = _token_in(env) if env else None
+    return token.decode() if token else None
 
 
 def _token_in(env: bytes) -> bytes | None:

@@ -183,7 +183,12 @@ async def _wait_pid_gone(
             # start_time, the pidfd refers to it and not to a later process given the same pid.
             loop = asyncio.get_running_loop()
             ended = loop.create_future()
-            loop.add_reader(pidfd, lambda: ended.done() or ended.set_result(None))
+
+            def _ended() -> None:
+                if not ended.done():
+                    ended.set_result(None)
+
+            loop.add_reader(pidfd, _ended)
             try:
                 await ended
             finally:
