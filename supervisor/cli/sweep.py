@@ -12,10 +12,7 @@ unless --kill-on-exit; reattach each with `ftmon attach RUN`).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +79,6 @@ def sweep_cmd(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
-def new_sweep_id(name: str, now: datetime | None = None) -> str:
-    """`sweep-20261207-181005-demo-sweep`: never a run id (those start with a digit)."""
-    return f"sweep-{(now or datetime.now()):%Y%m%d-%H%M%S}-{name}"
-
-
 def run_sweep(
     logs_dir: Path,
     recipe: Any,
@@ -95,12 +87,12 @@ def run_sweep(
     max_parallel: int | None = None,
     kill_on_exit: bool = False,
     replay_of: str | None = None,
-    gpu: Any = "default",
 ) -> int:
     """Record the sweep, run its members to their ends and print the comparison."""
     import asyncio
 
-    from supervisor.store.history import History, HistoryError, SweepRecord
+    from supervisor.monitoring.resources import default_nvml
+    from supervisor.store.history import History, HistoryError
 
     try:
         history = History.in_logs_dir(logs_dir)
@@ -108,24 +100,10 @@ def run_sweep(
         print(f"ftmon: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        sweep_id = new_sweep_id(recipe.name)
-        while history.sweep(sweep_id) is not None:
-            time.sleep(1.0)  # two sweeps of one recipe in one second: ids must differ
-            sweep_id = new_sweep_id(recipe.name)
-        assert recipe.sweep is not None
-        history.add_sweep(
-            SweepRecord(
-                sweep_id, recipe.name, time.time(), recipe.to_yaml(), os.getcwd(),
-                tuple(recipe.sweep.keys()), replay_of,
-            ),
-            [(m.index, m.values) for m in members],
+        return asyncio.run(
+            _drive(history, logs_dir, recipe, members, default_nvml(), max_parallel,
+                   kill_on_exit, replay_of)
         )  # fmt: skip
-        if gpu == "default":
-            from supervisor.monitoring.resources import default_nvml
-
-            gpu = default_nvml()
-        limit = max_parallel or recipe.sweep.max_parallel
-        return asyncio.run(_drive(history, logs_dir, sweep_id, members, gpu, limit, kill_on_exit))
     finally:
         history.close()
 
@@ -133,46 +111,39 @@ def run_sweep(
 async def _drive(
     history: Any,
     logs_dir: Path,
-    sweep_id: str,
+    recipe: Any,
     members: list[Any],
     gpu: Any,
     max_parallel: int | None,
     kill_on_exit: bool,
+    replay_of: str | None,
 ) -> int:
     import asyncio
     import signal
 
     from supervisor.cli.run import Printer
     from supervisor.runs.supervise import Supervisor
-    from supervisor.sweep.queue import CpuCapacity, GpuCapacity, SweepQueue
+    from supervisor.sweep.study import run_study
 
     printer = Printer()
     sup = Supervisor(history, logs_dir, printer)
-    capacity = GpuCapacity(gpu, max_parallel) if gpu is not None else CpuCapacity(max_parallel or 1)
-    where = "by free GPU memory" if gpu is not None else f"{capacity.max_parallel} at a time"  # type: ignore[union-attr]
-    printer.line(f"{sweep_id}: {len(members)} members, {where}")
-
-    def record(member: Any, status: str, run_id: str | None, detail: str) -> None:
-        history.set_sweep_member(sweep_id, member.index, status=status, run_id=run_id,
-                                 detail=detail)  # fmt: skip
-        if status == "launched":
-            printer.line(f"{sweep_id}: member {member.index} ({member.label()}) is {run_id}")
-        elif status == "refused":
-            printer.line(f"{sweep_id}: member {member.index} ({member.label()}) refused: {detail}")
-
-    queue = SweepQueue(sup, capacity, sweep_id=sweep_id, record=record)
+    queues: list[Any] = []
     loop = asyncio.get_running_loop()
     interrupted = False
 
     def on_signal() -> None:
         nonlocal interrupted
         interrupted = True
-        queue.stop.set()
+        for queue in queues:
+            queue.stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        outcomes = await queue.run(members)
+        sweep_id, outcomes = await run_study(
+            sup, history, recipe, members, gpu=gpu, max_parallel=max_parallel,
+            on_line=printer.line, replay_of=replay_of, on_queue=queues.append,
+        )  # fmt: skip
         live = sup.live_runs()
         await sup.close(kill=kill_on_exit)
     finally:
@@ -191,10 +162,8 @@ async def _drive(
 
 
 def _print_table(history: Any, sweep_id: str, printer: Any) -> None:
-    try:
-        from supervisor.report.compare import compare_sweep, format_table
-    except ImportError:  # the comparison module is optional here
-        return
+    from supervisor.report.compare import compare_sweep, format_table
+
     table = compare_sweep(history, sweep_id)
     for line in format_table(table).splitlines():
         printer.line(line)
