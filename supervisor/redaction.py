@@ -9,8 +9,9 @@ recipe.py re-exports all of it; plan.py turns `<redacted:NAME>` into "${NAME:?..
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 REDACTED = "<redacted>"
 
@@ -47,6 +48,19 @@ def redact_text(text: str) -> str:
     if "://" in text:
         text = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED, text)
     return _TOKEN_SHAPES.sub(REDACTED, text)
+
+
+_A = TypeVar("_A")
+
+
+def redact_anomaly(anomaly: _A) -> _A:
+    """An anomaly (events.Anomaly) with its message and evidence lines passed through
+    `redact_text`: what a child printed (a token in an exception) is never stored or shown."""
+    return dataclasses.replace(  # type: ignore[type-var]
+        anomaly,
+        message=redact_text(anomaly.message),  # type: ignore[attr-defined]
+        evidence=tuple(redact_text(e) for e in anomaly.evidence),  # type: ignore[attr-defined]
+    )
 
 
 def has_secret_shape(value: Any) -> bool:

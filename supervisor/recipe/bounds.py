@@ -54,9 +54,11 @@ def text_problem(text: str) -> tuple[int, str] | None:
             elif ch in "[{":
                 brackets += 1
                 deepest = max(deepest, brackets)
+                if len(indents) + dashes + deepest > MAX_DEPTH:
+                    break  # no need to read the rest of a 10,000-bracket line
             elif ch in "]}":
                 brackets = max(0, brackets - 1)
         depth = len(indents) + dashes + deepest
         if depth > MAX_DEPTH:
-            return lineno, f"nested {depth} levels deep here; a recipe nests at most {MAX_DEPTH}"
+            return lineno, f"nested over {MAX_DEPTH} levels deep here; a recipe nests at most that"
     return None

@@ -292,7 +292,9 @@ class Recipe(_Model):
         """
         data = self.model_dump(mode="json", exclude_defaults=True)
         if redact_secrets and "env" in data:
-            data["env"] = {k: REDACTED if is_secret(k) else v for k, v in data["env"].items()}
+            data["env"] = {
+                k: REDACTED if is_secret_env(k, v) else v for k, v in data["env"].items()
+            }
         if redact_secrets:
             data["command"] = redact_command(data["command"])
         if redact_secrets and "args" in data:
@@ -550,7 +552,7 @@ def load_recipe(path: str | Path) -> Recipe:
         with Path(path).open("rb") as f:  # never more than the bound into memory
             data = f.read(MAX_BYTES + 1)
         if len(data) > MAX_BYTES:
-            why = f"over {MAX_BYTES} bytes; a recipe is at most {MAX_BYTES}"
+            why = f"the recipe is over {MAX_BYTES} bytes; a recipe is at most {MAX_BYTES} bytes"
             raise RecipeError([Problem(file, 0, "", f"{why}; is this the recipe you meant?")])
         text = data.decode("utf-8")
     except OSError as exc:

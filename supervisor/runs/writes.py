@@ -112,9 +112,9 @@ def output_args(recipe: Recipe, values: Mapping[str, str], cwd: Path) -> list[Ar
     for arg in arguments(recipe, values):
         if not isinstance(arg.written, str) or _RESUME_NAME.match(arg.key) or not arg.rendered:
             continue
-        if base and arg.rendered == base:
-            continue  # the base weights themselves: read
         named = _OUTPUT_NAME.match(arg.key) and arg.rendered.lower() not in _ON | {"false", "no"}
+        if base and arg.rendered == base and not named:
+            continue  # the base weights themselves, under an input's name: read
         new_path = (
             _looks_like_path(arg.rendered)
             and not _INPUT_NAME.match(arg.key)
@@ -241,3 +241,117 @@ def forced_note(problems: list[Problem]) -> str:
     return "launched with --force although: " + "; ".join(
         f"{p.field_path}: {p.message}" for p in problems
     )
+
+
+# ---------------------------------------------------------------- a kill during a save
+
+# A last line that announces a save: nanoGPT's "saving checkpoint to out", HF's "Saving model
+# checkpoint to ...", "writing checkpoint", "save_pretrained".
+_SAVE_LINE = re.compile(
+    r"\b(?:sav(?:e|es|ing)|writ(?:e|es|ing)|checkpointing|save_pretrained)\b"
+    r".*\b(?:checkpoint|ckpt|model|weights|state|adapter)|\bcheckpointing\b",
+    re.IGNORECASE,
+)
+SAVE_QUIET_SECS = 1.0  # no byte written for this long: the write has finished
+_MAX_ENTRIES = 20_000  # files looked at under a run's outputs
+
+
+def run_outputs(recipe: Recipe, run_id: str, attempt: int, run_dir: Path) -> list[Path]:
+    """The paths a live run writes (its output args and its `checkpoints.dir`)."""
+    from supervisor.recipe.model import checkpoints_of
+    from supervisor.runs.plan import run_cwd
+
+    values = {
+        "run_dir": str(run_dir),
+        "run_id": run_id,
+        "base_weights": recipe.base_weights or "",
+        "attempt": str(attempt),
+        "name": recipe.name,
+    }
+    cwd = run_cwd(recipe, values)
+    paths = output_paths(recipe, values, cwd)
+    settings = checkpoints_of(recipe)
+    if settings is not None:
+        paths.append(_resolved(render_template(settings.dir, values), cwd))
+    return list(dict.fromkeys(paths))
+
+
+def _state(paths: list[Path], skip: Path) -> dict[Path, tuple[int, int]]:
+    """Size and mtime of every file under `paths` (but `skip`, the run's own log)."""
+    out: dict[Path, tuple[int, int]] = {}
+    for root in paths:
+        try:
+            files = [root] if root.is_file() else root.rglob("*")
+            for f in files:
+                if len(out) >= _MAX_ENTRIES:
+                    return out
+                if f == skip:
+                    continue
+                st = f.stat()
+                out[f] = (st.st_size, st.st_mtime_ns)
+        except OSError:  # a file renamed or removed while we looked
+            continue
+    return out
+
+
+def last_line(log_path: Path, tail: int = 4096) -> str:
+    """The last non-empty line of the log (read from its last `tail` bytes)."""
+    try:
+        with log_path.open("rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - tail))
+            data = f.read()
+    except OSError:
+        return ""
+    lines = [x for x in data.decode("utf-8", "replace").splitlines() if x.strip()]
+    return lines[-1] if lines else ""
+
+
+def announces_save(line: str) -> bool:
+    return bool(_SAVE_LINE.search(line))
+
+
+async def wait_for_save(
+    paths: list[Path],
+    log_path: Path,
+    bound: float,
+    *,
+    quiet: float = SAVE_QUIET_SECS,
+    poll: float = 0.1,
+    now: Any = None,
+) -> float:
+    """Before a kill: when the run is writing a checkpoint (a file under `paths` changed in
+    the last `quiet` seconds, or its last line announces a save), wait until nothing under
+    `paths` has changed for `quiet` seconds, at most `bound` seconds. Returns the seconds
+    waited (0.0 when no write was under way)."""
+    import asyncio
+    import time
+
+    if bound <= 0:
+        return 0.0
+    clock = now or time.time
+    start = clock()
+    state = _state(paths, log_path)
+    recent = any(start - mtime / 1e9 < quiet for _, mtime in state.values())
+    if not (recent or announces_save(last_line(log_path))):
+        return 0.0
+    still_since = clock()
+    while clock() - start < bound:
+        await asyncio.sleep(poll)
+        now_state = _state(paths, log_path)
+        if now_state != state:
+            state, still_since = now_state, clock()
+        elif clock() - still_since >= quiet:
+            break
+    return clock() - start
+
+
+async def wait_before_kill(recipe: Recipe, run_id: str, attempt: int, log_path: Path) -> str:
+    """Wait for a checkpoint write under way to finish (`wait_for_save`, bounded by the
+    recipe's `kill_save_wait_secs`) before a kill; what the kill report says about it."""
+    paths = run_outputs(recipe, run_id, attempt, log_path.parent)
+    waited = await wait_for_save(paths, log_path, recipe.kill_save_wait_secs)
+    if not waited:
+        return ""
+    return f"waited {waited:.1f} s for a checkpoint write to finish before the signal; "

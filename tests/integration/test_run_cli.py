@@ -339,17 +339,16 @@ def test_history_without_a_database_is_empty_not_an_error(tmp_path: Path) -> Non
     assert not logs.exists()  # reading the history creates nothing
 
 
-def test_a_run_in_a_missing_folder_says_so_and_exits_1(tmp_path: Path) -> None:
-    """A recipe whose cwd does not exist: the run is not said to be started, the end line
-    names the folder, the exit code is 1, and the history has the failed run with the reason."""
+def test_a_run_in_a_missing_folder_is_refused_with_exit_2(tmp_path: Path) -> None:
+    """A recipe whose cwd does not exist is bad input: exit 2, one line naming the folder,
+    nothing started and nothing in the history (issue 10)."""
     logs = tmp_path / "logs"
     recipe = write_recipe(tmp_path, "count_steps.py", cwd=str(tmp_path / "gone"))
-    code, out, _ = ftmon_here("run", str(recipe), "--headless", "--logs-dir", str(logs))
-    assert code == 1
-    assert "could not be started (attempt 1)" in out and "pid 0" not in out
-    assert f"the working folder {tmp_path / 'gone'} does not exist" in out
-    (run,) = json.loads(read("history", "--json", "--logs-dir", str(logs)))
-    assert run["status"] == "failed_to_start" and "does not exist" in run["end_reason"]
+    code, out, err = ftmon_here("run", str(recipe), "--headless", "--logs-dir", str(logs))
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert f"cwd: {tmp_path / 'gone'} does not exist" in line and "started" not in out
+    assert json.loads(read("history", "--json", "--logs-dir", str(logs))) == []
 
 
 def test_replay_runs_in_the_folder_the_run_ran_in(tmp_path: Path) -> None:

@@ -217,15 +217,22 @@ async def test_close_detaches_and_leaves_the_run_running(tmp_path: Path) -> None
 
 
 async def test_a_command_that_cannot_start_is_a_failed_run(tmp_path: Path) -> None:
-    """A missing program gives a failed run with the reason, not an exception."""
+    """A program that exists but cannot be executed (no binary, no #!) gives a failed run with
+    the reason, not an exception; a missing one is refused before anything is recorded."""
     path = write_recipe(tmp_path, "count_steps.py")
-    path.write_text(path.read_text().replace("count_steps.py", "no_such_program.py"))
-    bad = load_recipe(path).model_copy(update={"command": ["/no/such/interpreter"]})
+    not_a_program = tmp_path / "weights.bin"
+    not_a_program.write_bytes(b"\x00\x01 not a program")
+    not_a_program.chmod(0o755)
+    bad = load_recipe(path).model_copy(update={"command": [str(not_a_program)]})
     sup, _ = supervisor(tmp_path)
     run_id = await sup.launch(bad)
     ended = await sup.wait_lineage(run_id)
     assert ended.status == "failed" and "could not start" in ended.reason
     assert sup.history.get(run_id).status == "failed_to_start"
+    missing = bad.model_copy(update={"command": ["/no/such/interpreter"]})
+    with pytest.raises(LaunchRefused, match="/no/such/interpreter does not exist"):
+        await sup.launch(missing)
+    assert [r.id for r in sup.history.runs()] == [run_id]
 
 
 async def test_user_relaunch_refused_leaves_the_run_alone(tmp_path: Path) -> None:
