@@ -82,7 +82,9 @@ class Scored:
             return None
         first = int(self.row["first_anomaly_line"])
         rules = LABEL_RULES[self.label]
-        near = [f.lineno for f in self.found if f.rule in rules and abs(f.lineno - first) <= LATITUDE]
+        near = [
+            f.lineno for f in self.found if f.rule in rules and abs(f.lineno - first) <= LATITUDE
+        ]
         return min(near) if near else None
 
     def passes(self) -> bool:
@@ -170,7 +172,9 @@ def figures(scored: Iterable[Scored]) -> dict[str, LabelFigures]:
 
 def format_table(name: str, scored: list[Scored]) -> str:
     rows = [f"{name}: {sum(s.passes() for s in scored)}/{len(scored)} files right"]
-    rows.append(f"  {'label':<11}{'files':>6}{'found':>7}{'said':>6}{'prec':>7}{'recall':>8}{'delay':>7}")
+    rows.append(
+        f"  {'label':<11}{'files':>6}{'found':>7}{'said':>6}{'prec':>7}{'recall':>8}{'delay':>7}"
+    )
     for fig in figures(scored).values():
         rows.append(
             f"  {fig.label:<11}{fig.files:>6}{fig.found:>7}{fig.said:>6}"

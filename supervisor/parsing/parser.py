@@ -235,7 +235,11 @@ class Parser:
         is_object = False
         if first == "{" or (first.isspace() and text.lstrip().startswith("{")):
             stripped = text.strip()
-            is_object = stripped.endswith("}") and self._parse_object(stripped, lineno, ts, out)
+            if not stripped.endswith("}"):
+                # A dict with something printed after it (`{'loss': 1.14, ...}    <-- here`,
+                # a message glued on without a newline): the object is up to its last brace.
+                stripped = stripped[: stripped.rfind("}") + 1]
+            is_object = bool(stripped) and self._parse_object(stripped, lineno, ts, out)
         if not is_object:
             if self.cache and len(text) <= SHAPE_MAX and "tensor(" not in text:
                 self._parse_kv_shape(text, lineno, ts, out)

@@ -18,7 +18,21 @@ looser, stricter-to-fire signs:
   and numbered copies differ in it); any other line or block `plain_lines` times: transformers
   and DeepSpeed print the same plain sentence once per rank, eight times on one node;
 - within one line, a unit of 1 to 40 characters repeated `in_line_repeats` times in a row
-  over at least half the line (a looping model fills its output).
+  over at least half the line (a looping model fills its output);
+- a periodic tail: the end of a line is a unit of 4 to `max_tail_unit` characters repeated at
+  least `tail_repeats` times over `tail_chars` or more (normal text, then the loop that ran to
+  the length limit; the last copy may be cut off);
+- a long line whose words are mostly one or two units (`It It ItIt It ...`, `神神 F神神神 F`):
+  with `dominant_tokens` tokens or more, one token over `dominant_share` of them or two over
+  `pair_share`;
+- a line made mostly (`mostly_share`) of units of 3 to 40 characters each repeated at least
+  `tail_repeats` times (`jump, jump,jump,jump,jump, final,final,final,final`);
+- a printed list of token ids that is one id repeated `id_repeats` times (`151643, 151643,
+  ...`), unless the line names what it prints as data (`input_ids`, `labels`, padding);
+- near-duplicate prose lines: `near_lines` lines in a row (blank lines between them ignored)
+  whose words mostly agree (`near_similarity`, on tokens) but are not the same line printed
+  again (`I looked at the third one ...`, `... the fourth one ...`); copies of one sentence
+  count too when blank lines separate them, as a model's paragraphs are.
 
 What healthy logs repeat must not fire, so these never count: lines with no letters (`-----`,
 `=====`, `|------|` tables, `████` bars, numbers), lines that look like log records (a level
@@ -35,6 +49,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, deque
+from difflib import SequenceMatcher
 
 from pydantic import Field
 
@@ -79,6 +94,12 @@ def _may_repeat(text: str, copies: int) -> bool:
 
 # Special tokens that fill sequences to length: `<pad>`, `[PAD]`, `<|endoftext|>`, `</s>`.
 _PADDING = re.compile(r"pad|endoftext|</s>|<unk>|<eos>|<\|eot_id\|>", re.I)
+# Words that printed tensors and tables repeat: `nan, nan, nan`, `True True False`.
+_PUNCT = "\"'`.,;:!?()[]{}<>«»“”‘’-—…*"
+_VALUE_WORDS = frozenset({"nan", "inf", "-inf", "none", "null", "true", "false", "yes", "no"})
+# A list of numbers that is one number repeated, and what names a list as data, not output.
+_ID_RUN = re.compile(r"(\d{1,7})(?:[,\s]+\1\b){15,}")
+_DATA_LIST = re.compile(r"input_ids|labels|attention_mask|position_ids|pad|mask|prompt", re.I)
 _MARKER_START = frozenset("0123456789-*•\\")
 _SAMPLE_CACHE = 256  # samples judged and remembered (the cache is emptied when full)
 _SAMPLE_CACHE_CHARS = 4096  # longer samples are judged afresh: the cache stays small
@@ -93,6 +114,46 @@ def _is_prose(line: str) -> bool:
 def tokens(text: str) -> list[str]:
     """Words, with every CJK character a token of its own."""
     return _TOKEN.findall(text)
+
+
+def _wordish(tok: str) -> bool:
+    """A token that generated text repeats: it has letters and is not a printed value."""
+    return any(c.isalpha() for c in tok) and tok.lower().strip(",.;:") not in _VALUE_WORDS
+
+
+def _printed_values(unit: str) -> bool:
+    """A unit made of printed values only (`nan, `, `True `): tensors and tables repeat them."""
+    toks = tokens(unit)
+    return bool(toks) and all(t.lower().strip(_PUNCT) in _VALUE_WORDS for t in toks)
+
+
+def periodic_tail(text: str, max_unit: int = 80) -> tuple[str, int, int]:
+    """The repetition that ends the line: (unit, copies, characters covered).
+
+    For each period p the tail is compared with itself shifted by p; the run of agreeing
+    characters, plus one period, is the repeated span. The last copy may be cut off (a loop
+    stopped by the length limit), which the shifted comparison allows. ("", 0, 0) if none.
+    """
+    end = len(text.rstrip())
+    best = ("", 0, 0)
+    for p in range(4, min(max_unit, end // 2) + 1):
+        j = end - 1
+        while j - p >= 0 and text[j] == text[j - p]:
+            j -= 1
+        span = end - 1 - j  # characters equal to the one p before them
+        if span < p:
+            continue
+        covered = span + p
+        copies = covered // p
+        if covered > best[2] and copies >= 2:
+            start = end - covered
+            best = (text[start : start + p], copies, covered)
+    return best
+
+
+def similar(a: list[str], b: list[str]) -> float:
+    """How much two token lists agree (difflib's ratio: 2 * matches / total)."""
+    return SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
 def repeated_token_run(toks: list[str], max_unit: int = 8) -> tuple[int, int, int]:
@@ -132,6 +193,34 @@ class RepetitionSettings(RuleSettings):
     in_line_repeats: int = Field(
         8, ge=3, description="A unit repeated this many times within one log line."
     )
+    tail_repeats: int = Field(
+        4, ge=2, description="A unit repeated this many times at the end of a line."
+    )
+    tail_chars: int = Field(
+        100, ge=16, description="...covering at least this many characters of the line's end."
+    )
+    max_tail_unit: int = Field(80, ge=4, description="Longest unit of a periodic tail.")
+    mostly_share: float = Field(
+        0.7, gt=0, le=1, description="A line this much made of repeated units (each 3+ times)."
+    )
+    dominant_tokens: int = Field(
+        20, ge=4, description="Tokens a line needs before its token shares are judged."
+    )
+    pair_share: float = Field(
+        0.8, gt=0, le=1, description="A line where two tokens make up this share of its tokens."
+    )
+    id_repeats: int = Field(
+        16, ge=4, description="One number repeated this many times in a printed list of ids."
+    )
+    near_lines: int = Field(
+        4, ge=2, description="Near-duplicate prose lines in a row that count as repetition."
+    )
+    near_similarity: float = Field(
+        0.6, gt=0, le=1, description="Token agreement for two lines to be near-duplicates."
+    )
+    near_min_tokens: int = Field(
+        6, ge=2, description="Tokens a line needs before it is compared with the one before."
+    )
     quiet_lines: int = Field(200, ge=0, description="Lines of quiet after a report.")
 
 
@@ -147,10 +236,16 @@ class RepetitionRule(Rule):
         self._quiet = LineCooldown(s.quiet_lines)
         self._chars = re.compile(rf"(.{{1,10}}?)\1{{{s.min_tokens - 1},}}", re.S)
         self._in_line = re.compile(rf"(.{{1,40}}?)\1{{{s.in_line_repeats - 1},}}", re.S)
+        self._mostly = re.compile(rf"(.{{3,40}}?)\1{{{s.tail_repeats - 1},}}", re.S)
         self._recent: deque[tuple[str, str, bool]] = deque(maxlen=s.max_block)
         self._runs = [0] * (s.max_block + 1)
         self._metric_line = 0
         self._judged: dict[str, str | None] = {}
+        # The last prose line's tokens, whether a blank line came after it, and the run of
+        # near-duplicates it ends (with the texts, for the evidence).
+        self._near_prev: list[str] | None = None
+        self._near_blank = False
+        self._near_run: list[str] = []
 
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, (Metric, Eval)):
@@ -218,6 +313,8 @@ class RepetitionRule(Rule):
                 unit, span = m.group(1), m.group(0)
                 if len(span) * 2 < len(head) or all(c in _FILLER for c in unit):
                     continue
+                if _printed_values(unit):
+                    continue  # `nan, nan, nan`: a printed tensor, the nan rule's business
                 if _PADDING.search(span[: 4 * len(unit)]):
                     continue  # a data preview padded to length is not a looping model
                 count = len(m.group(0)) // len(unit)
@@ -225,14 +322,28 @@ class RepetitionRule(Rule):
                     f"a log line repeats {clip(unit.strip() or unit, 60)!r} {count} times",
                     (clip(text),),
                 )
+        if not metric_line and len(head) >= s.tail_chars:
+            found = self._judge_long_line(head)
+            if found is not None:
+                return found, (clip(text),)
+        if not metric_line and len(head) >= 24 and _may_repeat(head, s.tail_repeats - 1):
+            found = self._judge_mostly_repeats(head)
+            if found is not None:
+                return found, (clip(text),)
         # Across lines.
         stripped = text.strip()
         if not stripped:
+            self._near_blank = self._near_prev is not None
             return None  # blank lines neither count nor break a run
         if metric_line:
             self._recent.clear()
             self._runs = [0] * (s.max_block + 1)
+            self._near_prev = None
+            self._near_run = []
             return None
+        near = self._judge_near(stripped)
+        if near is not None:
+            return near
         key = stripped
         if stripped[0] in _MARKER_START:
             key = _LIST_MARKER.sub("", stripped)
@@ -261,6 +372,75 @@ class RepetitionRule(Rule):
                     )
         recent.append((key, stripped, marked))
         return found
+
+    def _judge_long_line(self, head: str) -> str | None:
+        """A periodic tail, one or two dominant tokens, or a list that is one id repeated."""
+        s = self.settings
+        unit, copies, covered = periodic_tail(head, s.max_tail_unit)
+        if (
+            copies >= s.tail_repeats
+            and covered >= s.tail_chars
+            and any(_wordish(t) for t in tokens(unit))
+            and not _PADDING.search(unit)
+        ):
+            return f"a log line ends repeating {clip(unit.strip() or unit, 60)!r} {copies} times"
+        toks = tokens(head)
+        if len(toks) >= s.dominant_tokens:
+            top = Counter(t for t in toks if _wordish(t) and not _PADDING.search(t))
+            common = top.most_common(2)
+            if common and common[0][1] > s.dominant_share * len(toks):
+                return (
+                    f"a log line is {common[0][1]} of {len(toks)} times {clip(common[0][0], 40)!r}"
+                )
+            if len(common) == 2 and common[0][1] + common[1][1] >= s.pair_share * len(toks):
+                pair = f"{clip(common[0][0], 20)!r} and {clip(common[1][0], 20)!r}"
+                return (
+                    f"a log line alternates {pair} ({common[0][1] + common[1][1]} of {len(toks)})"
+                )
+        m = _ID_RUN.search(head)
+        if m is not None and len(m.group(0)) * 5 >= len(head) * 4 and not _DATA_LIST.search(head):
+            count = len(re.findall(rf"\b{m.group(1)}\b", m.group(0)))
+            return f"a printed list repeats the id {m.group(1)} {count} times"
+        return None
+
+    def _judge_mostly_repeats(self, head: str) -> str | None:
+        """A line made mostly of back-to-back copies of short units (each repeated enough)."""
+        s = self.settings
+        body = head.strip()
+        covered, units = 0, []
+        for m in self._mostly.finditer(body):
+            unit = m.group(1)
+            if any(_wordish(t) for t in tokens(unit)) and not _PADDING.search(unit):
+                covered += len(m.group(0))
+                units.append(unit.strip() or unit)
+        if units and covered >= s.mostly_share * len(body):
+            shown = ", ".join(repr(clip(u, 30)) for u in units[:3])
+            return f"a log line is mostly repeats of {shown}"
+        return None
+
+    def _judge_near(self, stripped: str) -> tuple[str, tuple[str, ...]] | None:
+        """Near-duplicate prose lines in a row (not the same line printed again)."""
+        s = self.settings
+        toks = tokens(stripped) if _is_prose(stripped) else []
+        blank, self._near_blank = self._near_blank, False
+        words = sum(1 for t in toks if t.strip(_PUNCT).isalpha())
+        # Sentences: mostly words (not a progress frame or a dict of metrics that has letters).
+        if len(toks) < s.near_min_tokens or words < 4 or words < 0.6 * len(toks):
+            self._near_prev = None
+            self._near_run = []
+            return None
+        prev, self._near_prev = self._near_prev, toks
+        if prev is None or similar(prev, toks) < s.near_similarity or (prev == toks and not blank):
+            # Unlike lines, or the same line again with nothing between (every rank prints the
+            # same sentence: the exact-repeat check above judges those, with its own count).
+            self._near_run = [stripped]
+            return None
+        self._near_run.append(stripped)
+        if len(self._near_run) < s.near_lines:
+            return None
+        run, self._near_run = self._near_run, []
+        evidence = tuple(clip(t) for t in run[-3:])
+        return f"{len(run)} near-identical lines in a row: {clip(run[-1], 80)!r}", evidence
 
     def _report(
         self, message: str, event: Sample | Text, evidence: tuple[str, ...]

@@ -39,7 +39,7 @@ _PATTERNS = re.compile(
     r"|Heartbeat monitor timed out"
     r"|watchdog thread terminated"
     r"|timed out in blocking wait"
-    r"|heartbeats?\b.{0,40}\b(?:timed out|timeout|missing|missed|uneven|unhealthy)"
+    r"|heartbeats?\b.{0,40}\b(?:timed out|missing|missed|uneven|unhealthy|lost)\b"
     r"|(?:missing|missed|uneven|no)\s+heartbeats?\b"
     r"|tensors were submitted to be (?:reduced|gathered|broadcast)"
     r"|waiting for (?:the )?remainder of ranks"

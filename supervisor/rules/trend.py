@@ -7,11 +7,22 @@ the way a mean or EMA would). A value is a spike when it exceeds
     median + max(min_jump, (factor - 1) * |median|)
 
 i.e. `factor` times the baseline, and by at least `min_jump` in absolute terms so that a loss
-near zero (0.01 -> 0.04) does not count. Before `warmup` values exist there is no baseline;
-then only a value above `absurd` counts: for a language model's cross-entropy, random guessing
-over the vocabulary costs ln(V), about 11-12 nats for 50k-150k tokens, so a loss above 20 is
-worse than guessing (a bug or a blown-up run, e.g. a GKD loss of 429 at step 5); a grad norm in
-the hundreds before clipping is far outside what a fine-tune shows (0.1-10). Both are settings.
+near zero (0.01 -> 0.04) does not count. One value is a baseline (`warmup`): a log excerpt or a
+resumed run starts mid-training, and a loss of 1.7 followed by 11.5 is a spike at the second
+value. Before that only a value above `absurd` counts: for a language model's cross-entropy,
+random guessing over the vocabulary costs ln(V), about 11-12 nats for 50k-150k tokens, but the
+summed losses of other models start far higher (an object detector's total loss begins near 80
+and falls), so only a loss above 100 counts without a baseline (a bug or a blown-up run, e.g. a
+GKD loss of 429 at step 5); a grad norm in the hundreds before clipping is far outside what a
+fine-tune shows (0.1-10). Both are settings.
+
+Two other definitions of a loss spike are settings (`method`), for runs that follow them:
+`megatron`, Megatron-LM's check: a loss above `megatron_factor` (10) times the largest loss of
+the first `megatron_first` (100) values; `olmo`, OLMo's: above the mean plus `olmo_sigmas` (6)
+standard deviations of the last `olmo_window` (128) values (once `olmo_min` values are there).
+
+A framework that prints every line twice (TensorFlow's two loggers) gives each value twice:
+the copy changes neither the median nor the episode, so it is never a spike of its own.
 
 `divergence` watches the validation loss: it reports when the last `evals` evaluations all lie
 above the best one seen by more than max(min_rise * |best|, min_rise_abs) — a sustained rise,
@@ -24,7 +35,9 @@ threshold; a divergence episode ends when the validation loss makes a new best.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
+from typing import Literal
 
 from pydantic import Field
 
@@ -69,17 +82,29 @@ class _Baseline:
 
 
 class JumpSettings(RuleSettings):
+    method: Literal["median", "megatron", "olmo"] = Field(
+        "median",
+        description="What a spike is: `median` (factor x the moving median), `megatron` "
+        "(megatron_factor x the largest of the first values), `olmo` (mean + sigmas x std).",
+    )
     factor: float = Field(3.0, gt=1, description="A value above this many times the baseline.")
     min_jump: float = Field(0.5, ge=0, description="...and above the baseline by at least this.")
     window: int = Field(20, ge=2, description="Recent values whose median is the baseline.")
-    warmup: int = Field(2, ge=1, description="Values needed before there is a baseline.")
+    warmup: int = Field(1, ge=1, description="Values needed before there is a baseline.")
     absurd: float = Field(
-        20.0, ge=0, description="A value above this counts at any time, baseline or not (0: off)."
+        100.0, ge=0, description="A value above this counts at any time, baseline or not (0: off)."
     )
+    megatron_first: int = Field(100, ge=1, description="`megatron`: values whose largest counts.")
+    megatron_factor: float = Field(
+        10.0, gt=1, description="`megatron`: a loss above this many times that largest value."
+    )
+    olmo_window: int = Field(128, ge=2, description="`olmo`: recent values for mean and std.")
+    olmo_sigmas: float = Field(6.0, gt=0, description="`olmo`: standard deviations above the mean.")
+    olmo_min: int = Field(16, ge=2, description="`olmo`: values needed before judging.")
 
 
 class GradNormSettings(JumpSettings):
-    factor: float = Field(10.0, gt=1, description="A grad norm above this many times the baseline.")
+    factor: float = Field(5.0, gt=1, description="A grad norm above this many times the baseline.")
     min_jump: float = Field(5.0, ge=0, description="...and above the baseline by at least this.")
     warmup: int = Field(3, ge=1, description="Values needed before there is a baseline.")
     absurd: float = Field(
@@ -98,6 +123,8 @@ class _JumpRule(Rule):
         self.settings: JumpSettings
         self._series: dict[str, _Baseline] = {}
         self._wanted: dict[str, bool] = {}
+        self._first: dict[str, list[float]] = {}  # `megatron`: the first values of each metric
+        self._recent_values: dict[str, deque[float]] = {}  # `olmo`: the last values
 
     def wants(self, key: str) -> bool:
         raise NotImplementedError
@@ -122,6 +149,8 @@ class _JumpRule(Rule):
         base = self._series.get(key)
         if base is None:
             base = self._series[key] = _Baseline(s.window, s.min_jump, s.factor)
+        if s.method != "median":
+            return self._check_other(key, value, event, base)
         message = ""
         if len(base.values) >= s.warmup and value > base.limit:
             median = base.refresh()  # exact before judging
@@ -136,6 +165,40 @@ class _JumpRule(Rule):
         base.add(value)
         if len(base.values) == s.warmup:
             base.refresh()
+        was = base.in_spike
+        base.in_spike = bool(message)
+        if not message or was:
+            return None
+        where = f" at step {event.step}" if event.step is not None else ""
+        return self.anomaly(Severity.WARNING, message + where, event.ts, event.lineno)
+
+    def _check_other(
+        self, key: str, value: float, event: Metric, base: _Baseline
+    ) -> Anomaly | None:
+        """Megatron's and OLMo's definitions: the same episodes, another threshold."""
+        s = self.settings
+        message = ""
+        if s.method == "megatron":
+            first = self._first.setdefault(key, [])
+            if first and value > s.megatron_factor * max(first):
+                message = (
+                    f"{key} spiked to {fmt_value(value)}, above {s.megatron_factor:g}x the "
+                    f"largest of the first {len(first)} values ({fmt_value(max(first))})"
+                )
+            elif len(first) < s.megatron_first:
+                first.append(value)
+        else:  # olmo
+            recent = self._recent_values.setdefault(key, deque(maxlen=s.olmo_window))
+            if len(recent) >= s.olmo_min:
+                mean = statistics.fmean(recent)
+                std = statistics.pstdev(recent, mean)
+                if value > mean + s.olmo_sigmas * std and value - mean > s.min_jump:
+                    message = (
+                        f"{key} spiked to {fmt_value(value)}, above the mean {fmt_value(mean)} "
+                        f"+ {s.olmo_sigmas:g} sigma ({fmt_value(std)}) of the last {len(recent)}"
+                    )
+            if not message:
+                recent.append(value)
         was = base.in_spike
         base.in_spike = bool(message)
         if not message or was:

@@ -143,3 +143,88 @@ def test_arbitrary_text_never_crashes(lines: list[str]) -> None:
         for event in (Text(i, 1.0, line), Sample(i, 1.0, line)):
             for a in rule.on_event(event):
                 assert a.rule == "repetition" and a.lineno == i
+
+
+# --- generalising repetition (real lines from tests/corpus/dev) ----------------------------
+
+
+def test_near_duplicate_lines_with_one_word_changing() -> None:
+    """unsloth: the same sentence again with an ordinal changing is caught on the 4th copy."""
+    log = (
+        "I looked at the clock. It was 3:00 AM. I looked at the phone. I had 100 notifications.\n"
+        'I looked at the first one. It read "DO NOT LOOK AT THE MOON".\n'
+        'I looked at the second one. It read "It\'s a beautiful night tonight. Look outside."\n'
+        'I looked at the third one. It read "It\'s a beautiful night tonight. Look outside."\n'
+        'I looked at the fourth one. It read "It\'s a beautiful night tonight. Look outside."\n'
+        'I looked at the fifth one. It read "It\'s a beautiful night tonight. Look outside."\n'
+    )
+    found = scan(log)
+    assert [(a.rule, a.lineno) for a in found] == [("repetition", 6)]
+    assert "near-identical" in found[0].message and found[0].severity == Severity.WARNING
+
+
+def test_a_sentence_said_again_with_blank_lines_between() -> None:
+    """Copies of one sentence separated by blank lines (a model's paragraphs) count; the same
+    sentence printed back to back (once per rank) needs the exact-repeat count instead."""
+    sentence = "The fine-tuned model answers the question and then says the same thing again."
+    assert [a.lineno for a in scan((sentence + "\n\n") * 4)] == [7]
+    assert scan((sentence + "\n") * 8) == []
+
+
+def test_periodic_tail_of_a_long_line() -> None:
+    """A reasoning line whose end repeats one sentence, the last copy cut by the length limit."""
+    line = (
+        '- Line49 and 50. Wait, line49 has "CO-LMS" which might be a typo for "CO-INS". Need to '
+        "fuzzy match. Data row at52. Totals? Not sure here. Wait, line52 is a data row but "
+        "there's no totals line after."
+        + " Wait, line52 is the only data row here." * 5
+        + " Wait, line5"
+    )
+    found = scan(line + "\n")
+    assert [a.rule for a in found] == ["repetition"] and "ends repeating" in found[0].message
+
+
+def test_one_or_two_dominant_units_in_a_long_line() -> None:
+    """'It It ItIt It' after a chat template, and a CJK/Latin alternation with uneven spaces."""
+    it_loop = (
+        "- `I'<lbegin of text > start header id>systemk end header idl>nincutting Knowlede Date: "
+        "December 2023lnoday Date: 26 July 224lnnk eot id x start header id|>user<lend header "
+        "idl>inincontinue the fibonnaci sequence: 1, 1,2, 3,5, 8,<leot idlx start header "
+        "idl>asistant<end header idl>ininIt It ItIt" + " It" * 45 + " it It ItIt It It t It It']`"
+    )
+    assert [a.rule for a in scan(it_loop + "\n")] == ["repetition"]
+    cjk = "这是答案：" + "神 F神神 F 神F神 神 F" * 6
+    assert [a.rule for a in scan(cjk + "\n")] == ["repetition"]
+
+
+def test_a_line_mostly_of_short_repeats() -> None:
+    """nshepperd gpt-2: ' jump, jump,jump,jump,jump,jump, final,final,final,final,final'."""
+    line = " jump, jump,jump,jump,jump,jump, final,final,final,final,final"
+    assert [a.rule for a in scan(line + "\n")] == ["repetition"]
+
+
+def test_token_id_loop_in_a_printed_list() -> None:
+    """Qwen: generated ids that are one id repeated; a padded data preview is not a loop."""
+    ids = ", ".join(["151643"] * 120)
+    assert [a.rule for a in scan(ids + "\n")] == ["repetition"]
+    preview = "input_ids: [9707, 11, 1879, 0, " + ", ".join(["151643"] * 120) + "]"
+    assert scan(preview + "\n") == []
+
+
+def test_healthy_repeats_stay_silent() -> None:
+    """Per-rank copies, log records, tables, bars, printed tensors, doubled logger lines."""
+    log = (
+        "For gpu:3. Running epoch: 2\n"
+        * 4
+        + "[titan] 2026-02-24 19:46:17,508 - root - INFO - step:  4  loss:  7.62585  "
+        "grad_norm: 26.6250  memory: 66.91GiB(37.51%)  tps: 10,050  tflops: 314.71  mfu: 13.99%\n"
+        * 7
+        + "INFO:tensorflow:global step 1: loss = 79.3501 (57.126 sec/step)\n" * 2
+        + "tensor([nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, "
+        "nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan], device='cuda:0')\n"
+        + "│ <|endoftext|><|prompter|>I<|end… │                                  │        │\n" * 6
+        + "Rank 4 completed\nRank 5 completed\nRank 3 completed\nRank 6 completed\n"
+        + '{"timestamp": "2026-05-16T21:37:20.151694Z", "level": "info", "event": '
+        '"request_completed", "method": "GET", "path": "/api/models/download-progress"}\n' * 4
+    )
+    assert [a for a in scan(log) if a.rule == "repetition"] == []

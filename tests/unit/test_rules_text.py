@@ -231,3 +231,97 @@ def test_no_new_step_while_lines_still_come() -> None:
         assert rule.on_tick(float(t)) == []
     got = rule.on_tick(101.0)
     assert len(got) == 1 and "no new training step for 101 s (last step 5)" in got[0].message
+
+
+# --- oom and stall wordings seen in real logs (tests/corpus) -------------------------------
+
+
+def test_oom_wordings_of_other_backends_and_guards() -> None:
+    """XLA/TPU, JAX, TF, ROCm, Metal (MLX), host allocators, shells and external memory guards."""
+    lines = [
+        "2023-03-23 02:02:25.057202: E tensorflow/compiler/xla/xla_client/xla_util.cc:90]   "
+        "OP_REQUIRES failed at tpu_execute_op.cc:266 : RESOURCE_EXHAUSTED: Attempting to reserve "
+        "10.51G at the bottom of memory. That was not possible.",
+        "RuntimeError: Bad StatusOr access: RESOURCE_EXHAUSTED: Error allocating device buffer: "
+        "Attempting to allocate 129.50M. That was not possible. There are 78.17M free.",
+        "jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory allocating "
+        "20029400304 bytes.",
+        "[1] 2019-06-13 01:17:08.886805: E external/org_tensorflow/tensorflow/compiler/xla/python/"
+        "local_client.cc:672] Execution of replica 0 failed: Resource exhausted: Out ",
+        "ResourceExhaustedError                    Traceback (most recent call last)",
+        "W tensorflow/core/common_runtime/bfc_allocator.cc:275] *_Ran out of memory trying to "
+        "allocate 39.81MiB.  See logs for memory state.",
+        "2020-02-20 11:49:21.373053: W tensorflow/core/common_runtime/bfc_allocator.cc:319] "
+        "***************__________________________________***********************************",
+        "2023-11-01 16:19:17.812101: E tensorflow/compiler/xla/stream_executor/rocm/"
+        "rocm_driver.cc:606] failed to allocate 127.99TiB (140729850295296 bytes) from device: "
+        "HIP_ERROR_OutOfMemory",
+        "                         Search for `hipErrorOutOfMemory' in https://rocm.docs.amd.com/"
+        "projects/HIP/en/latest/index.html for more information.",
+        "libc++abi: terminating due to uncaught exception of type std::runtime_error: [METAL] "
+        "Command buffer execution failed: Insufficient Memory "
+        "(00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)",
+        "RuntimeError: [enforce fail at CPUAllocator.cpp:64] . DefaultCPUAllocator: can't "
+        "allocate memory: you tried to allocate 402653184 bytes. Error code 12 (Cannot allocate "
+        "memory).",
+        "已杀死",
+        "slurmstepd: error: Job 7518 exceeded memory limit (626359956 > 512000000), being killed",
+        "vram_guard: GPU memory limit exceeded (23.9 GiB > 22.0 GiB), killing pid 4242",
+        "Process finished with exit code 137 (interrupted by signal 9: SIGKILL)",
+        "Apr 25 06:31:56 host kernel: [594675.027262] python invoked oom-killer: "
+        "gfp_mask=0x14200ca(GFP_HIGHUSER_MOVABLE), nodemask=(null), order=0, oom_score_adj=0",
+    ]
+    for line in lines:
+        assert len(OomRule().on_event(Text(1, 1.0, line))) == 1, line
+        assert [a.rule for a in scan(line + "\n")].count("oom") == 1, line
+
+
+def test_resource_exhausted_that_is_no_memory_does_not_fire() -> None:
+    """gRPC's RESOURCE_EXHAUSTED for a quota, and memory words in healthy reports, are no OOM."""
+    log = (
+        "google.api_core.exceptions.ResourceExhausted: 429 RESOURCE_EXHAUSTED: Quota exceeded "
+        "for requests per minute\n"
+        "MLX: Peak mem 31.753 GB, memory limit 96 GB\n"
+        "exit code 1370 is not in the table\n"
+    )
+    assert [a.rule for a in scan(log)].count("oom") == 0
+
+
+def test_stall_wordings_of_horovod_rendezvous_stores_and_heartbeats() -> None:
+    """Horovod's stall inspector, elastic rendezvous, TCPStore/socket and Gloo timeouts,
+    heartbeat monitors and NCCL watchdog variants are each one `stall` report."""
+    lines = [
+        "[1,0]<stderr>:[2020-04-20 20:29:29. 89665: W horovod/common/stall_inspector.cc:105] One "
+        "or more tensors were submitted to be reduced, gathered or broadcasted by subset of ranks "
+        "and are waiting for remainder of ranks for more than 60 seconds.",
+        '    "message": "RendezvousTimeoutError: ",',
+        "torch.distributed.DistNetworkError: The client socket has timed out after 300000ms while "
+        "trying to connect to (036c56dce41b, 41331).",
+        "[E socket.cpp:793] [c10d] The client socket has timed out after 60s while trying to "
+        "connect to (IP1, 2222).",
+        "torch.distributed.DistStoreError: Socket Timeout",
+        "RuntimeError: [/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:81] Timed "
+        "out waiting 1800000ms for recv operation to complete",
+        "RuntimeError: [/caffe2/third_party/gloo/gloo/transport/tcp/pair.cc:611] Connect timeout "
+        "[172.17.27.13]:27023",
+        "[rank3]:[E1002 18:16:40.711756918 ProcessGroupNCCL.cpp:756] [Rank 3] Work WorkNCCL("
+        "SeqNum=2521, OpType=ALLREDUCE, Timeout(ms)=600000) timed out in blocking wait.",
+        "  what():  [PG ID 0 PG GUID 0(default_pg) Rank 3] Process group watchdog thread "
+        "terminated with exception: [Rank 3] Watchdog caught colle",
+        "RuntimeError: Client mesh is unhealthy with uneven heartbeats",
+    ]
+    for line in lines:
+        found = StallRule().on_event(Text(1, 1.0, line))
+        assert len(found) == 1 and found[0].severity == Severity.ERROR, line
+
+
+def test_timeouts_that_are_settings_do_not_fire() -> None:
+    """Launch configs and option echoes that name a timeout are not a hang."""
+    log = (
+        "  rdzv_configs     : {'timeout': 900}\n"
+        "  monitor_interval : 5\n"
+        "[INFO] ProcessGroupNCCL initialization options: NCCL_ASYNC_ERROR_HANDLING: 1, "
+        "TIMEOUT(ms): 1800000\n"
+        "heartbeat_interval = 5s, heartbeat timeout set to 300s\n"
+    )
+    assert scan(log) == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from supervisor.events import Eval, Metric, Severity
 from supervisor.rules import WatchSettings
 from supervisor.rules.trend import (
@@ -113,3 +115,68 @@ def test_divergence_reads_eval_lines_in_text_logs() -> None:
     log = "".join(f"  eval step {i}: val_loss={v:.4f} accuracy=0.5\n" for i, v in enumerate(vals))
     found = scan(log, WatchSettings(divergence=DivergenceSettings(evals=3)))
     assert [(a.rule, a.lineno) for a in found] == [("divergence", 5), ("divergence", 9)]
+
+
+# --- one value as a baseline, absurd totals, doubled lines, other definitions --------------
+
+
+def test_spike_after_a_single_value() -> None:
+    """LitGPT: an excerpt that starts at loss 1.70, then 11.46: the second value is a spike."""
+    log = (
+        "iter 1151 step 144: loss 1.7019, iter time: 1106.53ms (optimizer.step)\n"
+        "iter 1152 step 144: loss 11.4630, iter time: 1260.82ms\n"
+        "iter 1153 step 144: loss 11.7545, iter time: 1109.35ms\n"
+    )
+    assert [(a.rule, a.lineno) for a in scan(log)] == [("spike", 2)]
+
+
+def test_a_detector_total_loss_falling_from_80_is_no_spike_even_printed_twice() -> None:
+    """TensorFlow's two loggers print each line twice; an OD total loss starts near 80."""
+    log = "".join(
+        f"INFO:tensorflow:global step {i}: loss = {v} (16.9 sec/step)\n" * 2
+        for i, v in enumerate([79.3501, 72.8609, 67.3308, 64.2655, 62.5264], start=1)
+    )
+    assert scan(log) == []
+
+
+def test_a_spike_printed_twice_is_one_report() -> None:
+    """The same step's spike arriving twice (doubled logger) is one episode."""
+    log = "".join(
+        f"INFO:tensorflow:global step {i}: loss = {v} (0.4 sec/step)\n" * 2
+        for i, v in enumerate([0.0630, 0.1628, 0.0577, 5405917802.0, 43253763571.0], start=435)
+    )
+    assert [(a.rule, a.lineno) for a in scan(log)] == [("spike", 7)]
+
+
+def test_isolated_grad_norm_spike_at_five_times_the_median() -> None:
+    """unsloth Gemma: grad_norm ~10 then 92 (9x) is reported; 29 after it (3x) is not new."""
+    norms = [14.98, 9.78, 7.64, 92.10, 29.00, 5.21, 7.83, 7.79]
+    found = feed(GradNormRule(), [{"grad_norm": g} for g in norms])
+    assert [a.lineno for a in found] == [4]
+
+
+def test_megatron_definition_ten_times_the_largest_early_loss() -> None:
+    """`method: megatron`: a loss above 10x the largest of the first values; 3x is not."""
+    settings = JumpSettings(method="megatron", megatron_first=5)
+    series = [{"loss": v} for v in [2.3, 2.2, 2.4, 2.1, 2.0, 1.9, 6.9, 1.8, 24.5, 1.8]]
+    assert [a.lineno for a in feed(SpikeRule(settings), series)] == [9]
+    assert "10x the largest of the first 5" in feed(SpikeRule(settings), series)[0].message
+
+
+def test_olmo_definition_mean_plus_six_sigma() -> None:
+    """`method: olmo`: above mean + 6 std of the recent values (needs olmo_min values first)."""
+    rng = random.Random(11)
+    series = [{"loss": 2.0 + rng.uniform(-0.05, 0.05)} for _ in range(40)] + [{"loss": 2.6}]
+    settings = JumpSettings(method="olmo", olmo_window=128, olmo_sigmas=6.0)
+    assert [a.lineno for a in feed(SpikeRule(settings), series)] == [41]
+    calm = [{"loss": 2.0 + rng.uniform(-0.05, 0.05)} for _ in range(400)]
+    assert feed(SpikeRule(settings), calm) == []
+
+
+def test_spike_method_is_a_watch_setting() -> None:
+    """A recipe's `watch: {spike: {method: megatron}}` reaches the rule; unknown methods fail."""
+    watch = WatchSettings.model_validate({"spike": {"method": "megatron", "megatron_first": 3}})
+    log = "".join(f"step {i}: loss {v}\n" for i, v in enumerate([2.0, 2.1, 1.9, 25.0], start=1))
+    assert [(a.rule, a.lineno) for a in scan(log, watch)] == [("spike", 4)]
+    with pytest.raises(ValueError):
+        WatchSettings.model_validate({"spike": {"method": "ema"}})
