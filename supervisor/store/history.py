@@ -365,7 +365,8 @@ class History:
     ) -> None:
         """Metrics of one batch of lines and the offset just past them, in ONE transaction:
         either both are stored or neither, so a resumed reader never stores a line twice. A
-        locked database queues the batch (see `_write`)."""
+        locked database queues the batch (see `_write`). `head`: the log's first bytes as read
+        so far (reading/identity.py), for attach to know the file again."""
         rows = metric_rows(run_id, events)
         statements: list[Statement] = []
         if rows:
@@ -379,12 +380,12 @@ class History:
             statements.append(
                 ("UPDATE runs SET offset = ?, lineno = ? WHERE id = ?", (offset, lineno, run_id))
             )
-        if statements:
         if head is not None:
             statements.append((
                 "UPDATE runs SET log_head_len = ?, log_head_sha = ? WHERE id = ?",
                 (head.length, head.sha256, run_id),
             ))  # fmt: skip
+        if statements:
             self._write(run_id, statements, rows=max(1, len(rows)))
 
     def add_anomaly(self, run_id: str, anomaly: Anomaly) -> None:
