@@ -49,6 +49,7 @@ ACTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("l", "relaunch", "Relaunch", "Relaunch the selected run with changes, from base weights"),
     ("o", "launch", "Launch", "Launch a recipe from recipes/ or a path"),
     ("h", "history", "History", "Every run with its exact command; replay and diff"),
+    ("c", "compare", "Compare", "A sweep or the latest runs side by side, with overlaid plots"),
     ("f", "follow", "Follow", "Follow the end of the log (End does the same)"),
     ("slash", "search", "Search", "Search in the log (n: next, N: previous)"),
     ("q", "quit", "Quit", "Quit; with live runs, keep them running or kill them"),
@@ -267,6 +268,11 @@ class MainScreen(Screen[None]):
         from tui.screens.history import HistoryScreen
 
         self.app.push_screen(HistoryScreen())
+
+    def action_compare(self) -> None:
+        from tui.screens.compare import CompareScreen
+
+        self.app.push_screen(CompareScreen())
 
     def action_follow(self) -> None:
         log = self.query_one(LogView)

@@ -1,0 +1,145 @@
+"""The comparison screen: a sweep (or the latest runs) side by side, as `ftmon compare` prints it,
+and one plot overlaying every row's curve of the chosen metric.
+
+The rows come from supervisor/report/compare.py, the same function the CLI uses, so the screen
+and `ftmon compare` cannot disagree. `n` / `N` walk the sweeps (newest first, then "latest
+runs"), `s` sorts by the next metric, `m` plots the next metric.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+from textual_plotext import PlotextPlot
+
+from supervisor.report.compare import (
+    CompareTable,
+    compare_runs,
+    compare_sweep,
+    header_and_cells,
+    sort_table,
+)
+from tui.text import clean
+
+if TYPE_CHECKING:
+    from tui.app import FtmonApp
+
+LATEST_RUNS = 8  # what "latest runs" compares when there is no sweep
+SORTS = ("best_val_loss", "final_val_loss", "accuracy", "format_accuracy", "tok_s", "wall_secs")
+PLOTTED = ("val_loss", "loss", "accuracy", "tok_s")
+
+
+class CompareScreen(Screen[None]):
+    """See the module docstring."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "next", "Next sweep"),
+        Binding("N", "previous", "Previous", show=False),
+        Binding("s", "sort", "Sort"),
+        Binding("m", "metric", "Plot metric"),
+        Binding("escape,c,q", "back", "Back"),
+    ]
+
+    DEFAULT_CSS = """
+    CompareScreen #title { height: 1; padding: 0 1; background: $boost; }
+    CompareScreen #table { height: 1fr; min-height: 6; border: round $primary-lighten-2; }
+    CompareScreen #overlay { height: 2fr; min-height: 10; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.choices: list[str | None] = []  # sweep ids, then None: the latest runs
+        self.at = 0
+        self.sort = ""
+        self.metric = PLOTTED[0]
+        self.table: CompareTable | None = None
+
+    @property
+    def ftmon(self) -> FtmonApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        yield DataTable(id="table", cursor_type="row", zebra_stripes=True)
+        yield PlotextPlot(id="overlay")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.choices = [s.id for s in self.ftmon.history.sweeps()]
+        self.choices.append(None)
+        self.show()
+
+    def show(self) -> None:
+        history = self.ftmon.history
+        chosen = self.choices[self.at]
+        if chosen is not None:
+            table = compare_sweep(history, chosen)
+            title = f"sweep {chosen}  ({len(table.rows)} members)"
+        else:
+            ids = [r.id for r in history.runs(limit=LATEST_RUNS) if r.parent_id is None]
+            table = compare_runs(history, ids) if ids else CompareTable("no runs yet", [], [])
+            title = f"latest runs ({len(table.rows)})"
+        self.table = sort_table(table, self.sort)
+        best = self.table.best()
+        sort = self.sort or "best_val_loss"
+        where = f"  ·  {self.at + 1}/{len(self.choices)}" if len(self.choices) > 1 else ""
+        if best is not None:
+            title += f"  ·  best by {sort}: {best.label}"
+        self.query_one("#title", Static).update(clean(title + where))
+        grid = self.query_one("#table", DataTable)
+        grid.clear(columns=True)
+        header, cells = header_and_cells(self.table)
+        grid.add_columns(*header)
+        for row in cells:
+            grid.add_row(*(clean(c) for c in row))
+        self._plot()
+
+    def _plot(self) -> None:
+        plot = self.query_one("#overlay", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(f"{self.metric} by step, one line per row")
+        history = self.ftmon.history
+        assert self.table is not None
+        for row in self.table.rows:
+            if not row.run_id:
+                continue
+            points = [
+                (float(m.step), float(m.value))
+                for m in history.metrics(row.run_id, self.metric)
+                if m.step is not None and m.value is not None and m.value == m.value
+            ]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                plt.plot(list(xs), list(ys), marker="braille", label=clean(row.label))
+        plot.refresh()
+
+    def action_next(self) -> None:
+        self.at = (self.at + 1) % len(self.choices)
+        self.show()
+
+    def action_previous(self) -> None:
+        self.at = (self.at - 1) % len(self.choices)
+        self.show()
+
+    def action_sort(self) -> None:
+        present = [s for s in SORTS if self.table and any(r.figures.get(s) is not None
+                                                          for r in self.table.rows)]  # fmt: skip
+        if not present:
+            return
+        self.sort = present[(present.index(self.sort) + 1) % len(present)] if (
+            self.sort in present
+        ) else present[0]  # fmt: skip
+        self.show()
+
+    def action_metric(self) -> None:
+        self.metric = PLOTTED[(PLOTTED.index(self.metric) + 1) % len(PLOTTED)]
+        self._plot()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
