@@ -43,6 +43,7 @@ from supervisor.recipe.flags import (
     render_template,
 )
 from supervisor.recipe.problems import Problem, RecipeError, did_you_mean, dotted, problems_from
+from supervisor.recipe.scaleout import ExecutorSpec, Launcher
 from supervisor.recipe.yaml_lines import YamlProblem, dump_yaml, load_scalar, load_with_lines
 from supervisor.redaction import (
     REDACTED,
@@ -232,6 +233,8 @@ class Recipe(_Model):
     preflight: Preflight = Preflight()
     notify: list[NotifyTarget] = []  # where to tell the person (supervisor/notify/)
     sweep: SweepSpec | None = None  # expanded by supervisor/sweep/expand.py (`ftmon sweep`)
+    launcher: Launcher | None = None  # torchrun ranks (recipe/scaleout.py)
+    executor: ExecutorSpec | None = None  # where: local (default) or slurm
 
     @field_validator("command", mode="before")
     @classmethod

@@ -39,7 +39,7 @@ from supervisor.runs.events import (
     RunStarted,
 )
 from supervisor.runs.executors.base import Executor, LaunchSpec, RunHandle, SpawnError
-from supervisor.runs.executors.local import LocalExecutor
+from supervisor.runs.executors.choose import ByHandle, executor_for
 from supervisor.runs.replay import recorded_recipe, recorded_recipe_text
 from supervisor.runs.state import SIGNALLABLE_STATES, RunState, state_of
 from supervisor.runs.supervise_run import RunWatching, _Lineage, _Run, _settle
@@ -75,7 +75,8 @@ class Supervisor(RunWatching):
         executor: Executor | None = None,
     ) -> None:
         self.history = history
-        self.executor: Executor = executor if executor is not None else LocalExecutor()
+        # By default each run is acted on by the executor that started it (local, torchrun, Slurm).
+        self.executor: Executor = executor if executor is not None else ByHandle()
         self.logs_dir = Path(logs_dir)
         self.on_event = on_event
         self.clock = clock
@@ -137,7 +138,7 @@ class Supervisor(RunWatching):
         )  # fmt: skip
         spec = LaunchSpec(run_id, tuple(plan.argv), plan.env, plan.cwd, plan.run_dir, plan.log_path)
         try:
-            handle = self.executor.spawn(spec)
+            handle = executor_for(recipe, self.executor).spawn(spec)
         except SpawnError as exc:
             self.history.add_run(**common, status=RunState.STARTING.value)
             run = _Run(run_id, recipe, attempt, lineage, RunHandle("", 0, 0.0, (plan.log_path,)))

@@ -23,7 +23,7 @@ import asyncio
 import shlex
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,12 @@ from supervisor.runs.executors.base import (
     handle_from_description,
 )
 from supervisor.runs.executors.slurm_cli import JobInfo, SlurmCli, SlurmError
+from supervisor.runs.executors.torchrun import (
+    RANKS_DIR,
+    TorchrunOptions,
+    is_torchrun,
+    torchrun_argv,
+)
 
 SCRIPT_NAME = "job.sbatch"
 
@@ -86,8 +92,22 @@ class SlurmKill:
         return f"Slurm job {self.job_id}: {how}; {self.state}; {left}"
 
 
-def _is_torchrun(argv: tuple[str, ...]) -> bool:
-    return bool(argv) and Path(argv[0]).name == "torchrun"
+# torchrun's options that the allocation decides on a multi-node job (with their values).
+_RDZV_FLAGS = ("--nnodes", "--node_rank", "--node-rank", "--rdzv_backend", "--rdzv-backend",
+               "--rdzv_endpoint", "--rdzv-endpoint", "--rdzv_id", "--rdzv-id", "--master_addr",
+               "--master-addr", "--master_port", "--master-port")  # fmt: skip
+
+
+def _without_rdzv(args: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _RDZV_FLAGS:
+            skip = True
+        elif not arg.startswith(tuple(f + "=" for f in _RDZV_FLAGS)):
+            out.append(arg)
+    return out
 
 
 def batch_script(spec: LaunchSpec, options: SlurmOptions) -> str:
@@ -104,15 +124,15 @@ def batch_script(spec: LaunchSpec, options: SlurmOptions) -> str:
         "set -e",
     ]
     argv = list(spec.argv)
-    if options.nodes > 1 and _is_torchrun(spec.argv):
+    if options.nodes > 1 and is_torchrun(argv):
         # One torchrun agent per node; they meet at the first node of the allocation.
         lines.append('head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)')
         rdzv = (
             '--nnodes "$SLURM_NNODES" --node_rank "$SLURM_NODEID" --rdzv_backend c10d '
             f'--rdzv_id "$SLURM_JOB_ID" --rdzv_endpoint "$head:{options.rdzv_port}"'
         )
-        rest = [a for a in argv[1:] if not a.startswith(("--nnodes", "--node_rank"))]
-        command = f"{shlex.quote(argv[0])} {rdzv} {shlex.join(rest)}"
+        head = 1 if Path(argv[0]).name == "torchrun" else 3  # torchrun | python -m t.d.run
+        command = f"{shlex.join(argv[:head])} {rdzv} {shlex.join(_without_rdzv(argv[head:]))}"
         lines.append(f"exec srun --ntasks-per-node=1 {command}")
     elif options.nodes > 1:
         lines.append(f"exec srun {shlex.join(argv)}")
@@ -132,14 +152,19 @@ class SlurmExecutor:
         options: SlurmOptions | None = None,
         cli: SlurmCli | None = None,
         poll_secs: float = 0.5,
+        launcher: TorchrunOptions | None = None,
     ) -> None:
         self.options = options or SlurmOptions()
+        self.launcher = launcher  # the job's command runs under torchrun
         self.cli = cli or SlurmCli()
         self.poll_secs = poll_secs
         self._last: dict[str, JobInfo] = {}
 
     def spawn(self, spec: LaunchSpec) -> RunHandle:
         script = spec.run_dir / SCRIPT_NAME
+        if self.launcher is not None:
+            argv = torchrun_argv(spec.argv, self.launcher, spec.run_dir / RANKS_DIR)
+            spec = replace(spec, argv=tuple(argv))
         try:
             spec.run_dir.mkdir(parents=True, exist_ok=True)
             script.write_text(batch_script(spec, self.options))

@@ -1,0 +1,96 @@
+"""Supervised Slurm jobs on the real one-node cluster of .ci/slurm-up: a job that goes NaN is
+caught, scancel'ed and relaunched with the lower rate as a new job; an ftmon that went away
+finds its job again by the job id in history."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from supervisor.recipe.model import load_recipe
+from supervisor.runs import events as ev
+from supervisor.runs.executors.slurm_cli import SlurmCli, available
+from supervisor.runs.supervise import Supervisor
+from supervisor.store.history import History
+from tests.conftest import async_wait_for
+from tests.programs.recipes import base_weights, write_recipe
+
+WHY_NOT = available()
+pytestmark = pytest.mark.skipif(bool(WHY_NOT), reason=f"no Slurm here: {WHY_NOT}")
+
+SLURM = {"kind": "slurm", "time": "5"}
+
+
+def job_of(history: History, run_id: str) -> str:
+    rec = history.get(run_id)
+    assert rec is not None and rec.executor, f"{run_id} has no executor handle in history"
+    return str(rec.executor["job_id"])
+
+
+async def test_a_nan_job_is_scancelled_and_relaunched_as_a_new_job(tmp_path: Path) -> None:
+    """lr 2e-4 goes NaN; the nan policy kills the job (TERM, then scancel) and submits the
+    adjusted recipe (lr x 0.01) as a second job, which trains to its end."""
+    weights = base_weights(tmp_path)
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path, "train_nan.py", base_weights=str(weights), executor=SLURM,
+            args={"model": "{base_weights}", "output_dir": "{run_dir}/out", "lr": 2e-4},
+            on={"nan": {"do": "relaunch", "adjust": {"lr": "*0.01"}}},
+        )
+    )  # fmt: skip
+    events: list[object] = []
+    logs = tmp_path / "logs"
+    sup = Supervisor(History(logs / "ftmon.db"), logs, events.append)
+    try:
+        first = await sup.launch(recipe)
+        final = await asyncio.wait_for(sup.wait_lineage(first), 90)
+    finally:
+        await sup.close(kill=True)
+    runs = {r.id: r for r in sup.history.runs()}
+    assert len(runs) == 2 and final.run_id != first and final.status == "finished"
+    parent, child = runs[first], runs[final.run_id]
+    assert parent.status == "killed" and "nan" in parent.end_reason
+    assert child.parent_id == first and child.argv[child.argv.index("--lr") + 1] == "2e-06"
+    jobs = job_of(sup.history, first), job_of(sup.history, final.run_id)
+    assert jobs[0] != jobs[1] and all(j.isdigit() for j in jobs)
+    cli = SlurmCli()
+    ended = cli.job(jobs[0])
+    assert ended is not None and not ended.live, ended
+    assert (Path(child.run_dir) / "job.sbatch").is_file()
+    assert "training finished" in Path(child.log_path).read_text()
+    assert any(isinstance(e, ev.RunRelaunched) for e in events)
+
+
+async def test_an_ftmon_started_again_reattaches_to_its_job_by_id(tmp_path: Path) -> None:
+    """ftmon closes without killing (the job runs on in Slurm); a new ftmon attaches by the
+    run id, finds the job by the job id in history, reads on, and its kill ends the job."""
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path, "count_steps.py", executor=SLURM, args={"steps": 3000, "interval": 0.05}
+        )
+    )
+    logs = tmp_path / "logs"
+    events: list[object] = []
+    sup = Supervisor(History(logs / "ftmon.db"), logs, events.append)
+    run_id = await sup.launch(recipe)
+    await async_wait_for(lambda: any(isinstance(e, ev.MetricsObserved) for e in events), 30)
+    await sup.close()  # detach: the job goes on
+    job = job_of(sup.history, run_id)
+    cli = SlurmCli()
+    info = cli.job(job)
+    assert info is not None and info.state == "RUNNING"
+
+    later: list[object] = []
+    again = Supervisor(History(logs / "ftmon.db"), logs, later.append)
+    try:
+        assert await again.attach(run_id) == run_id
+        await async_wait_for(lambda: any(isinstance(e, ev.MetricsObserved) for e in later), 30)
+        ended = await again.kill(run_id)
+        assert ended.status == "killed"
+        info = cli.job(job)
+        assert info is not None and not info.live
+    finally:
+        await again.close(kill=True)
+        cli.cancel(job)
