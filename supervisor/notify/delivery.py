@@ -16,6 +16,7 @@ from supervisor.notify.config import NotifyTarget
 from supervisor.notify.message import Notice
 from supervisor.notify.send import SendError
 from supervisor.notify.throttle import Throttle
+from supervisor.redaction import redact_text
 
 Sender = Callable[[NotifyTarget, Notice, float], None]
 QUEUE_MAX = 1000  # beyond it a notice is dropped and the drop reported (a stuck target)
@@ -57,7 +58,10 @@ def deliver(
             error = f"{type(exc).__name__}: {exc}"
             continue
         return DeliveryResult(target.label, notice, True, attempts, "", time.monotonic() - start)
-    return DeliveryResult(target.label, notice, False, attempts, error, time.monotonic() - start)
+    # A command's stderr or a server's reason can quote a credential back: hidden by its shape.
+    return DeliveryResult(
+        target.label, notice, False, attempts, redact_text(error), time.monotonic() - start
+    )
 
 
 _STOP = object()

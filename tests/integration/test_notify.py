@@ -5,6 +5,7 @@ kill and its failure is recorded; a command target gets valid JSON; `ftmon notif
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -15,7 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from supervisor.events import Severity
+from supervisor.notify.config import NotifyTarget
+from supervisor.notify.delivery import deliver
+from supervisor.notify.message import Notice
 from supervisor.notify.notifier import Notifier, tee
+from supervisor.notify.send import send
 from supervisor.recipe.model import load_recipe
 from supervisor.runs import events as ev
 from supervisor.runs.supervise import Supervisor
@@ -213,8 +219,6 @@ async def test_a_run_not_launched_here_notifies_its_recorded_recipes_targets(
 
 def config_home(tmp: Path, notify: list[dict]) -> dict[str, str]:
     """An environment whose $XDG_CONFIG_HOME holds ftmon/config.yaml with `notify`."""
-    import os
-
     folder = tmp / "config" / "ftmon"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump({"notify": notify}))
@@ -305,3 +309,51 @@ def load_runs(logs: Path) -> list:
         return history.runs()
     finally:
         history.close()
+
+
+def test_a_finished_sweep_is_told_to_the_users_targets(tmp_path: Path) -> None:
+    """`Notifier.sweep_finished` (called by sweeps): the command target gets one message with
+    the sweep, how it went, its runs and the command that shows it."""
+    sink = tmp_path / "events.jsonl"
+    argv = [sys.executable, str(PROGRAMS / "notify_sink.py"), str(sink)]
+    notifier = Notifier([NotifyTarget(command=argv, events=["sweep_finished"])])
+    notifier.sweep_finished("sw-lr", "4 runs: 3 finished, 1 failed", ["r1", "r2", "r3", "r4"],
+                            look="ftmon report sw-lr")  # fmt: skip
+    assert notifier.close(10)
+    (event,) = [json.loads(line) for line in sink.read_text().splitlines()]
+    assert event["event"] == "sweep_finished" and event["title"] == "sweep sw-lr finished"
+    assert event["seen"]["message"] == "4 runs: 3 finished, 1 failed"
+    assert event["look"] == "ftmon report sw-lr" and event["extra"]["run_ids"][0] == "r1"
+
+
+def test_desktop_target_runs_notify_send_with_title_urgency_and_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where `notify-send` is installed the desktop target runs it (argv, no shell): urgency
+    from the severity, the title, then the text."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "notify-send"
+    out = tmp_path / "argv.json"
+    fake.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                    f"open({str(out)!r}, 'w').write(json.dumps(sys.argv[1:]))\n")  # fmt: skip
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    notice = Notice("action", "r1", 1.0, "r1: kill (rule nan)", Severity.ERROR, seen="nan",
+                    did="kill: done", look="ftmon show r1")  # fmt: skip
+    result = deliver(NotifyTarget(desktop=True), notice, send)
+    assert result.ok, result.error
+    argv = json.loads(out.read_text())
+    assert argv == ["--app-name=ftmon", "--urgency=critical", "r1: kill (rule nan)",
+                    "seen: nan\ndid:  kill: done\nlook: ftmon show r1"]  # fmt: skip
+
+
+def test_a_failing_command_s_reason_is_recorded_without_the_secret_it_printed(
+    tmp_path: Path,
+) -> None:
+    leak = "echo-key sk-abcdefghijklmnopqrstuvwxyz123456 rejected"
+    argv = [sys.executable, "-c", f"import sys; sys.stderr.write({leak!r}); sys.exit(4)"]
+    result = deliver(NotifyTarget(command=argv, retries=0), Notice("test", "", 1.0, "t",
+                                                                 Severity.INFO), send)  # fmt: skip
+    assert not result.ok and "sk-abc" not in result.error
+    assert result.error.endswith("exited with 4: echo-key <redacted> rejected")
