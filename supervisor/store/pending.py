@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 SPILL_NAME = "history-pending.jsonl"
 MAX_MEMORY_ROWS = 20_000  # about 4 MB of metric rows; more go to the spill file
@@ -93,7 +93,7 @@ class PendingWrites:
 
     def _spill(self, write: Write, spill_dir: Path) -> None:
         path = spill_dir / SPILL_NAME
-        with open(path, "a", encoding="utf-8") as fh:
+        with _open_private(path, os.O_APPEND) as fh:
             fh.write(_line(write))
         self._spills[path] = self._spills.get(path, 0) + write.rows
 
@@ -144,7 +144,8 @@ class PendingWrites:
                 try:
                     old = path.read_text(encoding="utf-8") if path.exists() else ""
                     tmp = path.with_suffix(".tmp")
-                    tmp.write_text(lines + old, encoding="utf-8")
+                    with _open_private(tmp, os.O_TRUNC) as fh:
+                        fh.write(lines + old)
                     os.replace(tmp, path)
                 except OSError:
                     kept.extend(writes)  # stays in memory; the backlog still counts it
@@ -159,6 +160,12 @@ class PendingWrites:
             rows = self._memory_rows + spilled + self._in_flight
             files = tuple(str(p) for p in self._spills)
             return Backlog(rows, spilled, self._since, self.error if rows else "", files)
+
+
+def _open_private(path: Path, mode: int) -> TextIO:
+    """A spill file holds what the history holds: readable by its owner only, like ftmon.db."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 def _line(write: Write) -> str:

@@ -21,6 +21,7 @@ def test_writes_come_back_in_order_across_the_spill_file(tmp_path: Path) -> None
     backlog = pending.backlog()
     assert (backlog.rows, backlog.spilled) == (80, 50)
     assert (tmp_path / SPILL_NAME).exists() and backlog.behind
+    assert (tmp_path / SPILL_NAME).stat().st_mode & 0o777 == 0o600, "private, like ftmon.db"
     taken = []
     while batch := pending.take():
         taken += batch
