@@ -16,6 +16,7 @@ A bad file gives one problem per mistake, with file, line and field, as a bad re
 from __future__ import annotations
 
 import os
+import typing
 from pathlib import Path
 from typing import Literal
 
@@ -30,7 +31,7 @@ EventKind = Literal[
     "anomaly", "action", "relaunch", "chain_stopped", "run_finished", "run_failed",
     "sweep_finished",
 ]  # fmt: skip
-EVENT_KINDS: tuple[str, ...] = EventKind.__args__  # type: ignore[attr-defined]
+EVENT_KINDS: tuple[EventKind, ...] = typing.get_args(EventKind)
 Preset = Literal["json", "slack", "discord", "ntfy"]
 SeverityName = Literal["info", "warning", "error", "critical"]
 
@@ -50,11 +51,11 @@ class NotifyTarget(BaseModel):
     desktop: bool = False
     events: list[EventKind] = list(EVENT_KINDS)
     severity: SeverityName = "error"
-    timeout_secs: float = Field(5.0, gt=0)
-    retries: int = Field(3, ge=0)
-    backoff_secs: float = Field(1.0, ge=0)  # before retry k: backoff_secs * 2**(k-1)
-    dedup_secs: float = Field(300.0, ge=0)  # one message per run, event and rule in this window
-    max_per_minute: int = Field(10, ge=1)  # beyond it, one summary when the minute is over
+    timeout_secs: float = Field(default=5.0, gt=0)
+    retries: int = Field(default=3, ge=0)
+    backoff_secs: float = Field(default=1.0, ge=0)  # before retry k: backoff_secs * 2**(k-1)
+    dedup_secs: float = Field(default=300.0, ge=0)  # one message per (run, event, rule) in it
+    max_per_minute: int = Field(default=10, ge=1)  # beyond it, one summary when the minute is over
 
     @field_validator("webhook")
     @classmethod
@@ -137,8 +138,9 @@ def redact_targets(targets: list[dict[str, object]]) -> list[dict[str, object]]:
         t = dict(t)
         if t.get("webhook"):
             t["webhook"] = REDACTED
-        if isinstance(t.get("headers"), dict):
-            t["headers"] = {k: REDACTED for k in t["headers"]}  # type: ignore[union-attr]
+        headers = t.get("headers")
+        if isinstance(headers, dict):
+            t["headers"] = dict.fromkeys(headers, REDACTED)
         out.append(t)
     return out
 
