@@ -88,23 +88,34 @@ def run_sweep(
     kill_on_exit: bool = False,
     replay_of: str | None = None,
 ) -> int:
-    """Record the sweep, run its members to their ends and print the comparison."""
+    """Record the sweep, run its members to their ends and print the comparison; the user's
+    notification targets and the recipe's hear of each run and of the sweep's end."""
     import asyncio
 
+    from supervisor.cli.run import Printer
     from supervisor.monitoring.resources import default_nvml
+    from supervisor.notify.config import load_user_targets
+    from supervisor.notify.notifier import NOTIFY_CLOSE_SECS, Notifier, failure_line
+    from supervisor.recipe.model import RecipeError
     from supervisor.store.history import History, HistoryError
 
     try:
+        targets = load_user_targets()
         history = History.in_logs_dir(logs_dir)
-    except HistoryError as exc:
-        print(f"ftmon: {exc}", file=sys.stderr)
+    except (RecipeError, HistoryError) as exc:
+        print(str(exc) if isinstance(exc, RecipeError) else f"ftmon: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    printer = Printer()
+    notifier = Notifier(targets, history, on_result=lambda r: r.ok or printer.line(failure_line(r)))
+    for member in members:
+        notifier.watch_recipe(member.recipe)
     try:
         return asyncio.run(
             _drive(history, logs_dir, recipe, members, default_nvml(), max_parallel,
-                   kill_on_exit, replay_of)
+                   kill_on_exit, replay_of, printer, notifier)
         )  # fmt: skip
     finally:
+        notifier.close(NOTIFY_CLOSE_SECS)  # the last messages go out before the history closes
         history.close()
 
 
@@ -117,16 +128,17 @@ async def _drive(
     max_parallel: int | None,
     kill_on_exit: bool,
     replay_of: str | None,
+    printer: Any,
+    notifier: Any,
 ) -> int:
     import asyncio
     import signal
 
-    from supervisor.cli.run import Printer
+    from supervisor.notify.notifier import tee
     from supervisor.runs.supervise import Supervisor
     from supervisor.sweep.study import run_study
 
-    printer = Printer()
-    sup = Supervisor(history, logs_dir, printer)
+    sup = Supervisor(history, logs_dir, tee(printer, notifier))
     queues: list[Any] = []
     loop = asyncio.get_running_loop()
     interrupted = False
@@ -151,6 +163,14 @@ async def _drive(
             loop.remove_signal_handler(sig)
     printer.summary()
     _print_table(history, sweep_id, printer)
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    how = ", ".join(f"{n} {status}" for status, n in counts.items())
+    notifier.sweep_finished(
+        sweep_id, f"{len(outcomes)} members: {how}", [o.run_id for o in outcomes if o.run_id],
+        look=f"ftmon report {sweep_id}",
+    )  # fmt: skip
     if interrupted:
         if not kill_on_exit:
             for rid in live:
