@@ -71,13 +71,26 @@ class FtmonApp(App[int]):
         self.supervisor = supervisor
         self.main_screen = MainScreen()
         self.started = False  # set once reattach and the first launch are done
+        self.history_behind = ""  # what `_check_history` last said ("" = all written)
         # Notifications hear what the screen hears and send in the background (supervisor/notify/).
         self.notifier = Notifier(notify_targets, self.history, on_result=self._notify_failed)
         self.supervisor.on_event = tee(self.supervisor.on_event, self.notifier)
 
     def on_mount(self) -> None:
         self.push_screen(self.main_screen)
+        self.set_interval(1.0, self._check_history)
         self.start_up()
+
+    def _check_history(self) -> None:
+        """Say when the history database falls behind (another process holds its lock; nothing
+        is lost meanwhile: store/pending.py) and when it has caught up."""
+        behind = self.history.backlog().describe()
+        if behind and not self.history_behind:
+            self.notify(behind, title="history", severity="warning", markup=False)
+        elif not behind and self.history_behind:
+            self.notify("history caught up: every row is written", title="history", markup=False)
+        self.history_behind = behind
+        self.sub_title = behind
 
     @work(group="startup")
     async def start_up(self) -> None:
