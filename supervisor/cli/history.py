@@ -9,21 +9,14 @@ they can be pasted into a shell as they ran: the recipe's environment as a prefi
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import sys
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from supervisor.cli.run import (
-    EXIT_OK,
-    EXIT_USAGE,
-    add_supervision_flags,
-    logs_dir_of,
-    outcome,
-    supervise_headless,
-)
+from supervisor.cli.main import EXIT_OK, EXIT_USAGE
+from supervisor.cli.run import add_supervision_flags, logs_dir_of, supervise_headless
+from supervisor.store.schema import DB_NAME
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,7 +64,7 @@ def _open(args: argparse.Namespace, quiet_if_missing: bool = False) -> Any:
     """The history database, or None after printing why (exit 2)."""
     from supervisor.store.history import History, HistoryError
 
-    db = logs_dir_of(args) / "ftmon.db"
+    db = logs_dir_of(args) / DB_NAME
     if db.parent.exists() and not db.parent.is_dir():
         print(f"ftmon: {db.parent} is a file, not a logs folder", file=sys.stderr)
         return None
@@ -100,13 +93,6 @@ def _resolve(history: Any, ref: str) -> Any:
         return None
 
 
-def command_line(rec: Any) -> str:
-    """The run's command as it can be pasted into a shell."""
-    from supervisor.runs.plan import shell_command
-
-    return shell_command(list(rec.argv), rec.env, rec.cwd)
-
-
 def _started(rec: Any) -> str:
     """Why the run started, with what it changed (a replay's --set) unless the reason says it."""
     what = "; ".join(rec.changes)
@@ -120,6 +106,8 @@ def _when(ts: float | None) -> str:
 
 
 def _record_json(rec: Any) -> dict[str, Any]:
+    from supervisor.runs.records import command_line
+
     return {
         "id": rec.id,
         "name": rec.name,
@@ -147,9 +135,11 @@ def _record_json(rec: Any) -> dict[str, Any]:
 
 
 def history_cmd(args: argparse.Namespace) -> int:
+    from supervisor.runs.records import command_line
+
     # No database yet is an empty history, not an error: a script reading `--json` gets [].
     history = _open(args, quiet_if_missing=True)
-    db = logs_dir_of(args) / "ftmon.db"
+    db = logs_dir_of(args) / DB_NAME
     if history is None and (db.exists() or (not db.parent.is_dir() and db.parent.exists())):
         return EXIT_USAGE
     runs = history.runs(limit=args.n) if history is not None else []
@@ -160,7 +150,7 @@ def history_cmd(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     if not runs:
-        where = logs_dir_of(args) / "ftmon.db"
+        where = logs_dir_of(args) / DB_NAME
         print(f"no runs recorded yet in {where} (start one with `ftmon run RECIPE --headless`)")
         return EXIT_OK
     # One line a run within 100 columns (the parent goes on the line below, with why it
@@ -186,6 +176,7 @@ def history_cmd(args: argparse.Namespace) -> int:
 
 def show_cmd(args: argparse.Namespace) -> int:
     from supervisor.report.metrics import run_metrics
+    from supervisor.runs.records import command_line, outcome
 
     history = _open(args)
     rec = _resolve(history, args.run_ref) if history is not None else None
@@ -266,7 +257,7 @@ def show_cmd(args: argparse.Namespace) -> int:
 
 def replay_cmd(args: argparse.Namespace) -> int:
     from supervisor.recipe.model import RecipeError
-    from supervisor.runs.replay import recorded_recipe
+    from supervisor.runs.replay import replay_recipe
 
     history = _open(args)
     sweep = history.sweep(args.run_ref) if history is not None else None
@@ -278,22 +269,14 @@ def replay_cmd(args: argparse.Namespace) -> int:
     if rec is None:
         return EXIT_USAGE
     history.close()
-    from supervisor.runs.policy import recipe_changes
-
-    try:
-        recorded = recorded_recipe(rec)  # the folder it ran in, when it named none
-        recipe = recorded.with_overrides(args.sets) if args.sets else recorded
+    try:  # a recipe or a --set that does not validate is bad usage, said before anything starts
+        replay_recipe(rec, args.sets)
     except RecipeError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
-    # What --set changed goes into the history with the run, as a relaunch's changes do.
-    changes = recipe_changes(recorded, recipe)
 
     async def start(sup: Any) -> str:
-        return await sup.launch(
-            recipe, parent_id=rec.id, reason=f"replay of {rec.id}", force=args.force,
-            fresh=True, changes=changes,
-        )  # fmt: skip
+        return await sup.replay(rec.id, args.sets, force=args.force)
 
     return supervise_headless(logs_dir_of(args), start, kill_on_exit=args.kill_on_exit)
 
@@ -301,104 +284,9 @@ def replay_cmd(args: argparse.Namespace) -> int:
 # --- diff -----------------------------------------------------------------------------------
 
 
-def _recipe_data(rec: Any) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(rec.recipe_yaml) or {}
-    except yaml.YAMLError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _mapping_diff(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
-    missing = object()
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key, missing), b.get(key, missing)
-        if va != vb:
-            out.append({
-                "key": key,
-                "a": None if va is missing else va,
-                "b": None if vb is missing else vb,
-                "only": "b" if va is missing else ("a" if vb is missing else ""),
-            })  # fmt: skip
-    return out
-
-
-def argv_diff(a: list[str], b: list[str]) -> list[str]:
-    """Element-level differences of two argvs, as `- x`, `+ y` and `x -> y` lines."""
-    out = []
-    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        context = " ".join(a[max(0, i1 - 1) : i1])  # the flag before a changed value
-        where = f"after {context}: " if context else ""
-        if op == "replace":
-            out.append(f"{where}{' '.join(a[i1:i2])} -> {' '.join(b[j1:j2])}")
-        elif op == "delete":
-            out.append(f"- {where}{' '.join(a[i1:i2])}")
-        elif op == "insert":
-            out.append(f"+ {where}{' '.join(b[j1:j2])}")
-    return out
-
-
-@dataclass(frozen=True)
-class RunDiff:
-    """What differs between two runs: the one computation `ftmon diff` and the TUI's history
-    screen both show, so that they cannot disagree."""
-
-    a: str
-    b: str
-    recipe: list[dict[str, Any]]  # {"key", "a", "b", "only"} per flattened recipe key
-    env: list[dict[str, Any]]
-    argv: list[str]  # `argv_diff` lines
-    cwd: list[str]  # [] or ["A -> B"]
-
-    @property
-    def empty(self) -> bool:
-        return not (self.recipe or self.env or self.argv or self.cwd)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"a": self.a, "b": self.b, "recipe": self.recipe, "argv": self.argv,
-                "env": self.env, "cwd": self.cwd}  # fmt: skip
-
-    def lines(self) -> list[str]:
-        """The diff as `ftmon diff` prints it: section titles, then indented rows."""
-        out = [f"a: {self.a}", f"b: {self.b}"]
-        if self.empty:
-            return [*out, "no differences in recipe, argv, cwd or environment"]
-        for title, rows in (("recipe", self.recipe), ("environment", self.env)):
-            if rows:
-                out.append(title)
-                for row in rows:
-                    if row["only"]:
-                        shown = row["a"] if row["only"] == "a" else row["b"]
-                        out.append(f"    {row['key']}: only in {row['only']}: {shown!r}")
-                    else:
-                        out.append(f"    {row['key']}: {row['a']!r} -> {row['b']!r}")
-        if self.argv:
-            out += ["argv", *(f"    {line}" for line in self.argv)]
-        if self.cwd:
-            out += ["cwd", f"    {self.cwd[0]}"]
-        return out
-
-
-def diff_runs(a: Any, b: Any) -> RunDiff:
-    """What differs between run records `a` and `b`: recipe (flattened keys), environment (as
-    recorded, secrets redacted), argv element by element, and the working folder."""
-    from supervisor.runs.policy import flatten
-
-    return RunDiff(
-        a=a.id,
-        b=b.id,
-        recipe=_mapping_diff(flatten(_recipe_data(a)), flatten(_recipe_data(b))),
-        env=_mapping_diff(a.env, b.env),
-        argv=argv_diff(list(a.argv), list(b.argv)),
-        cwd=[] if a.cwd == b.cwd else [f"{a.cwd} -> {b.cwd}"],
-    )
-
-
 def diff_cmd(args: argparse.Namespace) -> int:
+    from supervisor.runs.records import diff_runs
+
     history = _open(args)
     if history is None:
         return EXIT_USAGE

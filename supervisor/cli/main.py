@@ -31,8 +31,11 @@ COMMAND_MODULES = (
     "supervisor.cli.report",
 )
 
+# The exit codes of every command, here only (README "Exit codes").
 EXIT_OK = 0
-EXIT_FOUND = 1
+EXIT_FOUND = 1  # `--watch` / `scan`: anomalies found
+EXIT_FAILED = 1  # `run` / `attach` / `replay`: the last attempt failed or was killed, or the
+# chain of relaunches stopped
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from supervisor.recipe.model import Recipe
     from supervisor.report.progress import Progress
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from supervisor.cli.main import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 
 def add_supervision_flags(p: argparse.ArgumentParser) -> None:
@@ -93,14 +93,6 @@ def run(args: argparse.Namespace) -> int:
 # --- shared by run, attach and replay -------------------------------------------------------
 
 
-def outcome(status: str, reason: str) -> str:
-    """`finished`, `killed: killed by ftmon: rule nan`: the status, then the reason unless it
-    only says the status again (`finished: finished`, `detached: detached: reattach ...`)."""
-    if not reason or reason == status:
-        return status
-    return reason if reason.startswith(f"{status}:") else f"{status}: {reason}"
-
-
 class Printer:
     """Turns run events into the lines `ftmon run` prints, and remembers the lineage."""
 
@@ -150,6 +142,8 @@ class Printer:
         elif isinstance(event, ev.RunResumed):
             self.line(f"{event.run_id}: resumed")
         elif isinstance(event, ev.RunEnded):
+            from supervisor.runs.records import outcome
+
             self.ended[event.run_id] = (event.status, event.reason)
             self.line(f"{event.run_id}: ended {outcome(event.status, event.reason)}")
         elif isinstance(event, ev.RunRelaunched):
@@ -189,6 +183,8 @@ class Printer:
             self.out = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the printer)
 
     def summary(self) -> None:
+        from supervisor.runs.records import outcome
+
         self.line("summary:")
         for run_id in self.started:
             status, reason = self.ended.get(run_id, ("running", ""))

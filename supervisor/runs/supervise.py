@@ -40,7 +40,7 @@ from supervisor.runs.events import (
 )
 from supervisor.runs.executors.base import Executor, LaunchSpec, RunHandle, SpawnError
 from supervisor.runs.executors.choose import ByHandle, executor_for
-from supervisor.runs.replay import recorded_recipe, recorded_recipe_text
+from supervisor.runs.replay import recorded_recipe, recorded_recipe_text, replay_recipe
 from supervisor.runs.state import SIGNALLABLE_STATES, RunState, state_of
 from supervisor.runs.supervise_run import RunWatching, _Lineage, _Run, _settle
 from supervisor.store.history import History, RunRecord
@@ -408,6 +408,17 @@ class Supervisor(RunWatching):
         if run.lineage.last_run_id == run_id:
             raise LaunchRefused(f"the relaunch of {run_id} did not start (see its actions)")
         return run.lineage.last_run_id
+
+    async def replay(self, run_ref: str, sets: Sequence[str] = (), force: bool = False) -> str:
+        """Run a recorded run again (`ftmon replay`, the TUI's history screen): its recipe with
+        `sets` applied, in the folder it ran in, as a new lineage that names the run it
+        replays. Returns the new run's id; raises RecipeError or LaunchRefused."""
+        rec = self.history.resolve(run_ref)
+        recipe, changes = replay_recipe(rec, sets)
+        return await self.launch(
+            recipe, parent_id=rec.id, reason=f"replay of {rec.id}", force=force, fresh=True,
+            changes=changes,
+        )  # fmt: skip
 
     def proposed_relaunch(self, run_id: str, rule: str | None = None) -> tuple[Recipe, list[str]]:
         """The recipe the policy would relaunch with and the changes (the TUI prefills its

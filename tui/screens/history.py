@@ -19,9 +19,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from supervisor.cli.history import command_line, diff_runs
 from supervisor.recipe.model import RecipeError
-from supervisor.runs.replay import recorded_recipe
+from supervisor.runs.records import command_line, diff_runs
 from supervisor.runs.supervise import LaunchRefused
 from supervisor.store.history import RunRecord
 from tui.text import clean, plain
@@ -189,19 +188,10 @@ class HistoryScreen(Screen[None]):
         rec = self.current()
         if rec is None:
             return
+        # As `ftmon replay RUN`: the same recipe, in the folder it ran in, a new lineage.
         try:
-            recipe = recorded_recipe(rec)  # pinned to the folder it ran in, as `ftmon replay`
-        except RecipeError as exc:
-            self.notify(
-                clean(str(exc)), title=f"cannot replay {rec.id}", severity="error", markup=False
-            )
-            return
-        # As `ftmon replay RUN`: the same recipe, a new lineage that names the run it replays.
-        try:
-            run_id = await self.ftmon.supervisor.launch(
-                recipe, parent_id=rec.id, reason=f"replay of {rec.id}", fresh=True
-            )
-        except LaunchRefused as exc:
+            run_id = await self.ftmon.supervisor.replay(rec.id)
+        except (RecipeError, LaunchRefused) as exc:
             self.notify(
                 clean(str(exc)), title=f"cannot replay {rec.id}", severity="error", markup=False
             )
