@@ -69,7 +69,12 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "loss_chunk": ("loss_chunk",),
     "device": ("device",),
 }
-REFERENCE_TRAINER_DEFAULTS = {"micro_batch": 8, "seq_len": 64, "lora_rank": 8, "loss_chunk": 256}
+# What the reference trainer (trainer/cli.py) does with a flag the recipe leaves out. Kept equal
+# to its defaults by tests/integration/test_trainer_defaults.py (supervisor never imports trainer).
+REFERENCE_TRAINER_DEFAULTS: dict[str, Any] = {
+    "micro_batch": 8, "seq_len": 96, "lora_rank": 8, "loss_chunk": 256, "momentum": 0.9,
+    "lmbda": 0.5, "method": "sft",
+}  # fmt: skip
 TORCH_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
@@ -169,7 +174,7 @@ def _optimizer(recipe: Any, args: dict[str, Any]) -> str:
     if "8bit" in name:
         return "adamw_8bit"
     if name.startswith("sgd"):
-        momentum = float(args.get("momentum", 0.9) or 0)  # the reference trainer's default
+        momentum = float(args.get("momentum", REFERENCE_TRAINER_DEFAULTS["momentum"]) or 0)
         return "sgd_momentum" if momentum > 0 else "sgd"
     return "adamw"
 
@@ -213,7 +218,7 @@ def recipe_inputs(recipe: Any) -> tuple[ModelConfig, TrainSettings]:
         raise EstimateError(str(exc)) from None
     raw_dtype = TORCH_DTYPES.get(str(raw.get("torch_dtype") or raw.get("dtype") or ""))
     weights, compute, master = _precision(recipe, args, raw_dtype, reference)
-    method = str(args.get("method", "sft"))
+    method = str(args.get("method", REFERENCE_TRAINER_DEFAULTS["method"]))
     if not reference and (
         _bool(args.get("load_in_4bit", False)) or _bool(args.get("use_peft", False))
     ):
@@ -255,7 +260,7 @@ def recipe_inputs(recipe: Any) -> tuple[ModelConfig, TrainSettings]:
         loss_chunk=loss_chunk,
         logits_kept=reference,
         sft_alpha=_float_arg(args, "sft_alpha", 0.0),
-        on_policy=_float_arg(args, "lmbda", 0.5 if reference else 0.0) > 0,  # the trainer's default
+        on_policy=_float_arg(args, "lmbda", defaults.get("lmbda", 0.0)) > 0,
         entropy_chunk=loss_chunk if reference else None,  # logged every log_every steps
         device="cpu" if device == "cpu" else "cuda",
     )
