@@ -8,6 +8,7 @@ worked, 1 at least one failed, 2 a bad config file or recipe, or no target confi
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="config file (default: $XDG_CONFIG_HOME/ftmon/config.yaml, ~/.config/...)",
     )
+    t.add_argument("--json", action="store_true", help="one JSON object per target, in a list")
     t.set_defaults(func=run_test)
 
 
@@ -72,12 +74,17 @@ def run_test(args: argparse.Namespace) -> int:
     once = [t.model_copy(update={"retries": 0}) for t in targets]
     with ThreadPoolExecutor(max_workers=len(once)) as pool:
         results = list(pool.map(lambda t: deliver(t, notice, send), once))
+    failed = sum(not r.ok for r in results)
+    if args.json:
+        rows = [{"target": r.target, "ok": r.ok, "error": r.error, "secs": round(r.secs, 3)}
+                for r in results]  # fmt: skip
+        print(json.dumps(rows, indent=2))
+        return EXIT_FAILED if failed else EXIT_OK
     width = max(len(r.target) for r in results)
     for r in results:
         if r.ok:
             print(f"ok      {r.target:{width}}  ({r.secs:.2f} s)")
         else:
             print(f"FAILED  {r.target:{width}}  {r.error}")
-    failed = sum(not r.ok for r in results)
     print(f"{len(results) - failed} of {len(results)} target(s) worked")
     return EXIT_FAILED if failed else EXIT_OK

@@ -283,6 +283,11 @@ def test_notify_test_says_which_target_worked(
     assert slack["text"].startswith("*ftmon: test message*")
     assert json.loads(sink.read_text())["event"] == "test"
 
+    as_json = ftmon("notify", "test", "--json", env=env)
+    rows = {r["target"]: r for r in json.loads(as_json.stdout)}
+    assert as_json.returncode == 1 and rows["slack"]["ok"] and not rows["broken"]["ok"]
+    assert rows["broken"]["error"].startswith("HTTP 500")
+
     empty = config_home(tmp_path / "none", [])
     nothing = ftmon("notify", "test", env=empty)
     assert nothing.returncode == 2 and "no notification targets" in nothing.stderr
