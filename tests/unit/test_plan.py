@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -231,10 +232,34 @@ def _rewrite_middle_and_tail(path: Path) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime: only the hash tells
 
 
+def _flip_middle_byte(path: Path) -> None:
+    """The issue's edit: one byte in the middle (beyond the first and last MiB), in place,
+    size and mtime kept."""
+    st = path.stat()
+    with path.open("r+b") as f:
+        f.seek(st.st_size // 2)
+        byte = f.read(1)
+        f.seek(st.st_size // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _replace_with_a_copy(path: Path) -> None:
+    """Same bytes, same mtime, another file (inode): a copy swapped in."""
+    st = path.stat()
+    copy = path.with_suffix(".copy")
+    copy.write_bytes(path.read_bytes())
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(copy, path)
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
         (lambda w: _rewrite_middle_and_tail(w / "model.safetensors"), "changed content"),
+        (lambda w: _flip_middle_byte(w / "model.safetensors"), "model.safetensors changed content"),
+        (lambda w: (w / "config.json").chmod(0o600), "config.json was written or its metadata"),
+        (lambda w: _replace_with_a_copy(w / "model.safetensors"), "replaced by another file"),
         (lambda w: (w / "config.json").write_text('{"hidden_size": 16}'), "changed size (18 -> 19"),
         (lambda w: (w / "extra.bin").write_bytes(b"x"), "extra.bin was added"),
         (lambda w: (w / "config.json").unlink(), "config.json was removed"),
@@ -248,6 +273,23 @@ def test_changed_weights_are_caught(tmp_path: Path, change: object, reason: str)
     change(weights)  # type: ignore[operator]
     found = check_base_weights(weights, fingerprint)
     assert found is not None and reason in found
+
+
+def test_the_full_hash_is_computed_once_while_the_files_stat_is_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fingerprint hashes every byte of every file once; a later check of files whose
+    device, inode, size, mtime and ctime are unchanged reads none of them again."""
+    weights = make_weights(tmp_path / "w")
+    fingerprint = base_weights_fingerprint(weights)
+    whole = hashlib.sha256((weights / "model.safetensors").read_bytes()).hexdigest()
+    assert fingerprint["files"]["model.safetensors"]["sha256"] == whole  # type: ignore[index]
+
+    def no_reading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the weights were read again")
+
+    monkeypatch.setattr(Path, "open", no_reading)
+    assert check_base_weights(weights, fingerprint) is None
 
 
 def test_weights_by_recipe_and_hub_names(tmp_path: Path) -> None:

@@ -442,3 +442,106 @@ def test_a_bad_set_of_a_secret_never_echoes_its_value() -> None:
     with pytest.raises(RecipeError) as info:
         apply_overrides(recipe, ["env.HF_TOKEN=hf_SECRET2", "env.9BAD=x"])
     assert "hf_SECRET2" not in str(info.value)
+
+
+# ---------------------------------------------------------------- bounds and --set types (issue 10)
+
+
+def test_size_and_nesting_are_refused_before_any_parser_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recipe nested thousands of levels deep, or 300k keys, is refused by a linear look at
+    its text: the YAML parser is never called (no RecursionError, no 400 MB)."""
+    import supervisor.recipe.model as model
+
+    def no_parsing(text: str) -> None:
+        raise AssertionError("the parser ran")
+
+    monkeypatch.setattr(model, "load_with_lines", no_parsing)
+    deep = write(tmp_path, "name: d\ncommand: [x]\nargs:\n  a: " + "[" * 10_000 + "]" * 10_000)
+    (problem,) = problems_of(deep)
+    assert problem.endswith(":4: nested over 40 levels deep here; a recipe nests at most that; "
+                            "is this the recipe you meant?")  # fmt: skip
+    blocks = "".join(" " * i + f"k{i}:\n" for i in range(200))
+    (problem,) = problems_of(write(tmp_path, f"name: d\ncommand: [x]\n{blocks}", "b.yaml"))
+    assert "nested over 40 levels deep" in problem
+    wide = write(tmp_path, "args:\n" + "".join(f"  k{i}: {i}\n" for i in range(300_000)), "w.yaml")
+    (problem,) = problems_of(wide)
+    assert "the recipe is over 131072 bytes" in problem
+
+
+def test_every_shipped_recipe_is_within_the_bounds() -> None:
+    from supervisor.recipe.bounds import text_problem
+
+    for path in sorted((Path(__file__).resolve().parents[2] / "recipes").rglob("*.yaml")):
+        assert text_problem(path.read_text()) is None, path
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("kill_grace_secs", ".inf", "kill_grace_secs: Input should be a finite number"),
+        ("kill_grace_secs", ".nan", "kill_grace_secs: Input should be a finite number"),
+        ("kill_grace_secs", "86400", "kill_grace_secs: Input should be less than or equal to 3600"),
+        ("watch", "{stall: {secs: .inf}}", "watch.stall.secs: inf is not a finite number"),
+        ("watch", "{stall: {secs: 1.0e+9}}", "watch.stall.secs: 1e+09 seconds is over 604800"),
+    ],
+)
+def test_durations_are_finite_and_bounded(
+    tmp_path: Path, field: str, value: str, message: str
+) -> None:
+    """An infinite grace never sends SIGKILL, an infinite stall never fires: refused."""
+    (problem,) = problems_of(write(tmp_path, f"name: r\ncommand: [x]\n{field}: {value}\n"))
+    assert message in problem
+
+
+def test_set_keeps_the_type_of_the_arg_it_replaces() -> None:
+    """`--set lr=abc` on a number is an error naming the type; an int stays an int, text
+    stays text (`model=123`), a float takes an int, null drops the flag."""
+    recipe = recipe_from_yaml(GOOD)
+    with pytest.raises(RecipeError) as info:
+        apply_overrides(recipe, ["lr=abc", "micro_batch=2.5", "model=[a]"])
+    assert str(info.value).splitlines() == [
+        "--set lr=abc: args.lr: expects a number (float, like 0.0002), got 'abc'",
+        "--set micro_batch=2.5: args.micro_batch: expects a whole number (int, like 8), got '2.5'",
+    ]
+    new = apply_overrides(recipe, ["lr=1", "model=123", "micro_batch=4", "grad_accum=null"])
+    assert new.args["lr"] == 1.0 and isinstance(new.args["lr"], float)
+    assert new.args["model"] == "123" and new.args["micro_batch"] == 4
+    assert new.args["grad_accum"] is None
+
+
+def test_set_of_an_arg_the_recipe_lacks_needs_a_plus() -> None:
+    """`--set args.micro_bach=4` is a typo with "did you mean", not a new flag the trainer
+    rejects; `+args.seed=1` (Hydra's spelling) adds one on purpose."""
+    recipe = recipe_from_yaml(GOOD)
+    with pytest.raises(RecipeError) as info:
+        apply_overrides(recipe, ["args.micro_bach=4"])
+    (line,) = str(info.value).splitlines()
+    assert "args has no 'micro_bach'; did you mean 'micro_batch'?" in line
+    assert line.endswith("to add it write +args.micro_bach=4")
+    assert apply_overrides(recipe, ["+args.seed=1"]).args["seed"] == 1
+    with pytest.raises(RecipeError) as info:
+        apply_overrides(recipe, ["args.hub_token=hf_abcdefghijklmnopqrstuvwxyz"])
+    assert "hf_abc" not in str(info.value) and "+args.hub_token=<redacted>" in str(info.value)
+
+
+def test_policy_from_and_checkpoints_round_trip() -> None:
+    """`from: last_good_checkpoint` (a Python keyword as a YAML key) loads and writes back."""
+    text = GOOD.replace(
+        'nan: {do: relaunch, adjust: {lr: "*0.5"}, max: 3}',
+        "nan: {do: relaunch, from: last_good_checkpoint, skip_batches: 16}",
+    )
+    recipe = recipe_from_yaml(text + "checkpoints: {dir: '{run_dir}/out', skip_arg: skip}\n")
+    assert recipe.on["nan"].from_ == "last_good_checkpoint" and recipe.on["nan"].skip_batches == 16
+    assert recipe_from_yaml(recipe.to_yaml()) == recipe
+    assert "from: last_good_checkpoint" in recipe.to_yaml()
+    no_dir = GOOD.replace("output_dir", "out_path").replace(
+        'nan: {do: relaunch, adjust: {lr: "*0.5"}, max: 3}',
+        "nan: {do: relaunch, from: last_good_checkpoint}",
+    )
+    with pytest.raises(RecipeError, match=r"on\.nan\.from: needs `checkpoints: \{dir: \.\.\.\}`"):
+        recipe_from_yaml(no_dir)
+    bad = GOOD + "checkpoints: {dir: x, pattern: 'ckpt-\\d+'}\n"
+    with pytest.raises(RecipeError, match="needs a group that captures the step"):
+        recipe_from_yaml(bad)
