@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from supervisor.events import Action, Anomaly, Eval, Metric, ResourceSample, Severity
+from supervisor.parsing.kv import spellings_of
 from supervisor.runs.events import (
     ActionTaken,
     AnomalyFound,
@@ -28,10 +29,12 @@ from supervisor.runs.events import (
 from supervisor.runs.state import END_STATES, LIVE_STATES
 from supervisor.store.history import MetricRow, RunRecord
 
-# The series the plots know, in the order they are drawn; anything else is not plotted.
+# The series the plots know (the parser's names: parsing/kv.py), in the order they are drawn;
+# anything else is not plotted.
 PLOTTED = ("loss", "val_loss", "grad_norm", "lr", "tok_s")
-# Evaluation names that mean "validation loss" once the parser has normalised them.
-VAL_LOSS_NAMES = ("val_loss", "eval_loss", "loss", "validation_loss")
+# Evaluation names that mean "validation loss": the parser's spellings of val_loss, and a
+# plain `loss` inside an evaluation.
+VAL_LOSS_NAMES = ("val_loss", *sorted(spellings_of("val_loss") - {"val_loss"}), "loss")
 MAX_POINTS = 5000  # per series; older points are thinned so a long run stays cheap to draw
 
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from supervisor.parsing.kv import spellings_of
+
 _VAL_PREFIXES = ("val", "eval", "valid", "validation", "test", "dev")
 # Records rather than measurements: `best_loss: inf` before the first evaluation is healthy.
 _RECORD_PREFIXES = ("best", "min", "max", "avg_best")
-GRAD_NORM_NAMES = frozenset({"grad_norm", "gnorm", "grad", "total_norm", "gradient_norm"})
+# The parser's spellings, and a bare `grad` (some loggers' column; too vague for the parser to
+# rename, but a grad-norm rule should look at it).
+GRAD_NORM_NAMES = spellings_of("grad_norm") | {"grad"}
 
 
 def _words(name: str) -> list[str]:

@@ -216,3 +216,14 @@ def test_a_long_series_is_thinned_but_keeps_its_newest_point() -> None:
     points = view.series["loss"]
     assert len(points) <= MAX_POINTS
     assert points[0][0] == 0.0 and points[-1][0] == float(MAX_POINTS)
+
+
+def test_the_plots_use_the_parsers_metric_names() -> None:
+    """One metric vocabulary: every plotted series is a name the parser produces, and every
+    spelling the parser reads as val_loss is plotted as val_loss."""
+    from supervisor.parsing.kv import KNOWN, normalise_name, spellings_of
+    from tui.state import PLOTTED, VAL_LOSS_NAMES
+
+    assert set(PLOTTED) <= KNOWN
+    assert spellings_of("val_loss") <= set(VAL_LOSS_NAMES)
+    assert all(normalise_name(n) == "val_loss" for n in VAL_LOSS_NAMES if n != "loss")
