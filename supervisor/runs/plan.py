@@ -415,7 +415,8 @@ def base_weights_fingerprint(
     if cwd is not None and not Path(path).expanduser().is_absolute():
         where["cwd"] = str(cwd)
     listing = _listing(path, cwd)
-    files = {name: _file_print(p if name == "." else p / name) for name in listing.get("files", {})}
+    names: dict[str, None] = listing.get("files") or {}  # type: ignore[assignment]
+    files = {name: _file_print(p if name == "." else p / name) for name in names}
     return {**where, **listing, **({"files": files} if listing["exists"] else {})}
 
 
