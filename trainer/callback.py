@@ -7,6 +7,10 @@ Training logs become `metric` lines, evaluation logs `eval` lines (the `eval_` p
 `ppl` added from `eval_loss`), the end of training a `summary` line; with `sample_every` and
 prompts, greedy samples from the model become `sample` lines. Non-finite values are printed as
 NaN/Infinity, never dropped.
+
+Trainer prints each log as a dict too, just before these lines. At the start of training a
+`config` line says `logging_steps`, so that ftmon gives those dicts their steps and reads the
+dict and the JSON line as one record: each metric is stored once (supervisor/parsing/parser.py).
 """
 
 from __future__ import annotations
@@ -50,6 +54,12 @@ class FtmonCallback(TrainerCallback):  # type: ignore[misc]
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._t0 = time.perf_counter()
         self._tokens0 = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+        steps = getattr(args, "logging_steps", None)
+        if isinstance(steps, (int, float)) and steps >= 1 and float(steps).is_integer():
+            # A ratio (< 1) is a share of max_steps: Trainer resolves it into state.
+            self._emit("config", logging_steps=int(steps), max_steps=int(state.max_steps or 0))
+        elif getattr(state, "logging_steps", 0):
+            self._emit("config", logging_steps=int(state.logging_steps))
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any

@@ -155,6 +155,9 @@ DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 CACHE_MAX = 4096  # shapes per cache; it is emptied when full
 SHAPE_MAX = 2048  # chars; longer lines are parsed afresh, so the caches stay small
 _MMENGINE_ITER = re.compile(r"Iter\(\w+\)\s*\[\s*(\d+)\s*/")
+# mmengine / mmcv by epoch: `Epoch(train) [1][200/735]`, `Epoch [2][50/788]`: the step is
+# (epoch - 1) x iterations per epoch + iteration.
+_MMENGINE_EPOCH = re.compile(r"Epoch(?:\(train\))?\s*\[\s*(\d+)\s*\]\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]")
 
 # A number, then (for digits only) a unit such as ms, s or %. nan/inf only as whole tokens, and
 # after a bare space not when a key follows ("number of nan iterations: 0" holds no NaN).
@@ -183,17 +186,19 @@ class Template:
     digits: `read` picks the first valid one as the full parse would.
     """
 
-    __slots__ = ("cacheable", "steps", "values")
+    __slots__ = ("by_epoch", "cacheable", "steps", "values")
 
     def __init__(
         self,
         values: list[tuple[str, int, int, float | None]],
         steps: list[tuple[int, int, float | None]],
         cacheable: bool,
+        by_epoch: bool = False,
     ) -> None:
         self.values = values  # (name, start, end, constant or None to read text[start:end])
         self.steps = steps
         self.cacheable = cacheable
+        self.by_epoch = by_epoch  # the step is computed from mmengine's `[epoch][i/n]`
 
     @classmethod
     def of(cls, text: str) -> Template:
@@ -221,13 +226,19 @@ class Template:
             mm = _MMENGINE_ITER.search(text)  # mmengine: `Iter(train) [ 10/100]`
             if mm is not None:
                 steps.append((mm.start(1), mm.end(1), None))
-        return cls(values, steps, cacheable)
+        by_epoch = "Epoch" in text and _MMENGINE_EPOCH.search(text) is not None
+        return cls(values, steps, cacheable, by_epoch)
 
     def read(self, text: str) -> tuple[dict[str, float], int | None]:
         values = {
             name: const if const is not None else _number(text[start:end])
             for name, start, end, const in self.values
         }
+        if self.by_epoch:
+            me = _MMENGINE_EPOCH.search(text)
+            if me is not None:
+                epoch, i, n = (int(g) for g in me.groups())
+                return values, max(epoch - 1, 0) * n + i
         for start, end, const in self.steps:
             v = const if const is not None else _number(text[start:end])
             if v == v and v >= 0 and v.is_integer() and v != math.inf:

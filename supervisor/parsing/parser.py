@@ -10,6 +10,23 @@ Every line that is not a pure progress frame also yields a `Text`: the text rule
 traceback, repetition) read those. Only values of metric keys count as numbers: "nanochat",
 "information" or "step_avg:nanms" are words and a timing, never a NaN.
 
+A parser reads one log, in order, and remembers a little of it (`_LogState`):
+
+- an HF Trainer dict has no step of its own; it takes the counter of the tqdm bar printed on
+  the same line (`5/200 [...]{'loss': ...}`), or, once the log has echoed `logging_steps`, the
+  number of training dicts so far times it;
+- the same values arriving again for the same step within a few lines are one point (a
+  callback's JSON line and HF's own dict; TensorFlow printing each line through two loggers);
+- a config echo is never a metric (nanoGPT's `Overriding: eval_iters = 20`, `tokens per
+  iteration will be: 512`); a scaler's "setting loss scale to 64" is a measurement and stays;
+- HF's `***** eval metrics *****` table gives one evaluation of its `eval_` quality keys (its
+  runtime and per-second rates are not evaluations); a `***** train metrics *****` table is a
+  summary, not a point;
+- nanoGPT's `step 3000: train loss 4.04, val loss 4.04` is an evaluation of both splits: the
+  train split's loss goes into it as `train_loss`, not as a second training point at that step;
+- a validation summary line (demucs' `Valid Summary | Epoch 35 | Loss=0.1552 | ...`) is an
+  evaluation: its names read as `val_` names.
+
 Speed (a long run prints millions of lines): a prefilter (prefilter.py) lets only lines with a
 metric word reach the key-value regexes (kv.py); JSON and HF dict lines go through `json.loads`;
 and key-value lines, tqdm bars and whole lines of bar redraws are cached by shape (the line with
@@ -114,8 +131,44 @@ def _with_rank(events: list[Event], prefix: re.Match[str]) -> list[Event]:
     return [replace(e, rank=rank) if type(e) is Metric else e for e in events]
 
 
+# A line that states a setting rather than a measurement.
+_CONFIG_ECHO = re.compile(r"^\s*Overriding\b|\bwill be\s*:?\s*[-+]?\d", re.I)
+_LOGGING_STEPS = re.compile(r"logging_steps\W{1,4}(\d+)")
+_METRICS_TABLE = re.compile(r"^\s*\*{3,}\s*(\w+) metrics\s*\*{3,}\s*$")
+_TABLE_ROW = re.compile(r"^\s+[\w/.\-]+\s*=\s*\S+\s*$")
+# Rates and times that an evaluation reports about itself, not about the model.
+_EVAL_STATS = ("runtime", "per_second", "samples", "steps", "flos", "mem")
+_VALID_SUMMARY = re.compile(r"\b(?:Valid(?:ation)?|Eval(?:uation)?)(?:[ \t]+Summary)?[ \t]*\|")
+_TRAIN_SPLIT_LOSS = re.compile(r"\btrain[ _]loss\b", re.I)
+_DUPLICATE_LINES = 5  # a value arriving again this close is the same point
+
+
+def _same_values(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Whether every value of `a` is in `b` and equal (NaN equal to NaN)."""
+    for key, value in a.items():
+        other = b.get(key, _MISSING)
+        if other is _MISSING or not (value == other or (value != value and other != other)):
+            return False
+    return True
+
+
+class _LogState:
+    """What the parser remembers of the log it reads (see the module docstring)."""
+
+    __slots__ = ("bar_step", "guessed", "hf_dicts", "last", "logging_steps", "table")
+
+    def __init__(self) -> None:
+        self.logging_steps: int | None = None
+        self.hf_dicts = 0  # training dicts seen (for steps counted from logging_steps)
+        self.bar_step: int | None = None  # the counter of a bar printed before this text
+        self.guessed = False  # the step just given was counted, not printed
+        self.table: str | None = None  # inside `***** <kind> metrics *****`
+        # The last Metric / Eval: line, step, values, source, whether its step was counted.
+        self.last: dict[type, tuple[int, int | None, dict[str, float], str, bool]] = {}
+
+
 class Parser:
-    """Turn lines into events. Stateless apart from the user patterns; safe to share."""
+    """Turn lines into events. One parser reads one log, in order (it keeps `_LogState`)."""
 
     def __init__(
         self, patterns: Sequence[str] = (), prefilter_engine: str = "auto", cache: bool = True
@@ -139,6 +192,7 @@ class Parser:
         self._kv_lines: dict[bytes, Template | None] = {}
         self._bars: dict[bytes, _Bar | None] = {}
         self._bar_lines: dict[bytes, _Bar | None] = {}
+        self._state = _LogState()
 
     # -- entry point --
 
@@ -184,9 +238,12 @@ class Parser:
                 continue
             rest = frame[bar[6] :]
             if rest and not rest.isspace():
-                # Text printed after the bar without a newline: a log line of its own.
+                # Text printed after the bar without a newline: a log line of its own (an HF
+                # dict there is logged at the bar's step).
                 self._emit_progress(frame, bar, lineno, ts, out)
+                self._state.bar_step = _scaled(frame[bar[0] : bar[1]])
                 self._parse_text(rest, lineno, ts, out)
+                self._state.bar_step = None
                 last = None
             else:
                 last = (frame, bar)  # only the last redraw counts: the terminal shows it
@@ -231,6 +288,117 @@ class Parser:
     # -- one line of text --
 
     def _parse_text(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
+        start = len(out)
+        self._parse_line(text, lineno, ts, out)
+        if (
+            len(out) > start
+            or self._state.table is not None
+            or "*****" in text
+            or "logging_steps" in text
+        ):
+            self._settle(text, lineno, out, start)
+        out.append(Text(lineno, ts, text))
+
+    def _settle(self, text: str, lineno: int, out: list[Event], start: int) -> None:
+        """What the log so far says about this line's events (steps, echoes, tables, copies)."""
+        state = self._state
+        if "logging_steps" in text:
+            m = _LOGGING_STEPS.search(text)
+            if m is not None and int(m.group(1)) > 0:
+                state.logging_steps = int(m.group(1))
+        table = _METRICS_TABLE.match(text)
+        if table is not None:
+            state.table = table.group(1).lower()
+            return
+        events = out[start:]
+        del out[start:]
+        if state.table is not None:
+            if _TABLE_ROW.match(text) is None:
+                state.table = None
+            else:
+                events = self._table_row(events, state.table)
+        if events and _CONFIG_ECHO.search(text):
+            return  # a setting, not a measurement
+        if events and _VALID_SUMMARY.search(text):
+            events = [_as_eval(e) for e in events]
+        if len(events) == 2 and _TRAIN_SPLIT_LOSS.search(text):
+            events = _train_split_in_eval(events)
+        head = text.lstrip()[:2]
+        source = "json" if head == '{"' else "hf" if head == "{'" else ""
+        for event in events:
+            kind = type(event)
+            if kind is Metric and event.source == "hf":  # type: ignore[union-attr]
+                event = self._hf_step(event)  # type: ignore[arg-type]
+            elif kind is Eval and event.step is None and state.bar_step is not None:  # type: ignore[union-attr]
+                event = replace(event, step=state.bar_step)
+            if kind in (Metric, Eval):
+                event = self._once(event, lineno, source)  # type: ignore[arg-type,assignment]
+                if event is None:
+                    continue
+            out.append(event)
+
+    def _table_row(self, events: list[Event], table: str) -> list[Event]:
+        """A row of HF's metrics table: eval quality keys as an evaluation, nothing else."""
+        if table not in ("eval", "test", "predict"):
+            return []
+        kept: list[Event] = []
+        for e in events:
+            if not isinstance(e, (Metric, Eval)):
+                continue
+            values = {
+                k: v
+                for k, v in e.values.items()
+                if k.startswith("val_") and not any(w in k for w in _EVAL_STATS)
+            }
+            if values:
+                kept.append(Eval(e.lineno, e.ts, values, e.step))
+        return kept
+
+    def _hf_step(self, event: Metric) -> Metric:
+        state = self._state
+        if "loss" in event.values:
+            state.hf_dicts += 1
+        if event.step is not None:
+            return event
+        if state.bar_step is not None:
+            return replace(event, step=state.bar_step)
+        if state.logging_steps is not None and state.hf_dicts:
+            state.guessed = True
+            return replace(event, step=state.hf_dicts * state.logging_steps)
+        return event
+
+    def _once(self, event: Metric | Eval, lineno: int, source: str) -> Metric | Eval | None:
+        """One point per metric per step: None (or fewer values) when it arrived just before.
+
+        The same values again for the same step a few lines later are a copy (a logger that
+        prints every line twice). A JSON line next to an HF dict with the same values is one
+        log record in two encodings (FtmonCallback's line and Trainer's own print): the later
+        line keeps only the values the first did not have.
+        """
+        state = self._state
+        kind = type(event)
+        guessed, state.guessed = state.guessed, False
+        last = state.last.get(kind)
+        state.last[kind] = (lineno, event.step, event.values, source, guessed)
+        if last is None:
+            return event
+        at, step, values, last_source, last_guessed = last
+        if not 0 < lineno - at <= _DUPLICATE_LINES:
+            return event
+        known = event.step is not None and step is not None and not last_guessed and not guessed
+        if known and event.step != step:
+            return event
+        if _same_values(event.values, values):
+            state.last[kind] = last  # the first copy stays the point
+            return None
+        if {source, last_source} == {"json", "hf"}:
+            shared = [k for k in event.values if k in values]
+            if len(shared) >= 2 and _same_values({k: event.values[k] for k in shared}, values):
+                rest = {k: v for k, v in event.values.items() if k not in values}
+                return replace(event, values=rest) if rest else None
+        return event
+
+    def _parse_line(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
         first = text[:1]
         is_object = False
         if first == "{" or (first.isspace() and text.lstrip().startswith("{")):
@@ -247,7 +415,6 @@ class Parser:
                 self._parse_kv_line(text, lineno, ts, out)
         if self.patterns:
             self._parse_patterns(text, lineno, ts, out)
-        out.append(Text(lineno, ts, text))
 
     def _parse_kv_shape(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
         """`_parse_kv_line` for a line without a tensor, by one lookup of the line's shape.
@@ -395,6 +562,28 @@ def _emit_values(
     else:  # accuracy, epoch, runtime next to val_loss: all part of the evaluation
         evals.update(rest)
         out.append(Eval(lineno, ts, evals, step))
+
+
+def _as_eval(event: Event) -> Event:
+    """A validation summary's metric as an evaluation: `loss` -> `val_loss`, epoch kept."""
+    if type(event) is not Metric:
+        return event
+    values = {
+        (k if k.startswith("val_") or k in ("epoch", "step") else "val_" + k): v
+        for k, v in event.values.items()
+    }
+    return Eval(event.lineno, event.ts, values, event.step)
+
+
+def _train_split_in_eval(events: list[Event]) -> list[Event]:
+    """nanoGPT's eval line: the train split's loss joins the evaluation, not the training."""
+    metrics = [e for e in events if type(e) is Metric]
+    evals = [e for e in events if type(e) is Eval]
+    if len(metrics) != 1 or len(evals) != 1:
+        return events
+    train = {("train_" + k if k == "loss" else k): v for k, v in metrics[0].values.items()}
+    e = evals[0]
+    return [Eval(e.lineno, e.ts, {**e.values, **train}, e.step)]
 
 
 _raw_decode = json.JSONDecoder().raw_decode

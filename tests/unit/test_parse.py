@@ -53,7 +53,7 @@ needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="../shared/corpus 
     ("name", "lineno", "step", "expected"),
     [
         ("001_nan_nanogpt.log", 12, 3010, {"loss": math.nan}),
-        ("002_nan_xtuner.log", 5, None, {"loss": 2.5128, "grad_norm": math.nan, "lr": 1.9813e-04}),
+        ("002_nan_xtuner.log", 5, 240, {"loss": 2.5128, "grad_norm": math.nan, "lr": 1.9813e-04}),
         ("003_nan_custom-loop.log", 2, None, {"loss": math.nan}),
         ("004_nan_fairseq.log", 1, 10198, {"loss": 6.343, "grad_norm": 0.39, "ppl": 31.65}),
         ("010_normal_torchtune.log", 4, 1, {"loss": 2.085338592529297, "lr": 2e-05}),
@@ -92,14 +92,17 @@ def test_evaluation_lines_from_real_logs() -> None:
 
 
 def test_evaluation_with_and_without_a_training_loss() -> None:
-    """Accuracy beside val_loss belongs to the Eval; a train loss beside it is a Metric too."""
+    """Accuracy beside val_loss belongs to the Eval; so does nanoGPT's train-split loss (its
+    `iter 3000: loss ...` line is the training point of that step, not this one)."""
     h = parse("  eval step 7: val_loss=2.1043 accuracy=0.551 format_accuracy=0.99")
     values = {"val_loss": 2.1043, "accuracy": 0.551, "format_accuracy": 0.99}
     assert only(h, Eval) == [Eval(7, 1.0, values, 7)]
     assert not only(h, Metric)
     both = parse("step 3000: train loss 4.0390, val loss 4.0427")
-    assert only(both, Eval)[0].values == {"val_loss": 4.0427}
-    assert metric(both).values == {"loss": 4.039} and metric(both).step == 3000
+    assert only(both, Eval) == [Eval(7, 1.0, {"val_loss": 4.0427, "train_loss": 4.039}, 3000)]
+    assert not only(both, Metric)
+    keras = parse("9595/9595 [====] - 1s - loss: 0.6242 - acc: 0.6295 - val_loss: 0.5265")
+    assert only(keras, Metric)[0].values["loss"] == 0.6242  # Keras' epoch loss is training
 
 
 @needs_corpus
@@ -429,3 +432,137 @@ def test_braces_that_are_no_object_are_read_as_text() -> None:
     """A line in braces that is not a dict is still searched for `key: value` metrics."""
     m = metric(parse("{rank 0} step 12 | loss: 0.75 {fp16}"))
     assert m.values == {"loss": 0.75} and m.step == 12
+
+
+# --- parse gaps of issue 11, each from a real line --------------------------------------------
+
+
+def parse_log(text: str) -> list[Event]:
+    """Events of a whole log read by one parser, as a monitor reads a file (line numbers 1..)."""
+    parser = Parser()
+    out: list[Event] = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        out += parser.parse(LogLine(i, 0, len(line), line), 1.0)
+    return out
+
+
+def test_hf_dict_takes_the_step_of_the_bar_on_its_line() -> None:
+    """ChatGLM-Efficient-Tuning: `1/13000 [...]{'loss': nan, ...}`: the dict is at step 1."""
+    line = (
+        "  0%|                                                   | 1/13000 [00:10<36:34:36, "
+        "10.13s/it]{'loss': nan, 'reward': 5.7646, 'learning_rate': 5e-05}"
+    )
+    (m,) = only(parse_log(line), Metric)
+    assert m.step == 1 and math.isnan(m.values["loss"]) and m.values["lr"] == 5e-05
+
+
+def test_hf_dicts_counted_from_logging_steps() -> None:
+    """LLaMA-Factory's yaml echo `logging_steps: 10`, then stanford_alpaca's dicts: 10, 20."""
+    log = (
+        "logging_steps: 10\n"
+        "{'loss': 1.2607, 'learning_rate': 6.31578947368421e-06, 'epoch': 0.03}\n"
+        "{'loss': 1.2007, 'learning_rate': 7.368421052631579e-06, 'epoch': 0.03}\n"
+    )
+    assert [m.step for m in only(parse_log(log), Metric)] == [10, 20]
+    no_echo = "{'loss': 1.2607, 'learning_rate': 6.31578947368421e-06, 'epoch': 0.03}\n"
+    assert [m.step for m in only(parse_log(no_echo), Metric)] == [None]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Overriding: eval_iters = 20",
+        "Overriding: max_iters = 5000",
+        "tokens per iteration will be: 512",
+        "tokens per iteration will be: 491,520",
+        "found vocab_size = 65 (inside data/shakespeare_char/meta.pkl)",
+    ],
+)
+def test_config_echoes_are_never_metrics(line: str) -> None:
+    """nanoGPT's configurator and start-up echoes state settings, not measurements (a loss
+    scaler's new scale is one: the skipped_steps rule reads it)."""
+    events = parse_log(line)
+    assert not only(events, Metric) and not only(events, Eval), events
+    assert only(events, Text)
+    scaler = "| WARNING | fairseq.trainer | NOTE: overflow detected, setting loss scale to: 64.0"
+    assert metric(parse_log(scaler)).values == {"loss_scale": 64.0}
+
+
+def test_hf_eval_metrics_table_is_one_evaluation_of_its_eval_keys() -> None:
+    """HF's `***** eval metrics *****`: eval_loss is an evaluation; runtime and rates are not;
+    `***** train metrics *****` is a summary, not a training point."""
+    log = (
+        "***** train metrics *****\n"
+        "  epoch                    =        3.0\n"
+        "  train_loss               =     0.5187\n"
+        "  train_runtime            = 0:01:12.33\n"
+        "  train_samples_per_second =     41.402\n"
+        "***** eval metrics *****\n"
+        "  epoch                   =        3.0\n"
+        "  eval_loss               =     0.4951\n"
+        "  eval_runtime            = 0:00:02.48\n"
+        "  eval_samples_per_second =     80.469\n"
+        "  eval_steps_per_second   =     10.059\n"
+        "{'loss': 0.41, 'learning_rate': 1e-05, 'epoch': 3.0}\n"
+    )
+    events = parse_log(log)
+    assert only(events, Eval) == [Eval(8, 1.0, {"val_loss": 0.4951}, None)]
+    assert [m.values for m in only(events, Metric)] == [{"loss": 0.41, "lr": 1e-05, "epoch": 3.0}]
+
+
+def test_same_values_twice_are_one_point() -> None:
+    """TensorFlow's two loggers print each line twice; FtmonCallback's JSON line follows
+    Trainer's own dict with the same values: one point per metric per step."""
+    doubled = (
+        "INFO:tensorflow:global step 1: loss = 79.3501 (57.126 sec/step)\n"
+        "INFO:tensorflow:global step 1: loss = 79.3501 (57.126 sec/step)\n"
+        "INFO:tensorflow:global step 2: loss = 72.8609 (17.053 sec/step)\n"
+        "INFO:tensorflow:global step 2: loss = 72.8609 (17.053 sec/step)\n"
+    )
+    assert [(m.lineno, m.step) for m in only(parse_log(doubled), Metric)] == [(1, 1), (3, 2)]
+    callback = (
+        '{"type": "config", "logging_steps": 1, "max_steps": 3}\n'
+        "{'loss': 3.9121, 'grad_norm': 1.532, 'learning_rate': 0.001, 'epoch': 0.17}\n"
+        '{"type": "metric", "step": 1, "loss": 3.9121, "grad_norm": 1.532, "lr": 0.001, '
+        '"epoch": 0.17, "tok_s": 812.5}\n'
+        "{'loss': 3.7003, 'grad_norm': 1.498, 'learning_rate': 0.001, 'epoch': 0.33}\n"
+        '{"type": "metric", "step": 2, "loss": 3.7003, "grad_norm": 1.498, "lr": 0.001, '
+        '"epoch": 0.33, "tok_s": 830.1}\n'
+    )
+    points = [(m.step, k) for m in only(parse_log(callback), Metric) for k in m.values]
+    assert sorted(points) == sorted(
+        (s, k) for s in (1, 2) for k in ("loss", "grad_norm", "lr", "epoch", "tok_s")
+    )
+
+
+def test_mmengine_epoch_lines_get_global_steps() -> None:
+    """xtuner `Epoch(train) [1][200/735]` is step 200; MMDetection `Epoch(train)  [2][ 50/788]`
+    is step 838 (788 iterations per epoch)."""
+    x = metric(
+        parse(
+            "10/30 22:18:02 - mmengine - INFO - Epoch(train) [1][200/735]  lr: 1.9870e-04"
+            "  eta: 2:46:39  time: 2.8906  data_time: 0.0042  memory: 10762  loss: 2.7522"
+        )
+    )
+    assert x.step == 200 and x.values["loss"] == 2.7522
+    d = metric(
+        parse(
+            "2024/05/10 15:46:31 - mmengine - INFO - Epoch(train)  [2][ 50/788]  lr: "
+            "2.0000e-03  eta: 4:14:00  time: 0.8167  grad_norm: 3.4572  loss: 1.5043"
+        )
+    )
+    assert d.step == 838
+
+
+def test_demucs_valid_summary_is_an_evaluation() -> None:
+    """demucs: `Valid Summary | Epoch 35 | Loss=0.1552 ...` is validation, not training loss."""
+    line = (
+        "[04-04 22:58:46][demucs.solver][INFO] - Valid Summary | Epoch 35 | Loss=0.1552 | "
+        "Reco=0.1552 | Nsdr=6.484 | Best=0.1501 | Bname=main"
+    )
+    events = parse_log(line)
+    assert not only(events, Metric)
+    (e,) = only(events, Eval)
+    assert e.values["val_loss"] == 0.1552 and e.values["epoch"] == 35
+    train = "[04-04 22:58:45][demucs.solver][INFO] - Train Summary | Epoch 35 | Loss=0.1127"
+    assert metric(parse_log(train)).values["loss"] == 0.1127
