@@ -191,6 +191,9 @@ class Printer:
         self.out.flush()
 
     def anomaly(self, a: Any) -> None:
+        from supervisor.redaction import redact_anomaly
+
+        a = redact_anomaly(a)  # a token the child printed is not shown again (issue 10)
         if self.as_json:
             self._json(
                 {

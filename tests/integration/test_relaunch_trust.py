@@ -424,3 +424,20 @@ def test_set_adds_an_arg_only_when_asked_with_plus(tmp_path: Path) -> None:
     recipe = load_recipe(write_recipe(tmp_path, "count_steps.py", args={"steps": 2}))
     assert recipe.with_overrides(["+args.interval=0.01"]).args["interval"] == 0.01
     assert recipe.with_overrides(["+interval=0.01"]).args["interval"] == 0.01
+
+
+def test_scan_and_watch_show_no_secret_a_log_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A token in a traceback of a foreign log is found as an anomaly but shown redacted, as
+    text and as JSON."""
+    log = tmp_path / "train.log"
+    token = SECRETS["HF_TOKEN"]
+    log.write_text(
+        'step 1 loss 1.0\nTraceback (most recent call last):\n  File "t.py", line 1\n'
+        f"RuntimeError: 401 for token {token}\n"
+    )
+    for extra in ((), ("--json",)):
+        code, out, err = ftmon_in_process(capsys, "scan", str(log), *extra)
+        assert code == 1 and "traceback" in out
+        assert token not in out + err and "<redacted>" in out
