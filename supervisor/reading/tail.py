@@ -83,6 +83,9 @@ class LineSplitter:
 
     A line longer than `max_line` bytes keeps its first `max_line` bytes plus a marker saying
     how much was cut; the rest is skipped without being held, so memory stays bounded by one cap.
+    A partial line emitted by `flush` (the writer paused mid-line, e.g. a line over 1 MiB
+    written in chunks) keeps its number: what completes it later is given the same number, so
+    the lines after it are numbered as in the file.
     """
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE, offset: int = 0, lineno: int = 0) -> None:
@@ -94,6 +97,7 @@ class LineSplitter:
         self._held = bytearray()  # start of an unfinished line (at most max_line bytes)
         self._held_start = offset  # file offset where the held line starts
         self._skipped = 0  # bytes of the held line dropped past the cap
+        self._continues = False  # the next bytes continue a line `flush` already emitted
 
     @property
     def pending(self) -> bool:
@@ -112,6 +116,7 @@ class LineSplitter:
         self._held = bytearray()
         self._held_start = offset
         self._skipped = 0
+        self._continues = False
 
     def _make(self, raw: bytes, start: int, end: int, skipped: int) -> LogLine:
         self._lineno += 1
@@ -134,6 +139,9 @@ class LineSplitter:
                     f"feed at offset {base_offset} while a line from {self._held_start} is held"
                 )
             self._pos = self._held_start = base_offset
+        if self._continues and data:
+            self._continues = False
+            self._lineno -= 1  # the rest of the flushed line keeps that line's number
         base = self._pos
         self._pos += len(data)
         out: list[LogLine] = []
@@ -210,6 +218,7 @@ class LineSplitter:
         self._held = bytearray()
         self._skipped = 0
         self._held_start = self._pos
+        self._continues = True
         return [line]
 
 

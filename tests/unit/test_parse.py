@@ -566,3 +566,24 @@ def test_demucs_valid_summary_is_an_evaluation() -> None:
     assert e.values["val_loss"] == 0.1552 and e.values["epoch"] == 35
     train = "[04-04 22:58:45][demucs.solver][INFO] - Train Summary | Epoch 35 | Loss=0.1127"
     assert metric(parse_log(train)).values["loss"] == 0.1127
+
+
+def test_line_numbers_exact_after_a_long_line_written_in_chunks() -> None:
+    """A 1.5 MiB line written in chunks, flushed while the writer paused (as `follow` does),
+    then `loss nan`: the NaN line is line 3, as in the file and as `ftmon scan` says."""
+    from supervisor.reading.tail import LineSplitter
+
+    sp = LineSplitter()
+    got = sp.feed(b"step 1 loss 2.5\n")
+    chunk = b"x" * (512 * 1024)
+    for _ in range(3):  # 1.5 MiB in three writes, the reader flushing after each pause
+        got += sp.feed(chunk)
+        got += sp.flush()
+    got += sp.feed(b"\nstep 2 loss nan\nstep 3 loss 2.4\n")
+    numbered = {line.lineno for line in got}
+    assert numbered == {1, 2, 3, 4}
+    nan_line = [line for line in got if "nan" in line.text]
+    assert [line.lineno for line in nan_line] == [3]
+    with_file = LineSplitter()
+    whole = b"step 1 loss 2.5\n" + chunk * 3 + b"\nstep 2 loss nan\nstep 3 loss 2.4\n"
+    assert [line.lineno for line in with_file.feed(whole) if "nan" in line.text] == [3]
