@@ -125,9 +125,8 @@ METRIC_WORDS = (
 )
 
 
-def _with_rank(events: list[Event], prefix: re.Match[str]) -> list[Event]:
+def _with_rank(events: list[Event], rank: int) -> list[Event]:
     """A rank-prefixed line's metrics carry the rank (per-rank progress: rules/hang.py)."""
-    rank = int(prefix.group(1) or prefix.group(2))
     return [replace(e, rank=rank) if type(e) is Metric else e for e in events]
 
 
@@ -155,7 +154,7 @@ def _same_values(a: dict[str, float], b: dict[str, float]) -> bool:
 class _LogState:
     """What the parser remembers of the log it reads (see the module docstring)."""
 
-    __slots__ = ("bar_step", "guessed", "hf_dicts", "last", "logging_steps", "table")
+    __slots__ = ("bar_step", "guessed", "hf_dicts", "last", "logging_steps", "rank", "table")
 
     def __init__(self) -> None:
         self.logging_steps: int | None = None
@@ -163,8 +162,12 @@ class _LogState:
         self.bar_step: int | None = None  # the counter of a bar printed before this text
         self.guessed = False  # the step just given was counted, not printed
         self.table: str | None = None  # inside `***** <kind> metrics *****`
-        # The last Metric / Eval: line, step, values, source, whether its step was counted.
-        self.last: dict[type, tuple[int, int | None, dict[str, float], str, bool]] = {}
+        # The last Metric / Eval per rank: line, step, values, source, whether the step was
+        # counted. Two ranks printing the same values are two points, not a copy.
+        self.last: dict[
+            tuple[type, int | None], tuple[int, int | None, dict[str, float], str, bool]
+        ] = {}
+        self.rank: int | None = None  # the `[rankN]:` prefix of the line being parsed
 
 
 class Parser:
@@ -203,7 +206,12 @@ class Parser:
             prefix = _RANK_PREFIX.match(text)
             if prefix is not None:
                 text = text[prefix.end() :]
-                return _with_rank(self.parse(line._replace(text=text), ts), prefix)
+                state, rank = self._state, int(prefix.group(1) or prefix.group(2))
+                before, state.rank = state.rank, rank
+                try:
+                    return _with_rank(self.parse(line._replace(text=text), ts), rank)
+                finally:
+                    state.rank = before
         if "\r" not in text and "%|" not in text:
             out: list[Event] = []
             self._parse_text(text, line.lineno, ts, out)
@@ -378,8 +386,9 @@ class Parser:
         state = self._state
         kind = type(event)
         guessed, state.guessed = state.guessed, False
-        last = state.last.get(kind)
-        state.last[kind] = (lineno, event.step, event.values, source, guessed)
+        key = (kind, state.rank)
+        last = state.last.get(key)
+        state.last[key] = (lineno, event.step, event.values, source, guessed)
         if last is None:
             return event
         at, step, values, last_source, last_guessed = last
@@ -389,7 +398,7 @@ class Parser:
         if known and event.step != step:
             return event
         if _same_values(event.values, values):
-            state.last[kind] = last  # the first copy stays the point
+            state.last[key] = last  # the first copy stays the point
             return None
         if {source, last_source} == {"json", "hf"}:
             shared = [k for k in event.values if k in values]
