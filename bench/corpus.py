@@ -118,6 +118,7 @@ def scan_in_process(path: Path) -> list[Anomaly]:
         lines = tail.read() + tail.flush_partial()
     finally:
         tail.close()
+    assert lines, f"{path}: no lines read"
     found = Monitor().feed_lines(lines, ts=1_700_000_000.0)
     return [e for e in found if isinstance(e, Anomaly)]
 

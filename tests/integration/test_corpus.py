@@ -1,4 +1,5 @@
-"""Detection quality on real logs: ../shared/corpus/ (labelled excerpts) and planted anomalies.
+"""Detection quality on real logs: ../shared/corpus/ and tests/corpus/ (labelled excerpts, the
+latter split into dev/ and test/ halves, see tests/corpus/README.md) and planted anomalies.
 
 Scoring follows corpus/README.md: an anomalous file passes when an anomaly whose rule maps to
 its label lies within 3 lines of `first_anomaly_line`; a normal file passes when nothing of
@@ -20,21 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.events import Anomaly, Severity
-from supervisor.monitoring.monitor import Monitor
-from supervisor.reading.tail import Tail
+from bench.corpus import LABEL_RULES, LATITUDE, figures, read_index, scan_in_process, score_file
+from supervisor.events import Severity
 from tests.conftest import CORPUS, ROOT, SHARED
 
 MAKE_LOG = SHARED / "bench" / "make_log.py"
-LATITUDE = 3
-
-LABEL_RULES = {
-    "nan": {"nan", "skipped_steps"},
-    "oom": {"oom"},
-    "repetition": {"repetition"},
-    "spike": {"spike", "grad_norm", "divergence"},
-    "stall": {"stall"},
-}
+HELD_OUT = ROOT / "tests" / "corpus"
 
 
 def corpus_rows() -> list[dict[str, str]]:
@@ -46,19 +38,7 @@ def corpus_rows() -> list[dict[str, str]]:
 
 
 ROWS = corpus_rows()
-pytestmark = pytest.mark.skipif(not ROWS, reason=f"no corpus at {CORPUS}")
-
-
-def scan_in_process(path: Path) -> list[Anomaly]:
-    """What the monitor reports over a whole file read by the real tailer."""
-    tail = Tail(path)
-    try:
-        lines = tail.read() + tail.flush_partial()
-    finally:
-        tail.close()
-    assert lines, f"{path}: no lines read"
-    found = Monitor().feed_lines(lines, ts=1_700_000_000.0)
-    return [e for e in found if isinstance(e, Anomaly)]
+needs_shared = pytest.mark.skipif(not ROWS, reason=f"no corpus at {CORPUS}")
 
 
 def verdict(row: dict[str, str], anomalies: list[tuple[str, int, int]]) -> str:
@@ -74,6 +54,7 @@ def verdict(row: dict[str, str], anomalies: list[tuple[str, int, int]]) -> str:
     return "" if hit else f"wanted {label} near line {line}, got {shown}"
 
 
+@needs_shared
 @pytest.mark.parametrize("row", ROWS, ids=[r["file"] for r in ROWS])
 def test_corpus_file_in_process(row: dict[str, str]) -> None:
     """Each corpus log gets its label at its line (or, if normal, nothing at warning or above)."""
@@ -82,6 +63,7 @@ def test_corpus_file_in_process(row: dict[str, str]) -> None:
     assert not problem, f"{row['file']} ({row['framework']}): {problem}"
 
 
+@needs_shared
 def test_corpus_anomalies_carry_messages_and_evidence() -> None:
     """Every anomaly found in the corpus says what it saw: a message and evidence lines."""
     for row in ROWS:
@@ -93,6 +75,7 @@ def test_corpus_anomalies_carry_messages_and_evidence() -> None:
             assert all(len(e) < 400 for e in a.evidence), "evidence lines are clipped"
 
 
+@needs_shared
 def test_corpus_covers_every_label() -> None:
     """The corpus still holds healthy excerpts and every anomaly label the scorer knows."""
     labels = Counter(r["label"] for r in ROWS)
@@ -126,6 +109,7 @@ def cli_scans() -> dict[str, tuple[int, list[dict], str]]:
         return dict(pool.map(one, ROWS))
 
 
+@needs_shared
 @pytest.mark.parametrize("row", ROWS, ids=[r["file"] for r in ROWS])
 def test_corpus_file_with_ftmon_scan(
     row: dict[str, str], cli_scans: dict[str, tuple[int, list[dict], str]]
@@ -139,6 +123,70 @@ def test_corpus_file_with_ftmon_scan(
     problem = verdict(row, found)
     assert not problem, f"{row['file']}: {problem}\n{stderr}"
     assert rc == (0 if row["label"] == "normal" else 1), (rc, stderr)
+
+
+# --- the held-out corpus: tests/corpus/dev and tests/corpus/test ----------------------------
+
+HALVES = ("dev", "test")
+HELD_ROWS = [(half, row) for half in HALVES for row in read_index(HELD_OUT / half)]
+# Files the rules do not get right yet, each with what is missing. Strict: a file that starts
+# passing fails here until it is taken off the list (test/ files were measured, never tuned on).
+KNOWN_MISSES = {
+    "105_oom_mlx.log": "the excerpt cuts the Metal error before any memory word",
+    "153_repetition_llama-cpp-server.log": "a token-id loop inside healthy-looking log records",
+    "121_repetition_mlx.log": "a repeated 10-line code block (blocks of at most 4 lines)",
+    "154_repetition_model-nvim-chat-log.log": "a chat-template loop whose copies drift (</s> run)",
+    "155_repetition_gpt4all.log": "near-duplicate lines of two tokens (too short to compare)",
+    "182_nan_bigdl.log": "`Loss is Infinity.` in prose, not a key: value pair",
+    "220_normal_trlx-ppo.log": "false alarm: wandb's upload spinner lines read as repetition",
+}
+
+
+@pytest.mark.parametrize(
+    ("half", "row"),
+    [
+        pytest.param(
+            h,
+            r,
+            marks=pytest.mark.xfail(reason=KNOWN_MISSES[r["file"]], strict=True)
+            if r["file"] in KNOWN_MISSES
+            else (),
+            id=f"{h}/{r['file']}",
+        )
+        for h, r in HELD_ROWS
+    ],
+)
+def test_held_out_file(half: str, row: dict[str, str]) -> None:
+    """Each real excerpt of tests/corpus gets its label at its line, or nothing if healthy."""
+    scored = score_file(HELD_OUT / half, row)
+    assert not scored.problem(), f"{half}/{row['file']} ({row['framework']}): {scored.problem()}"
+
+
+def test_held_out_corpus_is_whole_and_split_by_label() -> None:
+    """120 files, every label in both halves, no file in both, each with a source URL."""
+    assert len(HELD_ROWS) >= 120
+    for half in HALVES:
+        labels = {row["label"] for h, row in HELD_ROWS if h == half}
+        assert set(LABEL_RULES) | {"normal"} <= labels, (half, labels)
+    names = [row["file"] for _, row in HELD_ROWS]
+    assert len(names) == len(set(names))
+    assert all("https://github.com/" in row["source"] for _, row in HELD_ROWS)
+
+
+def test_held_out_figures_hold_their_floor() -> None:
+    """Precision and recall per label on both halves stay at or above what was measured
+    when the rules were last changed (tests/corpus/README.md), so no change loses ground."""
+    floors = {
+        "dev": {"nan": (1.0, 1.0), "oom": (1.0, 0.9), "repetition": (1.0, 0.85),
+                "spike": (1.0, 1.0), "stall": (1.0, 1.0), "normal": (0.85, 1.0)},
+        "test": {"nan": (1.0, 0.85), "oom": (1.0, 1.0), "repetition": (0.8, 0.6),
+                 "spike": (1.0, 1.0), "stall": (1.0, 1.0), "normal": (0.8, 0.9)},
+    }  # fmt: skip
+    for half in HALVES:
+        scored = [score_file(HELD_OUT / half, row) for row in read_index(HELD_OUT / half)]
+        for label, fig in figures(scored).items():
+            precision, recall = floors[half][label]
+            assert fig.precision >= precision and fig.recall >= recall, (half, label, fig)
 
 
 # --- planted anomalies in a large healthy mix ----------------------------------------------
