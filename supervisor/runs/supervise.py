@@ -40,6 +40,7 @@ from supervisor.runs.events import (
 )
 from supervisor.runs.executors.base import Executor, LaunchSpec, RunHandle, SpawnError
 from supervisor.runs.executors.choose import ByHandle, executor_for
+from supervisor.runs.executors.torchrun import pause_warning
 from supervisor.runs.replay import recorded_recipe, recorded_recipe_text, replay_recipe
 from supervisor.runs.state import SIGNALLABLE_STATES, RunState, state_of
 from supervisor.runs.supervise_run import RunWatching, _Lineage, _Run, _settle
@@ -346,7 +347,10 @@ class Supervisor(RunWatching):
             self._change(
                 run, RunState.PAUSED, reason, rule, action=("pause", reason, True), done="paused"
             )
-            self._emit(RunPaused(run.run_id, self.clock(), reason))
+            # A distributed job must be resumed before its process group times out.
+            warning = pause_warning(run.handle)
+            said = f"{reason}; {warning}" if warning else reason
+            self._emit(RunPaused(run.run_id, self.clock(), said))
         else:
             self._change(run, RunState.RUNNING, "nothing to pause: the process is gone", rule,
                          done="the process is gone")  # fmt: skip

@@ -12,10 +12,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from supervisor.events import Anomaly, Event
+from supervisor.events import Anomaly, Event, Metric
 from supervisor.monitoring.monitor import Monitor
 from supervisor.monitoring.watch import watch_log
+from supervisor.recipe.model import load_recipe
 from supervisor.rules import WatchSettings
+from supervisor.runs import events as ev
 from supervisor.runs.executors.base import LaunchSpec, RunHandle
 from supervisor.runs.executors.torchrun import (
     TorchrunExecutor,
@@ -23,7 +25,10 @@ from supervisor.runs.executors.torchrun import (
     pause_warning,
     rank_logs,
 )
+from supervisor.runs.supervise import Supervisor
+from supervisor.store.history import History
 from tests.conftest import PROGRAMS, ROOT, async_wait_for
+from tests.programs.recipes import write_recipe
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
@@ -116,3 +121,46 @@ async def test_the_trainer_going_nan_under_torchrun_is_killed_with_every_rank(
         assert "[default0]:" in log and "[default1]:" in log and '"rank": 1' in log
     finally:
         await executor.kill(handle, 0.5)
+
+
+async def test_a_recipe_with_a_torchrun_launcher_runs_ranks_under_the_supervisor(
+    tmp_path: Path,
+) -> None:
+    """`launcher: {kind: torchrun, nproc_per_node: 2}`: metrics arrive from both ranks, a pause
+    says how long the process group tolerates it, and the kill ends the agent and both ranks."""
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path, "count_steps.py", args={"steps": 3000, "interval": 0.05},
+            launcher={"kind": "torchrun", "nproc_per_node": 2},
+        )
+    )  # fmt: skip
+    events: list[object] = []
+    logs = tmp_path / "logs"
+    sup = Supervisor(History(logs / "ftmon.db"), logs, events.append)
+    try:
+        run_id = await sup.launch(recipe)
+        ranks: set[int | None] = set()
+
+        def both_ranks() -> bool:
+            for e in events:
+                if isinstance(e, ev.MetricsObserved):
+                    ranks.update(m.rank for m in e.events if isinstance(m, Metric))
+            return {0, 1} <= ranks
+
+        await async_wait_for(both_ranks, 60, "for metrics of both ranks")
+        rec = sup.history.get(run_id)
+        assert rec is not None and rec.executor and rec.executor["executor"] == "torchrun"
+        ran = rec.executor["extra"]["argv"]  # type: ignore[index]
+        assert "torch.distributed.run" in ran and ran[ran.index("--nproc_per_node") + 1] == "2"
+        workers = TorchrunExecutor().workers(sup.executor.handle_from({**rec.executor}))
+        assert len(workers) == 2
+
+        await sup.pause(run_id)
+        (paused,) = [e for e in events if isinstance(e, ev.RunPaused)]
+        assert "resume within 480 s (TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC)" in paused.reason
+
+        ended = await sup.kill(run_id)
+        assert ended.status == "killed"
+        assert_all_gone(sup.executor.handle_from({**rec.executor}), workers)
+    finally:
+        await sup.close(kill=True)

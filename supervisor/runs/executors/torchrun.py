@@ -113,6 +113,7 @@ class TorchrunExecutor(LocalExecutor):
         nproc = self.options.nproc_per_node if self.options else _flag(argv, "--nproc_per_node")
         extra = {
             **handle.extra,
+            "argv": argv,  # what ran: the recipe's command under torchrun
             "ranks_dir": str(log_dir),
             "ranks": nproc,
             "pg_timeout_secs": pg_timeout_secs(spec.env),
