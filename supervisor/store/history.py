@@ -82,6 +82,8 @@ class History:
         self._writer: threading.Thread | None = None
         self._wake = threading.Event()
         self._closing = False
+        self._added: set[str] = set()  # runs added through this History (their rows may wait)
+        self._last_decision_id = 0
         folder = self.path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # private when ftmon makes it
@@ -144,16 +146,22 @@ class History:
         return bool(self._pending)
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, wait_ms: int | None = None) -> Iterator[sqlite3.Connection]:
         """One short write transaction; BEGIN IMMEDIATE takes the write lock up front so that
-        two processes wait for each other instead of failing on upgrade. Writes still waiting
-        (see `_write`) go first, so that nothing overtakes them."""
-        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        two processes wait for each other instead of failing on upgrade (for `wait_ms`, by
+        default the busy timeout). Writes still waiting (see `_write`) go first, so that
+        nothing overtakes them."""
+        wait_ms = self.busy_timeout_ms if wait_ms is None else wait_ms
+        deadline = time.monotonic() + wait_ms / 1000
         while self._pending and time.monotonic() < deadline:
             self._wake.set()
             time.sleep(0.01)
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(f"PRAGMA busy_timeout = {wait_ms}")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             try:
                 yield self._db
             except BaseException:
@@ -280,6 +288,7 @@ class History:
         """Record a run at launch (env and recipe_yaml must already be redacted)."""
         if run_dir:
             self._run_dirs[run_id] = Path(run_dir)
+        self._added.add(run_id)
         self._write(
             run_id,
             [(
@@ -327,21 +336,37 @@ class History:
 
         Two supervisors reading one run would store every metric twice and act twice, so a run
         has one owner. Returns None when claimed, or the pid of another owner still alive
-        (`alive(pid, start)`); a dead owner (a SIGKILLed `ftmon run`) is replaced.
+        (`alive(pid, start)`); a dead owner (a SIGKILLed `ftmon run`) is replaced. While the
+        database is locked the owner is judged from what is readable and the claim queued.
         """
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT owner_pid, owner_start FROM runs WHERE id = ?", (run_id,)
-            ).fetchone()
-            if row is None:
-                raise HistoryError(f"no run {run_id!r} in {self.path}")
-            owner, owner_start = row
+        claim: Statement = (
+            "UPDATE runs SET owner_pid = ?, owner_start = ? WHERE id = ?",
+            (pid, start, run_id),
+        )
+        if not self._pending:
+            try:
+                with self._tx(wait_ms=WRITE_WAIT_MS) as db:
+                    row = db.execute(
+                        "SELECT owner_pid, owner_start FROM runs WHERE id = ?", (run_id,)
+                    ).fetchone()
+                    if row is None:
+                        raise HistoryError(f"no run {run_id!r} in {self.path}")
+                    owner, owner_start = row
+                    if owner and owner != pid and alive(int(owner), float(owner_start or 0.0)):
+                        return int(owner)
+                    db.execute(*claim)
+                    return None
+            except sqlite3.OperationalError:
+                pass  # locked: as below
+        rows = self._query("SELECT owner_pid, owner_start FROM runs WHERE id = ?", (run_id,))
+        if not rows and run_id not in self._added:  # (a run added here may still be queued)
+            raise HistoryError(f"no run {run_id!r} in {self.path}")
+        if rows:
+            owner, owner_start = rows[0]
             if owner and owner != pid and alive(int(owner), float(owner_start or 0.0)):
                 return int(owner)
-            db.execute(
-                "UPDATE runs SET owner_pid = ?, owner_start = ? WHERE id = ?", (pid, start, run_id)
-            )
-            return None
+        self._write(run_id, [claim])
+        return None
 
     def release(self, run_id: str, pid: int) -> None:
         """`pid` no longer supervises `run_id` (it detached); another may attach."""
@@ -419,9 +444,8 @@ class History:
         """A run's move to `change.new`, with its cause, in ONE transaction: the `run_states`
         row, `runs.status`, and whichever of these caused or came with it: the action taken,
         a decision journaled (`decide`; its id is returned), a decision marked done (`done`,
-        with `outcome`), the end of the run (`end`: exit status and reason; the owner let go)."""
-        # Without a decision to journal (whose id the caller needs now), a locked database
-        # queues the change behind the rows already waiting (`_write`): never lost, in order.
+        with `outcome`), the end of the run (`end`: exit status and reason; the owner let go).
+        Queued like every write when the database is locked (never lost, never reordered)."""
         statements: list[Statement] = [
             (
                 "INSERT INTO run_states (run_id, ts, old, new, cause, rule)"
@@ -443,37 +467,43 @@ class History:
                 " owner_pid = NULL, owner_start = NULL WHERE id = ?",
                 (change.ts, end.returncode, end.signal, end.reason, change.run_id),
             ))  # fmt: skip
-        if decide is None:
-            self._write(change.run_id, statements)
-            return None
-        with self._tx() as db:
-            _run(db, [Write(change.run_id, tuple(statements))])
-            cur = db.execute(
-                "INSERT INTO decisions (run_id, ts, kind, rule, reason, recipe_yaml, changes_json)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        decision_id = None
+        if decide is not None:
+            decision_id = self._new_decision_id()
+            statements.append((
+                "INSERT INTO decisions (id, run_id, ts, kind, rule, reason, recipe_yaml,"
+                " changes_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    change.run_id, change.ts, decide.kind, decide.rule, decide.reason,
-                    decide.recipe_yaml, json.dumps(list(decide.changes)),
+                    decision_id, change.run_id, change.ts, decide.kind, decide.rule,
+                    decide.reason, decide.recipe_yaml, json.dumps(list(decide.changes)),
                 ),
-            )  # fmt: skip
-            return int(cur.lastrowid or 0)
+            ))  # fmt: skip
+        self._write(change.run_id, statements)
+        return decision_id
+
+    def _new_decision_id(self) -> int:
+        """A decision's id, known before it is written (the write may wait in the queue):
+        microseconds since the epoch, kept increasing within this process."""
+        with self._lock:
+            self._last_decision_id = max(self._last_decision_id + 1, time.time_ns() // 1000)
+            return self._last_decision_id
 
     def set_handle(self, run_id: str, described: dict[str, object]) -> None:
         """Where the run executes, as its executor describes it (`attach` rebuilds the handle
         from this)."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE runs SET executor_json = ? WHERE id = ?",
-                (json.dumps(described, default=str), run_id),
-            )
+        statement = (
+            "UPDATE runs SET executor_json = ? WHERE id = ?",
+            (json.dumps(described, default=str), run_id),
+        )
+        self._write(run_id, [statement])
 
     def finish_decision(self, decision_id: int, ts: float, outcome: str) -> None:
         """A journaled decision was carried out (or given up: `outcome` says which)."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE decisions SET done_at = ?, outcome = ? WHERE id = ? AND done_at IS NULL",
-                (ts, outcome, decision_id),
-            )
+        statement = (
+            "UPDATE decisions SET done_at = ?, outcome = ? WHERE id = ? AND done_at IS NULL",
+            (ts, outcome, decision_id),
+        )
+        self._write(None, [statement])
 
     def states(self, run_id: str) -> list[StateRow]:
         """Every state the run went through, oldest first."""
@@ -496,10 +526,6 @@ class History:
             )
             for r in self._query(sql + " ORDER BY id", (run_id,))
         ]  # fmt: skip
-
-    @staticmethod
-    def _insert_action(db: sqlite3.Connection, run_id: str, action: Action) -> None:
-        db.execute(*_action_statement(run_id, action))
 
     # --- reading --------------------------------------------------------------------------
 
@@ -592,12 +618,14 @@ class History:
         error: str,
     ) -> None:  # fmt: skip
         """A notification that could not be delivered (text already redacted by the caller)."""
-        with self._tx() as db:
-            db.execute(
+        self._write(
+            run_id,
+            [(
                 "INSERT INTO notify_failures (run_id, ts, target, event, title, attempts, error)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (run_id, ts, target, event, title, attempts, error),
-            )
+            )],
+        )  # fmt: skip
 
     def notify_failures(self, run_id: str) -> list[NotifyFailure]:
         rows = self._query("SELECT * FROM notify_failures WHERE run_id = ? ORDER BY id", (run_id,))

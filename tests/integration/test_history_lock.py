@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from supervisor.events import Metric
@@ -138,3 +139,41 @@ def test_ftmon_run_under_a_held_lock_stores_every_row(tmp_path: Path) -> None:
     assert "history is behind" in err and "caught up" in err, err
     assert len(steps) == ROWS and sorted(steps) == list(range(1, ROWS + 1))
     assert status == "finished"
+
+
+@pytest.mark.slow
+def test_a_kill_decided_under_a_held_lock_is_carried_out_and_recorded(tmp_path: Path) -> None:
+    """A NaN while another process holds the lock past the busy timeout: the kill policy still
+    kills the run at once (its decision journaled in the queue, not refused), and once the lock
+    clears history says `killed`, with the anomaly, the kill and the decision marked done."""
+    logs = tmp_path / "logs"
+    recipe = write_recipe(
+        tmp_path, "stubborn.py", name="nan-locked",
+        args={"output_dir": "{run_dir}", "nan_after": 30}, on={"nan": {"do": "kill"}},
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [ftmon_path(), "run", str(recipe), "--headless", "--logs-dir", str(logs)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: list(logs.glob("*/output.log")), what="for the run to start")
+        locker = hold_lock(logs / "ftmon.db", hold_secs(12.0))
+        out, err = proc.communicate(timeout=hold_secs(12.0) + 120)
+        locker.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run_dir = next(logs.glob("*/output.log")).parent
+    pids = [int(x.split()[1]) for x in (run_dir / "pids").read_text().splitlines()]
+    assert "all gone" in out and "Traceback" not in err, out + err
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+    con = sqlite3.connect(logs / "ftmon.db")
+    try:
+        status = con.execute("SELECT status FROM runs").fetchone()[0]
+        kinds = [r[0] for r in con.execute("SELECT kind FROM actions")]
+        decisions = con.execute("SELECT kind, done_at IS NOT NULL FROM decisions").fetchall()
+        rules = [r[0] for r in con.execute("SELECT rule FROM anomalies")]
+    finally:
+        con.close()
+    assert status == "killed" and "kill" in kinds and "nan" in rules
+    assert decisions == [("kill", 1)], decisions
