@@ -92,6 +92,11 @@ FLAGS: tuple[Flag, ...] = (
     Flag("loss_chunk", {"type": positive_int, "default": 256, "help": "tokens per loss chunk"}),
     Flag("seed", {"type": int, "default": 0}),
     Flag("resume", {"type": parse_bool, "nargs": "?", "const": True, "default": False}),
+    Flag(
+        "resume_from_checkpoint",
+        {"default": None, "help": "a checkpoint-N folder to start from (ftmon's last good one)"},
+    ),
+    Flag("skip_batches", {"type": non_negative_int, "default": 0, "help": "after a resume"}),
     Flag("device", {"default": "auto", "choices": DEVICES}),
     Flag(
         "threads", {"type": non_negative_int, "default": 0, "help": "torch CPU threads; 0: default"}

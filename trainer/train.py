@@ -136,7 +136,13 @@ class Trainer:
                 f"rank {self.ranks.rank} of {self.ranks.world}: {len(train_ex)} train records"
             )
         self.stream = BatchStream(train_ex, args.micro_batch, args.seed, self.codec.pad_id)
-        self.resume_from = checkpoints.latest(self.output) if args.resume and self.output else None
+        self.resume_from = (
+            Path(args.resume_from_checkpoint)
+            if args.resume_from_checkpoint
+            else checkpoints.latest(self.output)
+            if args.resume and self.output
+            else None
+        )
         self.model = build_model(args, self.device, self.resume_from)
         trainable, total = count_parameters(self.model)
         protocol.say(
@@ -156,6 +162,16 @@ class Trainer:
             checkpoints.restore_optimizer(self.resume_from, self.optimizer, self.scheduler)
             self.step, self.skipped, self.seen = state.step, state.skipped, state.examples_seen
             protocol.say(f"resumed from {self.resume_from} at step {self.step}")
+            if args.resume_from_checkpoint:  # a rollback: this command's lr wins over the saved
+                self.scheduler.base_lrs = [args.lr] * len(self.scheduler.base_lrs)
+                factor = lr_factor(
+                    self.scheduler.last_epoch, args.steps, args.warmup, args.schedule
+                )
+                for group in self.optimizer.param_groups:
+                    group["initial_lr"], group["lr"] = args.lr, args.lr * factor
+            if args.skip_batches:  # past the batches that went wrong, as large runs do
+                self.seen += args.skip_batches * args.micro_batch
+                protocol.say(f"skipping the next {args.skip_batches} batches")
         elif args.resume:
             protocol.say(
                 f"--resume: no checkpoint in {self.output}; starting from the base weights"

@@ -10,6 +10,7 @@ saved in place after each eval) and tests/programs/hf_checkpoints.py (HF Trainer
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -441,3 +442,42 @@ def test_scan_and_watch_show_no_secret_a_log_holds(
         code, out, err = ftmon_in_process(capsys, "scan", str(log), *extra)
         assert code == 1 and "traceback" in out
         assert token not in out + err and "<redacted>" in out
+
+
+@pytest.mark.slow
+def test_the_reference_trainer_resumes_from_the_checkpoint_it_is_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m trainer --resume_from_checkpoint DIR --skip_batches K` (what a relaunch
+    from the last good checkpoint passes it): it starts at that checkpoint's step, with the
+    command's learning rate (a relaunch's lowered one), not the one saved, past K batches."""
+    from trainer.cli import parse_args
+    from trainer.train import Trainer
+
+    fast = ["--threads", "1", "--eval_size", "4", "--max_new_tokens", "4", "--train_size", "400"]
+    common = [*fast, "--seq_len", "32", "--micro_batch", "4", "--log_every", "1"]
+    common += [
+        "--sample_every",
+        "0",
+        "--eval_every",
+        "0",
+        "--schedule",
+        "constant",
+        "--warmup",
+        "0",
+    ]
+    first = tmp_path / "a" / "out"
+    lines = ["--steps", "6", "--save_every", "3", "--lr", "0.5", "--output_dir", str(first)]
+    assert Trainer(parse_args([*common, *lines])).run() == 0
+    capsys.readouterr()
+    good = first / "checkpoint-3"
+    argv = ["--steps", "5", "--lr", "0.01", "--output_dir", str(tmp_path / "b" / "out")]
+    argv += ["--resume_from_checkpoint", str(good), "--skip_batches", "2"]
+    resumed = Trainer(parse_args([*common, *argv]))
+    assert resumed.run() == 0
+    out = capsys.readouterr().out
+    assert f"resumed from {good} at step 3" in out and "skipping the next 2 batches" in out
+    metrics = [json.loads(x) for x in out.splitlines() if x.startswith('{"type": "metric"')]
+    assert [m["step"] for m in metrics] == [4, 5]
+    assert all(m["lr"] == pytest.approx(0.01) for m in metrics)
+    assert resumed.seen == (3 + 2 + 2) * 4  # 3 steps trained, 2 batches skipped, 2 steps
