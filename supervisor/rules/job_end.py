@@ -22,6 +22,9 @@ WHAT = {
     "job_oom": "the job was killed for exceeding its memory limit (cgroup OOM)",
 }
 
+RULE_NAMES: tuple[str, ...] = tuple(WHAT)
+"""Rules that fire on the run's end (as `exit` does): a policy's relaunch or alert follows it."""
+
 
 class JobEndSettings(RuleSettings):
     pass

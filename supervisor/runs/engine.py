@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from supervisor.events import Anomaly, Exit, ResourceSample, Severity
+from supervisor.rules.job_end import RULE_NAMES as JOB_END_RULES
 from supervisor.runs.state import SIGNALLABLE_STATES, STOPPED_STATES, RunState
 
 
@@ -37,7 +38,7 @@ class PolicyEngine:
         if anomaly.severity < Severity.WARNING:
             return ""
         kind = self.action_for(anomaly.rule)
-        if anomaly.rule == "exit":
+        if anomaly.rule == "exit" or anomaly.rule in JOB_END_RULES:  # fired on the end
             return kind if kind in ("alert", "relaunch") and not followed else ""
         if state not in SIGNALLABLE_STATES:
             return ""  # being killed, or over: the process is not acted on twice

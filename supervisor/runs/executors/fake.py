@@ -109,11 +109,13 @@ class FakeExecutor:
 
     # --- what the test does to a run -------------------------------------------------------
 
-    def exit(self, handle: RunHandle, returncode: int | None, sig: int | None = None) -> None:
-        """The run ends with `returncode` (or killed by `sig`)."""
+    def exit(
+        self, handle: RunHandle, returncode: int | None, sig: int | None = None, ended_by: str = ""
+    ) -> None:
+        """The run ends with `returncode` (or killed by `sig`; `ended_by`: a scheduler ended it)."""
         run = self.runs.get(handle.pid)
         if run is not None and not run.ended.done():
-            run.ended.set_result(Exit(time.time(), returncode, sig))
+            run.ended.set_result(Exit(time.time(), returncode, sig, ended_by=ended_by))
 
     def stop_from_outside(self, handle: RunHandle) -> None:
         self.runs[handle.pid].stopped = True
