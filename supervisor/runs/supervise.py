@@ -268,10 +268,19 @@ class Supervisor(RunWatching):
         if not isinstance(anomaly, Anomaly):
             return
         anomaly = redact_anomaly(dataclasses.replace(anomaly, run_id=run.run_id))
-        self.history.add_anomaly(run.run_id, anomaly)
         self._emit(AnomalyFound(run.run_id, anomaly.ts, anomaly))
         if anomaly.severity >= Severity.ERROR and anomaly.rule != "exit":
             run.errors += 1
+        run.unrecorded = anomaly  # written with the state change it causes, if it causes one
+        try:
+            self._apply_policy(run, anomaly)
+        finally:
+            if run.unrecorded is not None:  # it changed no state: written on its own
+                run.unrecorded = None
+                self.history.add_anomaly(run.run_id, anomaly)
+
+    def _apply_policy(self, run: _Run, anomaly: Anomaly) -> None:
+        """The one policy engine's decision for `anomaly`, carried out."""
         engine = PolicyEngine(lambda rule: policy.action_for(run.recipe, rule))
         followed = run.relaunch is not None or run.chain_stop is not None
         if run.state is None or run.kill_reason:

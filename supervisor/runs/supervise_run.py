@@ -75,6 +75,7 @@ class _Run:
     monitor: _RunMonitor | None = None
     last_rule: str = ""
     errors: int = 0  # anomalies of severity error or worse, the exit's own aside
+    unrecorded: Anomaly | None = None  # the anomaly being acted on, written with its move
     log_head: LogHead | None = None  # the log's first bytes as stored (reading/identity.py)
 
     @property
@@ -156,16 +157,17 @@ class RunWatching:
         """Move `run` to `new` (runs/state.py refuses a move its table does not allow) and
         write it to history in ONE transaction with its cause: the action taken (`action`:
         kind, detail, ok), a decision journaled before it is carried out (`decide`), the open
-        decision marked done (`done`: its outcome), the end (`end`). Emits the StateChanged,
-        then the ActionTaken."""
+        decision marked done (`done`: its outcome), the end (`end`), and the anomaly that caused
+        it when one did (`run.unrecorded`). Emits the StateChanged, then the ActionTaken."""
         change = change_state(run.run_id, run.state, new, ts=self.clock(), cause=cause, rule=rule)
         act = None
         if action is not None:
             kind, detail, ok = action
             act = Action(kind, rule, change.ts, run_id=run.run_id, detail=detail, ok=ok)
         finishing = run.decision if done else None
+        cause, run.unrecorded = run.unrecorded, None
         decision_id = self.history.change_state(
-            change, action=act, decide=decide, done=finishing, outcome=done, end=end
+            change, anomaly=cause, action=act, decide=decide, done=finishing, outcome=done, end=end
         )
         if finishing is not None:
             run.decision = None

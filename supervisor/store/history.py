@@ -414,17 +414,7 @@ class History:
             self._write(run_id, statements, rows=max(1, len(rows)))
 
     def add_anomaly(self, run_id: str, anomaly: Anomaly) -> None:
-        self._write(
-            run_id,
-            [(
-                "INSERT INTO anomalies (run_id, ts, rule, severity, message, lineno,"
-                " evidence_json) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id, anomaly.ts, anomaly.rule, str(anomaly.severity), anomaly.message,
-                    anomaly.lineno, json.dumps(list(anomaly.evidence)),
-                ),
-            )],
-        )  # fmt: skip
+        self._write(run_id, [_anomaly_statement(run_id, anomaly)])
 
     def add_action(self, run_id: str, action: Action) -> None:
         self._write(run_id, [_action_statement(run_id, action)])
@@ -435,6 +425,7 @@ class History:
         self,
         change: StateChanged,
         *,
+        anomaly: Anomaly | None = None,
         action: Action | None = None,
         decide: Decision | None = None,
         done: int | None = None,
@@ -442,7 +433,8 @@ class History:
         end: RunEnd | None = None,
     ) -> int | None:
         """A run's move to `change.new`, with its cause, in ONE transaction: the `run_states`
-        row, `runs.status`, and whichever of these caused or came with it: the action taken,
+        row, `runs.status`, and whichever of these caused or came with it: the anomaly that
+        decided it, the action taken,
         a decision journaled (`decide`; its id is returned), a decision marked done (`done`,
         with `outcome`), the end of the run (`end`: exit status and reason; the owner let go).
         Queued like every write when the database is locked (never lost, never reordered)."""
@@ -454,6 +446,8 @@ class History:
             ),
             ("UPDATE runs SET status = ? WHERE id = ?", (change.new, change.run_id)),
         ]
+        if anomaly is not None:
+            statements.insert(0, _anomaly_statement(change.run_id, anomaly))
         if action is not None:
             statements.append(_action_statement(change.run_id, action))
         if done is not None:
@@ -760,6 +754,17 @@ def _run(db: sqlite3.Connection, writes: Iterable[Write]) -> None:
 
 def _suppress_sqlite() -> contextlib.AbstractContextManager[None]:
     return contextlib.suppress(sqlite3.Error)
+
+
+def _anomaly_statement(run_id: str, anomaly: Anomaly) -> Statement:
+    return (
+        "INSERT INTO anomalies (run_id, ts, rule, severity, message, lineno, evidence_json)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            run_id, anomaly.ts, anomaly.rule, str(anomaly.severity), anomaly.message,
+            anomaly.lineno, json.dumps(list(anomaly.evidence)),
+        ),
+    )  # fmt: skip
 
 
 def _action_statement(run_id: str, action: Action) -> Statement:
