@@ -89,6 +89,14 @@ FLAGS: tuple[Flag, ...] = (
     Flag("eval_size", {"type": positive_int, "default": 32, "help": "held-out records"}),
     Flag("train_size", {"type": positive_int, "default": 20000, "help": "synthetic records"}),
     Flag("max_new_tokens", {"type": positive_int, "default": 32, "help": "for samples and eval"}),
+    Flag(
+        "mc_eval",
+        {
+            "default": "",
+            "help": "multiple-choice sets NAME=FILE.jsonl[,...] (MMLU/ARC shaped), "
+            "scored by likelihood at each eval; reported as NAME_acc",
+        },
+    ),
     Flag("loss_chunk", {"type": positive_int, "default": 256, "help": "tokens per loss chunk"}),
     Flag("seed", {"type": int, "default": 0}),
     Flag("resume", {"type": parse_bool, "nargs": "?", "const": True, "default": False}),

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from trainer import checkpoints, distributed, protocol
+from trainer.choices import choice_accuracy, load_choices, parse_mc_spec
 from trainer.data import BatchStream, DataError, encode, load_records
 from trainer.evaluate import evaluate, sample_prompts, samples
 from trainer.losses import mean_entropy
@@ -177,6 +178,8 @@ class Trainer:
                 f"--resume: no checkpoint in {self.output}; starting from the base weights"
             )
         self.prompts = sample_prompts(args.data, self.val_records)
+        # Multiple-choice sets (trainer/choices.py), read now so a bad file fails before training.
+        self.choice_sets = [(n, load_choices(p)) for n, p in parse_mc_spec(args.mc_eval)]
 
     def compute(self, batch: Any, coin: random.Random) -> StepLoss:
         args = self.args
@@ -272,8 +275,13 @@ class Trainer:
             args.max_new_tokens,
             self.device,
         )
-        protocol.evaluation(self.step, **result.fields())
-        return result.fields()
+        fields = result.fields()
+        for name, items in self.choice_sets:
+            fields[f"{name}_acc"] = choice_accuracy(
+                self.model, self.codec, items, self.device, args.seq_len
+            )
+        protocol.evaluation(self.step, **fields)
+        return fields
 
     def run_samples(self) -> None:
         if not self.ranks.is_main:

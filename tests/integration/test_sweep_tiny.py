@@ -24,7 +24,7 @@ RECIPE = {
         "output_dir": "{run_dir}/out", "steps": 8, "micro_batch": 4, "seq_len": 64,
         "optimizer": "sgd", "momentum": 0.9, "lr": 0.5, "clip": 1.0, "warmup": 2,
         "log_every": 2, "eval_every": 4, "eval_size": 4, "sample_every": 0,
-        "max_new_tokens": 8, "seed": 0, "threads": 1,
+        "max_new_tokens": 8, "seed": 0, "threads": 1, "mc_eval": "arc={arc}",
     },
     "env": {"OMP_NUM_THREADS": "1"},
     "on": {"nan": {"do": "relaunch", "adjust": {"lr": "*0.1"}, "max": 2}},
@@ -41,8 +41,13 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_tiny_sweep_relaunches_its_nan_member_then_compares_and_reports(tmp_path: Path) -> None:
+    arc = tmp_path / "arc.jsonl"  # six items of the shipped ARC-shaped sample: a quick eval
+    sample = (ROOT / "trainer" / "samples" / "arc_sample.jsonl").read_text().splitlines()
+    arc.write_text("\n".join(sample[:6]) + "\n")
+    data = json.loads(json.dumps(RECIPE))
+    data["args"]["mc_eval"] = data["args"]["mc_eval"].format(arc=arc)
     recipe = tmp_path / "sweep.yaml"
-    recipe.write_text(yaml.safe_dump(RECIPE, sort_keys=False))
+    recipe.write_text(yaml.safe_dump(data, sort_keys=False))
     logs = tmp_path / "logs"
     done = ftmon("sweep", str(recipe), "--logs-dir", str(logs), cwd=tmp_path, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
@@ -79,6 +84,7 @@ def test_tiny_sweep_relaunches_its_nan_member_then_compares_and_reports(tmp_path
     for row in rows.values():
         assert row["final_val_loss"] is not None and row["tok_s"] > 0
         assert row["accuracy"] is not None and row["wall_secs"] > 0
+        assert 0.0 <= row["arc"] <= 1.0  # the trainer's arc_acc, stored as an eval metric
     text = ftmon("compare", sweep_id, "--sort", "final_val_loss", "--logs-dir", str(logs)).stdout
     assert text.splitlines()[0].split()[:3] == ["run", "lr", "clip"]
 
@@ -88,7 +94,8 @@ def test_tiny_sweep_relaunches_its_nan_member_then_compares_and_reports(tmp_path
     md = (out / f"{sweep_id}.md").read_text()
     assert "| run | lr | clip | best val |" in md
     assert "relaunch after nan: lr 5 -> 0.5" in md and "python -m trainer" in md
-    for name in ("loss", "val_loss", "accuracy"):
+    assert "| gen len | arc | tok/s |" in md  # the ARC-shaped accuracy is a column
+    for name in ("loss", "val_loss", "accuracy", "arc_acc"):
         png = out / f"{name}.png"
         assert f"]({name}.png)" in md
         assert _png_size(png) == (800, 450)
