@@ -143,10 +143,15 @@ _DUPLICATE_LINES = 5  # a value arriving again this close is the same point
 
 
 def _same_values(a: dict[str, float], b: dict[str, float]) -> bool:
-    """Whether every value of `a` is in `b` and equal (NaN equal to NaN)."""
+    """Whether every value of `a` is in `b` and the same number (NaN equal to NaN; equal to
+    0.1%, as Trainer prints its dict rounded to 4 digits: '5.27' for 5.2703)."""
     for key, value in a.items():
         other = b.get(key, _MISSING)
-        if other is _MISSING or not (value == other or (value != value and other != other)):
+        if other is _MISSING:
+            return False
+        if value == other or (value != value and other != other):  # type: ignore[comparison-overlap]
+            continue
+        if abs(value - other) > 1e-3 * max(abs(value), abs(other)):  # type: ignore[operator]
             return False
     return True
 
@@ -402,7 +407,8 @@ class Parser:
             return None
         if {source, last_source} == {"json", "hf"}:
             shared = [k for k in event.values if k in values]
-            if len(shared) >= 2 and _same_values({k: event.values[k] for k in shared}, values):
+            enough = len(shared) >= 2 or any("loss" in k for k in shared)
+            if enough and _same_values({k: event.values[k] for k in shared}, values):
                 rest = {k: v for k, v in event.values.items() if k not in values}
                 return replace(event, values=rest) if rest else None
         return event
@@ -510,8 +516,9 @@ class Parser:
             if values:
                 out.append(Metric(lineno, ts, values, step, "json"))
             return True
-        if kind is not None:
-            # Some other protocol's record, or the trainer's final summary: its Text is enough.
+        if kind is not None or "train_runtime" in obj:
+            # Some other protocol's record, or the trainer's final summary (Trainer's own dict
+            # of it has `train_runtime` and the mean `train_loss`): its Text is enough.
             # A summary repeats the last loss and evaluation; as events it would count one
             # evaluation twice (the divergence rule) and store a point twice (the history).
             return True

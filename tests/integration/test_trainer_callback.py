@@ -92,3 +92,50 @@ def test_callback_prints_metric_eval_sample_and_summary_lines(tmp_path: Path) ->
     assert [s["prompt"] for s in samples] == ["who are you?", "what is 2 plus 2?"]
     assert all(s["step"] == 3 and isinstance(s["text"], str) for s in samples)
     assert lines[-1]["type"] == "summary" and lines[-1]["steps"] == 3
+
+
+def test_callback_and_trainer_dicts_store_each_metric_once(tmp_path: Path) -> None:
+    """Trainer prints its own dict of every log and FtmonCallback its JSON line: in the real
+    log of a real run, ftmon reads one point per metric per step (issue 11)."""
+    import contextlib
+
+    from supervisor.events import Eval, Metric
+    from supervisor.monitoring.monitor import Monitor
+    from supervisor.reading.tail import Tail
+
+    tok = char_tokenizer()
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=4,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        logging_steps=2,
+        eval_strategy="steps",
+        eval_steps=4,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,  # Trainer's PrinterCallback prints each log dict to stdout
+        dataloader_num_workers=0,
+    )
+    trainer = transformers.Trainer(
+        model=build_tiny(0),
+        args=args,
+        train_dataset=Rows(tok, 24),
+        eval_dataset=Rows(tok, 8),
+        processing_class=tok,
+        callbacks=[FtmonCallback()],
+    )
+    log = tmp_path / "train.log"
+    with log.open("w") as f, contextlib.redirect_stdout(f):
+        trainer.train()
+    text = log.read_text()
+    assert "{'loss': " in text and '"type": "metric"' in text, text  # both encodings are there
+    with Tail(log) as tail:
+        lines = tail.read() + tail.flush_partial()
+    events = Monitor().feed_lines(lines, 1.0)
+    points = [(e.step, k) for e in events if isinstance(e, Metric) for k in e.values]
+    assert sorted(s for s, k in points if k == "loss") == [2, 4]
+    assert len(points) == len(set(points)), points
+    evals = [(e.step, k) for e in events if isinstance(e, Eval) for k in e.values]
+    assert [s for s, k in evals if k == "val_loss"] == [4]

@@ -14,7 +14,7 @@ from supervisor.parsing.parser import Parser, normalise_name
 from supervisor.reading.tail import iter_file_lines
 from tests.conftest import CORPUS
 
-PARSER = Parser()
+PARSER = Parser()  # for single lines (each at line 7: no two are ever one record)
 UNCACHED = Parser(cache=False)
 
 
@@ -71,7 +71,7 @@ def test_metrics_from_real_logs(
 ) -> None:
     """A training line of each framework gives its loss, grad norm, lr... under one name each."""
     line = corpus_line(name, lineno)
-    events = PARSER.parse(line, 5.0)
+    events = Parser().parse(line, 5.0)
     m = metric(events)
     assert m.lineno == lineno and m.ts == 5.0 and m.step == step
     for key, value in expected.items():
@@ -83,11 +83,11 @@ def test_metrics_from_real_logs(
 @needs_corpus
 def test_evaluation_lines_from_real_logs() -> None:
     """Validation results become Eval events: JSONL eval_loss, fairseq valid, llama-recipes."""
-    e = only(PARSER.parse(corpus_line("044_normal_llamafactory-jsonl.log", 5), 0), Eval)
+    e = only(Parser().parse(corpus_line("044_normal_llamafactory-jsonl.log", 5), 0), Eval)
     assert e and e[0].values["val_loss"] == 1.633915901184082 and e[0].step == 5
-    f = only(PARSER.parse(corpus_line("004_nan_fairseq.log", 2), 0), Eval)
+    f = only(Parser().parse(corpus_line("004_nan_fairseq.log", 2), 0), Eval)
     assert f and f[0].values["val_loss"] == 8.30118 and f[0].step == 10198
-    g = only(PARSER.parse(corpus_line("007_nan_llama-recipes.log", 6), 0), Eval)
+    g = only(Parser().parse(corpus_line("007_nan_llama-recipes.log", 6), 0), Eval)
     assert g and math.isnan(g[0].values["val_loss"]) and math.isnan(g[0].values["val_ppl"])
 
 
@@ -108,7 +108,7 @@ def test_evaluation_with_and_without_a_training_loss() -> None:
 @needs_corpus
 def test_tqdm_frame_with_text_after_the_bar() -> None:
     """A bar followed by a DeepSpeed message yields the progress and the message as Text."""
-    events = PARSER.parse(corpus_line("005_nan_deepspeed-hf-trainer.log", 2), 0)
+    events = Parser().parse(corpus_line("005_nan_deepspeed-hf-trainer.log", 2), 0)
     assert only(events, Progress) == [Progress(2, 0, 378, 2724)]
     (text,) = only(events, Text)
     assert text.text.startswith("[2023-06-07 22:16:00,018] [INFO]") and "OVERFLOW!" in text.text
@@ -117,7 +117,7 @@ def test_tqdm_frame_with_text_after_the_bar() -> None:
 @needs_corpus
 def test_pure_progress_frames_give_no_text() -> None:
     """A plain tqdm bar is Progress only: the text rules never see bars of █."""
-    events = PARSER.parse(corpus_line("037_nan_hf-trainer-tqdm.log", 3), 0)
+    events = Parser().parse(corpus_line("037_nan_hf-trainer-tqdm.log", 3), 0)
     assert events == [Progress(3, 0, 10, 1233)]
 
 
@@ -147,7 +147,7 @@ def test_lightning_bar_postfix_metrics() -> None:
 )
 def test_rank_prefixes_are_stripped(name: str, lineno: int, start: str) -> None:
     """torchrun `[rankN]:` and ParlAI `rank:  3 |` prefixes are removed before parsing."""
-    (text,) = only(PARSER.parse(corpus_line(name, lineno), 0), Text)
+    (text,) = only(Parser().parse(corpus_line(name, lineno), 0), Text)
     assert text.text.startswith(start)
 
 
@@ -302,9 +302,10 @@ def test_any_text_parses_without_error(text: str) -> None:
 def test_every_corpus_line_parses() -> None:
     """Every line of every real excerpt parses, and nothing in a normal log reads as NaN."""
     for path in sorted(CORPUS.glob("*.log")):
+        parser = Parser()  # one parser per log, as a monitor has
         for batch in iter_file_lines(path):
             for line in batch:
-                events = PARSER.parse(line, 0)
+                events = parser.parse(line, 0)
                 if "_normal_" in path.name:
                     for e in events:
                         if isinstance(e, (Metric, Eval)):
@@ -587,3 +588,22 @@ def test_line_numbers_exact_after_a_long_line_written_in_chunks() -> None:
     with_file = LineSplitter()
     whole = b"step 1 loss 2.5\n" + chunk * 3 + b"\nstep 2 loss nan\nstep 3 loss 2.4\n"
     assert [line.lineno for line in with_file.feed(whole) if "nan" in line.text] == [3]
+
+
+def test_callback_line_then_trainer_rounded_dict_is_one_record() -> None:
+    """A real run with FtmonCallback (transformers 4.5x): the JSON line comes first, then
+    Trainer's dict with values printed as rounded strings; the summary dict is no point."""
+    log = (
+        '{"type": "config", "logging_steps": 2, "max_steps": 4}\n'
+        '{"type": "metric", "step": 2, "loss": 5.2703, "grad_norm": 5.17291, "lr": 0.00075, '
+        '"epoch": 0.333333}\n'
+        "{'loss': '5.27', 'grad_norm': '5.173', 'learning_rate': '0.00075', 'epoch': '0.3333'}\n"
+        '{"type": "eval", "step": 4, "runtime": 0.0423, "val_loss": 4.49429, "ppl": 89.5044}\n'
+        "{'eval_loss': '4.494', 'eval_runtime': '0.0423', 'eval_samples_per_second': '189', "
+        "'eval_steps_per_second': '23.62', 'epoch': '0.6667'}\n"
+        "{'train_runtime': '0.3285', 'train_samples_per_second': '48.7', "
+        "'train_steps_per_second': '12.18', 'train_loss': '4.964', 'epoch': '0.6667'}\n"
+    )
+    events = parse_log(log)
+    assert [(m.step, m.values["loss"]) for m in only(events, Metric)] == [(2, 5.2703)]
+    assert [(e.step, e.values["val_loss"]) for e in only(events, Eval)] == [(4, 4.49429)]
