@@ -112,6 +112,9 @@ class FtmonApp(App[int]):
 
     async def launch(self, recipe: Recipe, force: bool = False) -> str | None:
         """Launch `recipe`; a refusal (memory estimate, bad plan) is shown, not raised."""
+        if recipe.sweep is not None:  # its members start as the queue allows: no one run id
+            self.run_sweep(recipe)
+            return None
         try:
             self.notifier.watch_recipe(recipe)  # its own `notify:` targets, URLs included
             return await self.supervisor.launch(recipe, force=force)
@@ -120,6 +123,30 @@ class FtmonApp(App[int]):
                 str(exc), title=f"{recipe.name} not launched", severity="error", markup=False
             )
             return None
+
+    @work(group="sweeps")
+    async def run_sweep(self, recipe: Recipe) -> None:
+        """Run a recipe's sweep here (supervisor/sweep/study.py): members appear as runs, `c`
+        compares them."""
+        from supervisor.monitoring.resources import default_nvml
+        from supervisor.sweep.expand import expand
+        from supervisor.sweep.study import run_study
+
+        try:
+            members = expand(recipe)
+        except RecipeError as exc:
+            self.notify(str(exc), title=f"{recipe.name}: no sweep", severity="error", markup=False)
+            return
+        for member in members:
+            self.notifier.watch_recipe(member.recipe)
+        lines: list[str] = []
+        sweep_id, outcomes = await run_study(
+            self.supervisor, self.history, recipe, members, gpu=default_nvml(),
+            on_line=lines.append, on_queue=lambda q: self.notify(lines[0], markup=False),
+        )  # fmt: skip
+        done = sum(o.status == "finished" for o in outcomes)
+        self.notify(f"{done} of {len(outcomes)} members finished; c compares them",
+                    title=f"{sweep_id} ended", markup=False)  # fmt: skip
 
     async def call_supervisor(self, method: str, *args: Any) -> Any:
         """Ask the supervisor to act on a run; a run that ended meanwhile is a notice."""

@@ -81,3 +81,34 @@ def test_compare_screen_shows_the_sweep_table_and_overlaid_curves(
         assert screen.table.rows[0].label == "#4"
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def test_launching_a_sweep_recipe_runs_its_members_and_c_compares_them(
+    tmp_path: Path,
+) -> None:
+    """`o` on a recipe with a `sweep:` starts its members (here two light real programs) as
+    runs sharing a sweep id; once they end, `c` opens that sweep."""
+    from tests.conftest import async_wait_for
+    from tests.programs.recipes import write_recipe
+
+    path = write_recipe(
+        tmp_path, "count_steps.py", name="tui-sweep", args={"steps": 3, "interval": 0.01},
+        sweep={"grid": {"steps": [3, 4]}, "max_parallel": 2},
+    )  # fmt: skip
+    app = FtmonApp(tmp_path / "logs", None, recipes_dir=tmp_path, reattach=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("o")
+        await pilot.pause()
+        await app.screen.launch_path(path).wait()  # what picking it in the list does
+        await async_wait_for(
+            lambda: app.history.sweeps()
+            and all(m.run_id and app.history.get(m.run_id).status == "finished"
+                    for m in app.history.sweep_members(app.history.sweeps()[0].id)),
+            timeout=60, what="both members finished",
+        )  # fmt: skip
+        assert {r.name for r in app.history.runs()} == {"tui-sweep-1", "tui-sweep-2"}
+        assert set(app.book.runs) == {r.id for r in app.history.runs()}  # drawn as runs
+        await pilot.press("c")
+        await pilot.pause()
+        assert app.screen.choices[0] == app.history.sweeps()[0].id
+        assert [r.values for r in app.screen.table.rows] == [{"steps": 3}, {"steps": 4}]

@@ -245,6 +245,10 @@ class LaunchScreen(ModalScreen["str | None"]):
             error.update(plain(str(exc)))
             return
         app: FtmonApp = self.app  # type: ignore[assignment]
+        if recipe.sweep is not None:  # a sweep's members start as its queue allows
+            app.run_sweep(recipe)
+            self.dismiss(None)
+            return
         try:
             self.new_run_id = await app.supervisor.launch(recipe)
         except LaunchRefused as exc:
