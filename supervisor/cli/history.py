@@ -186,6 +186,8 @@ def show_cmd(args: argparse.Namespace) -> int:
     children = history.children(rec.id)
     anomalies = history.anomalies(rec.id)
     actions = history.actions(rec.id)
+    states = history.states(rec.id)
+    decisions = history.decisions(rec.id)
     if args.json:
         data = _record_json(rec)
         data["recipe_yaml"] = rec.recipe_yaml
@@ -198,6 +200,15 @@ def show_cmd(args: argparse.Namespace) -> int:
             {"kind": a.kind, "rule": a.rule, "detail": a.detail, "ok": a.ok, "ts": a.ts}
             for a in actions
         ]
+        data["states"] = [
+            {"ts": s.ts, "old": s.old, "new": s.new, "cause": s.cause, "rule": s.rule}
+            for s in states
+        ]
+        data["decisions"] = [
+            {"ts": d.ts, "kind": d.kind, "rule": d.rule, "reason": d.reason,
+             "changes": list(d.changes), "done_at": d.done_at, "outcome": d.outcome}
+            for d in decisions
+        ]  # fmt: skip
         data["notify_failures"] = [
             {"target": f.target, "event": f.event, "title": f.title, "attempts": f.attempts,
              "error": f.error, "ts": f.ts}
@@ -232,6 +243,15 @@ def show_cmd(args: argparse.Namespace) -> int:
     out.append(f"actions ({len(actions)})")
     out += [f"    {_when(a.ts)}  {a.kind} [{a.rule}]{'' if a.ok else ' FAILED'}: {a.detail}"
             for a in actions]  # fmt: skip
+    out.append(f"states ({len(states)})")
+    out += [f"    {_when(s.ts)}  {s.old or '(new)'} -> {s.new}: {s.cause}" for s in states]
+    if decisions:
+        out.append(f"decisions ({len(decisions)})")
+        out += [
+            f"    {_when(d.ts)}  {d.kind} [{d.rule}]: "
+            + (f"done {_when(d.done_at)}: {d.outcome}" if d.done_at else "NOT FINISHED")
+            for d in decisions
+        ]
     failures = history.notify_failures(rec.id)
     if failures:
         out.append(f"notifications not delivered ({len(failures)})")

@@ -80,6 +80,9 @@ def test_a_kill_interrupted_by_ftmons_death_is_finished_by_attach(tmp_path: Path
     assert kills and kills[-1].ok, "the kill after the restart reports all gone"
     times = [s.ts for s in history.states(run.id)]
     assert times == sorted(times) and decision.done_at >= times[-1] - 1e-6
+    shown = json.loads(ftmon("show", run.id, "--json", "--logs-dir", str(logs)).stdout)
+    assert [s["new"] for s in shown["states"]][-3:] == ["exited", "relaunching", "killed"]
+    assert shown["decisions"][0]["outcome"] == f"relaunched as {child.id}"
 
 
 async def test_stall_clock_stops_while_stopped_from_outside_and_restarts_at_resume(
