@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # the usual (CUDA) build, without one the CPU build. CI sets TORCH=torch==2.13.0.
 TORCH ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch>=2.2,torch==2.13.0)
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo demo-sweep test test-fast lint bench clean
 
 install: $(VENV)/.installed
 
@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e '.[train,dev,fast]'
+	$(BIN)/python -m pip install -q -e '.[train,dev,fast,report]'
 	touch $@
 
 # Recipes say `python`: put the venv first on PATH so runs find torch without an activated venv.
@@ -22,6 +22,11 @@ RUN := PATH="$(CURDIR)/$(BIN):$$PATH"
 
 demo: install
 	$(RUN) $(BIN)/ftmon recipes/demo-unstable.yaml
+
+# A 2x2 sweep of the tiny model live in the TUI (c compares the members; headless:
+# ftmon sweep recipes/demo-sweep.yaml).
+demo-sweep: install
+	$(RUN) $(BIN)/ftmon recipes/demo-sweep.yaml
 
 test: install
 	$(RUN) $(BIN)/python -m pytest
@@ -41,6 +46,7 @@ bench: install
 	$(BIN)/python bench/tui.py
 	$(RUN) $(BIN)/python bench/trainer.py
 	$(RUN) $(BIN)/python bench/estimate.py --quick
+	$(RUN) $(BIN)/python bench/sweep.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
