@@ -536,11 +536,18 @@ class Parser:
                 continue
             values: dict[str, float] = {}
             step = None
-            for name, raw in m.groupdict().items():
-                if raw is None:
+            groups = m.groupdict()
+            if groups.get("step") is not None:
+                step = _int_or_none(to_float(groups["step"]))
+            if groups.get("sample") is not None:
+                # The recipe says how this run prints its generated text: a sample, judged as
+                # one (the repetition rule's sample tests, not its looser log-line ones).
+                prompt = groups.get("prompt") or ""
+                out.append(Sample(lineno, ts, groups["sample"], prompt, step))
+            for name, raw in groups.items():
+                if raw is None or name in ("sample", "prompt"):
                     continue
                 if name == "step":
-                    step = _int_or_none(to_float(raw))
                     continue
                 v = to_float(raw)
                 if v is not None:

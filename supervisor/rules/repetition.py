@@ -42,6 +42,9 @@ metrics (a loop printing `tensor(nan)` every step), and within a line, units mad
 separator, bar, digit and space characters, or padding tokens (`<pad>`, `<|endoftext|>`,
 `</s>`: a data preview padded to length). Progress bars reach the rules as `Progress`.
 
+When a recipe says how samples are printed (`patterns` with a `sample` group, and `prompt` and
+`step` groups if it likes), those lines reach the rule as `Sample`s and are judged as samples.
+
 De-duplication: after a report the rule is quiet for `quiet_lines` lines.
 """
 
@@ -240,6 +243,7 @@ class RepetitionRule(Rule):
         self._recent: deque[tuple[str, str, bool]] = deque(maxlen=s.max_block)
         self._runs = [0] * (s.max_block + 1)
         self._metric_line = 0
+        self._sample_line = 0
         self._judged: dict[str, str | None] = {}
         # The last prose line's tokens, whether a blank line came after it, and the run of
         # near-duplicates it ends (with the texts, for the evidence).
@@ -254,6 +258,9 @@ class RepetitionRule(Rule):
             self._metric_line = event.lineno
             return []
         if isinstance(event, Sample):
+            # A line the recipe's `sample` pattern matched is judged as a sample, not again
+            # as a log line (the parser sends the Sample before the line's Text).
+            self._sample_line = event.lineno
             found = self.judge_sample(event.text)
             if found is None:
                 return []
@@ -306,6 +313,8 @@ class RepetitionRule(Rule):
         s = self.settings
         # Within the line (not a metric line): the regex costs ~1 us per character, so a cheap
         # gate first. The repetition must cover half the line: a model's loop fills its output.
+        if event.lineno == self._sample_line:
+            return None
         metric_line = event.lineno == self._metric_line
         head = text if len(text) <= _IN_LINE_CAP else text[:_IN_LINE_CAP]
         if not metric_line and len(head) >= _MIN_SPAN and _may_repeat(head, s.in_line_repeats - 1):

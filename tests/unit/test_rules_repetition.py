@@ -228,3 +228,24 @@ def test_healthy_repeats_stay_silent() -> None:
         '"request_completed", "method": "GET", "path": "/api/models/download-progress"}\n' * 4
     )
     assert [a for a in scan(log) if a.rule == "repetition"] == []
+
+
+def test_recipe_sample_pattern_lines_are_judged_as_samples() -> None:
+    """`patterns: ['^\\[sample (?P<step>\\d+)\\] (?P<sample>.*)$']`: that line is a sample; a
+    collapsed one is reported as a sample at its step, a healthy one is not judged as a line."""
+    from supervisor.monitoring.monitor import Monitor
+    from supervisor.reading.tail import LineSplitter
+
+    pattern = r"^\[sample (?P<step>\d+)\] (?P<sample>.*)$"
+
+    def run(text: str) -> list:
+        lines = LineSplitter().feed(text.encode())
+        return [e for e in Monitor(patterns=(pattern,)).feed_lines(lines, 1.0) if e]
+
+    collapsed = run("[sample 300] " + "I'm gonna have to go. " * 6 + "\n")
+    samples = [e for e in collapsed if isinstance(e, Sample)]
+    assert samples and samples[0].step == 300
+    reports = [e for e in collapsed if getattr(e, "rule", "") == "repetition"]
+    assert len(reports) == 1 and "sample" in reports[0].message and "step 300" in reports[0].message
+    healthy = run("[sample 400] Alpacas are from South America; llamas too. Both are camelids.\n")
+    assert not [e for e in healthy if getattr(e, "rule", "") == "repetition"]
