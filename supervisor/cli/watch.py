@@ -75,7 +75,7 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
 
 
 def check_log(path: str) -> Path:
-    """The log must be a readable regular file: otherwise one clear line, exit 2."""
+    """The log must be a readable regular file of text: otherwise one clear line, exit 2."""
     from supervisor.cli.main import UsageError
 
     p = Path(path)
@@ -91,6 +91,13 @@ def check_log(path: str) -> Path:
         raise UsageError(f"{path}: not a regular file (a pipe or device cannot be followed)")
     if not os.access(p, os.R_OK):
         raise UsageError(f"{path}: permission denied")
+    from supervisor.cli.scan import looks_like_text
+
+    if not looks_like_text(p):  # a checkpoint given by mistake: "no anomalies" would mean nothing
+        raise UsageError(
+            f"{path}: does not look like a text log (binary bytes near its start); "
+            "give the training log, e.g. logs/RUN/output.log"
+        )
     return p
 
 

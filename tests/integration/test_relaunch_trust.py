@@ -481,3 +481,19 @@ def test_the_reference_trainer_resumes_from_the_checkpoint_it_is_given(
     assert [m["step"] for m in metrics] == [4, 5]
     assert all(m["lr"] == pytest.approx(0.01) for m in metrics)
     assert resumed.seen == (3 + 2 + 2) * 4  # 3 steps trained, 2 batches skipped, 2 steps
+
+
+@pytest.mark.parametrize("command", [("scan",), ("--watch",)])
+def test_a_log_that_is_not_text_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: tuple[str, ...]
+) -> None:
+    """A checkpoint given where a log belongs: exit 2, one line saying so, nothing read."""
+    binary = tmp_path / "ckpt.pt"
+    binary.write_bytes(os.urandom(4096))
+    code, out, err = ftmon_in_process(capsys, *command, str(binary))
+    assert code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line == (
+        f"ftmon: {binary}: does not look like a text log (binary bytes near its start); "
+        "give the training log, e.g. logs/RUN/output.log"
+    )
