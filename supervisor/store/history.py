@@ -29,7 +29,14 @@ from pathlib import Path
 from supervisor.events import Action, Anomaly, Severity
 from supervisor.reading.identity import LogHead
 from supervisor.runs.events import StateChanged
-from supervisor.store.pending import Backlog, PendingWrites, Statement, Write
+from supervisor.store.pending import (
+    SPILL_NAME,
+    Backlog,
+    PendingWrites,
+    Statement,
+    Write,
+    read_spill,
+)
 
 # The schema, the row types and their decoding live in history_schema.py; imported here so that
 # `from supervisor.store.history import RunRecord, HistoryError, ...` keeps working.
@@ -343,9 +350,18 @@ class History:
             "UPDATE runs SET owner_pid = ?, owner_start = ? WHERE id = ?",
             (pid, start, run_id),
         )
+        rows = self._query("SELECT owner_pid, owner_start FROM runs WHERE id = ?", (run_id,))
+        if not rows and run_id not in self._added:  # (a run added here may still be queued)
+            raise HistoryError(f"no run {run_id!r} in {self.path}")
+        if rows:
+            owner, owner_start = rows[0]
+            if owner and owner != pid and alive(int(owner), float(owner_start or 0.0)):
+                return int(owner)
+        # Ours now: what an earlier owner could not write goes first (its release among it).
+        self._recover_spilled(run_id)
         if not self._pending:
             try:
-                with self._tx(wait_ms=WRITE_WAIT_MS) as db:
+                with self._tx(wait_ms=WRITE_WAIT_MS) as db:  # the check again, atomically
                     row = db.execute(
                         "SELECT owner_pid, owner_start FROM runs WHERE id = ?", (run_id,)
                     ).fetchone()
@@ -357,16 +373,28 @@ class History:
                     db.execute(*claim)
                     return None
             except sqlite3.OperationalError:
-                pass  # locked: as below
-        rows = self._query("SELECT owner_pid, owner_start FROM runs WHERE id = ?", (run_id,))
-        if not rows and run_id not in self._added:  # (a run added here may still be queued)
-            raise HistoryError(f"no run {run_id!r} in {self.path}")
-        if rows:
-            owner, owner_start = rows[0]
-            if owner and owner != pid and alive(int(owner), float(owner_start or 0.0)):
-                return int(owner)
+                pass  # locked: judged from what was readable above; the claim waits in line
         self._write(run_id, [claim])
         return None
+
+    def _recover_spilled(self, run_id: str) -> int:
+        """Writes an earlier ftmon left in the run folder's spill file (it ended while the
+        database was locked) are queued now, oldest first: this process owns the run now, so no
+        one else writes them. Returns how many rows."""
+        rows = self._query("SELECT run_dir FROM runs WHERE id = ?", (run_id,))
+        if not rows or not rows[0][0]:
+            return 0
+        path = Path(rows[0][0]) / SPILL_NAME
+        if not path.exists() or self._pending.owns(path):
+            return 0
+        writes = read_spill(path)
+        path.unlink(missing_ok=True)
+        for write in writes:
+            self._write(write.run_id, list(write.statements), write.rows)
+        n = sum(w.rows for w in writes)
+        if n:
+            log.warning("ftmon: %s: %d row(s) an earlier ftmon left in %s written", run_id, n, path)
+        return n
 
     def release(self, run_id: str, pid: int) -> None:
         """`pid` no longer supervises `run_id` (it detached); another may attach."""

@@ -107,7 +107,7 @@ class PendingWrites:
                 self._memory_rows = 0
             elif self._spills:
                 path = next(iter(self._spills))
-                out = _read_spill(path)
+                out = read_spill(path)
                 self._spills.pop(path)
                 path.unlink(missing_ok=True)
             else:
@@ -154,6 +154,11 @@ class PendingWrites:
             self._memory = kept
             self._memory_rows = sum(w.rows for w in kept)
 
+    def owns(self, path: Path) -> bool:
+        """True if `path` is one of this queue's own spill files."""
+        with self._lock:
+            return path in self._spills
+
     def backlog(self) -> Backlog:
         with self._lock:
             spilled = sum(self._spills.values())
@@ -173,7 +178,7 @@ def _line(write: Write) -> str:
     return json.dumps(record) + "\n"
 
 
-def _read_spill(path: Path) -> list[Write]:
+def read_spill(path: Path) -> list[Write]:
     out: list[Write] = []
     try:
         text = path.read_text(encoding="utf-8")
@@ -186,9 +191,3 @@ def _read_spill(path: Path) -> list[Write]:
         statements = tuple(tuple(s) for s in rec["statements"])
         out.append(Write(rec["run_id"], statements, int(rec["rows"])))
     return out
-
-
-def spill_files(folder: Path) -> list[Path]:
-    """Spill files left in a run folder (by an ftmon that ended before the lock cleared)."""
-    path = Path(folder) / SPILL_NAME
-    return [path] if path.exists() and os.path.getsize(path) else []

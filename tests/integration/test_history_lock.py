@@ -177,3 +177,38 @@ def test_a_kill_decided_under_a_held_lock_is_carried_out_and_recorded(tmp_path: 
         con.close()
     assert status == "killed" and "kill" in kinds and "nan" in rules
     assert decisions == [("kill", 1)], decisions
+
+
+def test_rows_left_in_the_run_folder_by_an_ftmon_that_ended_are_written_by_the_next(
+    tmp_path: Path,
+) -> None:
+    """An ftmon that must close while the lock is still held leaves its rows in the run folder's
+    spill file (not lost); the next ftmon to claim the run writes them, before its own."""
+    db, run_dir = tmp_path / "ftmon.db", tmp_path / "run-1"
+    run_dir.mkdir()
+    first = History(db, busy_timeout_ms=BUSY_MS)
+    first.add_run(run_id="run-1", name="tiny", started_at=1.0, run_dir=str(run_dir))
+    assert first.claim("run-1", 111, 1.0, lambda pid, start: False) is None
+    locker = hold_lock(db, hold_secs(3 * BUSY_MS / 1000))
+    try:
+        batch = [Metric(lineno=i, ts=1.0, values={"loss": float(i)}, step=i) for i in (1, 2, 3)]
+        first.record_batch("run-1", events=batch, offset=30, lineno=3)
+        first.release("run-1", 111)
+        left = first.close(wait_secs=0.2)
+        assert left.behind and left.spilled == left.rows == 4
+        assert (run_dir / SPILL_NAME).exists()
+    finally:
+        locker.stdin.close()  # type: ignore[union-attr]
+        locker.wait(60)
+    assert stored(db, "run-1")[0] == [], "nothing written while the lock was held"
+
+    second = History(db, busy_timeout_ms=BUSY_MS)
+    assert second.claim("run-1", 222, 2.0, lambda pid, start: False) is None
+    second.close()
+    steps, status, offset = stored(db, "run-1")
+    assert (steps, status, offset) == ([1, 2, 3], "running", 30)
+    con = sqlite3.connect(db)
+    owner = con.execute("SELECT owner_pid FROM runs").fetchone()[0]
+    con.close()
+    assert owner == 222, "the earlier owner's release came first, the new claim last"
+    assert not (run_dir / SPILL_NAME).exists()

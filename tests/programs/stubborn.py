@@ -23,11 +23,14 @@ def main() -> None:
     ap.add_argument("--nan_after", type=int, default=0)
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.setsid()
+        os.write(ready_w, b"1")  # only now is it in a session of its own
         while True:
             time.sleep(1)
+    os.read(ready_r, 1)  # the pid file is written once the grandchild has left the session
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "pids.tmp").write_text(f"child {os.getpid()}\ngrandchild {pid}\n")
