@@ -42,7 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_ref", metavar="RUN")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--headless", action="store_true", help="(always headless; accepted)")
-    p.add_argument("--force", action="store_true", help="launch even if the estimate says no")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="launch even if the memory estimate or the check of what it writes says no",
+    )
     add_supervision_flags(p)
     p.set_defaults(func=replay_cmd)
 

@@ -59,7 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--headless", action="store_true", help="supervise here, without the TUI")
     p.add_argument(
-        "--force", action="store_true", help="launch even if the memory estimate says no"
+        "--force",
+        action="store_true",
+        help="launch even if the memory estimate or the check of what it writes says no",
     )
     add_supervision_flags(p)
     p.set_defaults(func=run)
