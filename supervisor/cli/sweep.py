@@ -176,7 +176,7 @@ async def _drive(
             for rid in live:
                 printer.line(f"{rid} is still running; reattach with: ftmon attach {rid}")
         return EXIT_INTERRUPTED
-    ok = all(o.status == "finished" for o in outcomes)
+    ok = all(o.status in ("finished", "pruned") for o in outcomes)
     printer.line(f"compare: ftmon compare {sweep_id}    report: ftmon report {sweep_id}")
     return EXIT_OK if ok else EXIT_FAILED
 

@@ -152,7 +152,10 @@ def compare_sweep(history: Any, sweep_id: str, sort: str = "") -> CompareTable:
     rows = []
     for m in history.sweep_members(sweep.id):
         if m.run_id and history.get(m.run_id) is not None:
-            rows.append(_row(history, f"#{m.member}", m.run_id, dict(m.values)))
+            row = _row(history, f"#{m.member}", m.run_id, dict(m.values))
+            if m.status == "pruned":  # stopped early by successive halving: say so and why
+                row.status, row.note = "pruned", m.detail
+            rows.append(row)
         else:
             rows.append(CompareRow(f"#{m.member}", "", "", m.status, dict(m.values), {}, 0, 0,
                                    note=m.detail))  # fmt: skip

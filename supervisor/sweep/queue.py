@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from supervisor.recipe.model import Recipe, RecipeError, apply_overrides
 from supervisor.sweep.expand import Member
+from supervisor.sweep.prune import Pruner
 
 GB = 1024**3
 
@@ -154,6 +155,7 @@ class SweepQueue:
         record: Callable[[Member, str, str | None, str], None],
         estimate: Callable[[Recipe], float | None] = member_estimate_gb,
         poll_secs: float = 5.0,
+        pruner: Pruner | None = None,
     ) -> None:
         self.sup = supervisor
         self.capacity = capacity
@@ -161,7 +163,9 @@ class SweepQueue:
         self.record = record
         self.estimate = estimate
         self.poll_secs = poll_secs
+        self.pruner = pruner
         self.stop = asyncio.Event()
+        self._stopping: set[asyncio.Future[None]] = set()  # kills of pruned members
 
     async def run(self, members: list[Member]) -> list[MemberOutcome]:
         from supervisor.runs.supervise import LaunchRefused
@@ -205,9 +209,10 @@ class SweepQueue:
                     break
                 waits: set[asyncio.Future[Any]] = {*running, stop}
                 done, _ = await asyncio.wait(
-                    waits, timeout=self.poll_secs if pending else None,
+                    waits, timeout=self.poll_secs if pending or self.pruner else None,
                     return_when=asyncio.FIRST_COMPLETED,
                 )  # fmt: skip
+                self._prune(running, outcomes)
                 for fut in done:
                     if fut is stop:
                         continue
@@ -215,12 +220,36 @@ class SweepQueue:
                     self.capacity.give(placed)
                     ended = fut.result()
                     out = outcomes[member.index]
-                    out.status, out.detail = str(ended.status), ended.reason
+                    if out.status != "pruned":
+                        out.status, out.detail = str(ended.status), ended.reason
         finally:
             stop.cancel()
             for fut in running:
                 fut.cancel()
         return [outcomes[m.index] for m in members]
+
+    def _prune(
+        self,
+        running: dict[asyncio.Future[Any], tuple[Member, Placed, str]],
+        outcomes: dict[int, MemberOutcome],
+    ) -> None:
+        """Stop the members successive halving rules out (sweep/prune.py); each ends as a
+        killed run, its member recorded as pruned with the reason."""
+        if self.pruner is None or not running:
+            return
+        firsts = {member.index: run_id for member, _, run_id in running.values()}
+        members = {member.index: member for member, _, _ in running.values()}
+        for index, run_id, why in self.pruner.check(firsts):
+            out = outcomes[index]
+            out.status, out.detail = "pruned", why
+            self.record(members[index], "pruned", None, why)
+            self._stopping.add(asyncio.ensure_future(self._stop_run(run_id, why)))
+
+    async def _stop_run(self, run_id: str, why: str) -> None:
+        try:
+            await self.sup.kill(run_id, reason=f"killed by ftmon: {why}")
+        except KeyError:  # it ended meanwhile: nothing to stop
+            pass
 
     def _refused(self, outcome: MemberOutcome, why: str) -> None:
         outcome.status, outcome.detail = "refused", why

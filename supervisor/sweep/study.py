@@ -13,6 +13,7 @@ from typing import Any
 from supervisor.recipe.model import Recipe
 from supervisor.store.history import History, SweepRecord
 from supervisor.sweep.expand import Member
+from supervisor.sweep.prune import Pruner
 from supervisor.sweep.queue import Capacity, CpuCapacity, GpuCapacity, MemberOutcome, SweepQueue
 
 
@@ -59,6 +60,7 @@ def make_queue(
     sweep_id: str,
     capacity: Capacity,
     on_line: Callable[[str], None] = lambda line: None,
+    pruner: Pruner | None = None,
 ) -> SweepQueue:
     """A queue whose members' progress goes to the history and, as lines, to `on_line`."""
 
@@ -67,10 +69,14 @@ def make_queue(
                                  detail=detail)  # fmt: skip
         if status == "launched":
             on_line(f"{sweep_id}: member {member.index} ({member.label()}) is {run_id}")
-        elif status == "refused":
-            on_line(f"{sweep_id}: member {member.index} ({member.label()}) refused: {detail}")
+        elif status in ("refused", "pruned"):
+            on_line(f"{sweep_id}: member {member.index} ({member.label()}) {status}: {detail}")
 
-    return SweepQueue(supervisor, capacity, sweep_id=sweep_id, record=record)
+    # With pruning the queue looks at the members' metrics each second, else on each end.
+    poll = 1.0 if pruner is not None else 5.0
+    return SweepQueue(
+        supervisor, capacity, sweep_id=sweep_id, record=record, pruner=pruner, poll_secs=poll
+    )
 
 
 async def run_study(
@@ -91,6 +97,8 @@ async def run_study(
     sweep_id = record_sweep(history, recipe, members, replay_of)
     capacity = capacity_for(gpu, max_parallel or recipe.sweep.max_parallel)
     on_line(f"{sweep_id}: {len(members)} members, {describe(capacity)}")
-    queue = make_queue(supervisor, history, sweep_id, capacity, on_line)
+    prune = recipe.sweep.prune
+    pruner = Pruner(history, prune) if prune is not None else None
+    queue = make_queue(supervisor, history, sweep_id, capacity, on_line, pruner)
     on_queue(queue)
     return sweep_id, await queue.run(members)

@@ -85,3 +85,34 @@ def test_replay_of_a_sweep_runs_every_member_again(tmp_path: Path) -> None:
         ({"steps": 2}, "finished"), ({"steps": 3}, "finished"),
     ]  # fmt: skip
     assert f"ftmon compare {new}" in again.stdout
+
+
+def test_successive_halving_stops_members_outside_the_best_share(tmp_path: Path) -> None:
+    """One member at a time, levels 2, 1, 4, 3, rung at step 10, keep half: the 4 (worse than
+    both before it) and the 3 (outside the best two of four) are stopped at the rung; the
+    record and the comparison say why; the sweep still exits 0."""
+    recipe = write_recipe(
+        tmp_path, "val_curve.py", name="halving", args={"level": 0.0, "steps": 60},
+        sweep={"zip": {"level": [2.0, 1.0, 4.0, 3.0]}, "max_parallel": 1,
+               "prune": {"metric": "val_loss", "mode": "min", "rungs": [10], "keep": 0.5}},
+    )  # fmt: skip
+    logs = str(tmp_path / "logs")
+    done = ftmon("sweep", str(recipe), "--logs-dir", logs)
+    assert done.returncode == 0, done.stdout + done.stderr
+    db = sqlite3.connect(Path(logs) / "ftmon.db")
+    rows = db.execute(
+        "SELECT m.member, m.status, m.detail, r.status, r.end_reason FROM sweep_members m"
+        " JOIN runs r ON r.id = m.run_id ORDER BY m.member"
+    ).fetchall()
+    assert [(m, s) for m, s, *_ in rows] == [
+        (1, "launched"), (2, "launched"), (3, "pruned"), (4, "pruned"),
+    ]  # fmt: skip
+    assert rows[2][2] == (
+        "pruned at step 10: val_loss 4.1 is not in the best 50% of 3 (cut-off 1.1)"
+    )
+    assert rows[3][2].startswith("pruned at step 10: val_loss 3.1 is not in the best 50% of 4")
+    assert [r[3] for r in rows] == ["finished", "finished", "killed", "killed"]
+    assert "pruned at step 10" in rows[2][4]
+    (sweep_id,) = db.execute("SELECT id FROM sweeps").fetchone()
+    table = json.loads(ftmon("compare", sweep_id, "--json", "--logs-dir", logs).stdout)
+    assert [r["status"] for r in table["rows"]] == ["finished", "finished", "pruned", "pruned"]
