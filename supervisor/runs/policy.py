@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from supervisor.recipe.model import is_secret, is_secret_arg
+from supervisor.redaction import redact_text
 
 ACTIONS = ("alert", "pause", "kill", "relaunch")
 DEFAULT_MAX = 3
@@ -116,7 +117,8 @@ def recipe_changes(old: Any, new: Any) -> list[str]:
         if (key.startswith("env.") and is_secret(key[4:])) or secret_arg:
             out.append(f"{key} changed")  # never a secret's value, not even in a change list
         else:
-            out.append(f"{key} {_shown(before.get(key))} -> {_shown(after.get(key))}")
+            change = f"{key} {_shown(before.get(key))} -> {_shown(after.get(key))}"
+            out.append(redact_text(change))  # a credential by its shape, under any name
     return out
 
 

@@ -121,3 +121,14 @@ def test_anomaly_message_and_evidence_are_redacted() -> None:
     assert clean.message == f"RuntimeError: bad token {REDACTED}"
     assert clean.evidence == ("Traceback (most recent call last):", f"  token={REDACTED}")
     assert (clean.rule, clean.lineno, clean.severity) == ("traceback", 3, Severity.ERROR)
+
+
+def test_a_change_list_never_shows_a_credential_by_shape() -> None:
+    """What a relaunch changed is stored and shown: a password in a URL is hidden there too."""
+    from supervisor.runs.policy import recipe_changes
+
+    old = Recipe(name="r", command=["x"], env={"DATABASE_URL": "postgres://u:OLDPASS@h/d"})
+    new = old.model_copy(update={"env": {"DATABASE_URL": "postgres://u:NEWPASS@h/d"}})
+    (change,) = recipe_changes(old, new)
+    assert "OLDPASS" not in change and "NEWPASS" not in change
+    assert change.startswith("env.DATABASE_URL postgres://u:<redacted>@h/d")
