@@ -17,6 +17,8 @@ looser, stricter-to-fire signs:
   row, once the list marker (`1.`, `-`, `\\item`) is taken off (generated lists carry one,
   and numbered copies differ in it); any other line or block `plain_lines` times: transformers
   and DeepSpeed print the same plain sentence once per rank, eight times on one node;
+- a block of at least `block_lines` distinct lines (code, a paragraph), none a log record and
+  mostly words, repeated `block_copies` times in a row (blank lines ignored);
 - within one line, a unit of 1 to 40 characters repeated `in_line_repeats` times in a row
   over at least half the line (a looping model fills its output);
 - a periodic tail: the end of a line is a unit of 4 to `max_tail_unit` characters repeated at
@@ -192,7 +194,11 @@ class RepetitionSettings(RuleSettings):
     plain_lines: int = Field(
         12, ge=2, description="Other log lines (or blocks) repeated this many times in a row."
     )
-    max_block: int = Field(4, ge=1, description="Longest block of lines checked for repeats.")
+    max_block: int = Field(12, ge=1, description="Longest block of lines checked for repeats.")
+    block_lines: int = Field(
+        3, ge=2, description="A block of this many distinct lines or more (code, paragraphs)..."
+    )
+    block_copies: int = Field(2, ge=2, description="...repeated this many times in a row.")
     in_line_repeats: int = Field(
         8, ge=3, description="A unit repeated this many times within one log line."
     )
@@ -365,7 +371,18 @@ class RepetitionRule(Rule):
                 runs[p] = 0
                 continue
             runs[p] += 1
-            if found is None and runs[p] >= (s.lines - 1) * p:
+            if found is not None:
+                continue
+            if p >= s.block_lines and runs[p] >= (s.block_copies - 1) * p:
+                block = list(recent)[-p:]
+                if self._is_text_block(block):
+                    copies = runs[p] // p + 1
+                    found = (
+                        f"a block of {p} lines repeated {copies} times in a row",
+                        tuple(clip(t) for _, t, _ in block[-3:]),
+                    )
+                continue
+            if runs[p] >= (s.lines - 1) * p:
                 block = list(recent)[-p:]
                 listed = marked and all(m for _, _, m in block)
                 if runs[p] < ((s.lines if listed else s.plain_lines) - 1) * p:
@@ -381,6 +398,17 @@ class RepetitionRule(Rule):
                     )
         recent.append((key, stripped, marked))
         return found
+
+    def _is_text_block(self, block: list[tuple[str, str, bool]]) -> bool:
+        """A block of generated text or code: distinct lines, none a log record, mostly words
+        (per-rank copies of one line, tables and warnings stay with the exact-line count)."""
+        keys = [k for k, _, _ in block]
+        if len(set(keys)) < self.settings.block_lines:
+            return False
+        if any(_LOG_LIKE.search(k) for k in keys):
+            return False
+        prose = sum(1 for k in keys if any(c.isalpha() for c in k))
+        return prose * 2 >= len(keys) and any(len(tokens(k)) >= 3 for k in keys)
 
     def _judge_long_line(self, head: str) -> str | None:
         """A periodic tail, one or two dominant tokens, or a list that is one id repeated."""

@@ -249,3 +249,27 @@ def test_recipe_sample_pattern_lines_are_judged_as_samples() -> None:
     assert len(reports) == 1 and "sample" in reports[0].message and "step 300" in reports[0].message
     healthy = run("[sample 400] Alpacas are from South America; llamas too. Both are camelids.\n")
     assert not [e for e in healthy if getattr(e, "rule", "") == "repetition"]
+
+
+def test_a_repeated_multi_line_block() -> None:
+    """MLX: a fine-tuned model writes the same 10-line code block again: reported when the
+    second copy is complete; the same 8-line warning from 8 ranks (one line) is not a block."""
+    block = (
+        "    expect(\n"
+        "      find.byWidgetPredicate(\n"
+        "        (widget) =>\n"
+        "            widget is OutlinedButton &&\n"
+        "            widget.onPressed == null &&\n"
+        "            (widget.style!.side! as BorderSide).color ==\n"
+        "                Theme.of(find.byType(XYZButton)).disabledColor,\n"
+        "      ),\n"
+        "      findsOneWidget,\n"
+        "    );\n"
+    )
+    found = scan(block * 2 + "    expect(\n")
+    assert [(a.rule, a.lineno) for a in found] == [("repetition", 20)]
+    assert "block of 10 lines" in found[0].message
+    paragraph = "Hello! How can I help you today?\n\nI am a helpful assistant.\n\nAsk me.\n\n"
+    assert [a.rule for a in scan(paragraph * 2)] == ["repetition"]
+    warning = "Using the latest cached version of the module from /root/.cache/modules\n"
+    assert scan(warning * 8) == []
