@@ -253,6 +253,9 @@ _SAVE_LINE = re.compile(
     re.IGNORECASE,
 )
 SAVE_QUIET_SECS = 1.0  # no byte written for this long: the write has finished
+# Files a run appends to all the time (its logs, metrics, TensorBoard events): not checkpoints,
+# and never quiet while it trains, so they neither start nor prolong the wait before a kill.
+_NOT_A_CHECKPOINT = re.compile(r"\.(?:log|txt|jsonl|csv|out|err)$|^events\.out\.tfevents")
 _MAX_ENTRIES = 20_000  # files looked at under a run's outputs
 
 
@@ -285,7 +288,7 @@ def _state(paths: list[Path], skip: Path) -> dict[Path, tuple[int, int]]:
             for f in files:
                 if len(out) >= _MAX_ENTRIES:
                     return out
-                if f == skip:
+                if f == skip or _NOT_A_CHECKPOINT.search(f.name):
                     continue
                 st = f.stat()
                 out[f] = (st.st_size, st.st_mtime_ns)

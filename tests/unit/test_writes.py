@@ -102,3 +102,35 @@ def test_path_arguments_count_as_written_unless_they_are_inputs(tmp_path: Path) 
     )
     values = {"run_dir": str(tmp_path / "r1"), "run_id": "r1", "attempt": "1"}
     assert output_paths(recipe, values, tmp_path) == [tmp_path / "results" / "metrics.json"]
+
+
+async def test_the_wait_before_a_kill_follows_checkpoints_not_logs(tmp_path: Path) -> None:
+    """A metrics file the run appends to every step does not hold a kill back; a checkpoint
+    written in the last second, or a last line announcing a save, does, until it is quiet."""
+    import asyncio
+
+    from supervisor.runs.writes import wait_for_save
+
+    out = tmp_path / "out"
+    out.mkdir()
+    log = tmp_path / "output.log"
+    log.write_text("step 10 loss 1.0\n")
+    metrics = out / "metrics.jsonl"
+    stop = asyncio.Event()
+
+    async def append_metrics() -> None:
+        while not stop.is_set():
+            with metrics.open("a") as f:
+                f.write('{"loss": 1.0}\n')
+            await asyncio.sleep(0.02)
+
+    task = asyncio.create_task(append_metrics())
+    assert await wait_for_save([out], log, bound=30, quiet=0.3) == 0.0
+    (out / "model.safetensors").write_bytes(b"x" * 1000)
+    waited = await wait_for_save([out], log, bound=30, quiet=0.3)
+    assert 0.3 <= waited < 5
+    stop.set()
+    await task
+    log.write_text("step 10 loss 1.0\nsaving checkpoint to out\n")
+    assert await wait_for_save([tmp_path / "nothing-yet"], log, bound=30, quiet=0.3) >= 0.3
+    assert await wait_for_save([out], log, bound=0, quiet=0.3) == 0.0
