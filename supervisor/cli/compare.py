@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="runs or a sweep side by side: swept values, val loss, accuracy, tokens/s, ...",
     )
     p.add_argument(
-        "refs", nargs="+", metavar="RUN|SWEEP", help="run ids (or prefixes), or a sweep id"
-    )
+        "refs", nargs="*", metavar="RUN|SWEEP",
+        help="run ids (or prefixes), or a sweep id; none: list the sweeps",
+    )  # fmt: skip
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     out.add_argument("--csv", action="store_true", help="CSV with a header row")
@@ -74,6 +75,8 @@ def compare_cmd(args: argparse.Namespace) -> int:
     history = open_history(args)
     if history is None:
         return EXIT_USAGE
+    if not args.refs:
+        return _list_sweeps(history, args.json)
     try:
         table = load_table(history, args.refs, args.sort)
     except (HistoryError, KeyError) as exc:
@@ -87,4 +90,26 @@ def compare_cmd(args: argparse.Namespace) -> int:
         sys.stdout.write(to_csv(table))
     else:
         print(format_table(table))
+    return EXIT_OK
+
+
+def _list_sweeps(history: Any, as_json: bool) -> int:
+    """`ftmon compare` alone: the sweeps recorded, newest first, with their members' states."""
+    import json
+    from datetime import datetime
+
+    rows = []
+    for sweep in history.sweeps():
+        members = history.sweep_members(sweep.id)
+        rows.append({"id": sweep.id, "name": sweep.name, "created_at": sweep.created_at,
+                     "keys": list(sweep.keys), "members": len(members),
+                     "replay_of": sweep.replay_of})  # fmt: skip
+    history.close()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no sweeps recorded yet (start one with `ftmon sweep RECIPE`)")
+    for r in [] if as_json else rows:
+        when = datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M")
+        print(f"{r['id']}  {when}  {r['members']} members over {', '.join(r['keys'])}")
     return EXIT_OK

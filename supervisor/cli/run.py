@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     except RecipeError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
+    if recipe.sweep is not None:  # a study, not one run: its members need the sweep queue
+        how = f"`ftmon sweep {args.recipe}` (or in the TUI: `ftmon {args.recipe}`)"
+        print(f"{args.recipe}: sweep: this recipe is a sweep; run it with {how}", file=sys.stderr)
+        return EXIT_USAGE
 
     async def start(sup) -> str:  # type: ignore[no-untyped-def]
         return await sup.launch(recipe, force=args.force)

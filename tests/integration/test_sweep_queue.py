@@ -85,6 +85,8 @@ def test_replay_of_a_sweep_runs_every_member_again(tmp_path: Path) -> None:
         ({"steps": 2}, "finished"), ({"steps": 3}, "finished"),
     ]  # fmt: skip
     assert f"ftmon compare {new}" in again.stdout
+    listed = ftmon("compare", "--logs-dir", logs).stdout.splitlines()  # the sweeps, newest first
+    assert [line.split()[0] for line in listed] == [new, old]
 
 
 def test_successive_halving_stops_members_outside_the_best_share(tmp_path: Path) -> None:
@@ -116,3 +118,16 @@ def test_successive_halving_stops_members_outside_the_best_share(tmp_path: Path)
     (sweep_id,) = db.execute("SELECT id FROM sweeps").fetchone()
     table = json.loads(ftmon("compare", sweep_id, "--json", "--logs-dir", logs).stdout)
     assert [r["status"] for r in table["rows"]] == ["finished", "finished", "pruned", "pruned"]
+
+
+def test_run_of_a_sweep_recipe_points_to_ftmon_sweep(tmp_path: Path) -> None:
+    """`ftmon run --headless` on a study launches nothing and says how to run it (exit 2)."""
+    recipe = write_recipe(tmp_path, "count_steps.py", name="study", args={"steps": 2},
+                          sweep={"grid": {"steps": [2, 3]}})  # fmt: skip
+    done = ftmon("run", str(recipe), "--headless", "--logs-dir", str(tmp_path / "logs"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"{recipe}: sweep: this recipe is a sweep; run it with `ftmon sweep {recipe}` "
+        f"(or in the TUI: `ftmon {recipe}`)"
+    )
+    assert not (tmp_path / "logs" / "ftmon.db").exists()
