@@ -66,6 +66,8 @@ def spellings_of(name: str) -> frozenset[str]:
     """Every spelling the parser reads as the metric `name` (`val_loss`: `eval_loss`,
     `valid_loss`, ...). The one metric vocabulary: rules/names.py and the TUI ask it."""
     return frozenset(k for k, v in _ALIASES.items() if v == name)
+
+
 # A line yields a Metric only when one of its names has one of these parts (epoch alone: no).
 _METRIC_PARTS = frozenset(
     ("loss", "norm", "lr", "ppl", "acc", "accuracy", "perplexity", "tokens", "tok", "scale")

@@ -146,12 +146,12 @@ def _same_values(a: dict[str, float], b: dict[str, float]) -> bool:
     """Whether every value of `a` is in `b` and the same number (NaN equal to NaN; equal to
     0.1%, as Trainer prints its dict rounded to 4 digits: '5.27' for 5.2703)."""
     for key, value in a.items():
-        other = b.get(key, _MISSING)
-        if other is _MISSING:
+        if key not in b:
             return False
-        if value == other or (value != value and other != other):  # type: ignore[comparison-overlap]
+        other = b[key]
+        if value == other or (value != value and other != other):
             continue
-        if abs(value - other) > 1e-3 * max(abs(value), abs(other)):  # type: ignore[operator]
+        if abs(value - other) > 1e-3 * max(abs(value), abs(other)):
             return False
     return True
 
@@ -342,7 +342,7 @@ class Parser:
             kind = type(event)
             if kind is Metric and event.source == "hf":  # type: ignore[union-attr]
                 event = self._hf_step(event)  # type: ignore[arg-type]
-            elif kind is Eval and event.step is None and state.bar_step is not None:  # type: ignore[union-attr]
+            elif isinstance(event, Eval) and event.step is None and state.bar_step is not None:
                 event = replace(event, step=state.bar_step)
             if kind in (Metric, Eval):
                 event = self._once(event, lineno, source)  # type: ignore[arg-type,assignment]

@@ -274,10 +274,10 @@ class RepetitionRule(Rule):
             step = f" at step {event.step}" if event.step is not None else ""
             return self._report(f"sample{prompt}{step} {found}", event, (clip(event.text),))
         assert isinstance(event, Text)
-        found = self._judge_line(event)
-        if found is None:
+        seen = self._judge_line(event)
+        if seen is None:
             return []
-        message, evidence = found
+        message, evidence = seen
         return self._report(message, event, evidence)
 
     def judge_sample(self, text: str) -> str | None:
@@ -338,13 +338,13 @@ class RepetitionRule(Rule):
                     (clip(text),),
                 )
         if not metric_line and len(head) >= s.tail_chars:
-            found = self._judge_long_line(head)
-            if found is not None:
-                return found, (clip(text),)
+            why = self._judge_long_line(head)
+            if why is not None:
+                return why, (clip(text),)
         if not metric_line and len(head) >= 24 and _may_repeat(head, s.tail_repeats - 1):
-            found = self._judge_mostly_repeats(head)
-            if found is not None:
-                return found, (clip(text),)
+            why = self._judge_mostly_repeats(head)
+            if why is not None:
+                return why, (clip(text),)
         # Across lines.
         stripped = text.strip()
         if not stripped:
