@@ -264,3 +264,20 @@ def test_reference_trainer_healthy_and_blown_up(tmp_path: Path) -> None:
     rules = {a.rule for a in blown}
     assert {"nan", "skipped_steps"} <= rules, [a.one_line() for a in blown]
     assert rules & {"spike", "grad_norm"}, [a.one_line() for a in blown]
+
+
+def test_held_out_fast_and_reference_paths_agree() -> None:
+    """On every tests/corpus excerpt read in small chunks, `Monitor()` (caches, gates) and
+    `Monitor(reference=True)` report the same events: the parser's per-log memory included."""
+    from supervisor.monitoring.monitor import Monitor
+    from supervisor.reading.tail import iter_file_lines
+
+    for half, row in HELD_ROWS:
+        path = HELD_OUT / half / row["file"]
+        fast, slow = Monitor(), Monitor(reference=True)
+        got_fast: list[str] = []
+        got_slow: list[str] = []
+        for lines in iter_file_lines(path, chunk=4096):
+            got_fast += map(repr, fast.feed_lines(lines, 1.0))
+            got_slow += map(repr, slow.feed_lines(lines, 1.0))
+        assert got_fast == got_slow, row["file"]
