@@ -30,12 +30,16 @@ from supervisor.events import (
     Sample,
     Text,
 )
+from supervisor.monitoring.batch import BatchFeeder
 from supervisor.parsing.parser import Parser
 from supervisor.reading.tail import gc_paused
 from supervisor.rules import Rule, WatchSettings, build_rules
 from supervisor.rules.base import clip
 
 EVIDENCE_LINES = 3  # lines up to the anomaly's own, for rules that give no evidence
+# Batches at least this long (a scan, a catch-up, a backlog) go through batch.py: the same
+# answers with less overhead per event; a live log's few new lines take the per-line loop.
+BATCH_LINES = 256
 _RETURNED = frozenset((Metric, Eval, Sample))
 
 
@@ -68,6 +72,7 @@ class Monitor:
         self._any_gate = re.compile("|".join(map(re.escape, words))) if words else None
         self._line_hooks = [r.on_lines for r in self.rules if type(r).on_lines is not Rule.on_lines]
         self._recent: deque[LogLine] = deque(maxlen=EVIDENCE_LINES)
+        self._batch: BatchFeeder | None = None
         self.last_line_ts: float | None = None
         self.last_lineno = 0
         self.last_step: int | None = None
@@ -86,7 +91,12 @@ class Monitor:
             out = self._feed_reference(lines, ts)
         else:
             with gc_paused():  # a batch makes many objects and no reference cycles
-                out = self._feed_fast(lines, ts)
+                if len(lines) >= BATCH_LINES:  # history: a whole chunk at once (batch.py)
+                    if self._batch is None:
+                        self._batch = BatchFeeder(self)
+                    out = self._batch.feed(lines, ts)
+                else:
+                    out = self._feed_fast(lines, ts)
         if lines:
             last = lines[-1]
             self.lines += len(lines)
