@@ -63,6 +63,39 @@ def _flag_name(word: str) -> str:
     return word.lstrip("-").replace("-", "_").lower()
 
 
+# A Python script's own module-level default, as nanoGPT's train.py and its config files set
+# them (`out_dir = 'out'`, `init_from = 'resume'`) for `--key=value` to override.
+_ASSIGN = re.compile(r"""^([A-Za-z_]\w*)\s*=\s*(?:(['"])([^'"]*)\2|(True|False))\s*(?:#.*)?$""")
+_MAX_SCRIPT = 256 * 1024
+
+
+def script_defaults(recipe: Recipe, values: Mapping[str, str], cwd: Path) -> list[Arg]:
+    """Output and resume settings a Python script (the first `.py` in `command`) and its
+    config files (later `.py` words) assign at module level, where the recipe does not set
+    them: nanoGPT writes to the `out_dir` of train.py or of its config unless told otherwise."""
+    given = {a.key for a in arguments(recipe, values)}
+    found: dict[str, Arg] = {}
+    for word in recipe.command[1:]:
+        text = render_template(word, dict(values))
+        if not text.endswith(".py") or text.startswith("-"):
+            continue
+        path = _resolved(text, cwd)
+        try:
+            with path.open("rb") as f:
+                source = f.read(_MAX_SCRIPT).decode("utf-8", "replace")
+        except OSError:
+            continue
+        for lineno, line in enumerate(source.splitlines(), 1):
+            m = _ASSIGN.match(line)
+            if not m or m.group(1).lower() in given:
+                continue
+            key = m.group(1).lower()
+            if _OUTPUT_NAME.match(key) or _RESUME_NAME.match(key):
+                value = m.group(3) if m.group(2) else m.group(4).lower()
+                found[key] = Arg(f"{Path(text).name}:{lineno}", key, value, value)
+    return list(found.values())
+
+
 def arguments(recipe: Recipe, values: Mapping[str, str]) -> Iterator[Arg]:
     """Every named argument of the run: `args` (rendered), then `--key=value` / `--key value`
     / bare `--key` words written into `command`."""
@@ -109,7 +142,7 @@ def output_args(recipe: Recipe, values: Mapping[str, str], cwd: Path) -> list[Ar
     not exist yet (an existing path under any other name is an input)."""
     base = values.get("base_weights", "")
     out = []
-    for arg in arguments(recipe, values):
+    for arg in [*arguments(recipe, values), *script_defaults(recipe, values, cwd)]:
         if not isinstance(arg.written, str) or _RESUME_NAME.match(arg.key) or not arg.rendered:
             continue
         named = _OUTPUT_NAME.match(arg.key) and arg.rendered.lower() not in _ON | {"false", "no"}
@@ -175,7 +208,7 @@ def launch_problems(plan: LaunchPlan) -> list[Problem]:
         if base_path is not None and (_inside(path, base_path) or _inside(base_path, path)):
             why = (
                 f"{_quote(arg.written)} points into base_weights ({base}): the run would write "
-                f"over the weights every relaunch starts from; write {_quote(INSTEAD)} instead"
+                f"over the weights every relaunch starts from; {_instead(arg)}"
             )
             problems.append(Problem("recipe", 0, arg.where, why))
             continue
@@ -183,10 +216,10 @@ def launch_problems(plan: LaunchPlan) -> list[Problem]:
             shared.append(arg)
             why = (
                 f"{_quote(arg.written)} is written by every attempt, so a relaunch finds the "
-                f"failed attempt's files there; write {_quote(INSTEAD)} instead"
+                f"failed attempt's files there; {_instead(arg)}"
             )
             problems.append(Problem("recipe", 0, arg.where, why))
-    for arg in arguments(recipe, values):
+    for arg in [*arguments(recipe, values), *script_defaults(recipe, values, cwd)]:
         if not _RESUME_NAME.match(arg.key):
             continue
         value = arg.rendered.strip()
@@ -197,7 +230,7 @@ def launch_problems(plan: LaunchPlan) -> list[Problem]:
                 )
                 why = (
                     f"{arg.key}={value} resumes from {from_where}, so a relaunch would start from "
-                    "the failed attempt's checkpoint; remove it (a relaunch starts from "
+                    f"the failed attempt's checkpoint; {_drop(arg)} (a relaunch starts from "
                     "base_weights) or use `from: last_good_checkpoint` in the policy"
                 )
                 problems.append(Problem("recipe", 0, arg.where, why))
@@ -213,8 +246,28 @@ def launch_problems(plan: LaunchPlan) -> list[Problem]:
     return problems
 
 
+def _in_recipe(arg: Arg) -> bool:
+    return arg.where.startswith(("args.", "command."))
+
+
+def _instead(arg: Arg) -> str:
+    """What to write instead of an output path, where the user can write it."""
+    if _in_recipe(arg):
+        return f"write {_quote(INSTEAD)} instead"
+    return f'set it in the recipe instead: args: {{{arg.key}: "{INSTEAD}"}}'
+
+
+def _drop(arg: Arg) -> str:
+    if _in_recipe(arg):
+        return "remove it"
+    off = "scratch" if arg.key == "init_from" else "false"
+    return f"override it in the recipe (args: {{{arg.key}: {off}}})"
+
+
 def _rendered_again(recipe: Recipe, arg: Arg, other: Mapping[str, str]) -> str:
-    """`arg`'s value as a relaunch would render it."""
+    """`arg`'s value as a relaunch would render it (a script's own default never changes)."""
+    if not _in_recipe(arg):
+        return arg.rendered
     if isinstance(arg.written, str) and arg.where.startswith("command.") and "=" in arg.written:
         return render_template(arg.written.partition("=")[2], dict(other))
     return (

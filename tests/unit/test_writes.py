@@ -134,3 +134,19 @@ async def test_the_wait_before_a_kill_follows_checkpoints_not_logs(tmp_path: Pat
     log.write_text("step 10 loss 1.0\nsaving checkpoint to out\n")
     assert await wait_for_save([tmp_path / "nothing-yet"], log, bound=30, quiet=0.3) >= 0.3
     assert await wait_for_save([out], log, bound=0, quiet=0.3) == 0.0
+
+
+def test_a_scripts_own_defaults_count_unless_the_recipe_sets_them(tmp_path: Path) -> None:
+    """nanoGPT's train.py says `out_dir = 'out'` and a config file `init_from = 'resume'`;
+    a recipe that passes neither is refused at those lines; one that sets them passes."""
+    (tmp_path / "train.py").write_text("import os\nout_dir = 'out'\ninit_from = 'scratch'\n")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "ft.py").write_text("# fine-tune\ninit_from = 'resume'  # go on\n")
+    command = ["python", "train.py", "config/ft.py"]
+    found = problems(tmp_path, command=command, cwd=str(tmp_path), flags={"equals": True})
+    assert [f.split(": ")[0] for f in found] == ["train.py:2", "ft.py:2"]
+    assert 'set it in the recipe instead: args: {out_dir: "{run_dir}/out"}' in found[0]
+    assert "override it in the recipe (args: {init_from: scratch})" in found[1]
+    args = {"out_dir": "{run_dir}/out", "init_from": "scratch"}
+    fixed = problems(tmp_path, command=command, cwd=str(tmp_path), args=args)
+    assert fixed == []
