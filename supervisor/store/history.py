@@ -266,6 +266,23 @@ class History:
             db.close()
 
     def _migrate(self) -> None:
+        try:
+            with self._tx(wait_ms=WRITE_WAIT_MS) as db:
+                migrate(db, self.path)
+            return
+        except sqlite3.OperationalError:
+            pass
+        # Another process holds the write lock. A schema that is already current needs no
+        # write (so ftmon starts, and its writes queue); one that needs a change waits for it.
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                migrate(self._db, self.path)
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.OperationalError:
+                with _suppress_sqlite():
+                    self._db.execute("ROLLBACK")
         with self._tx() as db:
             migrate(db, self.path)
 

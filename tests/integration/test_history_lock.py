@@ -212,3 +212,26 @@ def test_rows_left_in_the_run_folder_by_an_ftmon_that_ended_are_written_by_the_n
     con.close()
     assert owner == 222, "the earlier owner's release came first, the new claim last"
     assert not (run_dir / SPILL_NAME).exists()
+
+
+def test_a_history_opened_while_another_process_holds_the_lock_starts_at_once(
+    tmp_path: Path,
+) -> None:
+    """An existing database whose lock another process holds: opening it needs no write (the
+    schema is current), so it opens at once and its writes wait their turn, none lost."""
+    db = tmp_path / "ftmon.db"
+    History(db).close()
+    locker = hold_lock(db, hold_secs(3 * BUSY_MS / 1000))
+    history = History(db, busy_timeout_ms=BUSY_MS)
+    try:
+        history.add_run(run_id="r", name="tiny", started_at=1.0)
+        assert history.claim("r", 7, 1.0, lambda pid, start: False) is None
+        history.record_batch(
+            "r", events=[Metric(lineno=1, ts=1.0, values={"loss": 0.5}, step=1)], offset=9, lineno=1
+        )
+        assert history.behind
+        assert locker.poll() is None, "all of it while the lock was held"
+    finally:
+        history.close()
+        locker.wait(60)
+    assert stored(db, "r") == ([1], "running", 9)
