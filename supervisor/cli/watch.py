@@ -125,11 +125,16 @@ def watch_settings(sets: list[str]) -> Any:
             node = node[part]
         node[parts[-1]] = load_scalar(raw)
     try:
-        return WatchSettings.model_validate(data)
+        settings = WatchSettings.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(["watch", *(str(x) for x in err["loc"])])
         raise UsageError(f"--set: {where}: {err['msg']}") from None
+    from supervisor.recipe.model import duration_problems
+
+    for loc, msg in duration_problems(settings.model_dump(), ("watch",)):  # finite, bounded
+        raise UsageError(f"--set: {'.'.join(map(str, loc))}: {msg}")
+    return settings
 
 
 def build_monitor(args: argparse.Namespace, settings: Any) -> Any:

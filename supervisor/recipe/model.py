@@ -336,8 +336,8 @@ def cross_problems(recipe: Recipe) -> list[tuple[tuple[str | int, ...], str]]:
         from supervisor.sweep.expand import sweep_problems
 
         out += sweep_problems(recipe)
-    out += _duration_problems(recipe.watch.model_dump(), ("watch",))
-    out += _duration_problems(recipe.preflight.model_dump(), ("preflight",))
+    out += duration_problems(recipe.watch.model_dump(), ("watch",))
+    out += duration_problems(recipe.preflight.model_dump(), ("preflight",))
     for rule, policy in recipe.on.items():
         if policy.from_ == "last_good_checkpoint" and checkpoints_of(recipe) is None:
             why = (
@@ -370,13 +370,13 @@ def cross_problems(recipe: Recipe) -> list[tuple[tuple[str | int, ...], str]]:
 MAX_SECS = 7 * 24 * 3600  # no wait, poll or grace in a recipe is longer than a week
 
 
-def _duration_problems(
+def duration_problems(
     value: Any, path: tuple[str | int, ...]
 ) -> list[tuple[tuple[str | int, ...], str]]:
     """Every number in ftmon's own settings is finite, and every `*secs` at most a week: an
     infinite grace never sends SIGKILL, an infinite poll never samples."""
     if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _duration_problems(v, (*path, k))]
+        return [p for k, v in value.items() for p in duration_problems(v, (*path, k))]
     if isinstance(value, float) and not math.isfinite(value):
         return [(path, f"{value} is not a finite number")]
     name = str(path[-1]) if path else ""

@@ -497,3 +497,13 @@ def test_a_log_that_is_not_text_is_exit_2(
         f"ftmon: {binary}: does not look like a text log (binary bytes near its start); "
         "give the training log, e.g. logs/RUN/output.log"
     )
+
+
+def test_watch_settings_from_the_command_line_are_finite_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ftmon scan/--watch --set watch.stall.secs=.inf` is refused like the recipe's."""
+    log = tmp_path / "train.log"
+    log.write_text("step 1 loss 1.0\n")
+    code, _, err = ftmon_in_process(capsys, "scan", str(log), "--set", "watch.stall.secs=.inf")
+    assert code == 2 and err.strip() == "ftmon: --set: watch.stall.secs: inf is not a finite number"
