@@ -131,7 +131,7 @@ def _with_rank(events: list[Event], rank: int) -> list[Event]:
 
 
 # A line that states a setting rather than a measurement.
-_CONFIG_ECHO = re.compile(r"^\s*Overriding\b|\bwill be\s*:?\s*[-+]?\d", re.I)
+_CONFIG_ECHO = re.compile(r"^\s*Overriding\b|\bwill be\s*:?\s*[-+]?\d")
 _LOGGING_STEPS = re.compile(r"logging_steps\W{1,4}(\d+)")
 _METRICS_TABLE = re.compile(r"^\s*\*{3,}\s*(\w+) metrics\s*\*{3,}\s*$")
 _TABLE_ROW = re.compile(r"^\s+[\w/.\-]+\s*=\s*\S+\s*$")
@@ -319,7 +319,7 @@ class Parser:
             m = _LOGGING_STEPS.search(text)
             if m is not None and int(m.group(1)) > 0:
                 state.logging_steps = int(m.group(1))
-        table = _METRICS_TABLE.match(text)
+        table = _METRICS_TABLE.match(text) if "*****" in text else None
         if table is not None:
             state.table = table.group(1).lower()
             return
@@ -330,11 +330,12 @@ class Parser:
                 state.table = None
             else:
                 events = self._table_row(events, state.table)
-        if events and _CONFIG_ECHO.search(text):
+        # Substring gates first: these regexes would otherwise run on every metric line.
+        if events and ("Overriding" in text or "will be" in text) and _CONFIG_ECHO.search(text):
             return  # a setting, not a measurement
-        if events and _VALID_SUMMARY.search(text):
+        if events and ("Valid" in text or "Eval" in text) and _VALID_SUMMARY.search(text):
             events = [_as_eval(e) for e in events]
-        if len(events) == 2 and _TRAIN_SPLIT_LOSS.search(text):
+        if len(events) == 2 and "rain" in text and _TRAIN_SPLIT_LOSS.search(text):
             events = _train_split_in_eval(events)
         head = text.lstrip()[:2]
         source = "json" if head == '{"' else "hf" if head == "{'" else ""
