@@ -76,8 +76,10 @@ class FtmonApp(App[int]):
         self.notifier = Notifier(notify_targets, self.history, on_result=self._notify_failed)
         self.supervisor.on_event = tee(self.supervisor.on_event, self.notifier)
 
-    def on_mount(self) -> None:
-        self.push_screen(self.main_screen)
+    async def on_mount(self) -> None:
+        # Mounted before start-up: a reattached run's events (a decision finished at once) must
+        # find the screen's widgets.
+        await self.push_screen(self.main_screen)
         self.set_interval(1.0, self._check_history)
         self.start_up()
 

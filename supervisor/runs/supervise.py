@@ -218,8 +218,14 @@ class Supervisor(RunWatching):
         elif run.relaunch is not None:
             recipe, changes, rule, reason = run.relaunch
             if run.state is not RunState.RELAUNCHING:
-                journal = None if run.decision else _relaunch_decision(run.relaunch)
-                self._change(run, RunState.RELAUNCHING, reason, rule, decide=journal)
+                # Journaled with the kill, unless the relaunch came later (the user asked for
+                # one during a kill, or the exit rule's policy): then the kill is done, and the
+                # relaunch is written down now, before it is carried out.
+                journal, done = None, ""
+                if run.decision_kind != "relaunch":
+                    journal = _relaunch_decision(run.relaunch)
+                    done = ended.reason if run.decision is not None else ""
+                self._change(run, RunState.RELAUNCHING, reason, rule, decide=journal, done=done)
             try:
                 self._check_base_weights(run.lineage, recipe)
                 recipe, changes = checkpoints.start_from(
@@ -543,7 +549,7 @@ class Supervisor(RunWatching):
         if not pending:
             return None
         decision = pending[-1]
-        run.decision = decision.id
+        run.decision, run.decision_kind = decision.id, decision.kind
         if decision.kind == "relaunch":
             child = recorded_recipe_text(decision.recipe_yaml, rec.cwd, f"{rec.id} (decision)")
             run.relaunch = (child, list(decision.changes), decision.rule, decision.reason)

@@ -71,6 +71,7 @@ class _Run:
     relaunch: tuple[Recipe, list[str], str, str] | None = None  # (recipe, changes, rule, why)
     chain_stop: tuple[str, str] | None = None  # (rule, why) when a wanted relaunch cannot be
     decision: int | None = None  # the journaled decision (kill or relaunch) not yet done
+    decision_kind: str = ""  # its kind: "pause", "kill" or "relaunch"
     killing: asyncio.Task[None] | None = None
     monitor: _RunMonitor | None = None
     last_rule: str = ""
@@ -170,9 +171,9 @@ class RunWatching:
             change, anomaly=cause, action=act, decide=decide, done=finishing, outcome=done, end=end
         )
         if finishing is not None:
-            run.decision = None
-        if decision_id is not None:
-            run.decision = decision_id
+            run.decision, run.decision_kind = None, ""
+        if decision_id is not None and decide is not None:
+            run.decision, run.decision_kind = decision_id, decide.kind
         run.state = new
         self._emit(change)
         if act is not None:
