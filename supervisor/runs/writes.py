@@ -124,10 +124,18 @@ def _resolved(text: str, cwd: Path) -> Path:
     return p if p.is_absolute() else cwd / p
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long to be a file, a folder we may not read
+        return False
+
+
 def _looks_like_path(text: str) -> bool:
     """A value that names a file or folder: `/x`, `./x`, `~/x`, `a/b.txt`; not a hub name
-    (`Qwen/Qwen3-4B`: one slash, no dot in its last part), a URL, or a number."""
-    if not text or "://" in text or "\n" in text:
+    (`Qwen/Qwen3-4B`: one slash, no dot in its last part), a URL, a number, or prose (a
+    prompt with spaces in it)."""
+    if not text or "://" in text or len(text) > 4096 or any(c.isspace() for c in text):
         return False
     if text.startswith(("/", "./", "../", "~")):
         return True
@@ -152,7 +160,7 @@ def output_args(recipe: Recipe, values: Mapping[str, str], cwd: Path) -> list[Ar
             _looks_like_path(arg.rendered)
             and not _INPUT_NAME.match(arg.key)
             and not any(c in arg.rendered for c in "*?[")
-            and not _resolved(arg.rendered, cwd).exists()
+            and not _exists(_resolved(arg.rendered, cwd))
         )
         if named or new_path:
             out.append(arg)
