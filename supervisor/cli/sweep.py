@@ -106,7 +106,12 @@ def run_sweep(
         print(str(exc) if isinstance(exc, RecipeError) else f"ftmon: {exc}", file=sys.stderr)
         return EXIT_USAGE
     printer = Printer()
-    notifier = Notifier(targets, history, on_result=lambda r: r.ok or printer.line(failure_line(r)))
+
+    def on_result(result: Any) -> None:
+        if not result.ok:
+            printer.line(failure_line(result))
+
+    notifier = Notifier(targets, history, on_result=on_result)
     for member in members:
         notifier.watch_recipe(member.recipe)
     try:
