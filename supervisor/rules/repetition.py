@@ -104,6 +104,7 @@ _PUNCT = "\"'`.,;:!?()[]{}<>«»“”‘’-—…*"
 _VALUE_WORDS = frozenset({"nan", "inf", "-inf", "none", "null", "true", "false", "yes", "no"})
 # A list of numbers that is one number repeated, and what names a list as data, not output.
 _ID_RUN = re.compile(r"(\d{1,7})(?:[,\s]+\1\b){15,}")
+_LAST_NUMBER = re.compile(r"(\d+)\D{0,8}$")
 _DATA_LIST = re.compile(r"input_ids|labels|attention_mask|position_ids|pad|mask|prompt", re.I)
 _MARKER_START = frozenset("0123456789-*•\\")
 _SAMPLE_CACHE = 256  # samples judged and remembered (the cache is emptied when full)
@@ -413,6 +414,24 @@ class RepetitionRule(Rule):
     def _judge_long_line(self, head: str) -> str | None:
         """A periodic tail, one or two dominant tokens, or a list that is one id repeated."""
         s = self.settings
+        # Cheap gates (C-level counts) before the Python loops: a periodic tail repeats the
+        # line's last 8 characters, a dominant unit some window of the line, many times.
+        end = head.rstrip()[-8:]
+        if end.strip() and head.count(end) >= s.tail_repeats:
+            found = self._periodic_tail(head)
+            if found is not None:
+                return found
+        last = _LAST_NUMBER.search(head[-24:])
+        if last is not None and head.count(last.group(1)) >= s.id_repeats:
+            found = self._id_loop(head)
+            if found is not None:
+                return found
+        if not _may_repeat(head, 7):
+            return None
+        return self._dominant(head)
+
+    def _periodic_tail(self, head: str) -> str | None:
+        s = self.settings
         unit, copies, covered = periodic_tail(head, s.max_tail_unit)
         if (
             copies >= s.tail_repeats
@@ -421,6 +440,10 @@ class RepetitionRule(Rule):
             and not _PADDING.search(unit)
         ):
             return f"a log line ends repeating {clip(unit.strip() or unit, 60)!r} {copies} times"
+        return None
+
+    def _dominant(self, head: str) -> str | None:
+        s = self.settings
         toks = tokens(head)
         if len(toks) >= s.dominant_tokens:
             top = Counter(t for t in toks if _wordish(t) and not _PADDING.search(t))
@@ -434,6 +457,9 @@ class RepetitionRule(Rule):
                 return (
                     f"a log line alternates {pair} ({common[0][1] + common[1][1]} of {len(toks)})"
                 )
+        return None
+
+    def _id_loop(self, head: str) -> str | None:
         m = _ID_RUN.search(head)
         if m is not None and len(m.group(0)) * 5 >= len(head) * 4 and not _DATA_LIST.search(head):
             count = len(re.findall(rf"\b{m.group(1)}\b", m.group(0)))
