@@ -344,6 +344,13 @@ def cross_problems(recipe: Recipe) -> list[tuple[tuple[str | int, ...], str]]:
                 "needs `checkpoints: {dir: ...}` (where this run writes them) or an output_dir arg"
             )
             out.append((("on", rule, "from"), why))
+        settings = checkpoints_of(recipe)
+        if policy.skip_batches and (settings is None or not settings.skip_arg):
+            why = "needs `checkpoints: {skip_arg: FLAG}`: the trainer's flag that skips batches"
+            out.append((("on", rule, "skip_batches"), why))
+        elif policy.skip_batches and policy.from_ != "last_good_checkpoint":
+            why = "skips batches only after a resume: add `from: last_good_checkpoint`"
+            out.append((("on", rule, "skip_batches"), why))
     for i, key in enumerate(recipe.flags.positional):
         if key not in recipe.args:
             out.append((("flags", "positional", i), f"{key!r} is not in args"))

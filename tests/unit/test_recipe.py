@@ -542,6 +542,8 @@ def test_policy_from_and_checkpoints_round_trip() -> None:
     )
     with pytest.raises(RecipeError, match=r"on\.nan\.from: needs `checkpoints: \{dir: \.\.\.\}`"):
         recipe_from_yaml(no_dir)
+    with pytest.raises(RecipeError, match=r"on\.nan\.skip_batches: needs `checkpoints: \{skip_arg"):
+        recipe_from_yaml(text)  # the default (HF) checkpoints have no skip flag
     bad = GOOD + "checkpoints: {dir: x, pattern: 'ckpt-\\d+'}\n"
     with pytest.raises(RecipeError, match="needs a group that captures the step"):
         recipe_from_yaml(bad)
