@@ -127,7 +127,10 @@ METRIC_WORDS = (
 
 def _with_rank(events: list[Event], rank: int) -> list[Event]:
     """A rank-prefixed line's metrics carry the rank (per-rank progress: rules/hang.py)."""
-    return [replace(e, rank=rank) if type(e) is Metric else e for e in events]
+    return [
+        Metric(e.lineno, e.ts, e.values, e.step, e.source, rank) if type(e) is Metric else e
+        for e in events
+    ]
 
 
 # A line that states a setting rather than a measurement.
