@@ -281,3 +281,54 @@ def test_held_out_fast_and_reference_paths_agree() -> None:
             got_fast += map(repr, fast.feed_lines(lines, 1.0))
             got_slow += map(repr, slow.feed_lines(lines, 1.0))
         assert got_fast == got_slow, row["file"]
+
+
+# --- line numbers of a live log -----------------------------------------------------------
+
+WRITER = """
+import sys, time
+out = open(sys.argv[1], "ab", buffering=0)
+out.write(b"step 1 loss 2.5\\n")
+for _ in range(3):  # a 1.5 MiB line in three writes, pausing longer than the reader waits
+    out.write(b"x" * (512 * 1024))
+    time.sleep(0.8)
+out.write(b"\\nstep 2 loss nan\\nstep 3 loss 2.4\\n")
+"""
+
+
+def test_nan_after_a_long_line_written_in_chunks_has_its_file_line_number(tmp_path: Path) -> None:
+    """A real writer pauses inside a 1.5 MiB line (the reader flushes the partial line each
+    time); the NaN after it is reported at line 3 while following, as `scan` reports it."""
+    import asyncio
+
+    from supervisor.events import Anomaly
+    from supervisor.monitoring.monitor import Monitor
+    from supervisor.reading.tail import Tail, follow
+
+    log = tmp_path / "long.log"
+    log.touch()
+    monitor = Monitor()
+    found: list[Anomaly] = []
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        tail = Tail(log)
+
+        def on_lines(lines: list) -> None:
+            found.extend(e for e in monitor.feed_lines(lines, 1.0) if isinstance(e, Anomaly))
+
+        reader = asyncio.create_task(follow(tail, on_lines, stop, idle_flush=0.3))
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", WRITER, str(log))
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
+        for _ in range(200):  # until the NaN line has been read (a guard, not a timing claim)
+            if any(a.rule == "nan" for a in found):
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await reader
+        tail.close()
+
+    asyncio.run(run())
+    followed = [a.lineno for a in found if a.rule == "nan"]
+    scanned = [a.lineno for a in scan_in_process(log) if a.rule == "nan"]
+    assert followed == scanned == [3], (followed, scanned)
