@@ -60,7 +60,7 @@ class StateAwareMonitor:
         self,
         monitor: Any,
         *,
-        state: Callable[[], RunState],
+        state: Callable[[], RunState | None],
         stopped: Callable[[], bool],
         on_stopped: Callable[[float], None],
         on_continued: Callable[[float], None],

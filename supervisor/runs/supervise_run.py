@@ -166,10 +166,11 @@ class RunWatching:
             kind, detail, ok = action
             act = Action(kind, rule, change.ts, run_id=run.run_id, detail=detail, ok=ok)
         finishing = run.decision if done else None
-        cause, run.unrecorded = run.unrecorded, None
+        caused_by, run.unrecorded = run.unrecorded, None
         decision_id = self.history.change_state(
-            change, anomaly=cause, action=act, decide=decide, done=finishing, outcome=done, end=end
-        )
+            change, anomaly=caused_by, action=act, decide=decide, done=finishing, outcome=done,
+            end=end,
+        )  # fmt: skip
         if finishing is not None:
             run.decision, run.decision_kind = None, ""
         if decision_id is not None and decide is not None:

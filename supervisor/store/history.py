@@ -559,7 +559,7 @@ class History:
         return [
             Decision(
                 kind=r["kind"], rule=r["rule"], reason=r["reason"], recipe_yaml=r["recipe_yaml"],
-                changes=tuple(str(c) for c in loads_json(r["changes_json"], [])),  # type: ignore[union-attr]
+                changes=_strings(loads_json(r["changes_json"], [])),
                 id=int(r["id"]), run_id=r["run_id"], ts=float(r["ts"]), done_at=r["done_at"],
                 outcome=r["outcome"],
             )
@@ -799,6 +799,11 @@ def _run(db: sqlite3.Connection, writes: Iterable[Write]) -> None:
 
 def _suppress_sqlite() -> contextlib.AbstractContextManager[None]:
     return contextlib.suppress(sqlite3.Error)
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    """A JSON list read back as strings (anything else: none)."""
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
 def _anomaly_statement(run_id: str, anomaly: Anomaly) -> Statement:
