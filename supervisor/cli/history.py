@@ -219,6 +219,12 @@ def show_cmd(args: argparse.Namespace) -> int:
             for f in history.notify_failures(rec.id)
         ]  # fmt: skip
         data["lineage"] = [r.id for r in history.lineage(rec.id)]
+        member = history.sweep_member_of(rec.id)
+        data["sweep"] = (
+            {"id": member.sweep_id, "member": member.member, "values": member.values}
+            if member
+            else None
+        )
         data["children"] = [
             {"id": c.id, "reason": c.reason_started, "changes": list(c.changes)} for c in children
         ]
@@ -235,6 +241,10 @@ def show_cmd(args: argparse.Namespace) -> int:
     out.append(f"started   {_when(rec.started_at)}   ended {_when(rec.ended_at)}")
     if rec.reason_started:
         out.append(f"reason    {_started(rec)}")
+    member = history.sweep_member_of(rec.id)
+    if member is not None:
+        values = " ".join(f"{k}={v}" for k, v in member.values.items())
+        out.append(f"sweep     {member.sweep_id}  member {member.member} ({values})")
     out.append(f"folder    {rec.run_dir}")
     out.append(f"log       {rec.log_path}")
     out.append(f"command   {command_line(rec)}")

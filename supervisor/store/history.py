@@ -765,6 +765,15 @@ class History:
             )
         return _sweep_from_row(rows[0]) if len(rows) == 1 else None
 
+    def sweep_member_of(self, run_id: str) -> SweepMemberRow | None:
+        """The sweep member whose lineage `run_id` belongs to (a relaunch: its first run's)."""
+        lineage = self.lineage(run_id)
+        first = lineage[0].id if lineage else run_id
+        rows = self._query("SELECT sweep_id FROM sweep_members WHERE run_id = ?", (first,))
+        if not rows:
+            return None
+        return next(m for m in self.sweep_members(rows[0]["sweep_id"]) if m.run_id == first)
+
     def sweep_members(self, sweep_id: str) -> list[SweepMemberRow]:
         rows = self._query(
             "SELECT * FROM sweep_members WHERE sweep_id = ? ORDER BY member", (sweep_id,)
