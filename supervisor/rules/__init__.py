@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.rules.base import Rule, RuleSettings
 from supervisor.rules.exit import ExitRule, ExitSettings, describe_exit
-from supervisor.rules.hang import HangRule, HangSettings
+from supervisor.rules.hang import HangRule, HangSettings, StragglerRule, StragglerSettings
 from supervisor.rules.job_end import (
     JobEndSettings,
     JobOomRule,
@@ -60,6 +60,9 @@ class WatchSettings(BaseModel):
     hang: HangSettings = Field(
         default_factory=HangSettings, description="One rank stopped while the others went on."
     )
+    straggler: StragglerSettings = Field(
+        default_factory=StragglerSettings, description="One rank much slower than the fastest."
+    )
     traceback: TracebackSettings = Field(
         default_factory=TracebackSettings, description="Python tracebacks."
     )
@@ -93,6 +96,7 @@ RULES: dict[str, type[Rule]] = {
     "skipped_steps": SkippedStepsRule,
     "stall": StallRule,
     "hang": HangRule,
+    "straggler": StragglerRule,
     "traceback": TracebackRule,
     "vram": VramRule,
     "host_mem": HostMemRule,

@@ -1,4 +1,5 @@
-"""`hang`: one rank of a distributed run stopped advancing while the others went on or wait.
+"""`hang`: one rank of a distributed run stopped advancing while the others went on or wait;
+`straggler`: one rank advances markedly slower than the fastest.
 
 Reads the rank of each metric line (`Metric.rank` from torchrun's `[rankN]:` prefix, or a
 `rank` value in the line) and its step; monitoring/ranks.py keeps each rank's progress. On each
@@ -8,6 +9,12 @@ names it: minutes before the NCCL watchdog (8-30 min) would end the job. Normal:
 rank (nothing to compare), ranks that stop together (that is the `stall` rule's business), a
 run stopped by ftmon or a person (the clocks restart on resume). De-duplication: one report per
 rank and step; the rank must advance before it is reported again.
+
+`straggler` reads the same per-rank progress: a rank whose straggler score (its step rate over
+the recent window / the fastest rank's, monitoring/ranks.py) is below `below` once every rank
+has `min_steps` steps is a WARNING naming it and its score, which history stores. Normal: ranks
+in lockstep (data parallel) all score about 1. De-duplication: once per rank until its score is
+back above `below`.
 """
 
 from __future__ import annotations
@@ -69,6 +76,50 @@ class HangRule(Rule):
                 f"(limit {self.tracker.threshold():.0f} s) while {others}"
             )
             out.append(self.anomaly(Severity.ERROR, message, ts))
+        return out
+
+    def on_resume(self, ts: float) -> None:
+        self.tracker.restart_clocks(ts)
+
+
+class StragglerSettings(RuleSettings):
+    below: float = Field(0.5, gt=0, le=1, description="Report a rank slower than this share.")
+    min_steps: int = Field(10, ge=2, description="Steps every rank must have first.")
+
+
+class StragglerRule(Rule):
+    name = "straggler"
+    Settings = StragglerSettings
+    handles: ClassVar[tuple[type, ...]] = (Metric,)
+
+    def __init__(self, settings: RuleSettings | None = None) -> None:
+        super().__init__(settings)
+        self.tracker = RankTracker()
+        self._slow: set[int] = set()
+
+    def on_event(self, event: Event) -> list[Anomaly]:
+        if isinstance(event, Metric) and event.step is not None:
+            rank = rank_of(event)
+            if rank is not None:
+                self.tracker.observe(rank, event.step, event.ts)
+        return []
+
+    def on_tick(self, ts: float) -> list[Anomaly]:
+        s: StragglerSettings = self.settings  # type: ignore[assignment]
+        ranks = self.tracker.ranks
+        if len(ranks) < 2 or min(len(p.times) for p in ranks.values()) < s.min_steps:
+            return []
+        out = []
+        for rank, score in self.tracker.scores(ts).items():
+            if score >= s.below:
+                self._slow.discard(rank)
+            elif rank not in self._slow:
+                self._slow.add(rank)
+                message = (
+                    f"rank {rank} straggles: straggler score {score:.2f} (its step rate over "
+                    f"the fastest rank's), at step {ranks[rank].step}"
+                )
+                out.append(self.anomaly(Severity.WARNING, message, ts))
         return out
 
     def on_resume(self, ts: float) -> None:

@@ -88,3 +88,20 @@ def test_the_monitor_reports_a_hang_naming_the_rank_once() -> None:
     assert len(found) == 1 and found[0].severity == Severity.ERROR
     assert found[0].message.startswith("rank 1 hung") and "rank 0 at step 5" in found[0].message
     assert [a for a in monitor.tick(9.0) if a.rule == "hang"] == []
+
+
+def test_a_rank_at_a_third_of_the_pace_is_a_straggler_once() -> None:
+    """Rank 1 prints a step every 3 s while rank 0 prints one a second: one WARNING naming
+    rank 1 with its score, not repeated while it stays slow."""
+    monitor = Monitor()
+    n = 0
+    found: list[Anomaly] = []
+    for t in range(1, 61):
+        for rank, every in ((0, 1), (1, 3)):
+            if t % every == 0:
+                n += 1
+                record = {"type": "metric", "step": t // every, "loss": 1.0, "rank": rank}
+                monitor.feed_lines([line(n, json.dumps(record))], float(t))
+        found += [a for a in monitor.tick(float(t) + 0.5) if a.rule == "straggler"]
+    assert len(found) == 1 and found[0].severity == Severity.WARNING
+    assert found[0].message.startswith("rank 1 straggles: straggler score 0.3")
