@@ -1,0 +1,60 @@
+"""`ftmon compare RUN...` on runs that are not a sweep: the columns are the recipe args that
+differ between them, a relaunch folds into its run's row, and bad input exits 2."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from supervisor.events import Anomaly, Eval, Metric, Severity
+from supervisor.store.history import History
+from tests.conftest import ftmon
+
+
+def _recipe(lr: float) -> str:
+    return f"name: r\ncommand: [python, train.py]\nargs:\n  lr: {lr}\n  steps: 10\n"
+
+
+def _run(h: History, run_id: str, lr: float, val: list[float], **extra: object) -> None:
+    h.add_run(run_id=run_id, name="r", started_at=100.0, recipe_yaml=_recipe(lr), **extra)  # type: ignore[arg-type]
+    events = [Metric(1, 101.0, {"loss": 2.0, "tok_s": 1000.0}, 1)]
+    events += [Eval(2 + i, 102.0 + i, {"val_loss": v}, 10 * (i + 1)) for i, v in enumerate(val)]
+    h.record_batch(run_id, events=events, offset=0, lineno=len(events))
+    h.finish_run(run_id, status="finished", ended_at=160.0, returncode=0)
+
+
+def test_runs_compare_on_the_args_that_differ_with_relaunches_folded_in(tmp_path: Path) -> None:
+    h = History.in_logs_dir(tmp_path)
+    _run(h, "run-a", 0.1, [2.0, 1.5, 1.7])
+    _run(h, "run-b", 0.3, [9.0])
+    h.add_anomaly("run-b", Anomaly("nan", Severity.ERROR, "loss is nan", 101.0, 1))
+    _run(h, "run-b-a2", 0.03, [1.2, 1.1], parent_id="run-b", attempt=2)
+    h.close()
+    logs = str(tmp_path)
+    table = json.loads(ftmon("compare", "run-a", "run-b", "--json", "--logs-dir", logs).stdout)
+    assert table["keys"] == ["lr"]  # steps is the same in both: no column
+    a, b = table["rows"]
+    assert (a["best_val_loss"], a["final_val_loss"], a["relaunches"]) == (1.5, 1.7, 0)
+    assert (b["run_id"], b["final_val_loss"], b["relaunches"], b["anomalies"]) == (
+        "run-b-a2", 1.1, 1, 1,
+    )  # fmt: skip
+    assert table["best"] == "run-b-a2"
+    text = ftmon("compare", "run-a", "run-b", "--sort", "final_val_loss", "--logs-dir", logs)
+    assert [line.split()[0] for line in text.stdout.splitlines()[1:3]] == ["run-b", "run-a"]
+    rows = list(csv.DictReader(io.StringIO(ftmon("compare", "run-a", "run-b", "--csv",
+                                                  "--logs-dir", logs).stdout)))  # fmt: skip
+    assert [r["label"] for r in rows] == ["run-a", "run-b"] and rows[0]["lr"] == "0.1"
+
+
+def test_unknown_run_and_unknown_sort_exit_2_with_one_line(tmp_path: Path) -> None:
+    h = History.in_logs_dir(tmp_path)
+    _run(h, "run-a", 0.1, [2.0])
+    h.close()
+    missing = ftmon("compare", "nope", "--logs-dir", str(tmp_path))
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"ftmon: no run matches 'nope' in {tmp_path / 'ftmon.db'}"
+    bad = ftmon("compare", "run-a", "--sort", "speed", "--logs-dir", str(tmp_path))
+    assert bad.returncode == 2 and bad.stderr.startswith("ftmon: --sort speed: no such column")
+    assert len(bad.stderr.strip().splitlines()) == 1
