@@ -154,6 +154,8 @@ def _same_values(a: dict[str, float], b: dict[str, float]) -> bool:
         other = b[key]
         if value == other or (value != value and other != other):
             continue
+        if not (math.isfinite(value) and math.isfinite(other)):
+            return False  # nan against a number, inf against anything else
         if abs(value - other) > 1e-3 * max(abs(value), abs(other)):
             return False
     return True

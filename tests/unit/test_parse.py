@@ -607,3 +607,10 @@ def test_callback_line_then_trainer_rounded_dict_is_one_record() -> None:
     events = parse_log(log)
     assert [(m.step, m.values["loss"]) for m in only(events, Metric)] == [(2, 5.2703)]
     assert [(e.step, e.values["val_loss"]) for e in only(events, Eval)] == [(4, 4.49429)]
+
+
+def test_a_value_after_nan_is_a_new_point() -> None:
+    """`loss: nan` then `loss: 1.5`: a finite value is never a copy of a NaN (nor of an inf)."""
+    log = "loss: nan\nloss: nan\nloss: 1.5\nloss: inf\nloss: -inf\nloss: 1.4\n"
+    values = [m.values["loss"] for m in only(parse_log(log), Metric)]
+    assert len(values) == 5 and values[1:] == [1.5, math.inf, -math.inf, 1.4]
