@@ -195,3 +195,26 @@ async def test_an_empty_log_says_it_waits_for_output_until_the_first_line(tmp_pa
         await until(pilot, lambda: view.line_count == 1)
         await pilot.pause()
         assert EMPTY_NOTE not in view.render_line(0).text and "line 1" in view.render_line(0).text
+
+
+async def test_a_token_the_run_printed_is_not_shown(tmp_path: Path) -> None:
+    """A run that prints its HF token and a database URL with a password: the log file keeps
+    what the run wrote (ftmon never rewrites it), the log view shows neither secret."""
+    token = "hf_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7"
+    log = tmp_path / "out.log"
+    log.write_text(
+        f"Traceback: login failed with token {token}\n"
+        "connecting to postgres://trainer:S3cretPass@db.internal/runs\n"
+        "step 1 loss 2.0 \u009b31m\n"
+    )
+    app = LogApp(log)
+    async with app.run_test(size=(100, 10)) as pilot:
+        view = app.query_one(LogView)
+        await until(pilot, lambda: view.line_count == 3)
+        await pilot.pause()
+        shown = "\n".join(view.visible_text())
+        assert token not in shown and "S3cretPass" not in shown
+        assert "login failed with token <redacted>" in shown
+        assert "postgres://trainer:<redacted>@db.internal/runs" in shown
+        assert "\u009b" not in shown  # a C1 CSI is made visible, never sent to the terminal
+    assert token in log.read_text()

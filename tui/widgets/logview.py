@@ -292,15 +292,18 @@ class LogView(ScrollView, can_focus=True):
             self.virtual_size = Size(self._widest, self.virtual_size.height)
 
     def visible_text(self) -> list[str]:
-        """The lines on screen as plain text (for tests and the e2e check)."""
+        """The lines on screen as the screen shows them (secrets hidden, controls visible), as
+        plain text, for tests and the e2e check."""
         if self.index is None:
             return []
         if self.showing_tail:
-            return self._tail_shown()
-        top = int(self.scroll_y)
-        return [
-            self.index.line(i) for i in range(top, min(top + self.size.height, self.line_count))
-        ]
+            raw = self._tail_shown()
+        else:
+            top = int(self.scroll_y)
+            raw = [
+                self.index.line(i) for i in range(top, min(top + self.size.height, self.line_count))
+            ]
+        return [display_text(line).plain for line in raw]
 
 
 def _file_size(path: Path) -> int:
