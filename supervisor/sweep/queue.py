@@ -4,7 +4,8 @@ Room is a `Capacity`. On the CPU it is `--max-parallel` members at a time. With 
 (`GpuCapacity`, reading the NVML seam of monitoring/resources.py) a member starts on a device
 whose free memory fits its preflight estimate, with `CUDA_VISIBLE_DEVICES` set to that device;
 what a started member has not yet allocated is held for it, so two members never count the same
-free gigabytes. A member whose estimate exceeds every device's total memory is refused with the
+free gigabytes; a member with no estimate (a command the preflight does not know) gets a device of
+its own. A member whose estimate exceeds every device's total memory is refused with the
 estimate instead of being launched to die; one that fits a device that is busy now waits.
 
 Each member goes through `Supervisor.launch`, so it keeps its own policies: a member that goes NaN
@@ -98,16 +99,22 @@ class GpuCapacity:
     def take(self, estimate_gb: float | None) -> Placed | None:
         if self.max_parallel is not None and self.running >= self.max_parallel:
             return None
-        need = estimate_gb or 0.0
-        best: tuple[float, int] | None = None
+        best: tuple[float, int, float] | None = None  # (free GB, device, GB to hold)
         for index, (used, total) in sorted(self.gpu.memory().items()):
+            held = self.held.get(index, 0.0)
             # Free now, less what started members may still allocate (held until they end).
-            free = min((total - used) / GB, total / GB - self.held.get(index, 0.0))
-            if free >= need and (best is None or free > best[0]):
-                best = (free, index)
+            free = min((total - used) / GB, total / GB - held)
+            if estimate_gb is None:
+                # No estimate (not a trainer the preflight knows): a device of its own, held
+                # whole, rather than many members of unknown size on one card.
+                fits, need = held == 0, total / GB
+            else:
+                fits, need = free >= estimate_gb, estimate_gb
+            if fits and (best is None or free > best[0]):
+                best = (free, index, need)
         if best is None:
             return None
-        index = best[1]
+        _, index, need = best
         self.held[index] = self.held.get(index, 0.0) + need
         self.running += 1
         return Placed({"CUDA_VISIBLE_DEVICES": str(index)}, index, need)

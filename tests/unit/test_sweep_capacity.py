@@ -54,3 +54,14 @@ def test_cpu_runs_max_parallel_members_at_a_time() -> None:
     assert cap.take(None) is None
     cap.give(a)
     assert cap.take(None) is not None
+
+
+def test_a_member_without_an_estimate_gets_a_device_of_its_own() -> None:
+    """Unknown size: one such member per device (held whole), not all of them on one card."""
+    cap = GpuCapacity(FakeNvml({0: (1.0, 80.0), 1: (2.0, 80.0)}))
+    first, second = cap.take(None), cap.take(None)
+    assert first is not None and second is not None
+    assert {first.env["CUDA_VISIBLE_DEVICES"], second.env["CUDA_VISIBLE_DEVICES"]} == {"0", "1"}
+    assert cap.take(None) is None and cap.take(1.0) is None  # both cards are taken whole
+    cap.give(first)
+    assert cap.take(None) is not None
