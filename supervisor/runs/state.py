@@ -2,23 +2,23 @@
 function that makes a move.
 
 ```
-            failed to start
-  starting ──────────────────────────────────────────────► failed_to_start
+  starting ──(spawn failed)──────────────────────────────────────► failed_to_start
+     │ spawned
+     ▼      ftmon pauses          stop confirmed
+  running ──────────────► pausing ──────────────► paused
+     │  ▲                                    ▲      │
+     │  └──── resumed (ftmon or kill -CONT) ─┼──────┘
+     │  └──── SIGSTOP seen from outside ─────┘
      │
-     ▼          pause (ftmon)         SIGSTOP seen
-  running ───────────► pausing ───────────► paused ──┐
-     ▲ ▲                  │                   │      │ resume (ftmon or `kill -CONT`)
-     │ └──────────────────┼───────────────────┘◄─────┘
-     │  SIGSTOP from       │ kill decided        │ kill decided
-     │  outside (paused)   ▼                     ▼
-     │                  killing ◄──────────── (any live state)
-     │                     │ the process ended
-     ▼                     ▼
-  exited ◄─────────── (any live state: the process ended on its own)
-     │  relaunch decided             │ nothing follows
-     ▼                               ▼
-  relaunching ─── child started ─► finished | failed | killed
-               or chain stopped
+     │ kill decided (from running, pausing or paused; journaled first)
+     ├─────────────────────► killing
+     │                          │ the process ended
+     │ ended on its own         ▼
+     └─────────────────────► exited ──(relaunch decided)──► relaunching
+                                │                               │ child started,
+                                │ nothing follows               │ or chain stopped
+                                ▼                               ▼
+                          finished | failed | killed  ◄─────────┘
 ```
 
 The states are what history's `runs.status` holds, so a run left in `killing` or

@@ -10,6 +10,7 @@ that ftmon never stops the shell's group it may share.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -41,10 +42,8 @@ class LocalExecutor:
             extra={"pgid": spawned.pgid},
         )  # fmt: skip
 
-    def foreign(self, pid: int, start_time: float, log_path: Any) -> RunHandle:
+    def foreign(self, pid: int, start_time: float, log_path: Path) -> RunHandle:
         """A handle on a process ftmon did not start: signals go to its tree, not a group."""
-        from pathlib import Path
-
         return RunHandle("local", pid, start_time, (Path(log_path),), extra={"pgid": None})
 
     def pause(self, handle: RunHandle) -> bool:
