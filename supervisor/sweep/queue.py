@@ -78,14 +78,23 @@ class GpuSource(Protocol):
 class GpuCapacity:
     """Members on the device with the most free memory that fits their estimate."""
 
-    def __init__(self, gpu: GpuSource, max_parallel: int | None = None) -> None:
+    def __init__(
+        self, gpu: GpuSource, max_parallel: int | None = None, allowed: set[int] | None = None
+    ) -> None:
         self.gpu = gpu
         self.max_parallel = max_parallel
+        self.allowed = allowed  # the devices ftmon may use (its own CUDA_VISIBLE_DEVICES)
         self.held: dict[int, float] = {}  # device -> GB held for members started there
         self.running = 0
 
+    def _memory(self) -> dict[int, tuple[int, int]]:
+        memory = self.gpu.memory()
+        if self.allowed is None:
+            return memory
+        return {i: m for i, m in memory.items() if i in self.allowed}
+
     def never_fits(self, estimate_gb: float | None) -> str:
-        totals = {i: total / GB for i, (_, total) in self.gpu.memory().items()}
+        totals = {i: total / GB for i, (_, total) in self._memory().items()}
         if not totals:
             return "no GPU is visible"
         if estimate_gb is not None and all(estimate_gb > t for t in totals.values()):
@@ -100,7 +109,7 @@ class GpuCapacity:
         if self.max_parallel is not None and self.running >= self.max_parallel:
             return None
         best: tuple[float, int, float] | None = None  # (free GB, device, GB to hold)
-        for index, (used, total) in sorted(self.gpu.memory().items()):
+        for index, (used, total) in sorted(self._memory().items()):
             held = self.held.get(index, 0.0)
             # Free now, less what started members may still allocate (held until they end).
             free = min((total - used) / GB, total / GB - held)
@@ -267,3 +276,14 @@ def _with_env(recipe: Recipe, env: dict[str, str]) -> Recipe:
     if not env:
         return recipe
     return apply_overrides(recipe, [f"env.{k}={v}" for k, v in env.items()])
+
+
+def visible_devices(value: str | None) -> set[int] | None:
+    """The device indices a `CUDA_VISIBLE_DEVICES` value allows; None: all (unset, or UUIDs,
+    which NVML indices cannot be matched with here)."""
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not all(p.isdigit() for p in parts):
+        return None
+    return {int(p) for p in parts}

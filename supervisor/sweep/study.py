@@ -14,7 +14,14 @@ from supervisor.recipe.model import Recipe
 from supervisor.store.history import History, SweepRecord
 from supervisor.sweep.expand import Member
 from supervisor.sweep.prune import Pruner
-from supervisor.sweep.queue import Capacity, CpuCapacity, GpuCapacity, MemberOutcome, SweepQueue
+from supervisor.sweep.queue import (
+    Capacity,
+    CpuCapacity,
+    GpuCapacity,
+    MemberOutcome,
+    SweepQueue,
+    visible_devices,
+)
 
 
 def new_sweep_id(name: str, now: datetime | None = None) -> str:
@@ -42,8 +49,10 @@ def record_sweep(
 
 def capacity_for(gpu: Any, max_parallel: int | None) -> Capacity:
     """GPUs where NVML sees some (`gpu` is the NVML seam, None without), else CPU slots."""
-    if gpu is not None:
-        return GpuCapacity(gpu, max_parallel)
+    if gpu is not None:  # ftmon's own CUDA_VISIBLE_DEVICES limits which cards members get
+        return GpuCapacity(
+            gpu, max_parallel, visible_devices(os.environ.get("CUDA_VISIBLE_DEVICES"))
+        )
     return CpuCapacity(max_parallel or 1)
 
 

@@ -3,7 +3,7 @@ fake NVML, which this machine lacks), the CPU by --max-parallel."""
 
 from __future__ import annotations
 
-from supervisor.sweep.queue import GB, CpuCapacity, GpuCapacity
+from supervisor.sweep.queue import GB, CpuCapacity, GpuCapacity, visible_devices
 
 
 class FakeNvml:
@@ -65,3 +65,12 @@ def test_a_member_without_an_estimate_gets_a_device_of_its_own() -> None:
     assert cap.take(None) is None and cap.take(1.0) is None  # both cards are taken whole
     cap.give(first)
     assert cap.take(None) is not None
+
+
+def test_ftmons_own_cuda_visible_devices_limits_the_cards() -> None:
+    """`CUDA_VISIBLE_DEVICES=1 ftmon sweep ...`: members never land on card 0, even when free."""
+    cap = GpuCapacity(FakeNvml({0: (0.0, 80.0), 1: (40.0, 80.0)}), allowed=visible_devices("1"))
+    placed = cap.take(10.0)
+    assert placed is not None and placed.env == {"CUDA_VISIBLE_DEVICES": "1"}
+    assert visible_devices(None) is None and visible_devices("GPU-8f2a,GPU-1b3c") is None
+    assert visible_devices("0, 2") == {0, 2}
