@@ -157,7 +157,8 @@ def layer_saved(cfg: ModelConfig, train: TrainSettings) -> list[tuple[str, float
     As the Hugging Face modules do it: an RMSNorm saves its input in fp32 (pow) and, when its
     weight trains, its normalised output; a linear saves its input only when its weight trains
     (or its LoRA branch reads it); RoPE saves nothing large (cos/sin need no grad); SDPA saves
-    q, k, v, its output and a logsumexp; eager attention saves the B x heads x L x L softmax
+    q, k, v (repeated to every head, and the mask, in a padded batch), its output and a
+    logsumexp; eager attention saves the B x heads x L x L softmax
     instead (fp32) and the repeated k/v; SiLU saves its input, the gating product both factors.
     LoRA adds, per targeted linear, the dropout output and mask (or an fp32 cast of the input)
     and the rank-r output of lora_A.
@@ -205,8 +206,15 @@ def layer_saved(cfg: ModelConfig, train: TrainSettings) -> list[tuple[str, float
             out.append(("attention probs cast", s * cfg.heads * train.seq_len))
         if input_saved(("o_proj",)):
             out.append(("o_proj input", s * q))
-    else:  # SDPA's output is laid out (B, L, heads, d): it is o_proj's input, no copy
-        out.append(("q, k, v (sdpa)", s * (q + 2 * kv)))
+    elif train.attention == "sdpa":
+        # A padded batch (full length but for one row: the worst case) gives SDPA an attention
+        # mask, which it saves per layer as a float B x L x L in q's dtype; with a mask,
+        # transformers repeats k and v to every head (SDPA's GQA takes no mask)
+        out.append(("q, k and v repeated to all heads (sdpa, padded batch)", s * 3 * q))
+        out.append(("attention mask (B x L x L, sdpa)", s * train.seq_len))
+    else:  # flash attention unpads a padded batch: no mask, k and v at their own heads
+        out.append(("q, k, v (flash)", s * (q + 2 * kv)))
+    if train.attention != "eager":  # the output is laid out (B, L, heads, d): o_proj's input
         out.append(("attention output = o_proj input, logsumexp", s * q + 4 * cfg.heads))
     out.append(("MLP gate, act(gate), up", 3 * s * inter))
     if input_saved(("down_proj",)):

@@ -128,23 +128,28 @@ def test_qlora_packs_linears_in_4bit_and_keeps_embeddings_16bit() -> None:
 
 
 def test_activations_per_layer_hand_computed() -> None:
-    """A Llama-3-8B layer in bf16 SFT with SDPA saves 200,840 bytes per token, tensor by tensor."""
+    """A Llama-3-8B layer in bf16 SFT with SDPA saves 217,224 bytes per token at length 2048,
+    tensor by tensor, in a padded batch (the worst case: SDPA gets the padding mask)."""
     h, q, kv, inter, heads = 4096, 4096, 1024, 14336, 32
     by_hand = (
         2 * (4 * h + 4)  # the two RMSNorm inputs in fp32 (+ rsqrt)
         + 2 * 2 * h  # their normalised outputs (norm weights train)
         + 2 * 2 * h  # their outputs, saved by the linears that read them
-        + 2 * (q + 2 * kv)  # q, k, v saved by SDPA (GQA: k, v not repeated)
+        + 2 * 3 * q  # q, and k, v repeated to all heads (with a mask, no GQA in SDPA)
+        + 2 * 2048  # the float mask SDPA saves: B x L x L in bf16, per layer
         + 2 * q
         + 4 * heads  # SDPA output (also o_proj's input: no copy) + logsumexp
         + 3 * 2 * inter  # gate, act(gate), up
         + 2 * inter  # down_proj input
     )
     train = TrainSettings(micro_batch=1, seq_len=2048)
-    assert by_hand == 200_840
+    assert by_hand == 217_224
     assert sum(b for _, b in layer_saved(LLAMA, train)) == by_hand
     e = estimate(LLAMA, train)
     assert term(e, "activations (32 layers)") == 32 * by_hand * 2048
+    # flash attention unpads: no mask, k and v at their 8 heads
+    flash = layer_saved(LLAMA, replace(train, attention="flash"))
+    assert sum(b for _, b in flash) == by_hand - 2 * 3 * q - 2 * 2048 + 2 * (q + 2 * kv)
 
 
 def test_eager_attention_adds_the_quadratic_scores() -> None:
@@ -156,7 +161,8 @@ def test_eager_attention_adds_the_quadratic_scores() -> None:
     scores = 32 * tokens * 32 * 1024 * (4 + 2)  # layers x B x L x heads x L x (fp32 + bf16)
     repeated_qkv = 32 * tokens * 2 * 3 * 4096  # q, k, v at all 32 heads
     o_proj_input = 32 * tokens * 2 * 4096  # eager's output needs a contiguous copy
-    sdpa_saves = 32 * tokens * (2 * (4096 + 2 * 1024) + 2 * 4096 + 4 * 32)  # q,k,v, out, lse
+    # q, k, v repeated to all heads, the padding mask, output, logsumexp
+    sdpa_saves = 32 * tokens * (2 * 3 * 4096 + 2 * 1024 + 2 * 4096 + 4 * 32)
     assert extra == scores + repeated_qkv + o_proj_input - sdpa_saves
 
 
@@ -165,7 +171,7 @@ def test_gradient_checkpointing_keeps_layer_inputs_and_one_layer() -> None:
     train = TrainSettings(micro_batch=4, seq_len=1024, grad_checkpointing=True)
     e = estimate(LLAMA, train)
     assert term(e, "layer inputs (checkpointed)") == 32 * 4 * 1024 * 4096 * 2
-    assert term(e, "one layer recomputed") == 4 * 1024 * 200_840
+    assert term(e, "one layer recomputed") == 4 * 1024 * (217_224 - 2 * 1024)  # mask: L = 1024
     full = estimate(LLAMA, replace(train, grad_checkpointing=False))
     assert e.phase_bytes["backward start"] < full.phase_bytes["backward start"]
 
@@ -404,13 +410,14 @@ def test_autocast_over_fp32_weights_keeps_an_fp32_residual_and_a_cast_per_linear
     """bf16 autocast over fp32 weights (the CPU, or a float32 checkpoint): the residual stream
     and the norms' outputs stay fp32, and q, k, v (gate, up) each save their own bf16 cast of
     the norm's output; LoRA's lora_A saves a bf16 cast of its input and gives a bf16 output."""
-    h, q, kv, inter, heads = 4096, 4096, 1024, 14336, 32
+    h, q, inter, heads = 4096, 4096, 14336, 32
     train = TrainSettings(micro_batch=1, seq_len=2048, weights_dtype="fp32")
     by_hand = (
         2 * (4 * h + 4)  # the two RMSNorm inputs in fp32 (+ rsqrt)
         + 2 * 4 * h  # their normalised outputs, fp32 like the residual
         + (3 + 2) * 2 * h  # a bf16 cast of the norm's output per linear that reads it
-        + 2 * (q + 2 * kv)
+        + 2 * 3 * q  # q, k, v at every head (a padded batch)
+        + 2 * 2048  # SDPA's mask
         + 2 * q
         + 4 * heads
         + 3 * 2 * inter
