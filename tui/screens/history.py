@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from supervisor.recipe.model import RecipeError
-from supervisor.runs.records import command_line, diff_runs
+from supervisor.runs.records import command_line, diff_runs, outcome
 from supervisor.runs.supervise import LaunchRefused
 from supervisor.store.history import RunRecord
 from tui.text import clean, plain
@@ -145,12 +145,13 @@ class HistoryScreen(Screen[None]):
             detail.update(Text("no runs yet: launch one with o on the main screen"))
             return
         text = plain(command_of(rec) + "\n\n", style="bold")
-        text.append(f"outcome: {rec.status}")
+        # How it ended, worded as `ftmon show` words it (runs/records.py).
+        text.append(clean(f"outcome: {outcome(rec.status, rec.end_reason)}"))
         if rec.signal:
             text.append(f" (signal {rec.signal})")
         elif rec.returncode is not None:
             text.append(f" (exit {rec.returncode})")
-        text.append(clean(f"\nreason: {rec.end_reason or '-'}\n"))
+        text.append("\n")
         text.append(clean(f"started as: {rec.reason_started or 'first launch'}\n"))
         if rec.changes:
             text.append(clean(f"changes: {'; '.join(rec.changes)}\n"))
