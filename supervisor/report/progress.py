@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 
 from supervisor.events import Eval, Metric
 
+# A rate (and so an ETA) only over this much time: a backlog read at once (a reattach) would
+# otherwise give thousands of steps a second.
+MIN_RATE_SECS = 2.0
 TOTAL_FLAGS = ("--steps", "--max_steps", "--max-steps", "--total_steps", "--num_steps")
 
 
@@ -96,7 +99,7 @@ class Progress:
         if run.step is not None:
             if run.first is None:
                 run.first = (run.step, now)
-            elif run.step > run.first[0] and now > run.first[1]:
+            elif run.step > run.first[0] and now - run.first[1] >= MIN_RATE_SECS:
                 run.rate = (run.step - run.first[0]) / (now - run.first[1])
         if self.tty:
             return run.line()

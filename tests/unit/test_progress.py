@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 from supervisor.events import Eval, Metric
 from supervisor.report.metrics import sparkline
 from supervisor.report.progress import Progress, total_steps
@@ -49,3 +51,28 @@ def test_sparkline_scales_between_min_and_max_and_marks_non_finite() -> None:
     assert sparkline([1.0, 2.0, 3.0, 4.0]) == "▁▃▆█"
     assert sparkline([5.0, float("nan"), 1.0]) == "█!▁"
     assert len(sparkline([float(i) for i in range(100)], width=24)) == 24
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_printer_redraws_one_line_on_a_terminal_and_clears_it_for_other_lines() -> None:
+    """`ftmon run` on a terminal: the progress line is rewritten in place (no newline), and a
+    line about the run (an anomaly) first clears it, so nothing is printed over."""
+    from supervisor.cli.run import Printer
+    from supervisor.events import Anomaly, Severity
+    from supervisor.runs.events import AnomalyFound, MetricsObserved, RunStarted
+
+    out = Terminal()
+    printer = Printer(out)
+    printer(RunStarted("r1", 0.0, "demo", 1, None, ("t", "--steps", "50"), "log", 42))
+    start = len(out.getvalue())
+    printer(MetricsObserved("r1", 1.0, (Metric(1, 1.0, {"loss": 2.0}, step=5),)))
+    printer(MetricsObserved("r1", 2.0, (Metric(2, 2.0, {"loss": 1.5}, step=10),)))
+    drawn = out.getvalue()[start:]
+    assert drawn == "\r\x1b[Kr1  step 5/50  loss 2\r\x1b[Kr1  step 10/50  loss 1.5"
+    nan = Anomaly("nan", Severity.ERROR, "loss is nan", 3.0, 7, run_id="r1")
+    printer(AnomalyFound("r1", 3.0, nan))
+    assert out.getvalue()[start + len(drawn) :].startswith("\r\x1b[Kr1: anomaly ")
