@@ -172,6 +172,9 @@ class FtmonApp(App[int]):
             if isinstance(message, RunLaunched):
                 self._add_ancestors(message.event)  # type: ignore[arg-type]
             items = self.book.apply(message.event)
+            if isinstance(message, RunLaunched):  # where it runs (a Slurm job's id) is in history
+                rec = self.history.get(message.run_id)
+                self.book.set_executor(message.run_id, rec.executor if rec else None)
             if isinstance(message, RunLaunched) and message.event.reattached:  # type: ignore[union-attr]
                 self._load_history(message.run_id)
         if self.main_screen.is_mounted:

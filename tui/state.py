@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from supervisor.events import Action, Anomaly, Eval, Metric, ResourceSample, Severity
+from supervisor.monitoring.ranks import RankTracker
 from supervisor.parsing.kv import spellings_of
 from supervisor.runs.events import (
     ActionTaken,
@@ -55,10 +56,22 @@ class RunView:
     series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     marks: dict[int, Severity] = field(default_factory=dict)  # 1-based log line -> severity
     resources: ResourceSample | None = None
+    executor: str = ""  # what runs it: "local", "torchrun", "slurm" (its handle in history)
+    job_id: str = ""  # a Slurm job's id
+    # A distributed run's ranks: progress and straggler scores (monitoring/ranks.py), and each
+    # rank's loss for the overlaid plot; the main series hold the lowest rank's values.
+    ranks: RankTracker = field(default_factory=RankTracker)
+    rank_series: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+    last_ts: float = 0.0
 
     @property
     def live(self) -> bool:
         return self.status in _LIVE
+
+    def rank_rows(self) -> list[tuple[int, int, float]]:
+        """(rank, last step, straggler score) for each rank seen, in rank order."""
+        scores = self.ranks.scores(self.last_ts)
+        return [(r, p.step, scores.get(r, 1.0)) for r, p in sorted(self.ranks.ranks.items())]
 
     def add_point(self, name: str, x: float, y: float) -> None:
         if not math.isfinite(y):
@@ -119,7 +132,15 @@ class RunBook:
         view.status = rec.status
         view.reason = rec.end_reason
         view.changes = rec.changes
+        self.set_executor(rec.id, rec.executor)
         return view
+
+    def set_executor(self, run_id: str, described: dict[str, object] | None) -> None:
+        """Where a run executes, from its handle in history (Executor.describe)."""
+        view = self.runs.get(run_id)
+        if view is not None and described:
+            view.executor = str(described.get("executor") or "")
+            view.job_id = str(described.get("job_id") or "")
 
     def load_history(self, run_id: str, anomalies: list[Anomaly], metrics: list[MetricRow]) -> None:
         """Marks and plot points a run had before this TUI saw it (a reattached run, or one
@@ -220,6 +241,18 @@ class RunBook:
     def _add_values(self, view: RunView, ev: object) -> None:
         if isinstance(ev, Metric):
             x = float(ev.step if ev.step is not None else ev.lineno)
+            rank = _rank(ev)
+            if rank is not None:
+                view.last_ts = max(view.last_ts, ev.ts)
+                if ev.step is not None:
+                    view.ranks.observe(rank, ev.step, ev.ts)
+                if "loss" in ev.values and math.isfinite(ev.values["loss"]):
+                    points = view.rank_series.setdefault(rank, [])
+                    points.append((x, ev.values["loss"]))
+                    if len(points) > MAX_POINTS:
+                        del points[1::2]
+                if rank != min(view.ranks.ranks, default=rank):
+                    return  # the plots' own series are the first rank's
             for name in ("loss", "grad_norm", "lr", "tok_s"):
                 if name in ev.values:
                     view.add_point(name, x, ev.values[name])
@@ -284,6 +317,13 @@ class RunBook:
         if all(r.name == view.name for r in self.runs.values()):
             return f"#{view.attempt}"
         return f"{view.name} #{view.attempt}"
+
+
+def _rank(metric: Metric) -> int | None:
+    if metric.rank is not None:
+        return metric.rank
+    value = metric.values.get("rank")
+    return int(value) if value is not None and math.isfinite(value) else None
 
 
 _LIVE = frozenset(s.value for s in LIVE_STATES)

@@ -9,6 +9,7 @@ messages (see tui/bridge.py), which the app folds into its `RunBook` and hands t
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
@@ -19,6 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, Tree
 
+from supervisor.runs.executors.torchrun import RANKS_DIR, rank_log_paths
 from tui.bridge import (
     AnomalySeen,
     MetricsArrived,
@@ -35,7 +37,7 @@ from tui.widgets.feed import Feed
 from tui.widgets.gauges import Gauges
 from tui.widgets.logview import LogView
 from tui.widgets.plots import Plots
-from tui.widgets.runs import RunsTree
+from tui.widgets.runs import RunsTree, node_run
 
 if TYPE_CHECKING:
     from tui.app import FtmonApp
@@ -161,13 +163,24 @@ class MainScreen(Screen[None]):
         # An empty box says what to do; past runs live in the history, not here.
         tree.border_subtitle = "" if self.ftmon.book.runs else "none yet: o launch · h history"
 
-    def select(self, run_id: str | None) -> None:
-        """Show `run_id`'s log, plots, gauges and status."""
+    def select(self, run_id: str | None, rank: int | None = None) -> None:
+        """Show `run_id`'s log (or one rank's own log), plots, gauges and status."""
         view = self.ftmon.book.get(run_id) if run_id else None
         self.selected = view.run_id if view else None
         log = self.query_one(LogView)
-        log.open(view.log_path if view and view.log_path else None, view.marks if view else None)
-        log.border_title = f"log: {view.run_id}" if view else "log"
+        own = (
+            rank_log_paths(Path(view.log_path).parent / RANKS_DIR)
+            if rank is not None and view
+            else {}
+        )
+        if view is not None and rank in own:
+            log.open(str(own[rank]), None)  # the marks are line numbers of the run's log
+            log.border_title = f"log: {view.run_id} rank {rank}"
+        else:
+            log.open(
+                view.log_path if view and view.log_path else None, view.marks if view else None
+            )
+            log.border_title = f"log: {view.run_id}" if view else "log"
         self._show_plots()
         self._show_gauges()
         self._show_status()
@@ -176,8 +189,11 @@ class MainScreen(Screen[None]):
     @on(Tree.NodeSelected, "#runs")
     def _run_chosen(self, event: Tree.NodeSelected[str]) -> None:
         # Enter or a click chooses; a highlight alone does not (a rebuilt tree moves it too).
-        if event.node.data and event.node.data != self.selected:
-            self.select(event.node.data)
+        if not event.node.data:
+            return
+        run_id, rank = node_run(event.node.data)
+        if rank is not None or run_id != self.selected:
+            self.select(run_id, rank)  # a rank's node: that rank's own log
 
     def _view(self) -> RunView | None:
         return self.ftmon.book.get(self.selected) if self.selected else None
@@ -196,7 +212,16 @@ class MainScreen(Screen[None]):
         self._plots_pending = False
         self._plots_drawn_at = time.monotonic()
         view = self._view()
-        self.query_one(Plots).show(view.series if view else {})
+        ranked = view is not None and len(view.rank_series) > 1
+        self.query_one(Plots).show(
+            view.series if view else {}, view.rank_series if ranked else None
+        )
+        if (
+            view is not None
+            and view.ranks.ranks
+            and not self.query_one(RunsTree).update_ranks(view)
+        ):
+            self.refresh_runs()  # a rank appeared: its node is added
 
     def _show_gauges(self) -> None:
         view = self._view()

@@ -1,4 +1,5 @@
-"""The selected run's metrics as small plots: loss, val_loss, grad_norm, lr, tok_s.
+"""The selected run's metrics as small plots: loss, val_loss, grad_norm, lr, tok_s. A
+distributed run's loss plot overlays one line per rank.
 
 Only the series that exist are drawn; a run that logs no grad norm shows no empty grad-norm box.
 Plotting is plotext through textual-plotext; the data comes from `tui.state.RunView.series`.
@@ -29,14 +30,24 @@ class MetricPlot(PlotextPlot):
         super().__init__(id=f"plot-{name}", classes="metric-plot")
         self.series_name = name
         self.points: list[tuple[float, float]] = []
+        self.ranks: list[int] = []  # the ranks overlaid, when it is a distributed run's plot
 
-    def show(self, points: list[tuple[float, float]]) -> None:
+    def show(
+        self,
+        points: list[tuple[float, float]],
+        ranks: dict[int, list[tuple[float, float]]] | None = None,
+    ) -> None:
         self.points = list(points)
+        self.ranks = sorted(ranks) if ranks else []
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
         plt.title(TITLES.get(self.series_name, self.series_name))
-        if self.points:
+        if ranks:
+            for rank in self.ranks:  # one line per rank, each in its own colour, labelled
+                xs = [p[0] for p in ranks[rank]]
+                plt.plot(xs, [p[1] for p in ranks[rank]], marker="braille", label=f"rank {rank}")
+        elif self.points:
             xs = [p[0] for p in self.points]
             ys = [p[1] for p in self.points]
             plt.plot(xs, ys, marker="braille")
@@ -73,14 +84,20 @@ class Plots(Grid):
         """Names of the series drawn now, in order."""
         return [p.series_name for p in self.query(MetricPlot) if p.display]
 
-    def show(self, series: dict[str, list[tuple[float, float]]]) -> None:
-        """Draw `series`: exactly the present series get a plot, the others are hidden."""
+    def show(
+        self,
+        series: dict[str, list[tuple[float, float]]],
+        rank_loss: dict[int, list[tuple[float, float]]] | None = None,
+    ) -> None:
+        """Draw `series`: exactly the present series get a plot, the others are hidden; with
+        `rank_loss` the loss plot overlays each rank's loss."""
         wanted = [name for name in PLOTTED if series.get(name)]
         self.query_one("#no-metrics").display = not wanted
         for plot in self.query(MetricPlot):
             plot.display = plot.series_name in wanted
             if plot.display:
-                plot.show(series[plot.series_name])
+                overlay = rank_loss if plot.series_name == "loss" else None
+                plot.show(series[plot.series_name], overlay)
         count = max(1, len(wanted))
         # One row up to three plots; four or five fill two rows evenly (2+2, 3+2), never one
         # plot alone on a row beside empty cells.

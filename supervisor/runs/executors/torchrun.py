@@ -148,13 +148,18 @@ class TorchrunExecutor(LocalExecutor):
 
 
 def rank_logs(handle: RunHandle) -> dict[int, Path]:
-    """Rank -> its own stdout file (torchrun writes `<dir>/<id>/attempt_N/<rank>/stdout.log`;
-    the newest attempt wins)."""
-    root = Path(str(handle.extra.get("ranks_dir", "")))
+    """Rank -> its own stdout file, for a run this executor started."""
+    return rank_log_paths(Path(str(handle.extra.get("ranks_dir", ""))))
+
+
+def rank_log_paths(ranks_dir: Path) -> dict[int, Path]:
+    """Rank -> its own stdout file under `ranks_dir` (torchrun writes `<dir>/<id>/attempt_N/
+    <rank>/stdout.log`; the newest attempt wins)."""
     found: dict[int, Path] = {}
-    if not root.is_dir():
+    if not ranks_dir.is_dir():
         return found
-    for path in sorted(root.glob("*/attempt_*/*/stdout.log"), key=lambda p: p.stat().st_mtime):
+    logs = ranks_dir.glob("*/attempt_*/*/stdout.log")
+    for path in sorted(logs, key=lambda p: p.stat().st_mtime):
         if path.parent.name.isdigit():
             found[int(path.parent.name)] = path
     return found
