@@ -30,13 +30,14 @@ transaction) and hands to its listeners. Nothing here does I/O.
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum
 
 from supervisor.runs.events import StateChanged
 
 
-class RunState(StrEnum):
-    """Where a run is in its life (the value is what history stores)."""
+class RunState(str, Enum):
+    """Where a run is in its life (the value is what history stores). A `str` Enum rather than
+    StrEnum: ftmon runs on Python 3.10."""
 
     STARTING = "starting"  # planned and recorded, the process not yet confirmed started
     RUNNING = "running"
@@ -49,6 +50,9 @@ class RunState(StrEnum):
     FINISHED = "finished"  # exit 0 (or unknown and no error seen)
     FAILED = "failed"  # non-zero exit, a signal ftmon did not send, errors found
     KILLED = "killed"  # ftmon killed it (for a rule or for the user)
+
+    def __str__(self) -> str:
+        return self.value
 
 
 # Grouped as supervisord groups its states: what callers ask about a run.
