@@ -132,6 +132,7 @@ def _record_json(rec: Any) -> dict[str, Any]:
         "command": command_line(rec),
         "run_dir": rec.run_dir,
         "log_path": rec.log_path,
+        "executor": rec.executor,  # where it runs: a Slurm job's id, torchrun's ranks
     }
 
 
@@ -171,6 +172,8 @@ def history_cmd(args: argparse.Namespace) -> int:
             started = f"{started} (parent {r.parent_id})" if started else f"parent {r.parent_id}"
         if started:
             print(f"    started: {started}")
+        if r.executor and r.executor.get("job_id"):
+            print(f"    slurm job: {r.executor['job_id']}")
         print(f"    $ {command_line(r)}")
     return EXIT_OK
 
@@ -180,6 +183,7 @@ def history_cmd(args: argparse.Namespace) -> int:
 
 def show_cmd(args: argparse.Namespace) -> int:
     from supervisor.report.metrics import run_metrics
+    from supervisor.runs.executors.choose import where_it_runs
     from supervisor.runs.records import command_line, outcome
 
     history = _open(args)
@@ -229,6 +233,7 @@ def show_cmd(args: argparse.Namespace) -> int:
             {"id": c.id, "reason": c.reason_started, "changes": list(c.changes)} for c in children
         ]
         data["metrics"] = run_metrics(history, rec.id).to_json()
+        data["runs_on"] = where_it_runs(rec.executor)
         print(json.dumps(data, indent=2))
         return EXIT_OK
     out = [f"run       {rec.id}  ({rec.name}, attempt {rec.attempt})"]
@@ -245,6 +250,9 @@ def show_cmd(args: argparse.Namespace) -> int:
     if member is not None:
         values = " ".join(f"{k}={v}" for k, v in member.values.items())
         out.append(f"sweep     {member.sweep_id}  member {member.member} ({values})")
+    where = where_it_runs(rec.executor)
+    if where:
+        out.append(f"runs on   {where}")
     out.append(f"folder    {rec.run_dir}")
     out.append(f"log       {rec.log_path}")
     out.append(f"command   {command_line(rec)}")

@@ -14,7 +14,7 @@ from supervisor.runs import events as ev
 from supervisor.runs.executors.slurm_cli import SlurmCli, available
 from supervisor.runs.supervise import Supervisor
 from supervisor.store.history import History
-from tests.conftest import async_wait_for
+from tests.conftest import async_wait_for, ftmon
 from tests.programs.recipes import base_weights, write_recipe
 
 WHY_NOT = available()
@@ -61,6 +61,10 @@ async def test_a_nan_job_is_scancelled_and_relaunched_as_a_new_job(tmp_path: Pat
     assert (Path(child.run_dir) / "job.sbatch").is_file()
     assert "training finished" in Path(child.log_path).read_text()
     assert any(isinstance(e, ev.RunRelaunched) for e in events)
+    listed = ftmon("history", "--logs-dir", str(logs))
+    assert f"slurm job: {jobs[0]}" in listed.stdout and f"slurm job: {jobs[1]}" in listed.stdout
+    shown = ftmon("show", first, "--logs-dir", str(logs))
+    assert f"runs on   Slurm job {jobs[0]} " in shown.stdout and ", nodes " in shown.stdout
 
 
 async def test_an_ftmon_started_again_reattaches_to_its_job_by_id(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from supervisor.events import Exit
 from supervisor.runs.executors.base import Executor, KillResult, LaunchSpec, RunHandle
 from supervisor.runs.executors.local import LocalExecutor
 from supervisor.runs.executors.slurm import SlurmExecutor, SlurmOptions
+from supervisor.runs.executors.slurm_cli import SlurmCli, SlurmError
 from supervisor.runs.executors.torchrun import TorchrunExecutor, TorchrunOptions
 
 
@@ -85,3 +86,29 @@ class ByHandle:
         for a local run."""
         executor = self.of(handle.executor)
         return executor.status(handle) if isinstance(executor, SlurmExecutor) else ""
+
+
+def where_it_runs(described: Mapping[str, Any] | None, ask_slurm: bool = True) -> str:
+    """For `ftmon history`/`show`: "Slurm job 12 COMPLETED, nodes vm", "torchrun, 2 ranks
+    per node"; "" for a local run. `ask_slurm`: read the job's state and nodes now."""
+    if not described:
+        return ""
+    kind = described.get("executor")
+    if kind == "slurm":
+        job = str(described.get("job_id") or "?")
+        info = None
+        if ask_slurm:
+            try:
+                info = SlurmCli(timeout=5).job(job)
+            except SlurmError:
+                info = None
+        if info is None:
+            return f"Slurm job {job}"
+        nodes = f", nodes {info.nodes}" if info.nodes else ""
+        reason = f" ({info.reason})" if info.reason and info.reason != "None" else ""
+        return f"Slurm job {job} {info.state}{reason}{nodes}"
+    if kind == "torchrun":
+        extra = described.get("extra") or {}
+        ranks = extra.get("ranks") if isinstance(extra, Mapping) else None
+        return f"torchrun, {ranks} ranks per node" if ranks else "torchrun"
+    return ""
