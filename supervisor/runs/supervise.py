@@ -85,6 +85,15 @@ class Supervisor(RunWatching):
         # This process, as the owner of the runs it supervises (see History.claim).
         self._me = (os.getpid(), psutil.Process().create_time())
         self._lineages: dict[str, _Lineage] = {}  # by the id of any run of it, as it goes
+        if isinstance(self.executor, ByHandle):  # a Slurm job's queue state is news
+            self.executor.slurm.on_state = self._job_state
+
+    def _job_state(self, handle: RunHandle, info: Any) -> None:
+        """A Slurm job moved (`PENDING (Resources)`, `RUNNING on node7`): said, and recorded."""
+        for run in list(self._runs.values()):
+            if run.handle.job_id == handle.job_id:
+                said = f"job {info.job_id} {info.summary()}"
+                self._on_anomaly(run, Anomaly("slurm", Severity.INFO, said, self.clock()))
 
     # --- launch ---------------------------------------------------------------------------
 

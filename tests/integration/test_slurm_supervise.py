@@ -98,3 +98,35 @@ async def test_an_ftmon_started_again_reattaches_to_its_job_by_id(tmp_path: Path
     finally:
         await again.close(kill=True)
         cli.cancel(job)
+
+
+async def test_a_pending_job_says_why_and_a_kill_cancels_it(tmp_path: Path) -> None:
+    """A job held in the queue (`--begin` an hour on) is reported `PENDING (BeginTime)`; the
+    stall clock does not run while it waits; a kill scancels it."""
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path, "count_steps.py", args={"steps": 10},
+            executor={**SLURM, "extra": ["--begin=now+3600"]}, watch={"stall": {"secs": 1}},
+        )
+    )  # fmt: skip
+    events: list[object] = []
+    logs = tmp_path / "logs"
+    sup = Supervisor(History(logs / "ftmon.db"), logs, events.append)
+    try:
+        run_id = await sup.launch(recipe)
+
+        def said() -> list[str]:
+            found = [e.anomaly for e in events if isinstance(e, ev.AnomalyFound)]
+            return [a.message for a in found if a.rule == "slurm"]
+
+        await async_wait_for(lambda: any("PENDING (BeginTime)" in m for m in said()), 30)
+        await asyncio.sleep(2.0)  # longer than the stall limit: a job in the queue is not stalled
+        assert not [
+            e for e in events if isinstance(e, ev.AnomalyFound) and e.anomaly.rule == "stall"
+        ]
+        ended = await sup.kill(run_id)
+        assert ended.status == "killed"
+        info = SlurmCli().job(job_of(sup.history, run_id))
+        assert info is not None and info.state == "CANCELLED"
+    finally:
+        await sup.close(kill=True)

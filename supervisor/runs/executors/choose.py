@@ -44,10 +44,11 @@ class ByHandle:
 
     def __init__(self, default: Executor | None = None) -> None:
         self.default: Executor = default if default is not None else LocalExecutor()
+        self.slurm = SlurmExecutor()  # its `on_state` is the supervisor's to set
         self._kinds: dict[str, Executor] = {
             "local": LocalExecutor(),
             "torchrun": TorchrunExecutor(),
-            "slurm": SlurmExecutor(),
+            "slurm": self.slurm,
         }
         self._kinds[self.default.name] = self.default
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,9 @@ class SlurmExecutor:
     ) -> None:
         self.options = options or SlurmOptions()
         self.launcher = launcher  # the job's command runs under torchrun
+        # Told each new state of a job `wait` follows (PENDING (Priority) -> RUNNING on node7):
+        # the supervisor reports it, so a job waiting in the queue says why.
+        self.on_state: Callable[[RunHandle, JobInfo], None] | None = None
         self.cli = cli or SlurmCli()
         self.poll_secs = poll_secs
         self._last: dict[str, JobInfo] = {}
@@ -245,10 +248,14 @@ class SlurmExecutor:
         return info is not None and info.live
 
     async def wait(self, handle: RunHandle) -> Exit:
+        said: tuple[str, str, str] | None = None
         while True:
             info = await asyncio.to_thread(self.info, handle)
             if info is None:
                 return Exit(time.time(), None)
+            if self.on_state is not None and (info.state, info.reason, info.nodes) != said:
+                said = (info.state, info.reason, info.nodes)
+                self.on_state(handle, info)
             if not info.live:
                 return Exit(time.time(), info.exit_code, info.signal, ended_by=info.ended_by)
             await asyncio.sleep(self.poll_secs)
