@@ -36,6 +36,9 @@ def draw(plots: list[Plot], folder: Path) -> dict[str, Path]:
             for s in plot.series:
                 marker = "o" if len(s.values) < 20 else None
                 ax.plot(s.steps, s.values, label=s.label, marker=marker, linewidth=1.5)
+            values = [v for s in plot.series for v in s.values]
+            if values and min(values) > 0 and max(values) / min(values) > 100:
+                ax.set_yscale("log")  # a diverged run's spike would flatten every other curve
             ax.set_title(plot.title)
             ax.set_xlabel("step")
             ax.set_ylabel(plot.ylabel)
