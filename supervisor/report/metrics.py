@@ -114,7 +114,12 @@ def latest_json(history: Any, run_id: str) -> dict[str, Any]:
     steps = [m.step for m in latest.values() if m.step is not None]
     return {
         "last_step": max(steps) if steps else None,
-        "latest": {
-            n: (m.value if math.isfinite(m.value) else str(m.value)) for n, m in latest.items()
-        },
+        "latest": {n: _json_value(m.value) for n, m in latest.items()},
     }
+
+
+def _json_value(value: float | None) -> float | str:
+    """A value JSON can carry: a non-finite one (stored as NULL, or inf) as its name."""
+    if value is None:
+        return "nan"  # SQLite keeps NaN as NULL
+    return value if math.isfinite(value) else str(value)

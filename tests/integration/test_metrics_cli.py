@@ -51,3 +51,17 @@ def test_headless_run_into_a_pipe_prints_progress_lines(tmp_path: Path) -> None:
     assert progress, done.stdout
     assert re.search(r"  step \d+/20  loss [\d.]+", progress[0])
     assert "\r" not in done.stdout and "\x1b[" not in done.stdout  # plain lines in a file
+
+
+def test_a_nan_metric_shows_as_nan_in_show_and_history_json(tmp_path: Path) -> None:
+    """SQLite keeps NaN as NULL: read back it is shown as nan (text, sparkline mark, JSON)."""
+    h = History.in_logs_dir(tmp_path)
+    h.add_run(run_id="r-nan", name="m", started_at=1.0, argv=["train"])
+    events = [Metric(1, 1.0, {"loss": 2.0}, step=1), Metric(2, 2.0, {"loss": float("nan")}, step=2)]
+    h.record_batch("r-nan", events=events, offset=10, lineno=2)
+    h.close()
+    shown = ftmon("show", "r-nan", "--logs-dir", str(tmp_path))
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"^\s+loss\s+nan\s+▅!$", shown.stdout, re.M), shown.stdout
+    (run,) = json.loads(ftmon("history", "--json", "--logs-dir", str(tmp_path)).stdout)
+    assert run["metrics"]["latest"]["loss"] == "nan"
