@@ -253,7 +253,8 @@ class Supervisor(RunWatching):
                         outcome=f"relaunched as {child}")  # fmt: skip
             self._emit(RunRelaunched(run.run_id, child, self.clock(), reason, tuple(changes)))
         else:
-            self._close(run, ended)
+            done = f"relaunched as {run.relaunched_as}" if run.relaunched_as else ""
+            self._close(run, ended, outcome=done)
             _settle(run.lineage.final, ended)
 
     def _stop_chain(self, run: _Run, rule: str, reason: str, ended: RunEnded) -> None:
@@ -560,9 +561,13 @@ class Supervisor(RunWatching):
         decision = pending[-1]
         run.decision, run.decision_kind = decision.id, decision.kind
         if decision.kind == "relaunch":
+            run.kill_reason = _kill_reason(decision.rule)
+            started = [c for c in self.history.children(rec.id) if c.started_at >= decision.ts]
+            if started:  # it died after the child started, before closing the run: not twice
+                run.relaunched_as = started[0].id
+                return decision
             child = recorded_recipe_text(decision.recipe_yaml, rec.cwd, f"{rec.id} (decision)")
             run.relaunch = (child, list(decision.changes), decision.rule, decision.reason)
-            run.kill_reason = _kill_reason(decision.rule)
         elif decision.kind == "kill":
             run.kill_reason = decision.reason
         return decision

@@ -72,6 +72,7 @@ class _Run:
     chain_stop: tuple[str, str] | None = None  # (rule, why) when a wanted relaunch cannot be
     decision: int | None = None  # the journaled decision (kill or relaunch) not yet done
     decision_kind: str = ""  # its kind: "pause", "kill" or "relaunch"
+    relaunched_as: str = ""  # the child of a relaunch found started (an ftmon died after it)
     killing: asyncio.Task[None] | None = None
     monitor: _RunMonitor | None = None
     last_rule: str = ""

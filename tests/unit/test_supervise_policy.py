@@ -10,9 +10,11 @@ import yaml
 
 from supervisor.recipe.model import recipe_from_yaml
 from supervisor.runs import events as ev
+from supervisor.runs.events import StateChanged
 from supervisor.runs.executors.fake import FakeExecutor
 from supervisor.runs.supervise import Supervisor
 from supervisor.store.history import History
+from supervisor.store.schema import Decision
 from tests.conftest import async_wait_for
 
 NAN = "{'loss': nan, 'step': 3}\n"
@@ -109,3 +111,34 @@ async def test_a_spawn_failure_is_a_run_that_failed_to_start(tmp_path: Path) -> 
     assert ended.status == "failed" and "no such partition" in ended.reason
     rec = sup.history.get(run_id)
     assert rec.status == "failed_to_start" and "no such partition" in rec.end_reason
+
+
+async def test_attach_does_not_relaunch_twice_when_the_child_had_started(tmp_path: Path) -> None:
+    """ftmon died after starting the child but before closing the parent: attach closes the
+    parent (killed, its decision done as 'relaunched as CHILD') and starts no second child."""
+    sup, fake, _ = _supervisor(tmp_path)
+    recipe = _recipe(tmp_path, {"nan": {"do": "relaunch", "adjust": {"lr": "*0.5"}}})
+    log = tmp_path / "logs" / "r1" / "output.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(NAN)
+    common = dict(name="fake", recipe_yaml=recipe.to_yaml(), cwd=str(tmp_path))
+    sup.history.add_run(
+        run_id="r1", started_at=1.0, log_path=str(log), pid=900_000, proc_start_time=1.0,
+        status="starting", **common,
+    )  # fmt: skip
+    sup.history.set_handle("r1", {"executor": "fake", "pid": 900_000, "logs": [str(log)]})
+    moves = [("", "starting"), ("starting", "running"), ("running", "killing"),
+             ("killing", "exited"), ("exited", "relaunching")]  # fmt: skip
+    journal = Decision("relaunch", "nan", "relaunch after nan", recipe.to_yaml())
+    for i, (old, new) in enumerate(moves):
+        decide = journal if new == "killing" else None
+        sup.history.change_state(StateChanged("r1", 2.0 + i, old, new, "x", "nan"), decide=decide)
+    sup.history.add_run(run_id="r2", started_at=9.0, parent_id="r1", attempt=2, **common)
+
+    await sup.attach("r1")
+    ended = await sup.wait_lineage("r1")
+
+    assert ended.status == "killed" and not [c for c in fake.calls if c[0] == "spawn"]
+    assert [c.id for c in sup.history.children("r1")] == ["r2"]
+    assert sup.history.get("r1").status == "killed"
+    assert [d.outcome for d in sup.history.decisions("r1")] == ["relaunched as r2"]
