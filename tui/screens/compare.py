@@ -128,13 +128,13 @@ class CompareScreen(Screen[None]):
         self.show()
 
     def action_sort(self) -> None:
-        present = [s for s in SORTS if self.table and any(r.figures.get(s) is not None
-                                                          for r in self.table.rows)]  # fmt: skip
+        """Sort by the next metric some row has, best first."""
+        rows = self.table.rows if self.table else []
+        present = [s for s in SORTS if any(r.figures.get(s) is not None for r in rows)]
         if not present:
             return
-        self.sort = present[(present.index(self.sort) + 1) % len(present)] if (
-            self.sort in present
-        ) else present[0]  # fmt: skip
+        nxt = present.index(self.sort) + 1 if self.sort in present else 0
+        self.sort = present[nxt % len(present)]
         self.show()
 
     def action_metric(self) -> None:
