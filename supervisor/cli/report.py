@@ -32,9 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def report_cmd(args: argparse.Namespace) -> int:
+    import importlib.util
     import tempfile
 
     from supervisor.cli.compare import open_history
+    from supervisor.report.compare import compare_sweep, sort_names
     from supervisor.report.document import Image, run_report, sweep_report
     from supervisor.report.render import to_html, to_markdown
     from supervisor.store.history import HistoryError
@@ -44,6 +46,8 @@ def report_cmd(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         if history.sweep(args.ref) is not None:
+            if args.sort and args.sort not in sort_names(compare_sweep(history, args.ref)):
+                raise KeyError(f"--sort {args.sort}: no such column (see `ftmon compare --help`)")
             report = sweep_report(history, args.ref, args.sort)
         else:
             report = run_report(history, args.ref)
@@ -52,13 +56,19 @@ def report_cmd(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     finally:
         history.close()
+    want_plots = not args.no_plots and bool(report.plots)
+    if want_plots and importlib.util.find_spec("matplotlib") is None:  # before any file is made
+        print(
+            "ftmon: plots need matplotlib: pip install 'ftmon[report]' (or --no-plots)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     out = args.out if args.out is not None else Path("reports") / report.slug
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         print(f"ftmon: cannot write the report into {out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
-    want_plots = not args.no_plots and bool(report.plots)
     try:
         if args.html:  # the PNGs go inside the page; no loose files beside it
             with tempfile.TemporaryDirectory() as tmp:

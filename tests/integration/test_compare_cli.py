@@ -58,3 +58,19 @@ def test_unknown_run_and_unknown_sort_exit_2_with_one_line(tmp_path: Path) -> No
     bad = ftmon("compare", "run-a", "--sort", "speed", "--logs-dir", str(tmp_path))
     assert bad.returncode == 2 and bad.stderr.startswith("ftmon: --sort speed: no such column")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_report_of_an_unknown_run_or_bad_sort_makes_nothing(tmp_path: Path) -> None:
+    """Bad input to `ftmon report`: exit 2, one line, no report folder left behind."""
+    h = History.in_logs_dir(tmp_path / "logs")
+    _run(h, "run-a", 0.1, [2.0])
+    h.close()
+    out = tmp_path / "report"
+    missing = ftmon("report", "nope", "-o", str(out), "--logs-dir", str(tmp_path / "logs"))
+    assert missing.returncode == 2 and "no run matches 'nope'" in missing.stderr
+    assert not out.exists()
+    made = ftmon("report", "run-a", "-o", str(out), "--no-plots", "--logs-dir",
+                 str(tmp_path / "logs"))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    text = (out / "run-a.md").read_text()
+    assert "| step | val_loss |" in text and "![" not in text  # tables, no images
