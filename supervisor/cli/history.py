@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "replay",
-        help="run a recorded recipe again, as a new run linked to the old one",
+        help="run a recorded recipe again, as a new run linked to the old one (a SWEEP: "
+        "the whole study, as a new sweep)",
         description="Launch RUN's recorded recipe (with --set overrides) as a new run whose "
         "parent is RUN, and supervise it headless. Exit codes as for `ftmon run`. Secrets "
         "were not recorded: they are read from the environment.",
