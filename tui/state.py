@@ -168,9 +168,10 @@ class RunBook:
             view.argv, view.log_path, view.pid = event.argv, event.log_path, event.pid
             view.status, view.reason = "running", ""
             verb = "reattached" if event.reattached else "started"
-            items.append(
-                self._item(event.ts, event.run_id, "started", f"pid {event.pid}", tag=verb)
-            )
+            text = f"pid {event.pid}"
+            if event.finishing:  # what an ftmon that died left half done, finished now
+                text += f"; finishing its {event.finishing} for rule {event.finishing_rule}"
+            items.append(self._item(event.ts, event.run_id, "started", text, tag=verb))
         elif isinstance(event, MetricsObserved):
             view = self.runs.get(event.run_id)
             if view is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -135,6 +136,12 @@ class Printer:
                 how = f"could not be started (attempt {event.attempt})"
             pid = f", pid {event.pid}" if event.pid else ""
             self.line(f"{event.run_id}: {how}{pid}, log {event.log_path}")
+            if event.finishing:  # a decision the ftmon that died did not see through
+                when = time.strftime("%H:%M:%S", time.localtime(event.decided_at))
+                self.line(
+                    f"{event.run_id}:   finishing the {event.finishing} decided at {when} for"
+                    f" rule {event.finishing_rule} (the ftmon that decided it stopped half way)"
+                )
             if not event.reattached:
                 self.line(f"{event.run_id}:   $ {shell_join(event.argv)}")
         elif isinstance(event, ev.AnomalyFound):

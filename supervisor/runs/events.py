@@ -30,6 +30,11 @@ class RunStarted:
     log_path: str
     pid: int
     reattached: bool = False
+    # A reattached run's decision that an ftmon which died left unfinished, being finished now:
+    # "kill", "relaunch" or "pause" ("" when none), the rule that decided it and when.
+    finishing: str = ""
+    finishing_rule: str = ""
+    decided_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

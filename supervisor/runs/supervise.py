@@ -523,9 +523,13 @@ class Supervisor(RunWatching):
             handle = RunHandle("local", pid, start, (Path(rec.log_path),), extra={"pgid": pid})
         run = _Run(rec.id, recipe, rec.attempt, lineage, handle)
         run.state = state_of(rec.status) or RunState.RUNNING
-        self._emit(RunStarted(rec.id, self.clock(), rec.name, rec.attempt, rec.parent_id,
-                              rec.argv, rec.log_path, handle.pid, reattached=True))  # fmt: skip
         pending = self._resume_decision(run, rec)
+        self._emit(RunStarted(
+            rec.id, self.clock(), rec.name, rec.attempt, rec.parent_id, rec.argv, rec.log_path,
+            handle.pid, reattached=True, finishing=pending.kind if pending else "",
+            finishing_rule=pending.rule if pending else "",
+            decided_at=pending.ts if pending else 0.0,
+        ))  # fmt: skip
         # A log truncated or replaced while no ftmon watched is read again from its start (B).
         stored = LogHead(rec.log_head_len, rec.log_head_sha) if rec.log_head_len else None
         resume = check_resume(handle.log_path, rec.offset, rec.lineno, stored)

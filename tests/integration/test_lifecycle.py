@@ -62,6 +62,7 @@ def test_a_kill_interrupted_by_ftmons_death_is_finished_by_attach(tmp_path: Path
     res = ftmon("attach", run.id, "--logs-dir", str(logs), timeout=120)
 
     assert res.returncode == 0, res.stdout + res.stderr
+    assert "finishing the relaunch decided at" in res.stdout, "attach says what it finishes"
     assert not psutil.pid_exists(run.pid or 0) or psutil.Process(run.pid).status() == "zombie"
     after = history.get(run.id)
     assert after is not None and after.status == "killed"

@@ -68,5 +68,7 @@ async def test_startup_finishes_a_relaunch_left_half_done(tmp_path: Path) -> Non
         assert child.changes == ("lr 0.01 -> 0.005",) and ("spawn", child.id) in fake.calls
         assert [d.outcome for d in history.decisions(run_id)] == [f"relaunched as {child.id}"]
         assert app.book.runs[run_id].status == "killed"
+        said = [i.text for i in app.book.feed if i.run_id == run_id and i.kind == "started"]
+        assert said == ["pid 900000; finishing its relaunch for rule nan"]
         assert any(isinstance(m, RunStateChanged) for m in messages), "states reach the app"
         await sup.close(kill=True)
