@@ -171,7 +171,8 @@ class Supervisor(RunWatching):
         self._change(run, RunState.STARTING, reason or "launched")
         self._emit(RunStarted(run_id, now, recipe.name, attempt, parent_id,
                               tuple(plan.argv_shown), str(plan.log_path), handle.pid))  # fmt: skip
-        self._change(run, RunState.RUNNING, f"started as pid {handle.pid}")
+        how = f"pid {handle.pid}" if handle.pid else f"{handle.executor} job {handle.job_id}"
+        self._change(run, RunState.RUNNING, f"started as {how}")
         if warning:
             self._act(run_id, "alert", "preflight", warning)
         if unsafe:
