@@ -1,7 +1,10 @@
 """How well does detection hold on real logs? Precision, recall and delay per label.
 
-    python bench/corpus.py                      # tests/corpus/dev and tests/corpus/test
+    python bench/corpus.py                      # dev, test (now tuning data) and holdout
     python bench/corpus.py --dirs tests/corpus/dev ../shared/corpus --files
+
+tests/corpus/holdout is the blind half: it prints aggregates only, never which file failed
+(`--files` skips it), so that tuning cannot look at it file by file (tests/corpus/README.md).
 
 Each folder holds real excerpts and an INDEX.tsv (`file, label, framework, source,
 first_anomaly_line, note`, see tests/corpus/README.md). Every file is scanned in-process by the
@@ -37,6 +40,8 @@ from supervisor.monitoring.monitor import Monitor  # noqa: E402
 from supervisor.reading.tail import Tail  # noqa: E402
 
 LATITUDE = 3
+# The blind half of tests/corpus: measured in aggregate only, never listed file by file.
+HOLDOUT = "holdout"
 LABELS = ("nan", "oom", "repetition", "spike", "stall", "normal")
 # Rule names -> the label a person would give. A grad-norm explosion or a diverging eval loss is
 # a spike; a loss-scale cascade down to a tiny scale is the optimizer's view of non-finite
@@ -186,9 +191,11 @@ def format_table(name: str, scored: list[Scored]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default = [ROOT / "tests" / "corpus" / "dev", ROOT / "tests" / "corpus" / "test"]
+    default = [ROOT / "tests" / "corpus" / half for half in ("dev", "test", HOLDOUT)]
     ap.add_argument("--dirs", nargs="+", type=Path, default=default, help="corpus folders")
-    ap.add_argument("--files", action="store_true", help="list every file that fails")
+    ap.add_argument(
+        "--files", action="store_true", help=f"list every file that fails (never for {HOLDOUT}/)"
+    )
     args = ap.parse_args(argv)
     for folder in args.dirs:
         scored = score_folder(folder)
@@ -196,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{folder}: no INDEX.tsv", file=sys.stderr)
             return 2
         print(format_table(str(folder), scored))
-        if args.files:
+        if args.files and folder.name == HOLDOUT:
+            print(f"    ({HOLDOUT}: aggregates only, files are not listed)")
+        elif args.files:
             for s in scored:
                 if problem := s.problem():
                     print(f"    {s.row['file']}: {problem}")

@@ -21,7 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.corpus import LABEL_RULES, LATITUDE, figures, read_index, scan_in_process, score_file
+from bench.corpus import (
+    HOLDOUT,
+    LABEL_RULES,
+    LATITUDE,
+    figures,
+    read_index,
+    scan_in_process,
+    score_file,
+)
 from supervisor.events import Severity
 from tests.conftest import CORPUS, ROOT, SHARED
 
@@ -170,6 +178,29 @@ def test_held_out_corpus_is_whole_and_split_by_label() -> None:
     names = [row["file"] for _, row in HELD_ROWS]
     assert len(names) == len(set(names))
     assert all("https://github.com/" in row["source"] for _, row in HELD_ROWS)
+
+
+HOLDOUT_ROWS = read_index(HELD_OUT / HOLDOUT)
+
+
+def _url(row: dict[str, str]) -> str:
+    return row["source"].split("(")[-1].rstrip(")")
+
+
+def test_holdout_is_new_and_well_formed() -> None:
+    """The blind half: 60+ files, each listed once with a GitHub source that no other corpus
+    folder uses, its label in its name, and its first anomalous line inside the file."""
+    assert len(HOLDOUT_ROWS) >= 60
+    others = [row for _, row in HELD_ROWS] + ROWS
+    assert not {_url(r) for r in HOLDOUT_ROWS} & {_url(r) for r in others}
+    assert len({_url(r) for r in HOLDOUT_ROWS}) == len(HOLDOUT_ROWS)
+    assert {r["file"] for r in HOLDOUT_ROWS} == {p.name for p in (HELD_OUT / HOLDOUT).glob("*.log")}
+    for row in HOLDOUT_ROWS:
+        assert row["source"].count("https://github.com/") == 1, row["file"]
+        assert row["file"].split("_")[1] == row["label"], row["file"]
+        first = int(row["first_anomaly_line"])
+        lines = (HELD_OUT / HOLDOUT / row["file"]).read_text(encoding="utf-8").splitlines()
+        assert (first == 0) == (row["label"] == "normal") and first <= len(lines), row["file"]
 
 
 def test_held_out_figures_hold_their_floor() -> None:
