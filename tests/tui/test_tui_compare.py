@@ -112,3 +112,7 @@ async def test_launching_a_sweep_recipe_runs_its_members_and_c_compares_them(
         await pilot.pause()
         assert app.screen.choices[0] == app.history.sweeps()[0].id
         assert [r.values for r in app.screen.table.rows] == [{"steps": 3}, {"steps": 4}]
+        second = app.screen.table.rows[1].run_id
+        await pilot.press("down", "enter")  # the highlighted member, on the main screen
+        await pilot.pause()
+        assert app.screen is app.main_screen and app.main_screen.selected == second

@@ -3,13 +3,15 @@ and one plot overlaying every row's curve of the chosen metric.
 
 The rows come from supervisor/report/compare.py, the same function the CLI uses, so the screen
 and `ftmon compare` cannot disagree. `n` / `N` walk the sweeps (newest first, then "latest
-runs"), `s` sorts by the next metric, `m` plots the next metric.
+runs"), `s` sorts by the next metric, `m` plots the next metric, Enter opens the highlighted
+row's run on the main screen.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -140,6 +142,18 @@ class CompareScreen(Screen[None]):
     def action_metric(self) -> None:
         self.metric = PLOTTED[(PLOTTED.index(self.metric) + 1) % len(PLOTTED)]
         self._plot()
+
+    @on(DataTable.RowSelected, "#table")
+    def _row_chosen(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row: back to the main screen with that row's run selected (when this
+        ftmon shows it: a run of this session or reattached)."""
+        rows = self.table.rows if self.table else []
+        if not 0 <= event.cursor_row < len(rows):
+            return
+        run_id = rows[event.cursor_row].run_id
+        self.app.pop_screen()
+        if run_id and self.ftmon.book.get(run_id) is not None:
+            self.ftmon.main_screen.select(run_id)
 
     def action_back(self) -> None:
         self.app.pop_screen()
