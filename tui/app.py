@@ -27,7 +27,8 @@ from supervisor.notify.delivery import DeliveryResult
 from supervisor.notify.notifier import NOTIFY_CLOSE_SECS, Notifier, failure_line, tee
 from supervisor.recipe.model import Recipe, RecipeError, load_recipe
 from supervisor.runs.events import RunStarted
-from supervisor.runs.supervise import AttachError, LaunchRefused, Supervisor
+from supervisor.runs.reattach import AttachError
+from supervisor.runs.supervise import LaunchRefused, Supervisor
 from supervisor.store.history import History, HistoryError, default_logs_dir
 from tui.bridge import Bridge, MetricsArrived, RunEventMessage, RunLaunched
 from tui.screens.confirm import ConfirmQuit

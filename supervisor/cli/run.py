@@ -262,7 +262,8 @@ async def _supervise(
     import signal
 
     from supervisor.notify.notifier import tee
-    from supervisor.runs.supervise import AttachError, LaunchRefused, Supervisor
+    from supervisor.runs.reattach import AttachError
+    from supervisor.runs.supervise import LaunchRefused, Supervisor
     from supervisor.store.history import HistoryError
 
     sup = Supervisor(history, logs_dir, tee(printer, notifier))  # type: ignore[arg-type]

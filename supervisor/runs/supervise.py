@@ -12,7 +12,6 @@ after the end the task relaunches when the policy (or the user) asked for it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -22,30 +21,26 @@ from typing import Any
 import psutil
 
 from supervisor.events import Anomaly, Severity
-from supervisor.reading.identity import LogHead, check_resume
 from supervisor.recipe.model import Recipe, RecipeError
-from supervisor.redaction import redact_anomaly
-from supervisor.runs import adjust, checkpoints, policy, writes
+from supervisor.runs import checkpoints, policy, writes
 from supervisor.runs import plan as planning
-from supervisor.runs.engine import PolicyEngine
+from supervisor.runs.deciding import _relaunch_decision
 from supervisor.runs.events import (
-    AnomalyFound,
     ChainStopped,
     RunEnded,
     RunEvent,
-    RunPaused,
     RunRelaunched,
     RunResumed,
     RunStarted,
 )
 from supervisor.runs.executors.base import Executor, LaunchSpec, RunHandle, SpawnError
 from supervisor.runs.executors.choose import ByHandle, executor_for
-from supervisor.runs.executors.torchrun import pause_warning
-from supervisor.runs.replay import recorded_recipe, recorded_recipe_text, replay_recipe
-from supervisor.runs.state import SIGNALLABLE_STATES, RunState, state_of
-from supervisor.runs.supervise_run import RunWatching, _Lineage, _Run, _settle
-from supervisor.store.history import History, RunRecord
-from supervisor.store.schema import Decision, RunEnd
+from supervisor.runs.reattach import Reattaching, process_alive
+from supervisor.runs.replay import replay_recipe
+from supervisor.runs.state import RunState
+from supervisor.runs.supervise_run import _Lineage, _Run, _settle
+from supervisor.store.history import History
+from supervisor.store.schema import RunEnd
 
 # Inherited variables worth keeping in the history beside the recipe's own env: they change
 # what a run does, and a pasted command should set them as the run had them.
@@ -60,11 +55,7 @@ class LaunchRefused(Exception):
     secret is missing from the environment, the folder cannot be written). For a person."""
 
 
-class AttachError(Exception):
-    """The run cannot be reattached (unknown, ended, supervised here already)."""
-
-
-class Supervisor(RunWatching):
+class Supervisor(Reattaching):
     """Launches and supervises runs; see the module docstring. All methods run on one loop."""
 
     def __init__(
@@ -202,24 +193,6 @@ class Supervisor(RunWatching):
             )
         return ""
 
-    def _lineage_for(self, parent: RunRecord | None) -> _Lineage | None:
-        """The lineage a child joins: the one in memory, else rebuilt from the history (a
-        replay of an old run, a relaunch after a reattach)."""
-        if parent is None:
-            return None
-        if parent.id in self._lineages:
-            return self._lineages[parent.id]
-        chain = self.history.lineage(parent.id)
-        lineage = _Lineage(
-            chain[0].id, chain[0].base_fingerprint, asyncio.get_running_loop().create_future()
-        )
-        for rec in chain:
-            for action in self.history.actions(rec.id):
-                if action.kind == "relaunch" and action.ok and action.rule != "user":
-                    lineage.by_rule[action.rule] += 1
-            self._lineages[rec.id] = lineage
-        return lineage
-
     async def _after_end(self, run: _Run, ended: RunEnded) -> None:
         """Relaunch if the policy (or the user) decided so, then close the run: its end state
         written with the relaunch (or the chain's stop) and its decision marked done."""
@@ -275,111 +248,6 @@ class Supervisor(RunWatching):
         problem = planning.check_base_weights(recipe.base_weights, lineage.fingerprint, cwd)
         if problem:
             raise policy.ChainStop(f"base weights changed since the first launch: {problem}")
-
-    # --- the policy -----------------------------------------------------------------------
-
-    def _on_anomaly(self, run: _Run, anomaly: Any) -> None:
-        """Record an anomaly and act on it as the recipe says, through the one policy engine
-        (runs/engine.py; called by watch_log in line order; a kill is started here and runs
-        in a worker thread while reading goes on)."""
-        if not isinstance(anomaly, Anomaly):
-            return
-        anomaly = redact_anomaly(dataclasses.replace(anomaly, run_id=run.run_id))
-        self._emit(AnomalyFound(run.run_id, anomaly.ts, anomaly))
-        if anomaly.severity >= Severity.ERROR and anomaly.rule != "exit":
-            run.errors += 1
-        run.unrecorded = anomaly  # written with the state change it causes, if it causes one
-        try:
-            self._apply_policy(run, anomaly)
-        finally:
-            if run.unrecorded is not None:  # it changed no state: written on its own
-                run.unrecorded = None
-                self.history.add_anomaly(run.run_id, anomaly)
-
-    def _apply_policy(self, run: _Run, anomaly: Anomaly) -> None:
-        """The one policy engine's decision for `anomaly`, carried out."""
-        engine = PolicyEngine(lambda rule: policy.action_for(run.recipe, rule))
-        followed = run.relaunch is not None or run.chain_stop is not None
-        if run.state is None or run.kill_reason:
-            return  # already being stopped
-        kind = engine.decide(run.state, anomaly, followed=followed)
-        if not kind:
-            return
-        run.last_rule = anomaly.rule
-        if kind == "alert":
-            self._act(run.run_id, "alert", anomaly.rule, anomaly.message)
-        elif kind == "pause":
-            why = policy.pause_reason(anomaly.rule, anomaly.message, run.pid)
-            self._pause(run, why, anomaly.rule)
-        elif kind == "kill":
-            self._begin_kill(run, f"killed by ftmon: rule {anomaly.rule}", anomaly.rule)
-        elif kind == "relaunch":
-            self._plan_policy_relaunch(run, anomaly.rule)
-            if run.state in SIGNALLABLE_STATES:  # not a rule that fired on the exit itself
-                self._begin_kill(run, f"killed by ftmon: rule {anomaly.rule}", anomaly.rule)
-
-    def _plan_policy_relaunch(self, run: _Run, rule: str) -> None:
-        """Work out the child's recipe before the kill; a chain that cannot go on is stopped
-        (and told) once the run has ended."""
-        try:
-            policy.check_relaunch_allowed(run.recipe, rule, run.lineage.by_rule, run.attempt)
-            recipe, changes = self._adjusted(run.recipe, rule)
-        except policy.ChainStop as exc:
-            run.relaunch, run.chain_stop = None, (rule, str(exc))
-            return
-        run.relaunch = (recipe, changes, rule, policy.relaunch_reason(rule, changes))
-
-    def _adjusted(self, recipe: Recipe, rule: str) -> tuple[Recipe, list[str]]:
-        try:
-            new, changes = adjust.relaunch_recipe(recipe, rule)
-        except adjust.AdjustmentExhausted as exc:
-            raise policy.ChainStop(exc.reason) from exc
-        except RecipeError as exc:
-            raise policy.ChainStop(f"the adjusted recipe is not valid: {exc}") from exc
-        return new, [str(c) for c in changes]
-
-    def _begin_kill(self, run: _Run, reason: str, rule: str) -> None:
-        """Journal the decision (kill, or the relaunch that follows it) with the move to
-        `killing`, then kill; the decision is marked done when the run is closed."""
-        if run.kill_reason or run.state not in SIGNALLABLE_STATES:
-            return
-        if not self.executor.alive(run.handle):
-            # The rule fired on the last lines of a run that has already exited (they are read
-            # before its exit is fed): nothing to kill, and its own exit status says how it
-            # ended.
-            return
-        run.kill_reason = reason
-        if run.relaunch is not None:
-            journal = _relaunch_decision(run.relaunch)
-        else:
-            journal = Decision("kill", rule, reason)
-        self._change(run, RunState.KILLING, reason, rule, decide=journal)
-        run.killing = asyncio.ensure_future(self._kill(run, rule))
-
-    async def _kill(self, run: _Run, rule: str) -> None:
-        saved = await writes.wait_before_kill(
-            run.recipe, run.run_id, run.attempt, run.handle.log_path
-        )  # a checkpoint being written is finished first: a kill must not corrupt it
-        report = await self.executor.kill(run.handle, run.recipe.kill_grace_secs)
-        detail = f"{run.kill_reason}: {saved}{report.detail()}"
-        self._act(run.run_id, "kill", rule, detail, ok=report.all_gone)
-
-    def _pause(self, run: _Run, reason: str, rule: str) -> None:
-        """Journal the pause with the move to `pausing`, stop the run, confirm."""
-        if run.state is not RunState.RUNNING:
-            return
-        self._change(run, RunState.PAUSING, reason, rule, decide=Decision("pause", rule, reason))
-        if self.executor.pause(run.handle):
-            self._change(
-                run, RunState.PAUSED, reason, rule, action=("pause", reason, True), done="paused"
-            )
-            # A distributed job must be resumed before its process group times out.
-            warning = pause_warning(run.handle)
-            said = f"{reason}; {warning}" if warning else reason
-            self._emit(RunPaused(run.run_id, self.clock(), said))
-        else:
-            self._change(run, RunState.RUNNING, "nothing to pause: the process is gone", rule,
-                         done="the process is gone")  # fmt: skip
 
     # --- what the user (TUI) can do -------------------------------------------------------
 
@@ -464,11 +332,6 @@ class Supervisor(RunWatching):
         except policy.ChainStop:
             return recipe, []
 
-    def _recipe_from_history(self, run_id: str) -> Recipe:
-        """The recorded recipe; without a `cwd` of its own it gets the folder the run ran in,
-        so that a relaunch from an ftmon started elsewhere runs where the run did."""
-        return recorded_recipe(self.history.resolve(run_id))
-
     def _live(self, run_id: str) -> _Run:
         run = self._runs.get(run_id)
         if run is None:
@@ -485,97 +348,7 @@ class Supervisor(RunWatching):
             raise KeyError(f"{run_id} is not supervised here")
         return await asyncio.shield(lineage.final)
 
-    # --- reattach and close ---------------------------------------------------------------
-
-    async def attach(self, run_id: str) -> str:
-        """Reattach a run from the history and read on from the stored offset and line number:
-        no line twice, none skipped. A run whose process has gone (or whose pid now names
-        another process) is read to its end and closed. Returns the run's id."""
-        rec = self.history.resolve(run_id)
-        if rec.id in self._runs:
-            raise AttachError(f"{rec.id} is supervised here already")
-        if not rec.live:
-            why = f" ({rec.end_reason})" if rec.end_reason not in ("", rec.status) else ""
-            raise AttachError(
-                f"{rec.id} has ended: {rec.status}{why}; nothing to reattach. "
-                f"See it with `ftmon show {rec.id}`, run it again with `ftmon replay {rec.id}`"
-            )
-        try:
-            recipe = self._recipe_from_history(rec.id)
-        except RecipeError as exc:
-            raise AttachError(f"{rec.id}: the recorded recipe no longer loads: {exc}") from exc
-        lineage = self._lineage_for(rec) if rec.parent_id else None
-        if lineage is None:
-            lineage = _Lineage(
-                rec.id, rec.base_fingerprint, asyncio.get_running_loop().create_future()
-            )
-        lineage.last_run_id = rec.id
-        self._lineages[rec.id] = lineage
-        owner = self.history.claim(rec.id, *self._me, process_alive)
-        if owner is not None:
-            raise AttachError(
-                f"{rec.id} is supervised by another ftmon (pid {owner}); stop that one first"
-            )
-        pid, start = rec.pid or 0, rec.proc_start_time or 0.0
-        if rec.executor:  # the row's pid and start time name the process (the columns rule)
-            described = {**rec.executor, "pid": pid, "start_time": start}
-            handle = self.executor.handle_from(described)
-        else:  # a run recorded before handles were: a local process group
-            handle = RunHandle("local", pid, start, (Path(rec.log_path),), extra={"pgid": pid})
-        run = _Run(rec.id, recipe, rec.attempt, lineage, handle)
-        run.state = state_of(rec.status) or RunState.RUNNING
-        pending = self._resume_decision(run, rec)
-        self._emit(RunStarted(
-            rec.id, self.clock(), rec.name, rec.attempt, rec.parent_id, rec.argv, rec.log_path,
-            handle.pid, reattached=True, finishing=pending.kind if pending else "",
-            finishing_rule=pending.rule if pending else "",
-            decided_at=pending.ts if pending else 0.0,
-        ))  # fmt: skip
-        # A log truncated or replaced while no ftmon watched is read again from its start (B).
-        stored = LogHead(rec.log_head_len, rec.log_head_sha) if rec.log_head_len else None
-        resume = check_resume(handle.log_path, rec.offset, rec.lineno, stored)
-        if resume.restarted:
-            self._act(rec.id, "alert", "log", resume.reason)
-        run.log_head = None if resume.restarted else stored
-        rec = dataclasses.replace(rec, offset=resume.offset, lineno=resume.lineno)
-        if run.state is RunState.PAUSED:
-            why = "was paused when reattached; resume it, relaunch it or kill it"
-            self._emit(RunPaused(rec.id, self.clock(), why))
-        if not self.executor.alive(handle):
-            await self._catch_up(run, rec)  # its decision, if any, is finished there
-            return rec.id
-        self._start(run, offset=rec.offset, lineno=rec.lineno)
-        if pending is not None and pending.kind in ("kill", "relaunch"):
-            if run.state is not RunState.KILLING:
-                self._change(run, RunState.KILLING, run.kill_reason, pending.rule)
-            run.killing = asyncio.ensure_future(self._kill(run, pending.rule))
-        elif pending is not None and pending.kind == "pause":
-            if self.executor.pause(handle):
-                self._change(run, RunState.PAUSED, pending.reason, pending.rule,
-                             action=("pause", pending.reason, True), done="paused")  # fmt: skip
-            else:
-                self._change(run, RunState.RUNNING, "nothing to pause", done="gone")
-        return rec.id
-
-    def _resume_decision(self, run: _Run, rec: RunRecord) -> Decision | None:
-        """The decision an ftmon that died left unfinished, taken up again: a kill's reason, a
-        relaunch's recipe and changes (journaled before they were carried out)."""
-        pending = self.history.decisions(rec.id, open_only=True)
-        if not pending:
-            return None
-        decision = pending[-1]
-        run.decision, run.decision_kind = decision.id, decision.kind
-        if decision.kind == "relaunch":
-            run.kill_reason = _kill_reason(decision.rule)
-            started = [c for c in self.history.children(rec.id) if c.started_at >= decision.ts]
-            if started:  # it died after the child started, before closing the run: not twice
-                run.relaunched_as = started[0].id
-                return decision
-            child = recorded_recipe_text(decision.recipe_yaml, rec.cwd, f"{rec.id} (decision)")
-            run.relaunch = (child, list(decision.changes), decision.rule, decision.reason)
-        elif decision.kind == "kill":
-            run.kill_reason = decision.reason
-        return decision
+    # --- close ------------------------------------------------------------------------------
 
     async def close(self, kill: bool = False) -> None:
         """Stop supervising. Runs keep running (rows stay live, offsets saved: `ftmon attach`
@@ -588,22 +361,3 @@ class Supervisor(RunWatching):
             elif not run.kill_reason:  # a kill under way is seen through to the run's end
                 run.stop.set()
         await asyncio.gather(*(r.task for r in runs if r.task), return_exceptions=True)
-
-
-def process_alive(pid: int, start: float) -> bool:
-    """Whether the supervisor (an ftmon) that owns a run is still alive (History.claim)."""
-    from supervisor.runs.executors.process import is_alive
-
-    return is_alive(pid, start)
-
-
-def _relaunch_decision(relaunch: tuple[Recipe, list[str], str, str]) -> Decision:
-    recipe, changes, rule, reason = relaunch
-    return Decision("relaunch", rule, reason, recipe.to_yaml(), tuple(changes))
-
-
-def _kill_reason(rule: str) -> str:
-    """Why a run is killed for a relaunch (the relaunch decision names the rule)."""
-    if rule == "user":
-        return "killed by the user for a relaunch"
-    return f"killed by ftmon: rule {rule}"

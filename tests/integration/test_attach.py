@@ -14,7 +14,8 @@ import pytest
 
 from supervisor.recipe.model import load_recipe
 from supervisor.runs import events as ev
-from supervisor.runs.supervise import AttachError, Supervisor
+from supervisor.runs.reattach import AttachError
+from supervisor.runs.supervise import Supervisor
 from supervisor.store.history import History
 from tests.integration.test_run_cli import ROOT, ftmon, ftmon_argv, ftmon_here, wait_for_metrics
 from tests.programs.recipes import write_recipe
