@@ -204,6 +204,12 @@ def run_report(history: Any, ref: str) -> Report:
     b.append(Para(f"Recipe `{rec.name}`; {len(chain)} run(s) in its lineage, the last "
                   f"{last.id} {last.status}. Started {_when(chain[0].started_at)}, "
                   f"ended {_when(end)}{wall}."))  # fmt: skip
+    member = history.sweep_member_of(rec.id)
+    if member is not None:
+        values = " ".join(f"{k}={_short(v)}" for k, v in member.values.items())
+        sweep = member.sweep_id
+        b.append(Para(f"Member {member.member} ({values}) of sweep `{sweep}`: "
+                      f"`ftmon report {sweep}` compares it with the others."))  # fmt: skip
     evals = [m for m in history.metrics(last.id) if m.kind == "eval"]
     if evals:
         names = list(dict.fromkeys(m.name for m in evals))

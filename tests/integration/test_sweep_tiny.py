@@ -77,6 +77,9 @@ def test_tiny_sweep_relaunches_its_nan_member_then_compares_and_reports(tmp_path
         assert not db.execute("SELECT 1 FROM runs WHERE parent_id = ?", (run_id,)).fetchall()
     db.close()
     shown = ftmon("show", children[0][0], "--logs-dir", str(logs)).stdout
+    one = ftmon("report", children[0][0], "--no-plots", "-o", str(tmp_path / "one"),
+                "--logs-dir", str(logs))  # fmt: skip
+    assert f"Member 4 (lr=5 clip=0) of sweep `{sweep_id}`" in Path(one.stdout.strip()).read_text()
     assert f"sweep     {sweep_id}  member 4 (lr=5.0 clip=0.0)" in shown  # a relaunch's study
 
     table = json.loads(ftmon("compare", sweep_id, "--json", "--logs-dir", str(logs)).stdout)
