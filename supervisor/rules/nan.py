@@ -39,12 +39,35 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         "NaN detected",
     ),
     # A loss / norm / perplexity printed as nan in a line the parser did not read as metrics
-    # ("iter 3010: loss nan, time ..."). `\bnan\b` keeps "nanochat", "nanms", "finance" out.
+    # ("iter 3010: loss nan, time ...", "'loss/train': 'nan'", "[Loss] nan"). `\bnan\b` keeps
+    # "nanochat", "nanms", "finance" out.
     (
         re.compile(
-            r"(?:loss|norm|ppl|perplexity)\w*['\"]?\s*(?:[:=]|\bis\b)?\s*['\"]?-?nan(?![\w-])", re.I
+            r"(?:loss|norm|ppl|perplexity)[\w/.@-]*['\"\]]?\s*(?:[:=]|\bis\b)?\s*['\"]?-?nan(?![\w-])",
+            re.I,
         ),
         "non-finite value printed",
+    ),
+    # The same for an infinite loss or perplexity ("Loss is Infinity.", "loss = inf"); not a
+    # norm: an inf grad norm in fp16 warm-up is the scaler's search (see overflow_steps).
+    (
+        re.compile(
+            r"(?<![\w/.])(?<!min )(?<!best )"
+            r"(?:(?:train|training|lm|total|val|eval|valid|test)[_/ .-]?)?"
+            r"(?:loss|ppl|perplexity)(?:[_/.-](?:train|total|avg|mean|step))?['\"\]]?"
+            r"\s*(?:[:=]|\bis\b)\s*['\"]?[-+]?inf(?:inity)?(?![\w-])",
+            re.I,
+        ),
+        "infinite value printed",
+    ),
+    # The frameworks' own words for a loss that stopped being finite: detectron2's "Loss
+    # became infinite or NaN", Keras' TerminateOnNaN "Invalid loss, terminating training".
+    (
+        re.compile(
+            r"\bloss\s+(?:became|becomes|is|was)\s+(?:infinite|inf|infinity)\b|\binvalid loss\b",
+            re.I,
+        ),
+        "non-finite loss",
     ),
 )
 
@@ -66,7 +89,12 @@ class NanRule(Rule):
     name = "nan"
     Settings = NanSettings
     handles = (Metric, Eval, Text)
-    text_gate = ("nan", "loss scale", "tensor(")
+    # Lower-cased substrings one of which a line must hold before the patterns run ("inf"
+    # alone would let every INFO line through).
+    text_gate = (
+        "nan", "loss scale", "tensor(", "infinit", "invalid loss",
+        ": inf", "= inf", "=inf", "is inf", "'inf", '"inf', " inf ", " inf,",
+    )  # fmt: skip
 
     def __init__(self, settings: NanSettings | None = None) -> None:
         super().__init__(settings)

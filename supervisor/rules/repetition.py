@@ -34,7 +34,13 @@ looser, stricter-to-fire signs:
 - near-duplicate prose lines: `near_lines` lines in a row (blank lines between them ignored)
   whose words mostly agree (`near_similarity`, on tokens) but are not the same line printed
   again (`I looked at the third one ...`, `... the fourth one ...`); copies of one sentence
-  count too when blank lines separate them, as a model's paragraphs are.
+  count too when blank lines separate them, as a model's paragraphs are. Lines that differ
+  only in numbers and punctuation (`- 0.017 MB of 0.069 MB uploaded`, `\\ 0.069 MB ...`) are a
+  status line counting up, not text, and never count;
+- a block that drifts: at least `block_lines` lines (blank lines ignored, not all the same)
+  followed by a second copy in which every line is the same or a near-duplicate of the line
+  one block back (a chat template looping with its answer reworded and `</s>` growing); rows
+  of a printed table (`│ ... │`) are alike by construction and never count.
 
 What healthy logs repeat must not fire, so these never count: lines with no letters (`-----`,
 `=====`, `|------|` tables, `████` bars, numbers), lines that look like log records (a level
@@ -107,6 +113,8 @@ _ID_RUN = re.compile(r"(\d{1,7})(?:[,\s]+\1\b){15,}")
 _LAST_NUMBER = re.compile(r"(\d+)\D{0,8}$")
 _DATA_LIST = re.compile(r"input_ids|labels|attention_mask|position_ids|pad|mask|prompt", re.I)
 _MARKER_START = frozenset("0123456789-*•\\")
+# A row of a printed table (`│ cell │ cell │`): its rows look alike by construction.
+_TABLE_ROW = re.compile(r"^\s*[│┃║|].*[│┃║|]\s*$")
 _SAMPLE_CACHE = 256  # samples judged and remembered (the cache is emptied when full)
 _SAMPLE_CACHE_CHARS = 4096  # longer samples are judged afresh: the cache stays small
 _UNKNOWN = object()
@@ -160,6 +168,15 @@ def periodic_tail(text: str, max_unit: int = 80) -> tuple[str, int, int]:
 def similar(a: list[str], b: list[str]) -> float:
     """How much two token lists agree (difflib's ratio: 2 * matches / total)."""
     return SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def counters_only(a: list[str], b: list[str]) -> bool:
+    """Whether two token lists differ only in tokens without letters (numbers, spinners)."""
+    sm = SequenceMatcher(None, a, b, autojunk=False)
+    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+        if tag != "equal" and any(any(c.isalpha() for c in t) for t in a[i1:i2] + b[j1:j2]):
+            return False
+    return True
 
 
 def repeated_token_run(toks: list[str], max_unit: int = 8) -> tuple[int, int, int]:
@@ -257,6 +274,10 @@ class RepetitionRule(Rule):
         self._near_prev: list[str] | None = None
         self._near_blank = False
         self._near_run: list[str] = []
+        # Recent text lines for the drifting-block check: (tokens, text), and per period the
+        # number of lines in a row that match the line one period back.
+        self._fuzzy: deque[tuple[list[str], str]] = deque(maxlen=s.max_block)
+        self._fuzzy_runs = [0] * (s.max_block + 1)
 
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, (Metric, Eval)):
@@ -356,6 +377,8 @@ class RepetitionRule(Rule):
             self._runs = [0] * (s.max_block + 1)
             self._near_prev = None
             self._near_run = []
+            self._fuzzy.clear()
+            self._fuzzy_runs = [0] * (s.max_block + 1)
             return None
         near = self._judge_near(stripped)
         if near is not None:
@@ -398,7 +421,8 @@ class RepetitionRule(Rule):
                         tuple(clip(t) for t in shown),
                     )
         recent.append((key, stripped, marked))
-        return found
+        drift = self._judge_drifting_block(key, stripped)
+        return found or drift
 
     def _is_text_block(self, block: list[tuple[str, str, bool]]) -> bool:
         """A block of generated text or code: distinct lines, none a log record, mostly words
@@ -406,7 +430,7 @@ class RepetitionRule(Rule):
         keys = [k for k, _, _ in block]
         if len(set(keys)) < self.settings.block_lines:
             return False
-        if any(_LOG_LIKE.search(k) for k in keys):
+        if any(_LOG_LIKE.search(k) or _TABLE_ROW.match(k) for k in keys):
             return False
         prose = sum(1 for k in keys if any(c.isalpha() for c in k))
         return prose * 2 >= len(keys) and any(len(tokens(k)) >= 3 for k in keys)
@@ -481,6 +505,44 @@ class RepetitionRule(Rule):
             return f"a log line is mostly repeats of {shown}"
         return None
 
+    def _lines_agree(self, a: list[str], b: list[str]) -> bool:
+        """The same line, or a near-duplicate sentence whose words (not numbers) changed."""
+        if a == b:
+            return True
+        s = self.settings
+        if min(len(a), len(b)) < 3 or (a[0] != b[0] and a[-1] != b[-1]):
+            return False  # cheap: reworded copies keep their start or their end
+        return similar(a, b) >= s.near_similarity and not counters_only(a, b)
+
+    def _judge_drifting_block(self, key: str, stripped: str) -> tuple[str, tuple[str, ...]] | None:
+        """A block of text lines followed by a copy whose lines match it, some only nearly."""
+        s = self.settings
+        recent = self._fuzzy
+        runs = self._fuzzy_runs
+        if not _is_prose(key) or _TABLE_ROW.match(key):
+            recent.clear()  # log records, tables and numbers break a block of generated text
+            self._fuzzy_runs = [0] * (s.max_block + 1)
+            return None
+        toks = tokens(key)
+        found: tuple[str, tuple[str, ...]] | None = None
+        for p in range(1, min(len(recent), s.max_block) + 1):
+            if not self._lines_agree(recent[-p][0], toks):
+                runs[p] = 0
+                continue
+            runs[p] += 1
+            if found is None and p >= s.block_lines and runs[p] == p * (s.block_copies - 1):
+                texts = [t for _, t in list(recent)[-p:]]
+                # As for an exact block: distinct lines, mostly words (an exact copy is
+                # reported by the exact check first).
+                if self._is_text_block([(t, t, False) for t in texts]):
+                    copies = runs[p] // p + 1
+                    found = (
+                        f"a block of {p} lines repeated {copies} times with small changes",
+                        (*(clip(t) for t in texts[-2:]), clip(stripped)),
+                    )
+        recent.append((toks, stripped))
+        return found
+
     def _judge_near(self, stripped: str) -> tuple[str, tuple[str, ...]] | None:
         """Near-duplicate prose lines in a row (not the same line printed again)."""
         s = self.settings
@@ -493,9 +555,15 @@ class RepetitionRule(Rule):
             self._near_run = []
             return None
         prev, self._near_prev = self._near_prev, toks
-        if prev is None or similar(prev, toks) < s.near_similarity or (prev == toks and not blank):
+        if (
+            prev is None
+            or similar(prev, toks) < s.near_similarity
+            or (prev == toks and not blank)
+            or (prev != toks and counters_only(prev, toks))
+        ):
             # Unlike lines, or the same line again with nothing between (every rank prints the
-            # same sentence: the exact-repeat check above judges those, with its own count).
+            # same sentence: the exact-repeat check above judges those, with its own count), or
+            # a status line whose numbers count up.
             self._near_run = [stripped]
             return None
         self._near_run.append(stripped)

@@ -202,3 +202,32 @@ def test_megatron_skipped_and_nan_iteration_counts() -> None:
     ]
     found = scan(MEGATRON.format(it=2000, skip=0, nan=2))
     assert [(a.rule, a.message) for a in found] == [("nan", "2 nan iterations up to step 2000")]
+
+
+def test_an_infinite_loss_in_prose_and_the_frameworks_own_words() -> None:
+    """BigDL's 'Loss is Infinity.', a Keras callback's 'Invalid loss, terminating training' and
+    detectron2's 'Loss became infinite or NaN' are non-finite losses; 'best_loss: inf' before
+    the first evaluation is a record, not a loss."""
+    bigdl = (
+        "2017-08-20 16:11:42 INFO  DistriOptimizer$:295 - [Epoch 64 738304/1281167] Throughput "
+        "is 398.6954 records/second. Loss is 1.308916. Current learning rate is 0.0462.\n"
+        "2017-08-20 16:11:46 INFO  DistriOptimizer$:295 - [Epoch 64 740096/1281167] Throughput "
+        "is 447.22968 records/second. Loss is Infinity. Current learning rate is 0.0462.\n"
+    )
+    assert rules_of(scan(bigdl)) == [("nan", 2)]
+    keras = (
+        "Epoch 1/10\n"
+        "  3/234 [....] - ETA: 33:37 - loss: 44.4110Batch 3: Invalid loss, terminating training\n"
+    )
+    assert rules_of(scan(keras)) == [("nan", 2)]
+    d2 = "FloatingPointError: Loss became infinite or NaN at iteration=27!\n"
+    assert rules_of(scan(d2)) == [("nan", 1)]
+    healthy = "epoch 1 | best_loss: inf\n"
+    assert [a for a in scan(healthy) if a.rule == "nan"] == []
+
+
+def test_nan_under_a_path_like_key_or_in_brackets() -> None:
+    """`'loss/train': 'nan'` (a quoted value under a path-like key) and `[Loss] nan`."""
+    line = "train stats: {'rewards_train/chosen': 'nan', 'loss/train': 'nan', 'examples': 160768}\n"
+    assert rules_of(scan(line)) == [("nan", 1)]
+    assert rules_of(scan("E6 iter[ 14/ 15] | [Loss] nan | [step]   104\n")) == [("nan", 1)]

@@ -273,3 +273,34 @@ def test_a_repeated_multi_line_block() -> None:
     assert [a.rule for a in scan(paragraph * 2)] == ["repetition"]
     warning = "Using the latest cached version of the module from /root/.cache/modules\n"
     assert scan(warning * 8) == []
+
+
+def test_a_chat_template_loop_whose_copies_drift() -> None:
+    """A model writes the `<|user|>` / `<|assistant|>` turns itself; each copy rewords the
+    answer ('help' / 'assist') and grows its `</s>` run: reported when the second copy is
+    complete, although no two copies are the same."""
+    log = (
+        "hello\n\n======\nHello! How can I help you today?</s></s>\n\n"
+        "<|user|>\nhello</s>\n\n<|assistant|>\nHello! How can I assist you today?</s></s>\n\n"
+        "<|user|>\nhello</s>\n\n<|assistant|>\nHello! How can I help you today?</s></s></s>\n"
+    )
+    found = scan(log)
+    assert [a.rule for a in found] == ["repetition"], found
+    assert found[0].lineno == 15 and "small changes" in found[0].message
+
+
+def test_drifting_rows_of_a_table_and_counting_status_lines_are_not_loops() -> None:
+    """A rich table of samples (`│ ... │` rows alike by construction) and wandb's upload
+    spinner (lines that differ only in numbers and the spinner) are healthy."""
+    rows = "".join(
+        f"│ <|endoftext|><|{who}|>{c}<|end… │                                  │        │\n"
+        for who, c in [("prompter", "I"), ("prompter", "k"), ("assistant", "t")] * 2
+        + [("assistant", "f"), ("prompter", "b"), ("prompter", "w")] * 2
+    )
+    spinner = "".join(
+        f"wandb: {s} {a} MB of {b} MB uploaded (0.000 MB deduped)\n"
+        for s, a, b in [("-", "0.017", "0.017"), ("\\", "0.017", "0.069"), ("|", "0.017", "0.069"),
+                        ("/", "0.069", "0.069"), ("-", "0.069", "0.069")]
+    )  # fmt: skip
+    assert scan(rows) == []
+    assert scan(spinner) == []
