@@ -5,17 +5,19 @@ finds its job again by the job id in history."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from supervisor.recipe.model import load_recipe
 from supervisor.runs import events as ev
 from supervisor.runs.executors.slurm_cli import SlurmCli, available
 from supervisor.runs.supervise import Supervisor
 from supervisor.store.history import History
-from tests.conftest import async_wait_for, ftmon
-from tests.programs.recipes import base_weights, write_recipe
+from tests.conftest import ROOT, async_wait_for, ftmon
+from tests.programs.recipes import write_recipe
 
 WHY_NOT = available()
 pytestmark = pytest.mark.skipif(bool(WHY_NOT), reason=f"no Slurm here: {WHY_NOT}")
@@ -29,37 +31,44 @@ def job_of(history: History, run_id: str) -> str:
     return str(rec.executor["job_id"])
 
 
-async def test_a_nan_job_is_scancelled_and_relaunched_as_a_new_job(tmp_path: Path) -> None:
-    """lr 2e-4 goes NaN; the nan policy kills the job (TERM, then scancel) and submits the
-    adjusted recipe (lr x 0.01) as a second job, which trains to its end."""
-    weights = base_weights(tmp_path)
-    recipe = load_recipe(
-        write_recipe(
-            tmp_path, "train_nan.py", base_weights=str(weights), executor=SLURM,
-            args={"model": "{base_weights}", "output_dir": "{run_dir}/out", "lr": 2e-4},
-            on={"nan": {"do": "relaunch", "adjust": {"lr": "*0.01"}}},
-        )
-    )  # fmt: skip
+@pytest.mark.slow
+async def test_the_tiny_trainer_going_nan_is_scancelled_and_relaunched_as_a_new_job(
+    tmp_path: Path,
+) -> None:
+    """recipes/demo-unstable.yaml as a Slurm job: the reference trainer at lr 50 goes NaN, the
+    nan policy kills the job (TERM, then scancel) and submits the adjusted recipe (lr x 0.01)
+    as a second job, which trains to its end."""
+    data = yaml.safe_load((ROOT / "recipes" / "demo-unstable.yaml").read_text())
+    data["on"] = data.pop(True)  # PyYAML reads the key `on` as YAML 1.1's true
+    data["command"] = [sys.executable, "-m", "trainer"]  # this environment's torch
+    data["cwd"] = str(ROOT)
+    data["executor"] = SLURM
+    data["args"].update(steps=25, sample_every=0, eval_every=0, eval_size=4, threads=1)
+    data["env"] = {"OMP_NUM_THREADS": "1"}
+    data["preflight"] = {"enabled": False}
+    path = tmp_path / "demo-unstable.yaml"
+    path.write_text(yaml.safe_dump(data))
+    recipe = load_recipe(path)
     events: list[object] = []
     logs = tmp_path / "logs"
     sup = Supervisor(History(logs / "ftmon.db"), logs, events.append)
     try:
         first = await sup.launch(recipe)
-        final = await asyncio.wait_for(sup.wait_lineage(first), 90)
+        final = await asyncio.wait_for(sup.wait_lineage(first), 150)
     finally:
         await sup.close(kill=True)
     runs = {r.id: r for r in sup.history.runs()}
     assert len(runs) == 2 and final.run_id != first and final.status == "finished"
     parent, child = runs[first], runs[final.run_id]
     assert parent.status == "killed" and "nan" in parent.end_reason
-    assert child.parent_id == first and child.argv[child.argv.index("--lr") + 1] == "2e-06"
+    assert child.parent_id == first and child.argv[child.argv.index("--lr") + 1] == "0.5"
     jobs = job_of(sup.history, first), job_of(sup.history, final.run_id)
     assert jobs[0] != jobs[1] and all(j.isdigit() for j in jobs)
     cli = SlurmCli()
     ended = cli.job(jobs[0])
     assert ended is not None and not ended.live, ended
     assert (Path(child.run_dir) / "job.sbatch").is_file()
-    assert "training finished" in Path(child.log_path).read_text()
+    assert '"type": "summary", "steps": 25' in Path(child.log_path).read_text()
     assert any(isinstance(e, ev.RunRelaunched) for e in events)
     listed = ftmon("history", "--logs-dir", str(logs))
     assert f"slurm job: {jobs[0]}" in listed.stdout and f"slurm job: {jobs[1]}" in listed.stdout
