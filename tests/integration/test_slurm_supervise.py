@@ -5,6 +5,7 @@ finds its job again by the job id in history."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from supervisor.runs import events as ev
 from supervisor.runs.executors.slurm_cli import SlurmCli, available
 from supervisor.runs.supervise import Supervisor
 from supervisor.store.history import History
-from tests.conftest import ROOT, async_wait_for, ftmon
+from tests.conftest import ROOT, async_wait_for, ftmon, ftmon_path
 from tests.programs.recipes import write_recipe
 
 WHY_NOT = available()
@@ -76,27 +77,48 @@ async def test_the_tiny_trainer_going_nan_is_scancelled_and_relaunched_as_a_new_
     assert f"runs on   Slurm job {jobs[0]} " in shown.stdout and ", nodes " in shown.stdout
 
 
-async def test_an_ftmon_started_again_reattaches_to_its_job_by_id(tmp_path: Path) -> None:
-    """ftmon closes without killing (the job runs on in Slurm); a new ftmon attaches by the
-    run id, finds the job by the job id in history, reads on, and its kill ends the job."""
-    recipe = load_recipe(
-        write_recipe(
-            tmp_path, "count_steps.py", executor=SLURM, args={"steps": 3000, "interval": 0.05}
-        )
+async def test_an_ftmon_killed_and_started_again_reattaches_to_its_job_by_id(
+    tmp_path: Path,
+) -> None:
+    """`ftmon run --headless` is SIGKILLed (the job runs on in Slurm); a new ftmon attaches by
+    the run id, finds the job by the job id in history, reads on, and its kill ends the job."""
+    recipe = write_recipe(
+        tmp_path, "count_steps.py", executor=SLURM, args={"steps": 3000, "interval": 0.05}
     )
     logs = tmp_path / "logs"
-    events: list[object] = []
-    sup = Supervisor(History(logs / "ftmon.db"), logs, events.append)
-    run_id = await sup.launch(recipe)
-    await async_wait_for(lambda: any(isinstance(e, ev.MetricsObserved) for e in events), 30)
-    await sup.close()  # detach: the job goes on
-    job = job_of(sup.history, run_id)
+    first = subprocess.Popen(
+        [ftmon_path(), "run", str(recipe), "--headless", "--logs-dir", str(logs)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     cli = SlurmCli()
+    job = ""
+    try:
+
+        def job_running() -> bool:
+            nonlocal job
+            if not (logs / "ftmon.db").exists():
+                return False
+            history = History(logs / "ftmon.db")
+            try:
+                runs = history.runs()
+            finally:
+                history.close()
+            if not runs or not runs[0].executor or runs[0].lineno < 3:
+                return False
+            job = str(runs[0].executor["job_id"])
+            info = cli.job(job)
+            return info is not None and info.state == "RUNNING"
+
+        await async_wait_for(job_running, 30, "for the job to run and be read")
+    finally:
+        first.kill()  # SIGKILL: no goodbye, the claim in history is left behind
+        first.wait()
     info = cli.job(job)
     assert info is not None and info.state == "RUNNING"
 
     later: list[object] = []
     again = Supervisor(History(logs / "ftmon.db"), logs, later.append)
+    run_id = again.history.runs()[0].id
     try:
         assert await again.attach(run_id) == run_id
         await async_wait_for(lambda: any(isinstance(e, ev.MetricsObserved) for e in later), 30)
