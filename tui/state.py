@@ -58,6 +58,7 @@ class RunView:
     resources: ResourceSample | None = None
     executor: str = ""  # what runs it: "local", "torchrun", "slurm" (its handle in history)
     job_id: str = ""  # a Slurm job's id
+    job_state: str = ""  # its last state as the supervisor said it: `PENDING (Resources)`
     # A distributed run's ranks: progress and straggler scores (monitoring/ranks.py), and each
     # rank's loss for the overlaid plot; the main series hold the lowest rank's values.
     ranks: RankTracker = field(default_factory=RankTracker)
@@ -268,6 +269,9 @@ class RunBook:
 
     def _anomaly(self, run_id: str, anomaly: Anomaly) -> list[FeedItem]:
         view = self.runs.get(run_id or anomaly.run_id)
+        if view is not None and anomaly.rule == "slurm":  # "job 12 PENDING (Resources)"
+            job, _, state = anomaly.message.removeprefix("job ").partition(" ")
+            view.job_id, view.job_state = view.job_id or job, state
         if view is not None and anomaly.lineno:
             old = view.marks.get(anomaly.lineno, Severity.INFO)
             view.marks[anomaly.lineno] = max(old, anomaly.severity)

@@ -9,12 +9,13 @@ from pathlib import Path
 import yaml
 from textual.message import Message
 
-from supervisor.events import Metric
+from supervisor.events import Anomaly, Metric, Severity
 from supervisor.recipe.model import load_recipe
-from supervisor.runs.events import MetricsObserved, RunStarted
+from supervisor.runs.events import AnomalyFound, MetricsObserved, RunStarted
 from tests.conftest import PROGRAMS
 from tui.app import FtmonApp
 from tui.bridge import RunFinished
+from tui.screens.main import status_text
 from tui.state import RunBook
 from tui.widgets.logview import LogView
 from tui.widgets.plots import MetricPlot
@@ -39,11 +40,16 @@ def test_ranked_metrics_keep_each_ranks_progress_and_loss() -> None:
     assert {y for _, y in view.series["loss"]} == {2.0}
 
 
-def test_a_slurm_run_is_labelled_with_its_job_id() -> None:
+def test_a_slurm_run_is_labelled_with_its_job_id_and_queue_state() -> None:
+    """The job id from history, then each state the supervisor reports, in label and status."""
     book = RunBook()
     book.apply(RunStarted("a", 1.0, "job", 1, None, ("python",), "/tmp/a/output.log", 0))
     book.set_executor("a", {"executor": "slurm", "job_id": "42"})
-    assert "slurm job 42" in run_label(book.runs["a"]).plain
+    assert run_label(book.runs["a"]).plain.endswith("slurm job 42")
+    said = Anomaly("slurm", Severity.INFO, "job 42 PENDING (Resources)", 2.0)
+    book.apply(AnomalyFound("a", 2.0, said))
+    assert run_label(book.runs["a"]).plain.endswith("slurm job 42 PENDING (Resources)")
+    assert "slurm job 42 PENDING (Resources)" in status_text(book.runs["a"]).plain
 
 
 async def test_ranks_show_under_the_run_and_a_rank_opens_its_own_log(tmp_path: Path) -> None:

@@ -128,7 +128,11 @@ class MainScreen(Screen[None]):
                 self._show_gauges()
             return
         if isinstance(message, AnomalySeen):
-            if run_id == self.selected:
+            if message.event.anomaly.rule == "slurm":  # type: ignore[union-attr]
+                self.refresh_runs()  # the job's queue state is in its label and status
+                if run_id == self.selected:
+                    self._show_status()
+            elif run_id == self.selected:
                 self._show_marks()
             return
         if isinstance(message, RunLaunched):
@@ -336,6 +340,9 @@ def status_text(view: RunView | None) -> Text:
     text.append(f"  {view.status}")
     if view.pid and view.live:
         text.append(f"  pid {view.pid}")
+    if view.job_id:
+        state = f" {view.job_state}" if view.job_state and view.live else ""
+        text.append(clean(f"  slurm job {view.job_id}{state}"))
     if view.status == "paused":
         # What the person can do first: a long reason is cut at the screen's edge, not this.
         text.append("  p: resume · k: kill · l: relaunch with changes", style="bold")

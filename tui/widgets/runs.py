@@ -27,7 +27,8 @@ def run_label(view: RunView, parent: RunView | None = None) -> Text:
     label = Text(clean(f"#{view.attempt}" if same else f"{view.name} #{view.attempt}"))
     label.append(f"  {view.status}", style=STATUS_STYLES.get(view.status, ""))
     if view.job_id:
-        label.append(clean(f"  slurm job {view.job_id}"), style="cyan")
+        state = f" {view.job_state}" if view.job_state and view.live else ""
+        label.append(clean(f"  slurm job {view.job_id}{state}"), style="cyan")
     if view.changes:
         label.append(clean(f"  {', '.join(view.changes)}"), style="italic magenta")
     return label
