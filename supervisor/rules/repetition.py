@@ -26,7 +26,9 @@ looser, stricter-to-fire signs:
   the length limit; the last copy may be cut off);
 - a long line whose words are mostly one or two units (`It It ItIt It ...`, `神神 F神神神 F`):
   with `dominant_tokens` tokens or more, one token over `dominant_share` of them or two over
-  `pair_share`;
+  `pair_share`; or a long line (or the second half of one) of `few_words_min` words or more,
+  mostly words, with at most `few_words_share` of them distinct: a sentence said again and
+  again, even when its copies drift a little (prose uses most of its words once or twice);
 - a line made mostly (`mostly_share`) of units of 3 to 40 characters each repeated at least
   `tail_repeats` times (`jump, jump,jump,jump,jump, final,final,final,final`);
 - a printed list of token ids that is one id repeated `id_repeats` times (`151643, 151643,
@@ -58,6 +60,7 @@ De-duplication: after a report the rule is quiet for `quiet_lines` lines.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter, deque
 from difflib import SequenceMatcher
@@ -73,7 +76,8 @@ _LIST_MARKER = re.compile(r"^(?:\d{1,4}[.)]|[-*•]|\\item)\s+")
 # Log records, exceptions and traceback frames: every rank prints the same one (torchrun's
 # `[rankN]:` prefix is gone by the time the text reaches the rule), so repeats are expected.
 _LOG_LIKE = re.compile(
-    r"\b(?:INFO|WARN|WARNING|DEBUG|ERROR|CRITICAL|TRACE)\b|Warning:|\d\d:\d\d:\d\d|^\s*\["
+    r"\b(?:INFO|WARN|WARNING|DEBUG|ERROR|CRITICAL|TRACE)\b|Warning:|\d\d:\d\d:\d\d"
+    r"|^\s*\[[^\]\"',]{1,60}\]"
     r"|^\s*File \"|^[\w.]*(?:Error|Exception|Warning|Interrupt)\b"
 )
 # Characters that healthy logs repeat: separators, table rules, bars, digits, spaces.
@@ -235,6 +239,12 @@ class RepetitionSettings(RuleSettings):
     )
     pair_share: float = Field(
         0.8, gt=0, le=1, description="A line where two tokens make up this share of its tokens."
+    )
+    few_words_min: int = Field(
+        30, ge=8, description="Words a line (or its second half) needs before..."
+    )
+    few_words_share: float = Field(
+        0.25, gt=0, le=1, description="...it loops when its distinct words are at most this share."
     )
     id_repeats: int = Field(
         16, ge=4, description="One number repeated this many times in a printed list of ids."
@@ -466,9 +476,30 @@ class RepetitionRule(Rule):
             return f"a log line ends repeating {clip(unit.strip() or unit, 60)!r} {copies} times"
         return None
 
+    def _few_words(self, toks: list[str]) -> str | None:
+        """Long text that says few distinct words: a loop, even one whose copies drift.
+
+        Prose of 40 words or more uses most of them once or twice (distinct / total well over
+        a third); a sentence said again and again, with or without small changes, uses a few
+        words over and over. Only words count (not numbers or printed values), and they must
+        be most of the tokens: key/value records and tables say their keys once each.
+        """
+        s = self.settings
+        words = [t.strip(_PUNCT).lower() for t in toks if _wordish(t) and not _PADDING.search(t)]
+        if len(words) < s.few_words_min or len(words) < 0.6 * len(toks):
+            return None
+        distinct = len(set(words))
+        if distinct <= s.few_words_share * len(words):
+            return f"a log line says {len(words)} words with only {distinct} distinct ones"
+        return None
+
     def _dominant(self, head: str) -> str | None:
         s = self.settings
         toks = tokens(head)
+        for part in (toks, toks[len(toks) // 2 :]):  # the whole line, or a loop filling its end
+            found = self._few_words(part)
+            if found is not None:
+                return found
         if len(toks) >= s.dominant_tokens:
             top = Counter(t for t in toks if _wordish(t) and not _PADDING.search(t))
             common = top.most_common(2)
@@ -531,10 +562,15 @@ class RepetitionRule(Rule):
                 continue
             runs[p] += 1
             if found is None and p >= s.block_lines and runs[p] == p * (s.block_copies - 1):
-                texts = [t for _, t in list(recent)[-p:]]
+                block = list(recent)[-p:]
+                texts = [t for _, t in block]
                 # As for an exact block: distinct lines, mostly words (an exact copy is
-                # reported by the exact check first).
-                if self._is_text_block([(t, t, False) for t in texts]):
+                # reported by the exact check first); and lines unlike their neighbours: a
+                # list of lines all alike (`Paris is the capital of France.`, `Rome is ...`)
+                # matches itself one block back without repeating anything.
+                if self._is_text_block([(t, t, False) for t in texts]) and not any(
+                    self._lines_agree(a, b) for (a, _), (b, _) in itertools.pairwise(block)
+                ):
                     copies = runs[p] // p + 1
                     found = (
                         f"a block of {p} lines repeated {copies} times with small changes",

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor.events import Sample, Severity, Text
+from supervisor.rules import WatchSettings
 from supervisor.rules.repetition import RepetitionRule, RepetitionSettings, tokens
 from tests.conftest import scan
 
@@ -304,3 +305,37 @@ def test_drifting_rows_of_a_table_and_counting_status_lines_are_not_loops() -> N
     )  # fmt: skip
     assert scan(rows) == []
     assert scan(spinner) == []
+
+
+def test_a_long_line_that_says_few_words_over_and_over() -> None:
+    """A reply looping one sentence whose copies drift ('help'/'assist', a word dropped) has
+    no exact period, but says a handful of words 60 times; prose of that length does not."""
+    loop = " ".join(
+        f"I am sorry, I can {v} you with that today." for v in ("help", "assist", "not help") * 8
+    )
+    found = scan(f'{{"answer": "{loop}"}}\n')
+    assert [a.rule for a in found] == ["repetition"] and "distinct" in found[0].message
+    prose = (
+        "Alpacas are domesticated camelids from South America; they are kept in herds that "
+        "graze on the level heights of the Andes of southern Peru, western Bolivia, Ecuador and "
+        "northern Chile at an altitude of 3,500 to 5,000 metres above sea level, and are bred "
+        "for their soft fibre, which is used to make knitted and woven items such as blankets."
+    )
+    assert scan(prose + "\n") == []
+
+
+def test_a_json_list_is_text_and_a_bracketed_prefix_is_a_log_record() -> None:
+    """`["Paris is the capital",` opens a JSON list (generated text that may loop: a block of
+    unlike items is reported when its second copy is complete; a list of items all alike is
+    not a block); `[rank3]: ...` is a log-record prefix whose copies are expected."""
+    block = ' "Paris is the capital",\n "a city of 2 million people",\n "on the Seine",\n'
+    found = scan('["France",\n' + block * 3)
+    assert [(a.rule, a.lineno) for a in found] == [("repetition", 7)]
+    alike = "".join(f' "{c} is the capital of {n}",\n' for c, n in [("Paris", "France"),
+        ("Rome", "Italy"), ("Berlin", "Germany"), ("Madrid", "Spain"), ("Lisbon", "Portugal"),
+        ("Vienna", "Austria"), ("Prague", "Czechia")])  # fmt: skip
+    # (four such lines in a row are near-duplicates, judged on their own: counted here from 9)
+    watch = WatchSettings(repetition=RepetitionSettings(near_lines=9))
+    assert scan("[\n" + alike + "]\n", watch) == []
+    ranks = "".join(f"[rank{r}]: Loading checkpoint shards from /models/llama\n" for r in range(8))
+    assert scan(ranks) == []
