@@ -121,6 +121,18 @@ class RankTracker:
                 out.append(Hang(p.rank, p.step, quiet, others))
         return out
 
+    def stuck(self, now: float) -> tuple[int, float] | None:
+        """(step, seconds) when every rank stopped at the same step for `threshold()`: a
+        collective that never completes, with no rank behind to name (lockstep training prints
+        its step after the collective, so the rank that stopped is not told apart)."""
+        if len(self.ranks) < 2:
+            return None
+        steps = {p.step for p in self.ranks.values()}
+        quiet = now - max(p.advanced_ts for p in self.ranks.values())
+        if len(steps) == 1 and quiet >= self.threshold():
+            return steps.pop(), quiet
+        return None
+
     def scores(self, now: float) -> dict[int, float]:
         """Straggler score per rank, 0..1 (1: as fast as the fastest)."""
         rates = {r: p.rate(now) for r, p in self.ranks.items()}

@@ -6,9 +6,12 @@ Reads the rank of each metric line (`Metric.rank` from torchrun's `[rankN]:` pre
 tick, a rank that has not advanced for max(`factor` x the run's p99 step interval,
 `floor_secs`) while another rank is ahead of it (or advanced since) is reported as an ERROR that
 names it: minutes before the NCCL watchdog (8-30 min) would end the job. Normal: a run of one
-rank (nothing to compare), ranks that stop together (that is the `stall` rule's business), a
-run stopped by ftmon or a person (the clocks restart on resume). De-duplication: one report per
-rank and step; the rank must advance before it is reported again.
+rank (nothing to compare), a run stopped by ftmon or a person (the clocks restart on resume).
+Ranks that all stop at the same step (lockstep training prints after the collective, so the
+one that stopped is not told apart) are one ERROR that says so, after the same limit and as
+long as no line at all arrives (an evaluation or a save that prints is not a hang).
+De-duplication: one report per rank and step; the rank must advance before it is reported
+again.
 
 `straggler` reads the same per-rank progress: a rank whose straggler score (its step rate over
 the recent window / the fastest rank's, monitoring/ranks.py) is below `below` once every rank
@@ -55,6 +58,7 @@ class HangRule(Rule):
         s: HangSettings = self.settings  # type: ignore[assignment]
         self.tracker = RankTracker(floor_secs=s.floor_secs, factor=s.factor)
         self._said: set[tuple[int, int]] = set()
+        self._last_line_ts: float | None = None
 
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, Metric) and event.step is not None:
@@ -63,8 +67,25 @@ class HangRule(Rule):
                 self.tracker.observe(rank, event.step, event.ts)
         return []
 
+    def on_lines(self, lineno: int, ts: float) -> list[Anomaly]:
+        self._last_line_ts = ts
+        return []
+
     def on_tick(self, ts: float) -> list[Anomaly]:
         out = []
+        stuck = self.tracker.stuck(ts)
+        # Ranks tied at one step while lines still arrive (an evaluation printing its progress,
+        # a checkpoint being saved) are busy, not stuck.
+        silent = self._last_line_ts is None or ts - self._last_line_ts >= self.tracker.threshold()
+        if stuck is not None and silent and (-1, stuck[0]) not in self._said:
+            self._said.add((-1, stuck[0]))
+            step, secs = stuck
+            message = (
+                f"all {len(self.tracker.ranks)} ranks stopped after step {step}: no step for "
+                f"{secs:.0f} s (limit {self.tracker.threshold():.0f} s), none behind: a "
+                "collective is stuck"
+            )
+            out.append(self.anomaly(Severity.ERROR, message, ts))
         for hang in self.tracker.hung(ts):
             key = (hang.rank, hang.step)
             if key in self._said:
@@ -80,6 +101,7 @@ class HangRule(Rule):
 
     def on_resume(self, ts: float) -> None:
         self.tracker.restart_clocks(ts)
+        self._last_line_ts = ts
 
 
 class StragglerSettings(RuleSettings):

@@ -105,3 +105,34 @@ def test_a_rank_at_a_third_of_the_pace_is_a_straggler_once() -> None:
         found += [a for a in monitor.tick(float(t) + 0.5) if a.rule == "straggler"]
     assert len(found) == 1 and found[0].severity == Severity.WARNING
     assert found[0].message.startswith("rank 1 straggles: straggler score 0.3")
+
+
+def test_ranks_stopped_together_are_one_hang_naming_none() -> None:
+    """Lockstep ranks that all stop after step 10 (a stuck collective): one ERROR after the
+    limit that says no rank is behind; none before it."""
+    monitor = Monitor(WatchSettings.model_validate({"hang": {"floor_secs": 5}}))
+    n = 0
+    for step in range(1, 11):
+        for rank in (0, 1):
+            n += 1
+            record = {"type": "metric", "step": step, "loss": 1.0, "rank": rank}
+            monitor.feed_lines([line(n, json.dumps(record))], float(step))
+    assert [a for a in monitor.tick(14.0) if a.rule == "hang"] == []
+    found = [a for a in monitor.tick(15.5) if a.rule == "hang"]
+    assert len(found) == 1 and found[0].message.startswith("all 2 ranks stopped after step 10")
+    assert [a for a in monitor.tick(20.0) if a.rule == "hang"] == []
+
+
+def test_ranks_tied_while_lines_still_arrive_are_not_stuck() -> None:
+    """Rank 0 evaluating (printing lines) while rank 1 waits: no step, but not a hang."""
+    monitor = Monitor(WatchSettings.model_validate({"hang": {"floor_secs": 5}}))
+    n = 0
+    for step in range(1, 11):
+        for rank in (0, 1):
+            n += 1
+            record = {"type": "metric", "step": step, "loss": 1.0, "rank": rank}
+            monitor.feed_lines([line(n, json.dumps(record))], float(step))
+    for t in range(11, 30):
+        n += 1
+        monitor.feed_lines([line(n, f"[default0]:evaluating batch {t}")], float(t))
+        assert [a for a in monitor.tick(t + 0.5) if a.rule == "hang"] == []
