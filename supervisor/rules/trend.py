@@ -7,14 +7,16 @@ the way a mean or EMA would). A value is a spike when it exceeds
     median + max(min_jump, (factor - 1) * |median|)
 
 i.e. `factor` times the baseline, and by at least `min_jump` in absolute terms so that a loss
-near zero (0.01 -> 0.04) does not count. One value is a baseline (`warmup`): a log excerpt or a
-resumed run starts mid-training, and a loss of 1.7 followed by 11.5 is a spike at the second
-value. Before that only a value above `absurd` counts: for a language model's cross-entropy,
-random guessing over the vocabulary costs ln(V), about 11-12 nats for 50k-150k tokens, but the
-summed losses of other models start far higher (an object detector's total loss begins near 80
-and falls), so only a loss above 100 counts without a baseline (a bug or a blown-up run, e.g. a
-GKD loss of 429 at step 5); a grad norm in the hundreds before clipping is far outside what a
-fine-tune shows (0.1-10). Both are settings.
+near zero (0.01 -> 0.04) does not count; once the window holds 8 values, also by `noise` robust
+standard deviations of the window (1.4826 x the median absolute deviation), so that a series as
+noisy as per-batch losses of small batches is judged against its own spread. One value is a
+baseline (`warmup`): a log excerpt or a resumed run starts mid-training, and a loss of 1.7
+followed by 11.5 is a spike at the second value. Before that only a value above `absurd`
+counts: for a language model's cross-entropy, random guessing over the vocabulary costs ln(V),
+about 11-12 nats for 50k-150k tokens, but the summed losses of other models start far higher
+(an object detector's total loss begins near 80 and falls), so only a loss above 100 counts
+without a baseline (a bug or a blown-up run, e.g. a GKD loss of 429 at step 5); a grad norm in
+the hundreds before clipping is far outside what a fine-tune shows (0.1-10). Both are settings.
 
 Two other definitions of a loss spike are settings (`method`), for runs that follow them:
 `megatron`, Megatron-LM's check: a loss above `megatron_factor` (10) times the largest loss of
@@ -45,6 +47,8 @@ from supervisor.events import Anomaly, Eval, Event, Metric, Severity
 from supervisor.rules.base import Rule, RuleSettings, fmt_value
 from supervisor.rules.names import is_grad_norm, is_train_loss, is_val_loss
 
+_NOISE_MIN = 8  # values before a series' own noise is judged
+
 
 class _Baseline:
     """Recent values of one metric and a cached median, refreshed every few values.
@@ -56,8 +60,11 @@ class _Baseline:
 
     _REFRESH = 4
 
-    def __init__(self, window: int, min_jump: float = 0.0, factor: float = 1.0) -> None:
+    def __init__(
+        self, window: int, min_jump: float = 0.0, factor: float = 1.0, noise: float = 0.0
+    ) -> None:
         self.values: deque[float] = deque(maxlen=window)
+        self._noise = noise
         self.median = 0.0
         self._stale = 0
         self._min_jump = min_jump
@@ -70,7 +77,14 @@ class _Baseline:
         ordered = sorted(self.values)
         n = len(ordered)
         self.median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-        self.limit = self.median + max(self._min_jump, (self._factor - 1) * abs(self.median))
+        jump = max(self._min_jump, (self._factor - 1) * abs(self.median))
+        if self._noise > 0 and n >= _NOISE_MIN:
+            # A series as noisy as per-batch losses of small batches (0.1 .. 2.6 around 0.7)
+            # swings past `factor` x its median without anything breaking: the jump must also
+            # clear `noise` robust standard deviations (1.4826 x the median absolute deviation).
+            mad = sorted(abs(v - self.median) for v in ordered)[n // 2]
+            jump = max(jump, self._noise * 1.4826 * mad)
+        self.limit = self.median + jump
         self._stale = 0
         return self.median
 
@@ -90,6 +104,9 @@ class JumpSettings(RuleSettings):
     factor: float = Field(3.0, gt=1, description="A value above this many times the baseline.")
     min_jump: float = Field(0.5, ge=0, description="...and above the baseline by at least this.")
     window: int = Field(20, ge=2, description="Recent values whose median is the baseline.")
+    noise: float = Field(
+        6.0, ge=0, description="...and by this many robust std devs of the window (0: off)."
+    )
     warmup: int = Field(1, ge=1, description="Values needed before there is a baseline.")
     absurd: float = Field(
         100.0, ge=0, description="A value above this counts at any time, baseline or not (0: off)."
@@ -148,7 +165,7 @@ class _JumpRule(Rule):
         s = self.settings
         base = self._series.get(key)
         if base is None:
-            base = self._series[key] = _Baseline(s.window, s.min_jump, s.factor)
+            base = self._series[key] = _Baseline(s.window, s.min_jump, s.factor, s.noise)
         if s.method != "median":
             return self._check_other(key, value, event, base)
         message = ""

@@ -180,3 +180,15 @@ def test_spike_method_is_a_watch_setting() -> None:
     assert [(a.rule, a.lineno) for a in scan(log, watch)] == [("spike", 4)]
     with pytest.raises(ValueError):
         WatchSettings.model_validate({"spike": {"method": "ema"}})
+
+
+def test_a_noisy_per_batch_loss_is_judged_against_its_own_spread() -> None:
+    """Per-batch losses of small batches swing 0.09 .. 2.6 around 0.7 (BERT fine-tuning on
+    SQuAD): 2.6 after a window that noisy is no spike; the same 2.6 after a steady 0.7 is,
+    and so is a jump to 9 in the noisy series."""
+    noisy = [0.69, 0.09, 1.02, 0.83, 1.32, 0.78, 0.34, 0.48, 1.9, 0.55, 0.21, 1.1]
+    assert feed(SpikeRule(), [{"loss": v} for v in [*noisy, 2.6]]) == []
+    steady = [0.69, 0.71, 0.70, 0.68, 0.72, 0.70, 0.69, 0.71, 0.70, 0.70]
+    assert len(feed(SpikeRule(), [{"loss": v} for v in [*steady, 2.6]])) == 1
+    assert len(feed(SpikeRule(), [{"loss": v} for v in [*noisy, 9.0]])) == 1
+    assert len(feed(SpikeRule(JumpSettings(noise=0)), [{"loss": v} for v in [*noisy, 2.6]])) == 1
