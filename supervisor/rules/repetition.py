@@ -174,6 +174,16 @@ def similar(a: list[str], b: list[str]) -> float:
     return SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
+def similar_at_least(a: list[str], b: list[str], threshold: float) -> bool:
+    """`similar(a, b) >= threshold`, with difflib's cheap upper bounds checked first."""
+    sm = SequenceMatcher(None, a, b, autojunk=False)
+    return (
+        sm.real_quick_ratio() >= threshold
+        and sm.quick_ratio() >= threshold
+        and sm.ratio() >= threshold
+    )
+
+
 def counters_only(a: list[str], b: list[str]) -> bool:
     """Whether two token lists differ only in tokens without letters (numbers, spinners)."""
     sm = SequenceMatcher(None, a, b, autojunk=False)
@@ -543,7 +553,7 @@ class RepetitionRule(Rule):
         s = self.settings
         if min(len(a), len(b)) < 3 or (a[0] != b[0] and a[-1] != b[-1]):
             return False  # cheap: reworded copies keep their start or their end
-        return similar(a, b) >= s.near_similarity and not counters_only(a, b)
+        return similar_at_least(a, b, s.near_similarity) and not counters_only(a, b)
 
     def _judge_drifting_block(self, key: str, stripped: str) -> tuple[str, tuple[str, ...]] | None:
         """A block of text lines followed by a copy whose lines match it, some only nearly."""
@@ -593,7 +603,7 @@ class RepetitionRule(Rule):
         prev, self._near_prev = self._near_prev, toks
         if (
             prev is None
-            or similar(prev, toks) < s.near_similarity
+            or not similar_at_least(prev, toks, s.near_similarity)
             or (prev == toks and not blank)
             or (prev != toks and counters_only(prev, toks))
         ):
