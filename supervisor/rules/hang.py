@@ -17,7 +17,7 @@ again.
 the recent window / the fastest rank's, monitoring/ranks.py) is below `below` once every rank
 has `min_steps` steps is a WARNING naming it and its score, which history stores. Normal: ranks
 in lockstep (data parallel) all score about 1. De-duplication: once per rank until its score is
-back above `below`.
+back above `below`. At the run's end every rank's score is one INFO line, stored in history.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from supervisor.events import Anomaly, Event, Metric, Severity
+from supervisor.events import Anomaly, Event, Exit, Metric, Severity
 from supervisor.monitoring.ranks import RankTracker
 from supervisor.rules.base import Rule, RuleSettings
 
@@ -143,6 +143,14 @@ class StragglerRule(Rule):
                 )
                 out.append(self.anomaly(Severity.WARNING, message, ts))
         return out
+
+    def on_exit(self, exit: Exit) -> list[Anomaly]:
+        """Every rank's score at the end, for the history (`ftmon show`)."""
+        if len(self.tracker.ranks) < 2:
+            return []
+        scores = self.tracker.scores(max(p.advanced_ts for p in self.tracker.ranks.values()))
+        said = ", ".join(f"rank {r} {score:.2f}" for r, score in scores.items())
+        return [self.anomaly(Severity.INFO, f"straggler scores at the end: {said}", exit.ts)]
 
     def on_resume(self, ts: float) -> None:
         self.tracker.restart_clocks(ts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from supervisor.events import Anomaly, LogLine, Metric, Severity
+from supervisor.events import Anomaly, Exit, LogLine, Metric, Severity
 from supervisor.monitoring.monitor import Monitor
 from supervisor.monitoring.ranks import RankTracker
 from supervisor.parsing.parser import Parser
@@ -105,6 +105,8 @@ def test_a_rank_at_a_third_of_the_pace_is_a_straggler_once() -> None:
         found += [a for a in monitor.tick(float(t) + 0.5) if a.rule == "straggler"]
     assert len(found) == 1 and found[0].severity == Severity.WARNING
     assert found[0].message.startswith("rank 1 straggles: straggler score 0.3")
+    (end,) = [a for a in monitor.feed_exit(Exit(61.0, 0)) if a.rule == "straggler"]
+    assert end.message.startswith("straggler scores at the end: rank 0 1.00, rank 1 0.3")
 
 
 def test_ranks_stopped_together_are_one_hang_naming_none() -> None:
