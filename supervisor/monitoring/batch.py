@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from supervisor.monitoring.monitor import Monitor
 
 _RETURNED = (Metric, Eval, Sample)
+# A longer batch is fed in slices of this many lines: its events, and what each rule said of
+# each, are held a slice at a time (memory), with the same answers (the rules see one sequence).
+SLICE_LINES = 8192
 # The only characters outside ASCII whose lower case holds ASCII (İ -> i̇, Kelvin sign -> k):
 # a line with one may meet an ASCII gate word once lowered although no caseless match sees it.
 # (tests/unit/test_batch.py checks the whole of Unicode for others.)
@@ -139,6 +142,14 @@ class BatchFeeder:
 
     def feed(self, lines: list[LogLine], ts: float) -> list[Event]:
         """What `Monitor._feed_fast` returns for `lines`, with the monitor left as it leaves it."""
+        if len(lines) <= SLICE_LINES:
+            return self._feed(lines, ts)
+        out: list[Event] = []
+        for start in range(0, len(lines), SLICE_LINES):
+            out += self._feed(lines[start : start + SLICE_LINES], ts)
+        return out
+
+    def _feed(self, lines: list[LogLine], ts: float) -> list[Event]:
         m = self.monitor
         before = list(m._recent)
         # The loops below run in C (map, chain, compress): a Python loop costs ~50 ns a turn,

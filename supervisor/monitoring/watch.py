@@ -28,6 +28,10 @@ from supervisor.rules.exit import describe_exit  # one wording for how a process
 from supervisor.runs.executors.process import wait_pid_exit
 
 TICK_SECS = 1.0
+# A backlog (`--from-start`, a reattach, a run printing faster than it is read) is read this
+# much at a time: a batch's lines and events live together, so the bytes per read bound the
+# memory (three runs caught up at once stay well under 150 MB) and the loop yields between.
+BACKLOG_READ = 4 << 20
 log = logging.getLogger("ftmon.watch")
 # Anomalies kept in a summary; the rest are still counted per rule (a NaN on every line of a
 # million-line log must not hold a million objects).
@@ -185,7 +189,7 @@ async def watch_log(
     if offset is None:
         # Counting the lines of a big log takes a moment: not on the event loop (the TUI's).
         offset, lineno = (0, 0) if from_start else await asyncio.to_thread(start_of_last_line, path)
-    tail = Tail(path, offset=offset, lineno=lineno)
+    tail = Tail(path, offset=offset, lineno=lineno, max_read=BACKLOG_READ)
     summary = WatchSummary(path=str(path), lineno=lineno, offset=offset)
     stop = stop if stop is not None else asyncio.Event()
     reading_done = asyncio.Event()

@@ -2,7 +2,8 @@
 
 `Monitor()` sends a batch of at least `BATCH_LINES` lines through `BatchFeeder` (the whole batch
 parsed, then each rule fed its events in one loop, the gate words searched once over the whole
-text); here that threshold is 1, so every batch takes it. The reference is `Monitor(reference=
+text, a long batch a slice at a time); here that threshold is 1, so every batch takes it, and
+slices are 100 lines, so long batches are cut. The reference is `Monitor(reference=
 True)`: every line through the uncached parser, every event to every rule, no gates. Both read
 the same logs (a generated bench log, every corpus file, random logs) and must report the same
 metrics, evaluations, samples and anomalies at the same lines, with the same counters and the
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from supervisor.events import LogLine
+from supervisor.monitoring import batch as batch_module
 from supervisor.monitoring import monitor as monitor_module
 from supervisor.monitoring.batch import LOWERS_TO_ASCII, BatchFeeder, GateSearch
 from supervisor.monitoring.monitor import Monitor
@@ -38,7 +40,9 @@ TS = 1_700_000_000.0
 
 @pytest.fixture(autouse=True)
 def every_batch_is_a_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every batch takes the batch path, and one of over 100 lines is fed in slices."""
     monkeypatch.setattr(monitor_module, "BATCH_LINES", 1)
+    monkeypatch.setattr(batch_module, "SLICE_LINES", 100)
 
 
 def batch_monitor(engine: str = "auto") -> Monitor:
