@@ -199,7 +199,8 @@ def run_report(history: Any, ref: str) -> Report:
     report = Report(f"Run {rec.id}", slug=rec.id)
     b = report.blocks
     b.append(Heading(1, report.title))
-    end = max((r.ended_at or 0.0) for r in chain) or None
+    # A lineage whose last run still runs has not ended, whatever its first attempts did.
+    end = None if last.ended_at is None else max((r.ended_at or 0.0) for r in chain) or None
     wall = f", {end - chain[0].started_at:.0f} s" if end else ""
     b.append(Para(f"Recipe `{rec.name}`; {len(chain)} run(s) in its lineage, the last "
                   f"{last.id} {last.status}. Started {_when(chain[0].started_at)}, "

@@ -74,3 +74,19 @@ def test_report_of_an_unknown_run_or_bad_sort_makes_nothing(tmp_path: Path) -> N
     assert made.returncode == 0, made.stderr
     text = (out / "run-a.md").read_text()
     assert "| step | val_loss |" in text and "![" not in text  # tables, no images
+
+
+def test_report_of_a_lineage_still_running_gives_no_end(tmp_path: Path) -> None:
+    """A killed first attempt whose relaunch still runs: the report says the lineage has not
+    ended (it used to give the first attempt's end and wall time)."""
+    h = History.in_logs_dir(tmp_path / "logs")
+    _run(h, "run-b", 0.3, [9.0])
+    h.add_run(run_id="run-b-a2", name="r", started_at=170.0, recipe_yaml=_recipe(0.03),
+              parent_id="run-b", attempt=2)  # fmt: skip
+    h.close()
+    out = tmp_path / "report"
+    made = ftmon("report", "run-b-a2", "-o", str(out), "--no-plots", "--logs-dir",
+                 str(tmp_path / "logs"))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    intro = (out / "run-b-a2.md").read_text().splitlines()[2]
+    assert "the last run-b-a2 running" in intro and intro.endswith("ended -."), intro
