@@ -241,9 +241,12 @@ async def watch_log(
         pid_ended.set()
         stop.set()
         await reading_done.wait()
-        # What the process wrote just before it ended, including an unfinished last line.
+        # What the process wrote just before it ended, including an unfinished last line: a
+        # backlog when it printed faster than it was read (or all of it, for a run that ended
+        # at once), so a batch at a time, letting the event loop (the TUI) run in between.
         while lines := tail.read():
             take(lines)
+            await asyncio.sleep(0)
         take(tail.flush_partial())
         summary.exit = exit_
         summary.ended = "exit"
