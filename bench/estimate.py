@@ -166,8 +166,11 @@ def padded(ids: torch.Tensor) -> torch.Tensor:
     return mask
 
 
-def measure(cfg: dict[str, Any], steps: int, device: torch.device) -> tuple[int, int | None]:
-    """Peak bytes of live tensors over `steps` optimizer steps (and reserved, on CUDA)."""
+def measure(
+    cfg: dict[str, Any], steps: int, device: torch.device, explain: bool = False
+) -> tuple[int, int | None, dict[tuple[str, str, str], list[int]]]:
+    """Peak bytes of live tensors over `steps` optimizer steps (and reserved, on CUDA); with
+    `explain` (CPU), what was alive at the peak: {(operator, dtype, shape): [count, bytes]}."""
     args = parse_args(flags(cfg))
     t = make_trainer(args, device)
     batches = full_batches(args.micro_batch, args.seq_len, vocab_of(cfg["_name"]), device)
@@ -177,14 +180,15 @@ def measure(cfg: dict[str, Any], steps: int, device: torch.device) -> tuple[int,
             _, _, _, last = t.train_step(batches)
         torch.cuda.synchronize(device)
         del last
-        return torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)
-    tracker = LiveTensors()
-    tracker.add(*t.model.parameters(), *t.model.buffers())
+        allocated = torch.cuda.max_memory_allocated(device)
+        return allocated, torch.cuda.max_memory_reserved(device), {}
+    tracker = LiveTensors(explain)
+    tracker.add(*t.model.parameters(), *t.model.buffers(), made_by="parameter or buffer")
     with tracker:
         for _ in range(steps):
             _, _, _, last = t.train_step(batches)
         del last
-    return tracker.peak, None
+    return tracker.peak, None, tracker.at_peak()
 
 
 class LiveTensors(TorchDispatchMode):
@@ -192,16 +196,30 @@ class LiveTensors(TorchDispatchMode):
 
     Every tensor an operator returns is counted once per storage until the storage is freed (a
     weak reference's callback). This is what MemTracker does; it is written out here because
-    MemTracker's module hooks refuse models with frozen parameters (LoRA).
+    MemTracker's module hooks refuse models with frozen parameters (LoRA). With `explain`, it
+    also keeps which operator made each storage (dtype, shape) and a copy of that at each new
+    peak: slow, for finding which term of the estimate is mis-sized.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, explain: bool = False) -> None:
         super().__init__()
         self.now = 0
         self.peak = 0
         self._refs: dict[int, weakref.ref[Any]] = {}
+        self._explain = explain
+        self._made: dict[int, tuple[str, str, str, int]] = {}
+        self._at_peak: dict[int, tuple[str, str, str, int]] = {}
 
-    def add(self, *tensors: torch.Tensor) -> None:
+    def at_peak(self) -> dict[tuple[str, str, str], list[int]]:
+        """The storages alive at the peak, grouped: (operator, dtype, shape) -> [count, bytes]."""
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        for op, dtype, shape, size in self._at_peak.values():
+            group = groups.setdefault((op, dtype, shape), [0, 0])
+            group[0] += 1
+            group[1] += size
+        return groups
+
+    def add(self, *tensors: torch.Tensor, made_by: str = "") -> None:
         for tensor in tensors:
             storage = tensor.untyped_storage()
             key = id(storage)
@@ -212,14 +230,21 @@ class LiveTensors(TorchDispatchMode):
             def freed(_ref: Any, key: int = key, size: int = size) -> None:
                 self.now -= size
                 self._refs.pop(key, None)
+                self._made.pop(key, None)
 
             self._refs[key] = weakref.ref(storage, freed)
             self.now += size
+            if self._explain:
+                dtype = str(tensor.dtype).removeprefix("torch.")
+                self._made[key] = (made_by, dtype, str(tuple(tensor.shape)), size)
+                if self.now > self.peak:
+                    self._at_peak = dict(self._made)
             self.peak = max(self.peak, self.now)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        self.add(*(x for x in torch.utils._pytree.tree_leaves(out) if isinstance(x, torch.Tensor)))
+        made = [x for x in torch.utils._pytree.tree_leaves(out) if isinstance(x, torch.Tensor)]
+        self.add(*made, made_by=func.__name__)
         return out
 
 
@@ -361,6 +386,17 @@ def other_settings(cfg: dict[str, Any]) -> str:
     return " ".join(f"{k}={cfg[k]}" for k in shown)
 
 
+def explain(alive: dict[tuple[str, str, str], list[int]], est: Any) -> None:
+    """What was alive at the measured peak (largest groups first) beside the estimate's terms at
+    its peak phase: the two lists to compare when a row is off."""
+    print("    alive at the measured peak (operator, dtype, shape):")
+    for (op, dtype, shape), (count, size) in sorted(alive.items(), key=lambda kv: -kv[1][1])[:25]:
+        print(f"      {size / 1e6:10.3f} MB  x{count:<4} {op:<28} {dtype:<9} {shape}")
+    print(f"    the estimate at its peak phase ({est.peak_phase}):")
+    for term in est.at_peak():
+        print(f"      {term.bytes / 1e6:10.3f} MB  {term.name}")
+
+
 def worst_rows(rows: list[dict[str, Any]]) -> list[str]:
     """The worst error overall and in each (method, dtype) group: a mean hides the misses."""
     groups: dict[str, list[dict[str, Any]]] = {"all": rows}
@@ -386,6 +422,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--only", default="", help="only the rows whose model, method or settings contain this"
+    )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="under each row: what was alive at the measured peak, and the estimate's terms",
     )
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
@@ -418,7 +459,7 @@ def main() -> int:
                 continue
             cfg["model"] = model_dir(cfg["_name"], Path(tmp))
             started = time.perf_counter()
-            measured, reserved = measure(cfg, opts.steps, device)
+            measured, reserved, alive = measure(cfg, opts.steps, device, opts.explain)
             est = estimate_recipe(recipe_for(cfg))
             # the CUDA context is outside max_memory_allocated: compare without it
             context = next((t.bytes for t in est.terms if t.name == "CUDA context"), 0)
@@ -441,6 +482,8 @@ def main() -> int:
             }
             rows.append(row)
             show(row, f"  ({reserved / 1e6:.1f})" if reserved is not None else "")
+            if opts.explain:
+                explain(alive, est)
         hf_rows = [h for h in HF_GRID if wanted(h[0], f"hf-{h[3]}")]
         if device.type == "cpu" and hf_rows:
             print("\nHugging Face step (unchunked loss inside the model), CPU:")
