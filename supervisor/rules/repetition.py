@@ -27,8 +27,8 @@ looser, stricter-to-fire signs:
 - a long line whose words are mostly one or two units (`It It ItIt It ...`, `神神 F神神神 F`):
   with `dominant_tokens` tokens or more, one token over `dominant_share` of them or two over
   `pair_share`; or a long line (or the second half of one) of `few_words_min` words or more,
-  mostly words, with at most `few_words_share` of them distinct: a sentence said again and
-  again, even when its copies drift a little (prose uses most of its words once or twice);
+  mostly words, that repeats `few_words_share` of its word trigrams: a sentence said again and
+  again, even when its copies drift a little (prose rarely says a trigram twice);
 - a line made mostly (`mostly_share`) of units of 3 to 40 characters each repeated at least
   `tail_repeats` times (`jump, jump,jump,jump,jump, final,final,final,final`);
 - a printed list of token ids that is one id repeated `id_repeats` times (`151643, 151643,
@@ -41,8 +41,13 @@ looser, stricter-to-fire signs:
   status line counting up, not text, and never count;
 - a block that drifts: at least `block_lines` lines (blank lines ignored, not all the same)
   followed by a second copy in which every line is the same or a near-duplicate of the line
-  one block back (a chat template looping with its answer reworded and `</s>` growing); rows
-  of a printed table (`│ ... │`) are alike by construction and never count.
+  one block back, most of them the same (a chat template looping with its answer reworded and
+  `</s>` growing); rows of a printed table (`│ ... │`) are alike by construction and never
+  count;
+- a passage: consecutive text lines (a reply hard-wrapped over lines too short to judge alone)
+  read together, each shape of line once (per-rank copies and counting status lines collapse;
+  crash output, which every process prints, never counts), that repeats `few_words_share` of
+  its word trigrams over `few_words_min` words or more.
 
 What healthy logs repeat must not fire, so these never count: lines with no letters (`-----`,
 `=====`, `|------|` tables, `████` bars, numbers), lines that look like log records (a level
@@ -117,8 +122,14 @@ _ID_RUN = re.compile(r"(\d{1,7})(?:[,\s]+\1\b){15,}")
 _LAST_NUMBER = re.compile(r"(\d+)\D{0,8}$")
 _DATA_LIST = re.compile(r"input_ids|labels|attention_mask|position_ids|pad|mask|prompt", re.I)
 _MARKER_START = frozenset("0123456789-*•\\")
+# Crash output: every process of a job prints the same exception, interleaved mid-line.
+_CRASH = re.compile(
+    r"\w(?:Error|Exception)\b|Traceback|terminate called|what\(\)|core dumped|Segmentation fault"
+)
 # A row of a printed table (`│ cell │ cell │`): its rows look alike by construction.
 _TABLE_ROW = re.compile(r"^\s*[│┃║|].*[│┃║|]\s*$")
+_DIGITS = re.compile(r"\d+")
+_PASSAGE_TOKENS = 300  # tokens of consecutive text lines judged together (the latest ones)
 _SAMPLE_CACHE = 256  # samples judged and remembered (the cache is emptied when full)
 _SAMPLE_CACHE_CHARS = 4096  # longer samples are judged afresh: the cache stays small
 _UNKNOWN = object()
@@ -251,10 +262,10 @@ class RepetitionSettings(RuleSettings):
         0.8, gt=0, le=1, description="A line where two tokens make up this share of its tokens."
     )
     few_words_min: int = Field(
-        30, ge=8, description="Words a line (or its second half) needs before..."
+        30, ge=8, description="Words a line, its second half or a passage needs before..."
     )
     few_words_share: float = Field(
-        0.25, gt=0, le=1, description="...it loops when its distinct words are at most this share."
+        0.5, gt=0, le=1, description="...it loops when this share of its word trigrams repeat."
     )
     id_repeats: int = Field(
         16, ge=4, description="One number repeated this many times in a printed list of ids."
@@ -296,8 +307,13 @@ class RepetitionRule(Rule):
         self._near_run: list[str] = []
         # Recent text lines for the drifting-block check: (tokens, text), and per period the
         # number of lines in a row that match the line one period back.
-        self._fuzzy: deque[tuple[list[str], str]] = deque(maxlen=s.max_block)
+        self._fuzzy: deque[tuple[list[str], str]] = deque(maxlen=2 * s.max_block)
         self._fuzzy_runs = [0] * (s.max_block + 1)
+        # Consecutive text lines read as one passage (a reply hard-wrapped over lines): their
+        # tokens, and the shapes (numbers masked) of recent lines, so copies are read once.
+        self._passage: deque[list[str]] = deque()
+        self._passage_tokens = 0
+        self._shapes: deque[tuple[str, ...]] = deque(maxlen=2 * s.max_block)
 
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, (Metric, Eval)):
@@ -399,6 +415,7 @@ class RepetitionRule(Rule):
             self._near_run = []
             self._fuzzy.clear()
             self._fuzzy_runs = [0] * (s.max_block + 1)
+            self._end_passage()
             return None
         near = self._judge_near(stripped)
         if near is not None:
@@ -486,30 +503,33 @@ class RepetitionRule(Rule):
             return f"a log line ends repeating {clip(unit.strip() or unit, 60)!r} {copies} times"
         return None
 
-    def _few_words(self, toks: list[str]) -> str | None:
-        """Long text that says few distinct words: a loop, even one whose copies drift.
+    def _few_words(self, toks: list[str]) -> tuple[int, int] | None:
+        """Long text that says the same few phrases again: a loop, even one whose copies drift.
 
-        Prose of 40 words or more uses most of them once or twice (distinct / total well over
-        a third); a sentence said again and again, with or without small changes, uses a few
-        words over and over. Only words count (not numbers or printed values), and they must
-        be most of the tokens: key/value records and tables say their keys once each.
+        Read as word trigrams (shingles): prose of 30 words or more rarely says a trigram twice
+        (legal text, the most repetitive prose, repeats under a third of them); a passage said
+        again and again, with or without small changes, repeats most of its trigrams. Only
+        words count (not numbers or printed values), and they must be most of the tokens:
+        key/value records and tables say their keys once each.
+        Returns (words, distinct trigrams) when the share repeated is `few_words_share` or more.
         """
         s = self.settings
         words = [t.strip(_PUNCT).lower() for t in toks if _wordish(t) and not _PADDING.search(t)]
         if len(words) < s.few_words_min or len(words) < 0.6 * len(toks):
             return None
-        distinct = len(set(words))
-        if distinct <= s.few_words_share * len(words):
-            return f"a log line says {len(words)} words with only {distinct} distinct ones"
+        grams = list(zip(words, words[1:], words[2:], strict=False))
+        distinct = len(set(grams))
+        if len(grams) - distinct >= s.few_words_share * len(grams):
+            return len(words), distinct
         return None
 
     def _dominant(self, head: str) -> str | None:
         s = self.settings
         toks = tokens(head)
         for part in (toks, toks[len(toks) // 2 :]):  # the whole line, or a loop filling its end
-            found = self._few_words(part)
-            if found is not None:
-                return found
+            few = self._few_words(part)
+            if few is not None:
+                return f"a log line of {few[0]} words says only {few[1]} distinct phrases"
         if len(toks) >= s.dominant_tokens:
             top = Counter(t for t in toks if _wordish(t) and not _PADDING.search(t))
             common = top.most_common(2)
@@ -546,6 +566,38 @@ class RepetitionRule(Rule):
             return f"a log line is mostly repeats of {shown}"
         return None
 
+    def _end_passage(self) -> None:
+        self._passage.clear()
+        self._passage_tokens = 0
+        self._shapes.clear()
+
+    def _judge_passage(self, toks: list[str], text: str) -> tuple[str, tuple[str, ...]] | None:
+        """Consecutive text lines read as one passage that says few distinct words.
+
+        A reply hard-wrapped over lines of 80 characters loops across them, each line too
+        short to judge alone. A line whose shape (its words, numbers masked) was among the
+        recent ones is read once: eight ranks print the same sentence, a status line counts up.
+        """
+        s = self.settings
+        shape = tuple(_DIGITS.sub("0", t) for t in toks if any(c.isalpha() for c in t))
+        if shape in self._shapes:
+            return None
+        self._shapes.append(shape)
+        passage = self._passage
+        passage.append(toks)
+        self._passage_tokens += len(toks)
+        while self._passage_tokens - len(passage[0]) >= _PASSAGE_TOKENS:
+            self._passage_tokens -= len(passage.popleft())
+        if len(passage) < 2 or self._passage_tokens < s.few_words_min:
+            return None
+        few = self._few_words([t for line in passage for t in line])
+        if few is None:
+            return None
+        lines = len(passage)
+        self._end_passage()
+        message = f"{lines} lines in a row ({few[0]} words) say only {few[1]} distinct phrases"
+        return message, (clip(text),)
+
     def _lines_agree(self, a: list[str], b: list[str]) -> bool:
         """The same line, or a near-duplicate sentence whose words (not numbers) changed."""
         if a == b:
@@ -560,26 +612,36 @@ class RepetitionRule(Rule):
         s = self.settings
         recent = self._fuzzy
         runs = self._fuzzy_runs
-        if not _is_prose(key) or _TABLE_ROW.match(key):
-            recent.clear()  # log records, tables and numbers break a block of generated text
+        if not _is_prose(key) or _TABLE_ROW.match(key) or _CRASH.search(key):
+            # Log records, tables, numbers and crash output break a block of generated text.
+            recent.clear()
             self._fuzzy_runs = [0] * (s.max_block + 1)
+            self._end_passage()
             return None
         toks = tokens(key)
-        found: tuple[str, tuple[str, ...]] | None = None
+        found = self._judge_passage(toks, stripped)
         for p in range(1, min(len(recent), s.max_block) + 1):
             if not self._lines_agree(recent[-p][0], toks):
                 runs[p] = 0
                 continue
             runs[p] += 1
             if found is None and p >= s.block_lines and runs[p] == p * (s.block_copies - 1):
-                block = list(recent)[-p:]
+                window = [*recent, (toks, stripped)]
+                block, copy = window[-2 * p : -p], window[-p:]
                 texts = [t for _, t in block]
+                exact = sum(a == b for (a, _), (b, _) in zip(block, copy, strict=True))
                 # As for an exact block: distinct lines, mostly words (an exact copy is
-                # reported by the exact check first); and lines unlike their neighbours: a
-                # list of lines all alike (`Paris is the capital of France.`, `Rome is ...`)
-                # matches itself one block back without repeating anything.
-                if self._is_text_block([(t, t, False) for t in texts]) and not any(
-                    self._lines_agree(a, b) for (a, _), (b, _) in itertools.pairwise(block)
+                # reported by the exact check first); most lines copied exactly, only some
+                # reworded (a template of `Question:` / `Answer:` lines filled with new text
+                # each time is not a loop); and lines unlike their neighbours: a list of lines
+                # all alike (`Paris is the capital of France.`, `Rome is ...`) matches itself
+                # one block back without repeating anything.
+                if (
+                    exact * 2 > p
+                    and self._is_text_block([(t, t, False) for t in texts])
+                    and not any(
+                        self._lines_agree(a, b) for (a, _), (b, _) in itertools.pairwise(block)
+                    )
                 ):
                     copies = runs[p] // p + 1
                     found = (

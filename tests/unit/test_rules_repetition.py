@@ -339,3 +339,33 @@ def test_a_json_list_is_text_and_a_bracketed_prefix_is_a_log_record() -> None:
     assert scan("[\n" + alike + "]\n", watch) == []
     ranks = "".join(f"[rank{r}]: Loading checkpoint shards from /models/llama\n" for r in range(8))
     assert scan(ranks) == []
+
+
+def test_a_loop_hard_wrapped_over_short_lines_and_healthy_templated_samples() -> None:
+    """A reply wrapped at 60 columns loops across its lines (each too short to judge alone);
+    eval samples printed in one template (`Question:` / `Answer:` / `Reference:` with new text
+    each time) and a passage of prose are not loops."""
+    reply = "The model is training well and the loss is going down. " * 6
+    wrapped = "".join(reply[i : i + 60] + "\n" for i in range(0, len(reply), 60))
+    found = scan("Generated:\n" + wrapped)
+    assert [a.rule for a in found] == ["repetition"] and "distinct phrases" in found[0].message
+    samples = "".join(
+        f"Question: What is the capital of {c}?\nAnswer: The capital of {c} is {a}.\n"
+        f"Reference: {a} is the capital and largest city of {c}.\n"
+        for c, a in [("France", "Paris"), ("Italy", "Rome"), ("Peru", "Lima"), ("Chile", "Quito")]
+    )
+    assert scan(samples) == []
+    prose = (
+        "Alpacas are domesticated camelids from South America. They are kept in herds\n"
+        "that graze on the level heights of the Andes of southern Peru, western Bolivia,\n"
+        "Ecuador and northern Chile at an altitude of 3,500 to 5,000 metres above sea\n"
+        "level, and are bred for their soft fibre, used to make knitted and woven items.\n"
+    )
+    assert scan(prose) == []
+    crash = (  # eight ranks print one exception at once, interleaved mid-line
+        "terminate called after throwing an instance of 'c10::DistBackendErrorterminate called "
+        "after throwing an instance of ''\nterminate called after throwing an instance of '"
+        "terminate called after throwing an instance of 'terminate called after throwing an "
+        "instance of 'c10::DistBackendErrorc10::DistBackendError'\n"
+    )
+    assert [a for a in scan(crash) if a.rule == "repetition"] == []
