@@ -9,6 +9,7 @@ that ftmon never stops the shell's group it may share.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,19 @@ from supervisor.runs.executors.base import (
     describe_handle,
     handle_from_description,
 )
+
+_SIGSTOP_MASK = 1 << (signal.SIGSTOP - 1)
+
+
+def stop_pending(proc_status: str) -> bool:
+    """Whether /proc/PID/status's text shows a SIGSTOP sent but not yet taken (`ShdPnd` for
+    one sent to the process or its group, `SigPnd` for its thread). A process stops only once it
+    is scheduled again: on a busy machine that is many milliseconds after ftmon's own pause, and
+    meanwhile it must not read as "resumed from outside ftmon"."""
+    for line in proc_status.splitlines():
+        if line.startswith(("ShdPnd:", "SigPnd:")) and int(line.split()[1], 16) & _SIGSTOP_MASK:
+            return True
+    return False
 
 
 class LocalExecutor:
@@ -55,10 +69,16 @@ class LocalExecutor:
         return process.resume(pgid) if pgid else bool(process.resume_tree(handle.pid))
 
     def stopped(self, handle: RunHandle) -> bool:
-        """The leader is stopped (state T in /proc/PID/stat), by ftmon or by anyone."""
+        """The leader is stopped (state T in /proc/PID/stat), by ftmon or by anyone, or a
+        SIGSTOP sent to it is still pending (see `stop_pending`)."""
         try:
-            return psutil.Process(handle.pid).status() == psutil.STATUS_STOPPED
+            if psutil.Process(handle.pid).status() == psutil.STATUS_STOPPED:
+                return True
         except psutil.Error:
+            return False
+        try:
+            return stop_pending(Path(f"/proc/{handle.pid}/status").read_text())
+        except OSError:  # gone meanwhile, or no /proc
             return False
 
     async def kill(self, handle: RunHandle, grace: float) -> KillResult:
