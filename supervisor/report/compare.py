@@ -131,7 +131,9 @@ def _figures(history: Any, chain: list[Any]) -> tuple[dict[str, float | None], i
         "mmlu": final("mmlu_acc", "mmlu"),
         "arc": final("arc_acc", "arc"),
         "tok_s": sum(tok) / len(tok) if tok else None,
-        "wall_secs": end - start if any(r.ended_at for r in chain) else None,
+        # Still running (its last run has not ended): no wall time yet, whatever earlier
+        # attempts did.
+        "wall_secs": end - start if last.ended_at is not None else None,
     }
     anomalies = sum(len(history.anomalies(r.id)) for r in chain)
     return figures, anomalies

@@ -90,3 +90,17 @@ def test_report_of_a_lineage_still_running_gives_no_end(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     intro = (out / "run-b-a2.md").read_text().splitlines()[2]
     assert "the last run-b-a2 running" in intro and intro.endswith("ended -."), intro
+
+
+def test_a_lineage_still_running_has_no_wall_time_yet(tmp_path: Path) -> None:
+    """The first attempt ended, its relaunch runs: the row's wall time is unknown, not the
+    first attempt's."""
+    h = History.in_logs_dir(tmp_path)
+    _run(h, "run-b", 0.3, [9.0])
+    h.add_run(run_id="run-b-a2", name="r", started_at=170.0, recipe_yaml=_recipe(0.03),
+              parent_id="run-b", attempt=2)  # fmt: skip
+    h.close()
+    (row,) = json.loads(ftmon("compare", "run-b", "--json", "--logs-dir", str(tmp_path)).stdout)[
+        "rows"
+    ]
+    assert row["run_id"] == "run-b-a2" and row["wall_secs"] is None
