@@ -11,6 +11,7 @@ from functools import lru_cache
 
 from supervisor.parsing.kv import spellings_of
 
+_MODEL_OUTPUTS = frozenset({"logits", "logps", "logprobs", "reward", "rewards", "kl"})
 _VAL_PREFIXES = ("val", "eval", "valid", "validation", "test", "dev")
 # Records rather than measurements: `best_loss: inf` before the first evaluation is healthy.
 _RECORD_PREFIXES = ("best", "min", "max", "avg_best")
@@ -36,6 +37,9 @@ def watched_for_nan(name: str) -> bool:
         or "ppl" in low
         or "perplexity" in low
         or low in GRAD_NORM_NAMES
+        # What the model computes in RL and preference tuning: non-finite logits, log-probs,
+        # rewards or KL mean the forward pass broke even while the loss prints finite.
+        or any(w in _MODEL_OUTPUTS for w in words)
     )
 
 

@@ -231,3 +231,16 @@ def test_nan_under_a_path_like_key_or_in_brackets() -> None:
     line = "train stats: {'rewards_train/chosen': 'nan', 'loss/train': 'nan', 'examples': 160768}\n"
     assert rules_of(scan(line)) == [("nan", 1)]
     assert rules_of(scan("E6 iter[ 14/ 15] | [Loss] nan | [step]   104\n")) == [("nan", 1)]
+
+
+def test_non_finite_logits_or_rewards_while_the_loss_prints_finite() -> None:
+    """DPO: 'logits/chosen': nan with a finite loss means the forward pass broke; a finite
+    learning rate or loss scale named alike is not watched."""
+    log = (
+        "{'loss': 0.6931, 'grad_norm': 2.29, 'learning_rate': 1e-05, 'rewards/chosen': -0.05, "
+        "'logps/chosen': -252.8, 'logits/chosen': -1.2, 'epoch': 0.01}\n"
+        "{'loss': 0.6928, 'grad_norm': 0.85, 'learning_rate': 2e-05, 'rewards/chosen': -0.08, "
+        "'logps/chosen': -262.1, 'logits/chosen': nan, 'epoch': 0.03}\n"
+    )
+    found = scan(log)
+    assert rules_of(found) == [("nan", 2)] and "logits_chosen is nan" in found[0].message
