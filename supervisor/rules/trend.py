@@ -17,6 +17,8 @@ about 11-12 nats for 50k-150k tokens, but the summed losses of other models star
 (an object detector's total loss begins near 80 and falls), so only a loss above 100 counts
 without a baseline (a bug or a blown-up run, e.g. a GKD loss of 429 at step 5); a grad norm in
 the hundreds before clipping is far outside what a fine-tune shows (0.1-10). Both are settings.
+A metric whose baseline already lives at that scale (median at least half of `absurd`: a summed
+loss, an ELBO of 150 falling to 110) is judged by its baseline alone.
 
 Two other definitions of a loss spike are settings (`method`), for runs that follow them:
 `megatron`, Megatron-LM's check: a loss above `megatron_factor` (10) times the largest loss of
@@ -177,7 +179,10 @@ class _JumpRule(Rule):
                     f"{value / median:.1f}x)" if median > 0 else
                     f"{key} spiked to {fmt_value(value)} (baseline {fmt_value(median)})"
                 )  # fmt: skip
-        if not message and s.absurd > 0 and value > s.absurd:
+        # A metric that lives at that scale (a summed or per-sequence loss, an ELBO) is judged
+        # by its baseline alone: once its median is half of `absurd`, absurd says nothing.
+        at_scale = len(base.values) >= s.warmup and base.median * 2 >= s.absurd
+        if not message and s.absurd > 0 and value > s.absurd and not at_scale:
             message = f"{key} is {fmt_value(value)}, above {fmt_value(s.absurd)} for any baseline"
         base.add(value)
         if len(base.values) == s.warmup:

@@ -192,3 +192,12 @@ def test_a_noisy_per_batch_loss_is_judged_against_its_own_spread() -> None:
     assert len(feed(SpikeRule(), [{"loss": v} for v in [*steady, 2.6]])) == 1
     assert len(feed(SpikeRule(), [{"loss": v} for v in [*noisy, 9.0]])) == 1
     assert len(feed(SpikeRule(JumpSettings(noise=0)), [{"loss": v} for v in [*noisy, 2.6]])) == 1
+
+
+def test_a_loss_that_lives_above_absurd_is_judged_by_its_baseline() -> None:
+    """A VAE's summed loss (ELBO) falls from 150 to 104: after the first value its baseline is
+    at that scale, so 'above 100' says nothing; a jump to 900 still is a spike."""
+    elbo = [150.2, 141.7, 133.9, 128.4, 121.0, 117.3, 112.8, 109.1, 106.5, 104.2]
+    found = feed(SpikeRule(), [{"loss": v} for v in elbo])
+    assert [a.lineno for a in found] == [1]  # the first value: no baseline yet, above 100
+    assert len(feed(SpikeRule(), [{"loss": v} for v in [*elbo, 900.0]])) == 2
