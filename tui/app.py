@@ -178,7 +178,8 @@ class FtmonApp(App[int]):
                 self.book.set_executor(message.run_id, rec.executor if rec else None)
             if isinstance(message, RunLaunched) and message.event.reattached:  # type: ignore[union-attr]
                 self._load_history(message.run_id)
-        if self.main_screen.is_mounted:
+        # Not once the app is closing: its screens are gone while supervisor events still come.
+        if self.main_screen.is_mounted and self.main_screen in self.screen_stack:
             self.main_screen.show_event(message, items)
 
     def _add_ancestors(self, event: RunStarted) -> None:

@@ -107,7 +107,10 @@ async def test_launching_a_sweep_recipe_runs_its_members_and_c_compares_them(
             timeout=60, what="both members finished",
         )  # fmt: skip
         assert {r.name for r in app.history.runs()} == {"tui-sweep-1", "tui-sweep-2"}
-        assert set(app.book.runs) == {r.id for r in app.history.runs()}  # drawn as runs
+        await async_wait_for(  # the app draws what its message queue brings, a moment later
+            lambda: set(app.book.runs) == {r.id for r in app.history.runs()},
+            what="both members drawn as runs",
+        )  # fmt: skip
         await pilot.press("c")
         await pilot.pause()
         assert app.screen.choices[0] == app.history.sweeps()[0].id
