@@ -30,8 +30,10 @@ from supervisor.runs.executors.process import wait_pid_exit
 TICK_SECS = 1.0
 # A backlog (`--from-start`, a reattach, a run printing faster than it is read) is read this
 # much at a time: a batch's lines and events live together, so the bytes per read bound the
-# memory (three runs caught up at once stay well under 150 MB) and the loop yields between.
-BACKLOG_READ = 4 << 20
+# memory (bench/tui.py --follow: three runs caught up at once peaked at 194 MB with 4 MiB
+# reads, 158 MB with 1 MiB; Tail's default is 32 MiB), and the loop yields in between. A 1 MiB
+# batch holds thousands of lines: enough for the batch path (batch.py) to pay off.
+BACKLOG_READ = 1 << 20
 log = logging.getLogger("ftmon.watch")
 # Anomalies kept in a summary; the rest are still counted per rule (a NaN on every line of a
 # million-line log must not hold a million objects).
