@@ -92,16 +92,30 @@ def _value(row: CompareRow, metric: str) -> float | None:
 
 
 def lineage_down(history: Any, run_id: str) -> list[Any]:
-    """The run and its relaunches, following the newest child, first launch first."""
+    """The run and its relaunches, following the newest child, first launch first. A replay
+    (`ftmon replay`) starts a lineage of its own and is not followed."""
     chain = []
     seen: set[str] = set()
     current = history.get(run_id)
     while current is not None and current.id not in seen:
         chain.append(current)
         seen.add(current.id)
-        kids = history.children(current.id)
+        kids = [k for k in history.children(current.id) if not k.is_replay]
         current = kids[-1] if kids else None
     return chain
+
+
+def lineage_root(history: Any, run_id: str) -> str:
+    """The first run of `run_id`'s lineage: up through its parents, stopping at a replay."""
+    rec = history.get(run_id)
+    seen: set[str] = set()
+    while rec is not None and rec.parent_id and not rec.is_replay and rec.id not in seen:
+        seen.add(rec.id)
+        parent = history.get(rec.parent_id)
+        if parent is None:
+            break
+        rec = parent
+    return rec.id if rec is not None else run_id
 
 
 def _figures(history: Any, chain: list[Any]) -> tuple[dict[str, float | None], int]:

@@ -19,6 +19,7 @@ from supervisor.report.compare import (
     compare_sweep,
     header_and_cells,
     lineage_down,
+    lineage_root,
 )
 from supervisor.report.metrics import fmt, run_metrics
 
@@ -194,7 +195,7 @@ def sweep_report(history: Any, sweep_id: str, sort: str = "") -> Report:
 
 def run_report(history: Any, ref: str) -> Report:
     rec = history.resolve(ref)
-    chain = lineage_down(history, history.lineage(rec.id)[0].id)
+    chain = lineage_down(history, lineage_root(history, rec.id))
     last = chain[-1]
     report = Report(f"Run {rec.id}", slug=rec.id)
     b = report.blocks

@@ -40,7 +40,7 @@ from supervisor.runs.replay import replay_recipe
 from supervisor.runs.state import RunState
 from supervisor.runs.supervise_run import _Lineage, _Run, _settle
 from supervisor.store.history import History
-from supervisor.store.schema import RunEnd
+from supervisor.store.schema import RunEnd, replay_reason
 
 # Inherited variables worth keeping in the history beside the recipe's own env: they change
 # what a run does, and a pasted command should set them as the run had them.
@@ -314,7 +314,7 @@ class Supervisor(Reattaching):
         rec = self.history.resolve(run_ref)
         recipe, changes = replay_recipe(rec, sets)
         return await self.launch(
-            recipe, parent_id=rec.id, reason=f"replay of {rec.id}", force=force, fresh=True,
+            recipe, parent_id=rec.id, reason=replay_reason(rec.id), force=force, fresh=True,
             changes=changes,
         )  # fmt: skip
 

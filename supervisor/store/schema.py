@@ -181,6 +181,17 @@ class RunRecord:
         """The row says the run has not ended (its process may still have died unseen)."""
         return self.status in LIVE_STATUSES
 
+    @property
+    def is_replay(self) -> bool:
+        """Started by `ftmon replay` of its parent: a new lineage that names the run it replays,
+        not one of the parent's relaunches (compare and report do not fold it in)."""
+        return self.parent_id is not None and self.reason_started == replay_reason(self.parent_id)
+
+
+def replay_reason(run_id: str) -> str:
+    """`reason_started` of a replay of `run_id` (the one spelling `RunRecord.is_replay` reads)."""
+    return f"replay of {run_id}"
+
 
 @dataclass(frozen=True, slots=True)
 class SweepRecord:

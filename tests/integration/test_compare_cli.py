@@ -10,6 +10,7 @@ from pathlib import Path
 
 from supervisor.events import Anomaly, Eval, Metric, Severity
 from supervisor.store.history import History
+from supervisor.store.schema import replay_reason
 from tests.conftest import ftmon
 
 
@@ -104,3 +105,29 @@ def test_a_lineage_still_running_has_no_wall_time_yet(tmp_path: Path) -> None:
         "rows"
     ]
     assert row["run_id"] == "run-b-a2" and row["wall_secs"] is None
+
+
+def test_a_replay_is_not_folded_into_the_run_it_replays(tmp_path: Path) -> None:
+    """`ftmon replay run-b --set steps=5` is a new lineage: comparing run-b shows run-b's own
+    figures (a replay with other settings must not change a finished comparison), while a
+    relaunch of run-b still folds in; the replay's report is about the replay."""
+    h = History.in_logs_dir(tmp_path)
+    _run(h, "run-a", 0.1, [2.0])
+    _run(h, "run-b", 0.3, [1.0])
+    _run(h, "run-b-r", 0.3, [9.0], parent_id="run-b", attempt=2,
+         reason_started=replay_reason("run-b"))  # fmt: skip
+    _run(h, "run-c", 0.5, [9.0])
+    _run(h, "run-c-a2", 0.05, [0.5], parent_id="run-c", attempt=2,
+         reason_started="relaunch after nan: lr 0.5 -> 0.05")  # fmt: skip
+    h.close()
+    logs = str(tmp_path)
+    table = json.loads(ftmon("compare", "run-a", "run-b", "run-c", "--json", "--logs-dir",
+                             logs).stdout)  # fmt: skip
+    _, b, c = table["rows"]
+    assert (b["run_id"], b["final_val_loss"], b["relaunches"]) == ("run-b", 1.0, 0)
+    assert (c["run_id"], c["final_val_loss"], c["relaunches"]) == ("run-c-a2", 0.5, 1)
+    out = tmp_path / "report"
+    made = ftmon("report", "run-b-r", "-o", str(out), "--no-plots", "--logs-dir", logs)
+    assert made.returncode == 0, made.stderr
+    text = (out / "run-b-r.md").read_text()
+    assert "1 run(s) in its lineage, the last run-b-r finished" in text, text[:400]
