@@ -766,9 +766,13 @@ class History:
         return _sweep_from_row(rows[0]) if len(rows) == 1 else None
 
     def sweep_member_of(self, run_id: str) -> SweepMemberRow | None:
-        """The sweep member whose lineage `run_id` belongs to (a relaunch: its first run's)."""
-        lineage = self.lineage(run_id)
-        first = lineage[0].id if lineage else run_id
+        """The sweep member whose lineage `run_id` belongs to (a relaunch: its first run's; a
+        replay of a member starts a lineage of its own and belongs to none)."""
+        first = run_id
+        for rec in reversed(self.lineage(run_id)):  # the run itself first, then its parents
+            first = rec.id
+            if rec.is_replay:
+                break
         rows = self._query("SELECT sweep_id FROM sweep_members WHERE run_id = ?", (first,))
         if not rows:
             return None

@@ -131,3 +131,19 @@ def test_a_replay_is_not_folded_into_the_run_it_replays(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     text = (out / "run-b-r.md").read_text()
     assert "1 run(s) in its lineage, the last run-b-r finished" in text, text[:400]
+
+
+def test_a_relaunch_belongs_to_its_sweep_member_and_a_replay_does_not(tmp_path: Path) -> None:
+    from supervisor.store.history import SweepRecord
+    from supervisor.store.schema import replay_reason
+
+    h = History.in_logs_dir(tmp_path)
+    h.add_sweep(SweepRecord("sweep-x", "r", 1.0, "", "", ("lr",), None), [(1, {"lr": 0.1})])
+    _run(h, "m1", 0.1, [2.0])
+    h.set_sweep_member("sweep-x", 1, status="launched", run_id="m1")
+    _run(h, "m1-a2", 0.01, [1.0], parent_id="m1", attempt=2, reason_started="relaunch after nan")
+    _run(h, "m1-replay", 0.1, [3.0], parent_id="m1", reason_started=replay_reason("m1"))
+    member = h.sweep_member_of("m1-a2")
+    assert member is not None and (member.sweep_id, member.member) == ("sweep-x", 1)
+    assert h.sweep_member_of("m1-replay") is None
+    h.close()
