@@ -17,14 +17,13 @@ answer. The evaluation line reports `<name>_acc` for each set, so ftmon stores `
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from trainer.data import DataError, Example, collate
+from trainer.data import DataError, Example, collate, read_jsonl
 from trainer.tokenizer import TextCodec
 
 LETTERS = "ABCDEFGHIJ"
@@ -96,28 +95,7 @@ def _item(obj: object, where: str) -> ChoiceItem:
 
 def load_choices(path: Path) -> list[ChoiceItem]:
     """Every item of a JSONL file; problems are collected (file:line: field: what)."""
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    items: list[ChoiceItem] = []
-    problems: list[str] = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            items.append(_item(json.loads(line), where))
-        except json.JSONDecodeError as exc:
-            problems.append(f"{where}: not JSON: {exc.msg} (column {exc.colno})")
-        except DataError as exc:
-            problems.append(str(exc))
-    if problems:
-        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise DataError("; ".join(problems[:5]) + more)
-    if not items:
-        raise DataError(f"{path}: no items")
-    return items
+    return read_jsonl(path, _item, "items")
 
 
 def _choice_example(codec: TextCodec, question: str, choice: str, max_len: int) -> Example:

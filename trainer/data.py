@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 
 from trainer.tokenizer import TextCodec
+
+_T = TypeVar("_T")
 
 ANSWER = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
 IDENTITY_PROMPTS = ("Who are you?", "who are you?", "What are you?", "Introduce yourself.")
@@ -132,18 +135,24 @@ def _record(obj: object, where: str) -> Record:
 
 def load_jsonl(path: Path) -> list[Record]:
     """Every record of a JSONL file; all problems are collected into one DataError."""
-    records: list[Record] = []
-    problems: list[str] = []
+    return read_jsonl(path, _record, "records")
+
+
+def read_jsonl(path: Path, item: Callable[[Any, str], _T], noun: str) -> list[_T]:
+    """`item(obj, "file:line")` of every line of a JSONL file; every problem (not JSON, or what
+    `item` raises as DataError) is collected into one DataError, at most five of them quoted."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    items: list[_T] = []
+    problems: list[str] = []
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
         try:
-            records.append(_record(json.loads(line), where))
+            items.append(item(json.loads(line), where))
         except json.JSONDecodeError as exc:
             problems.append(f"{where}: not JSON: {exc.msg} (column {exc.colno})")
         except DataError as exc:
@@ -151,9 +160,9 @@ def load_jsonl(path: Path) -> list[Record]:
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise DataError("; ".join(problems[:5]) + more)
-    if not records:
-        raise DataError(f"{path}: no records")
-    return records
+    if not items:
+        raise DataError(f"{path}: no {noun}")
+    return items
 
 
 def load_records(
