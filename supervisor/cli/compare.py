@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from supervisor.cli.run import EXIT_OK, EXIT_USAGE, logs_dir_of
+from supervisor.cli.main import EXIT_OK, EXIT_USAGE
+from supervisor.cli.run import logs_dir_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:

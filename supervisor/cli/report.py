@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from supervisor.cli.run import EXIT_OK, EXIT_USAGE
+from supervisor.cli.main import EXIT_OK, EXIT_USAGE
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -16,14 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from supervisor.cli.run import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    add_supervision_flags,
-    logs_dir_of,
-)
+from supervisor.cli.main import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from supervisor.cli.run import add_supervision_flags, logs_dir_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
