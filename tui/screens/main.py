@@ -43,6 +43,9 @@ if TYPE_CHECKING:
     from tui.app import FtmonApp
 
 PLOT_SECS = 0.25  # plots redraw at most this often
+# ...and at most this share of the time: a run caught up from a long log sends metrics without
+# pause, and redrawing 5000-point plots every PLOT_SECS cost more than reading the log did.
+PLOT_SHARE = 0.1
 
 # (key, action, footer label, palette help): one list feeds the bindings and the command palette.
 ACTIONS: tuple[tuple[str, str, str, str], ...] = (
@@ -205,7 +208,8 @@ class MainScreen(Screen[None]):
     def _plots_changed(self) -> None:
         """Redraw the plots now, or once PLOT_SECS after the last redraw: a chatty run sends
         metrics many times a second, and plotext redraws cost milliseconds each."""
-        wait = PLOT_SECS - (time.monotonic() - self._plots_drawn_at)
+        gap = max(PLOT_SECS, self.query_one(Plots).render_secs() / PLOT_SHARE)
+        wait = gap - (time.monotonic() - self._plots_drawn_at)
         if wait <= 0:
             self._show_plots()
         elif not self._plots_pending:

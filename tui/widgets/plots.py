@@ -7,6 +7,9 @@ Plotting is plotext through textual-plotext; the data comes from `tui.state.RunV
 
 from __future__ import annotations
 
+import time
+
+from rich.console import RenderableType
 from textual.app import ComposeResult
 from textual.containers import Grid
 from textual.widgets import Static
@@ -31,6 +34,13 @@ class MetricPlot(PlotextPlot):
         self.series_name = name
         self.points: list[tuple[float, float]] = []
         self.ranks: list[int] = []  # the ranks overlaid, when it is a distributed run's plot
+        self.render_secs = 0.0  # how long its last drawing took (plotext builds it here)
+
+    def render(self) -> RenderableType:
+        started = time.monotonic()
+        out = super().render()
+        self.render_secs = time.monotonic() - started
+        return out
 
     def show(
         self,
@@ -78,6 +88,10 @@ class Plots(Grid):
             plot = MetricPlot(name)
             plot.display = False
             yield plot
+
+    def render_secs(self) -> float:
+        """How long drawing every shown plot took, the last time each was drawn."""
+        return sum(p.render_secs for p in self.query(MetricPlot) if p.display)
 
     @property
     def shown(self) -> list[str]:
