@@ -225,6 +225,7 @@ def supervise_headless(
     import asyncio
 
     from supervisor.notify.config import load_user_targets
+    from supervisor.notify.delivery import DeliveryResult
     from supervisor.notify.notifier import NOTIFY_CLOSE_SECS, Notifier, failure_line
     from supervisor.recipe.model import RecipeError
     from supervisor.store.history import History, HistoryError
@@ -240,7 +241,12 @@ def supervise_headless(
         print(f"ftmon: {exc}", file=sys.stderr)
         return EXIT_USAGE
     printer = Printer(out)
-    notifier = Notifier(targets, history, on_result=lambda r: r.ok or printer.line(failure_line(r)))
+
+    def said_failed(result: DeliveryResult) -> None:
+        if not result.ok:
+            printer.line(failure_line(result))
+
+    notifier = Notifier(targets, history, on_result=said_failed)
     if recipe is not None:
         notifier.watch_recipe(recipe)
     try:

@@ -170,10 +170,10 @@ def config_from_dict(raw: dict[str, object], where: str = "config.json") -> Mode
     kv_heads = raw.get("num_key_value_heads") or heads
     head_dim = raw.get("head_dim") or hidden // heads
     model_type = str(raw.get("model_type", ""))
-    experts = int(raw.get("num_experts") or raw.get("num_local_experts") or 0)  # type: ignore[arg-type]
+    experts = int(raw.get("num_experts") or raw.get("num_local_experts") or 0)  # type: ignore[call-overload]
     cfg_raw = {**raw, "num_key_value_heads": kv_heads, "head_dim": head_dim}
     intermediate = _int(raw, "intermediate_size", where)
-    expert_intermediate = int(raw.get("moe_intermediate_size") or intermediate)  # type: ignore[arg-type]
+    expert_intermediate = int(raw.get("moe_intermediate_size") or intermediate)  # type: ignore[call-overload]
     return ModelConfig(
         hidden=hidden,
         intermediate=intermediate,
@@ -189,7 +189,7 @@ def config_from_dict(raw: dict[str, object], where: str = "config.json") -> Mode
         o_bias=bool(raw.get("attention_bias", False)),
         qk_norm=model_type.startswith("qwen3"),
         experts=experts,
-        experts_per_token=int(raw.get("num_experts_per_tok") or 0) if experts else 0,  # type: ignore[arg-type]
+        experts_per_token=int(raw.get("num_experts_per_tok") or 0) if experts else 0,  # type: ignore[call-overload]
         expert_intermediate=expert_intermediate if experts else 0,
         name=str(raw.get("_name_or_path") or model_type),
     )

@@ -31,7 +31,7 @@ from supervisor.events import Anomaly, Eval, Event, LogLine, Metric, Sample, Tex
 try:  # optional extra `ftmon[fast]`, as for parsing/prefilter.py
     import hyperscan as _hs
 except ImportError:  # pragma: no cover - depends on the machine
-    _hs = None
+    _hs = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from supervisor.monitoring.monitor import Monitor

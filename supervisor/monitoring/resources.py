@@ -275,9 +275,12 @@ class ResourceProbe:
         self._cpu = {}
 
     def _with_gpu(self, sample: ResourceSample, pids: set[int]) -> ResourceSample:
+        gpu = self._gpu
+        if gpu is None:
+            return sample
         try:
-            memory = self._gpu.memory()
-            per_pid = self._gpu.process_memory()
+            memory = gpu.memory()
+            per_pid = gpu.process_memory()
         except Exception:  # a GPU error must never stop the watch; the sample goes without
             return sample
         ours = [b for p, b in per_pid.items() if p in pids]

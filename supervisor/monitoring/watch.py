@@ -190,7 +190,8 @@ async def watch_log(
     path = Path(path)
     if offset is None:
         # Counting the lines of a big log takes a moment: not on the event loop (the TUI's).
-        offset, lineno = (0, 0) if from_start else await asyncio.to_thread(start_of_last_line, path)
+        start = (0, 0) if from_start else await asyncio.to_thread(start_of_last_line, path)
+        offset, lineno = start
     tail = Tail(path, offset=offset, lineno=lineno, max_read=BACKLOG_READ)
     summary = WatchSummary(path=str(path), lineno=lineno, offset=offset)
     stop = stop if stop is not None else asyncio.Event()

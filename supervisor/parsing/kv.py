@@ -141,7 +141,7 @@ def to_float(value: object) -> float | None:
             return float(value)  # type: ignore[arg-type]
         except ValueError:
             try:
-                return float(value.replace(",", ""))  # type: ignore[union-attr]
+                return float(value.replace(",", ""))  # type: ignore[attr-defined]
             except ValueError:
                 return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -652,16 +652,16 @@ def _load_object(text: str) -> dict | None:
     pairs = _DICT_PAIR.findall(text)
     if not pairs:
         return None
-    obj = {}
+    found: dict[str, object] = {}
     for key, raw in pairs:
         raw = raw.strip()
         if raw[:1] in "'\"":
-            obj[key] = raw.strip("'\"")
+            found[key] = raw.strip("'\"")
         else:
             v = to_float(raw)
             if v is not None:
-                obj[key] = v
-    return obj
+                found[key] = v
+    return found
 
 
 def _fix_json(text: str) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 try:  # optional extra `ftmon[fast]`
     import hyperscan as _hs
 except ImportError:  # pragma: no cover - depends on the machine
-    _hs = None
+    _hs = None  # type: ignore[assignment]
 
 
 _UPPER_ESCAPE = re.compile(r"\\[A-Z]")

@@ -170,7 +170,8 @@ def _build(
     if isinstance(node, yaml.SequenceNode):
         items = []
         for i, item in enumerate(node.value):
-            out.lines[(*path, i)] = item.start_mark.line + 1
-            items.append(_build(loader, item, (*path, i), out, inside))
+            where = (*path, i)
+            out.lines[where] = item.start_mark.line + 1
+            items.append(_build(loader, item, where, out, inside))
         return items
     return loader.construct_object(node, deep=True)

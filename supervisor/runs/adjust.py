@@ -185,7 +185,7 @@ def _auto(recipe: Recipe, rule: str) -> tuple[Mapping[str, Any], str]:
     try:
         from supervisor.estimate.preflight import suggest_adjustment
     except ImportError:
-        suggest_adjustment = None
+        suggest_adjustment = None  # type: ignore[assignment]
     if suggest_adjustment is not None:
         try:
             suggested = suggest_adjustment(recipe, rule)

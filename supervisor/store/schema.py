@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from supervisor.events import Eval, Metric
 from supervisor.runs.state import LIVE_STATES
@@ -230,7 +231,7 @@ class MetricRow:
     kind: str = "metric"
 
 
-def loads_json(text: str, default: object) -> object:
+def loads_json(text: str, default: object) -> Any:
     """A JSON column read back; empty or bad text gives `default`."""
     try:
         return json.loads(text) if text else default
