@@ -71,14 +71,16 @@ class LocalExecutor:
     def stopped(self, handle: RunHandle) -> bool:
         """The leader is stopped (state T in /proc/PID/stat), by ftmon or by anyone, or a
         SIGSTOP sent to it is still pending (see `stop_pending`)."""
+        # Pending first, then the state: the kernel takes the signal off the pending set and
+        # marks the task stopped under one lock, so one of the two reads sees the stop.
         try:
-            if psutil.Process(handle.pid).status() == psutil.STATUS_STOPPED:
+            if stop_pending(Path(f"/proc/{handle.pid}/status").read_text()):
                 return True
-        except psutil.Error:
-            return False
+        except OSError:  # gone, or no /proc: the state alone says
+            pass
         try:
-            return stop_pending(Path(f"/proc/{handle.pid}/status").read_text())
-        except OSError:  # gone meanwhile, or no /proc
+            return psutil.Process(handle.pid).status() == psutil.STATUS_STOPPED
+        except psutil.Error:
             return False
 
     async def kill(self, handle: RunHandle, grace: float) -> KillResult:
