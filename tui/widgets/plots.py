@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 
-from rich.console import RenderableType
-from textual.app import ComposeResult
+from textual.app import ComposeResult, RenderResult
 from textual.containers import Grid
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
@@ -36,7 +35,7 @@ class MetricPlot(PlotextPlot):
         self.ranks: list[int] = []  # the ranks overlaid, when it is a distributed run's plot
         self.render_secs = 0.0  # how long its last drawing took (plotext builds it here)
 
-    def render(self) -> RenderableType:
+    def render(self) -> RenderResult:
         started = time.monotonic()
         out = super().render()
         self.render_secs = time.monotonic() - started
