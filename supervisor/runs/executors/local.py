@@ -41,6 +41,22 @@ def stop_pending(proc_status: str) -> bool:
     return False
 
 
+def pid_stopped(pid: int) -> bool:
+    """The process is stopped (state T in /proc/PID/stat), or a SIGSTOP sent to it is still
+    pending (see `stop_pending`)."""
+    # Pending first, then the state: the kernel takes the signal off the pending set and marks
+    # the task stopped under one lock, so one of the two reads sees the stop.
+    try:
+        if stop_pending(Path(f"/proc/{pid}/status").read_text()):
+            return True
+    except OSError:  # gone, or no /proc: the state alone says
+        pass
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    except psutil.Error:
+        return False
+
+
 class LocalExecutor:
     """Process groups on this machine; see the module docstring."""
 
@@ -69,19 +85,8 @@ class LocalExecutor:
         return process.resume(pgid) if pgid else bool(process.resume_tree(handle.pid))
 
     def stopped(self, handle: RunHandle) -> bool:
-        """The leader is stopped (state T in /proc/PID/stat), by ftmon or by anyone, or a
-        SIGSTOP sent to it is still pending (see `stop_pending`)."""
-        # Pending first, then the state: the kernel takes the signal off the pending set and
-        # marks the task stopped under one lock, so one of the two reads sees the stop.
-        try:
-            if stop_pending(Path(f"/proc/{handle.pid}/status").read_text()):
-                return True
-        except OSError:  # gone, or no /proc: the state alone says
-            pass
-        try:
-            return psutil.Process(handle.pid).status() == psutil.STATUS_STOPPED
-        except psutil.Error:
-            return False
+        """The leader is stopped, by ftmon or by anyone (see `pid_stopped`)."""
+        return pid_stopped(handle.pid)
 
     async def kill(self, handle: RunHandle, grace: float) -> KillResult:
         return await process.kill_tree_async(handle.pid, _pgid(handle), grace)

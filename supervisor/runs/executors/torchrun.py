@@ -27,7 +27,7 @@ import psutil
 
 from supervisor.runs.executors import process
 from supervisor.runs.executors.base import KillResult, LaunchSpec, RunHandle
-from supervisor.runs.executors.local import LocalExecutor
+from supervisor.runs.executors.local import LocalExecutor, pid_stopped
 
 RANKS_DIR = "ranks"
 HEARTBEAT_ENV = "TORCH_NCCL_HEARTBEAT_TIMEOUT_SEC"
@@ -128,12 +128,13 @@ class TorchrunExecutor(LocalExecutor):
         return bool(process.resume_tree(handle.pid))
 
     def stopped(self, handle: RunHandle) -> bool:
-        """The agent or any worker is stopped (a person's `kill -STOP` of one rank counts)."""
+        """The agent or any worker is stopped or has a SIGSTOP pending (a person's `kill -STOP`
+        of one rank counts; ftmon's own pause reads as one at once, see `pid_stopped`)."""
         try:
-            procs = [psutil.Process(handle.pid), *psutil.Process(handle.pid).children(True)]
-            return any(p.status() == psutil.STATUS_STOPPED for p in procs)
+            pids = [handle.pid, *(p.pid for p in psutil.Process(handle.pid).children(True))]
         except psutil.Error:
             return False
+        return any(pid_stopped(pid) for pid in pids)
 
     async def kill(self, handle: RunHandle, grace: float) -> KillResult:
         # Every descendant is collected before the first signal: the workers too.
