@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("FTMON_SHARED", ROOT.parent / "shared"))
 CORPUS = SHARED / "corpus"
 PROGRAMS = ROOT / "tests" / "programs"
+MAKE_LOG = SHARED / "bench" / "make_log.py"
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
@@ -74,3 +75,23 @@ def ftmon_path() -> str:
 def python_argv(program: str, *args: str) -> Sequence[str]:
     """argv running one of tests/programs with this interpreter."""
     return [sys.executable, str(PROGRAMS / program), *args]
+
+
+def make_planted_log(folder: Path, lines: int, plant: int) -> tuple[Path, list[tuple[int, str]]]:
+    """A healthy bench log from ../shared/bench/make_log.py with `plant` anomalies at known
+    lines: (the log, [(line, kind)]). Skips the test where the generator is absent."""
+    import pytest
+
+    if not MAKE_LOG.is_file():
+        pytest.skip(f"no {MAKE_LOG}")
+    log = folder / f"bench-{lines}.log"
+    argv = [sys.executable, str(MAKE_LOG), "--lines", str(lines), "--plant", str(plant)]
+    done = subprocess.run(
+        [*argv, "--out", str(log)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    planted = [(int(n), kind) for n, kind in (r.split("\t") for r in done.stderr.split("\n") if r)]
+    return log, planted

@@ -31,9 +31,8 @@ from bench.corpus import (
     score_file,
 )
 from supervisor.events import Severity
-from tests.conftest import CORPUS, ROOT, SHARED
+from tests.conftest import CORPUS, ROOT, make_planted_log
 
-MAKE_LOG = SHARED / "bench" / "make_log.py"
 HELD_OUT = ROOT / "tests" / "corpus"
 
 
@@ -235,20 +234,7 @@ def test_holdout_figures_hold_their_floor() -> None:
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[int, str]]]:
     """A 20,000-line healthy log from make_log.py with 8 anomalies planted at known lines."""
-    if not MAKE_LOG.exists():
-        pytest.skip(f"no {MAKE_LOG}")
-    out = tmp_path_factory.mktemp("planted") / "planted.log"
-    proc = subprocess.run(
-        [sys.executable, str(MAKE_LOG), "--lines", "20000", "--plant", "8", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    plants = []
-    for line in proc.stderr.splitlines():
-        n, kind = line.split("\t")
-        plants.append((int(n), kind))
+    out, plants = make_planted_log(tmp_path_factory.mktemp("planted"), 20000, 8)
     assert len(plants) == 8
     return out, plants
 

@@ -12,8 +12,6 @@ same state left for what comes next (ticks after the scan, more lines).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,9 +25,8 @@ from supervisor.monitoring.batch import LOWERS_TO_ASCII, BatchFeeder, GateSearch
 from supervisor.monitoring.monitor import Monitor
 from supervisor.parsing.prefilter import hyperscan_available
 from supervisor.reading.tail import LineSplitter, iter_file_lines
-from tests.conftest import CORPUS, ROOT, SHARED
+from tests.conftest import CORPUS, ROOT, make_planted_log
 
-MAKE_LOG = SHARED / "bench" / "make_log.py"
 CORPUS_LOGS = sorted(
     [*CORPUS.glob("*.log"), *(ROOT / "tests" / "corpus").glob("*/*.log")],
     key=lambda p: (p.parent.name, p.name),
@@ -72,31 +69,11 @@ def both(path: Path, chunk: int, engine: str = "auto") -> tuple[list[str], list[
     return answers(batch_monitor(engine), batches), answers(Monitor(reference=True), batches)
 
 
-def make_log(folder: Path, lines: int, plant: int) -> tuple[Path, list[tuple[int, str]]]:
-    if not MAKE_LOG.is_file():
-        pytest.skip(f"no {MAKE_LOG}")
-    log = folder / f"bench-{lines}.log"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(MAKE_LOG),
-            *("--lines", str(lines), "--plant", str(plant)),
-            "--out",
-            str(log),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    planted = [(int(n), kind) for n, kind in (r.split("\t") for r in done.stderr.split("\n") if r)]
-    return log, planted
-
-
 @pytest.mark.parametrize("engine", ENGINES)
 def test_bench_log_same_answers(tmp_path: Path, engine: str) -> None:
     """A make_log log with planted anomalies, in 1 MiB chunks: the same answers, every planted
     anomaly among them (not two empty reports)."""
-    log, planted = make_log(tmp_path, 20_000, 8)
+    log, planted = make_planted_log(tmp_path, 20_000, 8)
     batch, reference = both(log, 1 << 20, engine)
     assert batch == reference
     found = [e for e in batch if e.startswith("Anomaly(")]
@@ -109,7 +86,7 @@ def test_bench_log_same_answers(tmp_path: Path, engine: str) -> None:
 @pytest.mark.slow
 def test_bench_log_200k_same_answers(tmp_path: Path) -> None:
     """The brief's size: 200,000 lines, 20 planted anomalies, 4 MiB chunks (as `ftmon scan`)."""
-    log, planted = make_log(tmp_path, 200_000, 20)
+    log, planted = make_planted_log(tmp_path, 200_000, 20)
     batch, reference = both(log, 1 << 22)
     assert batch == reference
     assert sum(e.startswith("Anomaly(") for e in batch) >= len(planted)

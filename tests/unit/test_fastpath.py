@@ -8,8 +8,6 @@ metrics, evaluations, samples and anomalies, at the same lines, with the same co
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,10 +18,9 @@ from supervisor.events import LogLine
 from supervisor.monitoring.monitor import Monitor
 from supervisor.parsing.parser import Parser
 from supervisor.reading.tail import iter_file_lines
-from tests.conftest import CORPUS, SHARED
+from tests.conftest import CORPUS, make_planted_log
 
 CORPUS_LOGS = sorted(CORPUS.glob("*.log"))
-MAKE_LOG = SHARED / "bench" / "make_log.py"
 
 
 def run(monitor: Monitor, path: Path, chunk: int) -> list[str]:
@@ -42,17 +39,7 @@ def run(monitor: Monitor, path: Path, chunk: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def planted_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[int, str]]]:
-    if not MAKE_LOG.is_file():
-        pytest.skip(f"no {MAKE_LOG}")
-    log = tmp_path_factory.mktemp("fast") / "planted.log"
-    done = subprocess.run(
-        [sys.executable, str(MAKE_LOG), "--lines", "30000", "--plant", "8", "--out", str(log)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    planted = [(int(n), kind) for n, kind in (r.split("\t") for r in done.stderr.split("\n") if r)]
-    return log, planted
+    return make_planted_log(tmp_path_factory.mktemp("fast"), 30000, 8)
 
 
 @pytest.mark.parametrize("engine", ["auto", "re"])
