@@ -1,10 +1,13 @@
 """The file side of the TUI's log view: where each line of a log starts, and its text on demand.
 
-Nothing here knows about Textual. A log of millions of lines must open at once, so the index
-holds only the byte offset of each line start (8 bytes a line, in an `array('Q')`), found by
-scanning big reads (8 MiB slices) for b"\\n" (numpy where installed, else `re.finditer`). A
-line's text is read when it is drawn, with `os.pread`, sanitised exactly as `tail.py` does it
-(invalid UTF-8 replaced, ANSI and NUL removed, the last `\\r` frame shown) and kept in a small LRU.
+Nothing here knows about Textual. A log of millions of lines must open at once and stay cheap
+to hold while it grows to tens of millions, so the index keeps the byte offset of every
+`EVERY`-th line start only (8 bytes per 64 lines: 1.25 MB for 10M lines, where every start
+would take 80 MB), found by scanning big reads (8 MiB slices) for b"\\n" in C (`_lines.c`,
+`re.finditer` without a compiler). The starts of the lines between two marks are found when
+one of them is wanted, by reading that stretch again, and kept for a few blocks. A line's text
+is read when it is drawn, with `os.pread`, sanitised exactly as `tail.py` does it (invalid
+UTF-8 replaced, ANSI and NUL removed, the last `\\r` frame shown) and kept in a small LRU.
 The index grows as the file grows (`refresh()`), and starts over if the file is truncated or
 replaced (a new inode), as `tail.py` does.
 """
@@ -18,11 +21,17 @@ from array import array
 from bisect import bisect_right
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
 
 from supervisor.events import LogLine
 from supervisor.reading.tail import clean_text
 
+try:  # built by setup.py where there is a compiler; `_py_line_starts` is its twin
+    from supervisor.reading._lines import line_starts as _c_line_starts
+except ImportError:  # pragma: no cover - depends on the machine
+    _c_line_starts = None  # type: ignore[assignment]
+
+EVERY = 64  # one line start kept per this many lines
+BLOCKS = 64  # blocks of EVERY lines whose starts are kept once found (what a screen shows)
 CHUNK = 8 << 20  # bytes per read while indexing: big enough that the per-call cost vanishes
 _NEWLINE = re.compile(b"\n")
 SHOW_CAP = 64 << 10  # bytes of one line read for display; a 1 GB line must not stall a frame
@@ -33,7 +42,9 @@ class LogIndex:
 
     def __init__(self, path: str | Path, cache_lines: int = 2048) -> None:
         self.path = Path(path)
-        self._starts = array("Q")  # offset of the first byte of each line
+        self._marks = array("Q")  # offset of the first byte of line 0, EVERY, 2 * EVERY, ...
+        self._count = 0  # line starts found so far (line 0 and one after each b"\\n")
+        self._blocks: OrderedDict[int, list[int]] = OrderedDict()  # block -> its line starts
         self._scanned = 0  # bytes indexed so far
         self._ends_with_newline = True
         self._fd: int | None = None
@@ -50,7 +61,7 @@ class LogIndex:
         with self._lock:
             if self._scanned == 0:
                 return 0
-            return len(self._starts) - (1 if self._ends_with_newline else 0)
+            return self._count - (1 if self._ends_with_newline else 0)
 
     @property
     def size(self) -> int:
@@ -88,7 +99,9 @@ class LogIndex:
             self._clear()
 
     def _clear(self) -> None:
-        self._starts = array("Q")
+        self._marks = array("Q")
+        self._count = 0
+        self._blocks.clear()
         self._scanned = 0
         self._ends_with_newline = True
         self._cache.clear()
@@ -119,22 +132,56 @@ class LogIndex:
 
     def _add_chunk(self, data: bytes) -> None:
         base = self._scanned  # only the indexing caller writes it, so reading it here is safe
-        new = line_starts(data, base)
+        count = self._count if base else 1  # line 0 starts at offset 0
+        marks, newlines = line_starts(data, base, count, EVERY)
         with self._lock:
             if base == 0:
-                self._starts.append(0)
-            # The line that was last may have been partial: it grows now, so read it again.
-            self._cache.pop(len(self._starts) - 1, None)
-            self._starts.extend(new)
+                self._marks.append(0)
+                self._count = 1
+            # The line that was last may have been partial: it grows now, so read it again
+            # (and its block, which may gain lines).
+            self._cache.pop(self._count - 1, None)
+            self._blocks.pop((self._count - 1) // EVERY, None)
+            self._marks.frombytes(marks)
+            self._count += newlines
             self._scanned = base + len(data)
             self._ends_with_newline = data.endswith(b"\n")
+
+    def _block(self, block: int) -> list[int]:
+        """The starts of lines block * EVERY ... (at most EVERY of them), read from the file."""
+        with self._lock:
+            known = self._blocks.get(block)
+            if known is not None:
+                self._blocks.move_to_end(block)
+                return known
+            first = self._marks[block]
+            want = min(EVERY, self._count - block * EVERY)
+            stop = self._marks[block + 1] if block + 1 < len(self._marks) else self._scanned
+            starts = [first]
+            pos = first
+            while len(starts) < want and pos < stop and self._fd is not None:
+                data = os.pread(self._fd, min(CHUNK, stop - pos), pos)
+                if not data:
+                    break
+                found, _ = line_starts(data, pos, 0, 1)
+                starts.extend(array("Q", found)[: want - len(starts)])
+                pos += len(data)
+            self._blocks[block] = starts
+            if len(self._blocks) > BLOCKS:
+                self._blocks.popitem(last=False)
+            return starts
+
+    def _start(self, lineno: int) -> int:
+        if lineno % EVERY == 0:
+            return self._marks[lineno // EVERY]
+        return self._block(lineno // EVERY)[lineno % EVERY]
 
     def span(self, lineno: int) -> tuple[int, int]:
         """Byte range of line `lineno` (0-based), without its newline."""
         with self._lock:
-            start = self._starts[lineno]
-            last = lineno + 1 >= len(self._starts)
-            end = self._scanned if last else self._starts[lineno + 1] - 1
+            start = self._start(lineno)
+            last = lineno + 1 >= self._count
+            end = self._scanned if last else self._start(lineno + 1) - 1
             return start, end
 
     def raw(self, lineno: int, cap: int = SHOW_CAP) -> bytes:
@@ -169,7 +216,11 @@ class LogIndex:
     def line_at(self, offset: int) -> int:
         """The line (0-based) that holds byte `offset`."""
         with self._lock:
-            return max(0, bisect_right(self._starts, offset) - 1)
+            if not self._marks:
+                return 0
+            block = max(0, bisect_right(self._marks, offset) - 1)
+            starts = self._block(block)
+            return block * EVERY + max(0, bisect_right(starts, offset) - 1)
 
     def find(self, needle: str, start: int, backwards: bool = False) -> int | None:
         """First line at or after `start` (at or before it, when `backwards`) whose shown text
@@ -248,31 +299,18 @@ def _shown(raw: bytes) -> str:
     return LogLine(0, 0, 0, clean_text(raw)).shown
 
 
-def line_starts(data: bytes, base: int) -> array[int]:
-    """Offsets just past each b"\\n" in `data` (which starts at byte `base` of the file).
-
-    numpy, where installed (it comes with the [train] extra), finds them about three times
-    faster than `re.finditer`, which is the fallback; both give the same offsets.
-    """
-    np = _numpy()
-    if np is not None:
-        found = np.flatnonzero(np.frombuffer(data, np.uint8) == 10).astype(np.uint64)
-        found += base + 1
-        out = array("Q")
-        out.frombytes(found.tobytes())
-        return out
-    return array("Q", (m.end() + base for m in _NEWLINE.finditer(data)))
+def line_starts(data: bytes, base: int, index: int, every: int) -> tuple[bytes, int]:
+    """The starts of the lines that begin in `data` (just past each b"\\n"; `data` starts at
+    byte `base` of the file), keeping only line numbers that are multiples of `every` (the
+    line after the k-th newline is number `index + k`), as native uint64 bytes; and how many
+    newlines there were. In C where built, else `_py_line_starts` (the same answers)."""
+    if _c_line_starts is not None:
+        found: tuple[bytes, int] = _c_line_starts(data, base, index, every)
+        return found
+    return _py_line_starts(data, base, index, every)
 
 
-_NUMPY: list[object] = []
-
-
-def _numpy() -> Any:
-    """numpy if it can be imported (looked up once, on first use), else None."""
-    if not _NUMPY:
-        try:
-            import numpy
-        except ImportError:
-            numpy = None  # type: ignore[assignment]
-        _NUMPY.append(numpy)
-    return _NUMPY[0]
+def _py_line_starts(data: bytes, base: int, index: int, every: int) -> tuple[bytes, int]:
+    ends = [m.end() + base for m in _NEWLINE.finditer(data)]
+    skip = (-index) % every
+    return array("Q", ends[skip::every]).tobytes(), len(ends)

@@ -21,6 +21,11 @@ from itertools import accumulate, repeat
 from supervisor.events import LogLine
 from supervisor.reading.inotify import make_inotify
 
+try:  # the compiled twin of `_whole_lines`' loop (setup.py builds it where there is a compiler)
+    from supervisor.reading import _lines as _native
+except ImportError:  # pragma: no cover - depends on the machine
+    _native = None  # type: ignore[assignment]
+
 # LogLine is a named tuple: building it from a ready tuple of its fields stays in C.
 _new_line = partial(tuple.__new__, LogLine)
 
@@ -78,6 +83,23 @@ def clean_text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
+def _line(lineno: int, raw: bytes, start: int, end: int, skipped: int) -> LogLine:
+    """One line's `LogLine`: cleaned, one trailing `\\r` dropped, or marked as cut."""
+    if skipped:
+        text = clean_text(raw) + f" …[truncated {_size(skipped)}]"
+        return LogLine(lineno, start, end, text, True)
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    return LogLine(lineno, start, end, clean_text(raw))
+
+
+def _capped_line(cap: int, lineno: int, raw: bytes, start: int, end: int) -> LogLine:
+    """`_line` for a whole raw line that may be longer than `cap` (what C hands back)."""
+    if len(raw) > cap:
+        return _line(lineno, raw[:cap], start, end, len(raw) - cap)
+    return _line(lineno, raw, start, end, 0)
+
+
 class LineSplitter:
     """Split a byte stream into `LogLine`s. Pure: no I/O, no clock.
 
@@ -88,10 +110,19 @@ class LineSplitter:
     the lines after it are numbered as in the file.
     """
 
-    def __init__(self, max_line: int = DEFAULT_MAX_LINE, offset: int = 0, lineno: int = 0) -> None:
+    def __init__(
+        self,
+        max_line: int = DEFAULT_MAX_LINE,
+        offset: int = 0,
+        lineno: int = 0,
+        native: bool = True,
+    ) -> None:
         if max_line < 1:
             raise ValueError(f"max_line must be at least 1, got {max_line}")
         self.max_line = max_line
+        # False: the pure-Python loop even where the C one is built (the tests' reference).
+        self.native = native
+        self._capped = partial(_capped_line, max_line)
         self._pos = offset  # file offset just past the last byte fed
         self._lineno = lineno  # number of the last line emitted
         self._held = bytearray()  # start of an unfinished line (at most max_line bytes)
@@ -120,12 +151,7 @@ class LineSplitter:
 
     def _make(self, raw: bytes, start: int, end: int, skipped: int) -> LogLine:
         self._lineno += 1
-        if skipped:
-            text = clean_text(raw) + f" …[truncated {_size(skipped)}]"
-            return LogLine(self._lineno, start, end, text, True)
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        return LogLine(self._lineno, start, end, clean_text(raw))
+        return _line(self._lineno, raw, start, end, skipped)
 
     def feed(self, data: bytes, base_offset: int | None = None) -> list[LogLine]:
         """Take the next bytes of the stream; return the lines they complete.
@@ -172,6 +198,17 @@ class LineSplitter:
 
     def _whole_lines(self, region: bytes, pos: int) -> list[LogLine]:
         """The complete lines of `region`, which ends with a newline."""
+        if _native is not None and self.native:
+            # The same lines, built in C (a line to clean or cut goes through `_capped_line`).
+            with gc_paused():
+                out: list[LogLine] = _native.split_lines(
+                    region, pos, self._lineno + 1, LogLine, self.max_line, self._capped
+                )
+            self._lineno += len(out)
+            return out
+        return self._whole_lines_py(region, pos)
+
+    def _whole_lines_py(self, region: bytes, pos: int) -> list[LogLine]:
         raws = region[:-1].split(b"\n")
         lens = list(map(len, raws))
         first = self._lineno + 1
@@ -189,7 +226,7 @@ class LineSplitter:
             fields = zip(range(first, self._lineno + 1), ends, ends[1:], texts, repeat(False))
             with gc_paused():
                 return list(map(_new_line, fields))
-        out: list[LogLine] = []
+        out = []
         make = self._make
         cap = self.max_line
         for raw in raws:

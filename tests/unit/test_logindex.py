@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import random
+from array import array
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -149,14 +152,55 @@ def test_huge_line_is_cut_for_display(tmp_path: Path) -> None:
     assert index.line(1) == "next"
 
 
-def test_numpy_and_plain_paths_find_the_same_offsets(monkeypatch) -> None:
-    """With or without numpy, the same line starts are found."""
-    data = b"a\n\nbb\nccc" * 50 + b"\n"
-    fast = logindex.line_starts(data, 100)
-    monkeypatch.setattr(logindex, "_NUMPY", [None])
-    plain = logindex.line_starts(data, 100)
-    assert list(plain) == list(fast)
-    assert list(plain[:3]) == [102, 103, 106]
+@pytest.mark.parametrize("every", [1, 3, 64])
+@pytest.mark.parametrize("index", [0, 1, 5, 63, 64, 1000])
+def test_compiled_and_plain_line_starts_agree(every: int, index: int) -> None:
+    """The C scan and its pure-Python twin keep the same starts and count the same newlines."""
+    data = b"a\n\nbb\nccc" * 50 + b"\n\xff\r\n"
+    c = logindex.line_starts(data, 100, index, every)
+    py = logindex._py_line_starts(data, 100, index, every)
+    assert c == py
+    starts = array("Q", c[0])
+    assert c[1] == data.count(b"\n")
+    if every == 1:
+        assert list(starts[:3]) == [102, 103, 106]
+
+
+def test_the_line_scan_is_compiled_where_there_is_a_compiler() -> None:
+    """`make install` builds supervisor/reading/_lines.c (gcc is on every machine we run on):
+    without it, reading history silently falls back to the 3x slower Python loop."""
+    assert logindex._c_line_starts is not None
+
+
+def test_sparse_index_gives_every_line_as_a_full_index_would(tmp_path: Path) -> None:
+    """Only every 64th line start is held; every line, span and offset lookup is still exact,
+    across chunks that end mid-line, blank lines, a long line and a last line without \\n."""
+    rng = random.Random(7)
+    lines = [
+        ("x" * rng.choice([0, 1, 5, 80, 3000])) + f" {i}" if i % 97 else "" for i in range(1000)
+    ]
+    body = "\n".join(lines).encode()
+    log = tmp_path / "out.log"
+    log.write_bytes(b"")
+    index = LogIndex(log)
+    pos = 0
+    while pos < len(body):  # the file grows in odd-sized pieces, refreshed as it grows
+        step = rng.randint(1, 20000)
+        with log.open("ab") as f:
+            f.write(body[pos : pos + step])
+        pos += step
+        index.refresh(max_bytes=rng.randint(1, 50000))
+    index.refresh()
+    assert len(index) == len(lines)
+    assert len(index._marks) == (len(lines) + logindex.EVERY - 1) // logindex.EVERY
+    offsets = [0]
+    for text in lines[:-1]:
+        offsets.append(offsets[-1] + len(text.encode()) + 1)
+    for n in [*rng.sample(range(len(lines)), 300), 0, 63, 64, 65, len(lines) - 1]:
+        assert index.line(n) == lines[n]
+        assert index.span(n) == (offsets[n], offsets[n] + len(lines[n].encode()))
+        assert index.line_at(offsets[n]) == n
+        assert index.line_at(offsets[n] + len(lines[n]) // 2) == n
 
 
 def test_tail_reads_the_last_lines_without_the_index(tmp_path: Path) -> None:
