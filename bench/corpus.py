@@ -1,13 +1,17 @@
 """How well does detection hold on real logs? Precision, recall and delay per label.
 
-    python bench/corpus.py                      # dev, test (now tuning data) and holdout
+    python bench/corpus.py                      # dev, test, holdout (tuning) and unseen (blind)
+    python bench/corpus.py --files              # the tuning halves, every failing file listed
     python bench/corpus.py --dirs tests/corpus/dev ../shared/corpus --files
 
-tests/corpus/holdout is the blind half: it prints aggregates only, never which file failed
-(`--files` skips it), so that tuning cannot look at it file by file (tests/corpus/README.md).
+tests/corpus/unseen is the blind half: it prints aggregates only, never which file failed
+(`--files` refuses it), so that tuning cannot look at it file by file (tests/corpus/README.md).
+It is skipped, with a line on stderr, while it has no index yet. dev/, test/ and holdout/ were
+all measured file by file and are tuning data.
 
-Each folder holds real excerpts and an INDEX.tsv (`file, label, framework, source,
-first_anomaly_line, note`, see tests/corpus/README.md). Every file is scanned in-process by the
+Each folder holds real excerpts and one or more index files `INDEX*.tsv` (`file, label,
+framework, source, first_anomaly_line, note`, see tests/corpus/README.md; several collectors
+each write their own, `INDEX.u1.tsv`, `INDEX.u2.tsv`). Every file is scanned in-process by the
 real tailer and `Monitor()`, and scored as tests/integration/test_corpus.py scores it:
 
 - a file labelled L (not normal) is found when an anomaly of a rule that maps to L lies within
@@ -40,8 +44,11 @@ from supervisor.monitoring.monitor import Monitor  # noqa: E402
 from supervisor.reading.tail import Tail  # noqa: E402
 
 LATITUDE = 3
-# The blind half of tests/corpus: measured in aggregate only, never listed file by file.
-HOLDOUT = "holdout"
+CORPUS_DIR = ROOT / "tests" / "corpus"
+# The halves of tests/corpus that rules are tuned on (each seen file by file), and the blind
+# half: measured in aggregate only, never listed file by file.
+TUNING = ("dev", "test", "holdout")
+BLIND = "unseen"
 LABELS = ("nan", "oom", "repetition", "spike", "stall", "normal")
 # Rule names -> the label a person would give. A grad-norm explosion or a diverging eval loss is
 # a spike; a loss-scale cascade down to a tiny scale is the optimizer's view of non-finite
@@ -109,11 +116,12 @@ class Scored:
 
 
 def read_index(folder: Path) -> list[dict[str, str]]:
-    index = folder / "INDEX.tsv"
-    if not index.is_file():
-        return []
-    with index.open(encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
+    """The rows of every `INDEX*.tsv` of `folder` (in name order); [] when there is none."""
+    rows: list[dict[str, str]] = []
+    for index in sorted(folder.glob("INDEX*.tsv")):
+        with index.open(encoding="utf-8", newline="") as f:
+            rows += csv.DictReader(f, delimiter="\t")
+    return rows
 
 
 def scan_in_process(path: Path) -> list[Anomaly]:
@@ -191,21 +199,30 @@ def format_table(name: str, scored: list[Scored]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default = [ROOT / "tests" / "corpus" / half for half in ("dev", "test", HOLDOUT)]
-    ap.add_argument("--dirs", nargs="+", type=Path, default=default, help="corpus folders")
+    ap.add_argument("--dirs", nargs="+", type=Path, help="corpus folders (default: all halves)")
     ap.add_argument(
-        "--files", action="store_true", help=f"list every file that fails (never for {HOLDOUT}/)"
+        "--files", action="store_true", help=f"list every file that fails (never for {BLIND}/)"
     )
     args = ap.parse_args(argv)
-    for folder in args.dirs:
-        scored = score_folder(folder)
-        if not scored:
-            print(f"{folder}: no INDEX.tsv", file=sys.stderr)
+    halves = TUNING if args.files else (*TUNING, BLIND)
+    dirs: list[Path] = args.dirs or [CORPUS_DIR / half for half in halves]
+    if args.files and (blind := [d for d in dirs if d.resolve().name == BLIND]):
+        print(
+            f"{blind[0]}: --files refused: {BLIND}/ is the blind half, measured in aggregate only",
+            file=sys.stderr,
+        )
+        return 2
+    for folder in dirs:
+        rows = read_index(folder)
+        if not rows and folder.resolve().name == BLIND:
+            print(f"{folder}: no INDEX*.tsv yet, skipped", file=sys.stderr)
+            continue
+        if not rows:
+            print(f"{folder}: no INDEX*.tsv", file=sys.stderr)
             return 2
+        scored = [score_file(folder, row) for row in rows]
         print(format_table(str(folder), scored))
-        if args.files and folder.name == HOLDOUT:
-            print(f"    ({HOLDOUT}: aggregates only, files are not listed)")
-        elif args.files:
+        if args.files:
             for s in scored:
                 if problem := s.problem():
                     print(f"    {s.row['file']}: {problem}")
