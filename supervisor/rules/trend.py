@@ -18,7 +18,11 @@ about 11-12 nats for 50k-150k tokens, but the summed losses of other models star
 without a baseline (a bug or a blown-up run, e.g. a GKD loss of 429 at step 5); a grad norm in
 the hundreds before clipping is far outside what a fine-tune shows (0.1-10). Both are settings.
 A metric whose baseline already lives at that scale (median at least half of `absurd`: a summed
-loss, an ELBO of 150 falling to 110) is judged by its baseline alone.
+loss, an ELBO of 150 falling to 110) is judged by its baseline alone. The first value of a
+series sets its scale and counts only above `absurd_first`: a VAE's summed loss starts at 120
+and a regression loss in the thousands, the first logged grad norm comes before any update
+(hundreds at step 1, 12 by step 50); a loss of 1e4 or a first grad norm of 1000 (a GKD run's
+4230 at step 5) is still a run blown up from the start.
 
 Two other definitions of a loss spike are settings (`method`), for runs that follow them:
 `megatron`, Megatron-LM's check: a loss above `megatron_factor` (10) times the largest loss of
@@ -113,6 +117,9 @@ class JumpSettings(RuleSettings):
     absurd: float = Field(
         100.0, ge=0, description="A value above this counts at any time, baseline or not (0: off)."
     )
+    absurd_first: float = Field(
+        10000.0, ge=0, description="...except the series' first value, which counts above this."
+    )
     megatron_first: int = Field(100, ge=1, description="`megatron`: values whose largest counts.")
     megatron_factor: float = Field(
         10.0, gt=1, description="`megatron`: a loss above this many times that largest value."
@@ -128,6 +135,9 @@ class GradNormSettings(JumpSettings):
     warmup: int = Field(3, ge=1, description="Values needed before there is a baseline.")
     absurd: float = Field(
         100.0, ge=0, description="A grad norm above this counts at any time (0: off)."
+    )
+    absurd_first: float = Field(
+        1000.0, ge=0, description="...except the first one, before any update: above this."
     )
 
 
@@ -182,8 +192,10 @@ class _JumpRule(Rule):
         # A metric that lives at that scale (a summed or per-sequence loss, an ELBO) is judged
         # by its baseline alone: once its median is half of `absurd`, absurd says nothing.
         at_scale = len(base.values) >= s.warmup and base.median * 2 >= s.absurd
-        if not message and s.absurd > 0 and value > s.absurd and not at_scale:
-            message = f"{key} is {fmt_value(value)}, above {fmt_value(s.absurd)} for any baseline"
+        # The first value sets the series' scale: only a far larger one says the run is broken.
+        absurd = s.absurd_first if not base.values else s.absurd
+        if not message and s.absurd > 0 and value > absurd and not at_scale:
+            message = f"{key} is {fmt_value(value)}, above {fmt_value(absurd)} for any baseline"
         base.add(value)
         if len(base.values) == s.warmup:
             base.refresh()

@@ -54,10 +54,24 @@ def test_spike_is_one_report_per_episode() -> None:
 
 
 def test_absurd_values_count_without_baseline() -> None:
-    """GKD: loss 429 and grad_norm 4230 in the first logged step are reported by both rules."""
+    """GKD: loss 429 and grad_norm 4230 in the first logged step: the run is reported at that
+    line (a first grad norm above `absurd_first`, 1000); a first loss needs `absurd_first` of
+    its own (10000), as a VAE's or a regression's loss starts in the hundreds or thousands."""
     line = "{'loss': 429.0, 'grad_norm': 4230.05908203, 'learning_rate': 1e-05, 'epoch': 0.0}\n"
     found = scan(line)
-    assert sorted((a.rule, a.lineno) for a in found) == [("grad_norm", 1), ("spike", 1)]
+    assert [(a.rule, a.lineno) for a in found] == [("grad_norm", 1)]
+    blown = "{'loss': 344093.2, 'grad_norm': 1.2, 'learning_rate': 1e-05, 'epoch': 0.0}\n"
+    assert [(a.rule, a.lineno) for a in scan(blown)] == [("spike", 1)]
+    later = "{'loss': 2.1, 'grad_norm': 1.5}\n{'loss': 429.0, 'grad_norm': 4230.0}\n"
+    assert sorted((a.rule, a.lineno) for a in scan(later)) == [("grad_norm", 2), ("spike", 2)]
+
+
+def test_the_first_value_sets_the_scale() -> None:
+    """Holdout: a long-context run logs grad_norm 249 at step 1 and 12.6 by step 50; a VAE's
+    first eval loss is 119.7: neither is a blown-up run. Later values above `absurd` still are."""
+    assert feed(GradNormRule(), [{"grad_norm": g} for g in (249.48, 12.6, 9.8, 8.1)]) == []
+    assert len(feed(GradNormRule(), [{"grad_norm": g} for g in (249.48, 12.6, 156.0)])) == 1
+    assert feed(SpikeRule(), [{"loss": v} for v in (119.74, 112.05, 109.34)]) == []
 
 
 def test_small_losses_need_an_absolute_jump() -> None:
@@ -198,6 +212,6 @@ def test_a_loss_that_lives_above_absurd_is_judged_by_its_baseline() -> None:
     """A VAE's summed loss (ELBO) falls from 150 to 104: after the first value its baseline is
     at that scale, so 'above 100' says nothing; a jump to 900 still is a spike."""
     elbo = [150.2, 141.7, 133.9, 128.4, 121.0, 117.3, 112.8, 109.1, 106.5, 104.2]
-    found = feed(SpikeRule(), [{"loss": v} for v in elbo])
-    assert [a.lineno for a in found] == [1]  # the first value: no baseline yet, above 100
-    assert len(feed(SpikeRule(), [{"loss": v} for v in [*elbo, 900.0]])) == 2
+    assert feed(SpikeRule(), [{"loss": v} for v in elbo]) == []  # the first value: its scale
+    found = feed(SpikeRule(), [{"loss": v} for v in [*elbo, 900.0]])
+    assert [a.lineno for a in found] == [11]
