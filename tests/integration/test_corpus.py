@@ -156,12 +156,10 @@ KNOWN_MISSES = {
     "333_repetition_ollama-tinyllama-zh.log": "copies with blank lines between: found late",
     "335_repetition_ggml-cerebras-blank-tokens.log": "one blank symbol repeated after the prompt",
     "336_repetition_tgi-eetq-json-list.log": "a block of JSON list items repeated",
-    "342_normal_flax-vae-eval.log": "a VAE's summed loss starts above 'absurd'",
     "348_spike_entrenar-qlora.log": "a 4x jump over 5 sparse values is not reported",
     "354_repetition_llama3-instruct-generate.log": "three copies with blank lines between",
     "355_repetition_open-llama-qa-drift.log": "a Q/A pair repeated after a drift",
     "356_repetition_candle-llama2.log": "a long line repeating most of the line before",
-    "360_normal_long-context-per-length.log": "a step-1 grad norm above 'absurd'",
 }
 
 
