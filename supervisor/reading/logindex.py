@@ -166,6 +166,10 @@ class LogIndex:
                 found, _ = line_starts(data, pos, 0, 1)
                 starts.extend(array("Q", found)[: want - len(starts)])
                 pos += len(data)
+            if len(starts) < want:
+                # The file changed under the index (truncated, not yet refreshed): those lines
+                # read as empty until `refresh` starts over; nothing wrong is kept.
+                return starts + [stop] * (want - len(starts))
             self._blocks[block] = starts
             if len(self._blocks) > BLOCKS:
                 self._blocks.popitem(last=False)
@@ -182,7 +186,7 @@ class LogIndex:
             start = self._start(lineno)
             last = lineno + 1 >= self._count
             end = self._scanned if last else self._start(lineno + 1) - 1
-            return start, end
+            return start, max(start, end)  # empty, not negative, for a file changed under us
 
     def raw(self, lineno: int, cap: int = SHOW_CAP) -> bytes:
         """The line's bytes as written (up to `cap`)."""

@@ -211,3 +211,18 @@ def test_tail_reads_the_last_lines_without_the_index(tmp_path: Path) -> None:
     assert index.tail(3) == ["line 99998", "line 99999", "last"]
     assert len(index) == 0  # nothing was indexed for it
     assert LogIndex(tmp_path / "none.log").tail(3) == []
+
+
+def test_a_file_truncated_before_the_next_refresh_reads_as_empty_lines(tmp_path: Path) -> None:
+    """Between a truncation and the refresh that notices it, lines read as empty, never an
+    error (the view draws from another thread than the one that refreshes)."""
+    log = tmp_path / "out.log"
+    write(log, b"".join(b"line %d\n" % i for i in range(500)))
+    index = LogIndex(log)
+    index.refresh()
+    assert index.line(300) == "line 300"
+    write(log, b"fresh start\n")
+    assert all(isinstance(index.line(n), str) for n in range(0, 500, 7))
+    assert index.span(300)[0] <= index.span(300)[1]
+    index.refresh()
+    assert len(index) == 1 and index.line(0) == "fresh start"

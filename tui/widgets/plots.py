@@ -25,6 +25,44 @@ TITLES = {
 }
 
 
+def thin(points: list[tuple[float, float]], buckets: int) -> list[tuple[float, float]]:
+    """At most about 2 x `buckets` points that draw the same line at this resolution.
+
+    A braille plot `w` cells wide has 2w dots across: thousands of points land a dozen on each
+    dot column, and plotext's cost grows with the points, not the dots. The x range is cut into
+    `buckets` equal slices and each keeps its lowest and highest point, in x order, so a spike
+    or a dip one point wide is still drawn; the first and last points always stay.
+    """
+    if len(points) <= 2 * buckets or buckets < 1:
+        return points
+    x0, x1 = points[0][0], points[-1][0]
+    width = (x1 - x0) / buckets
+    if not width > 0:  # one x for all (or xs not increasing): nothing to bin by
+        return points
+    out: list[tuple[float, float]] = [points[0]]
+    lo = hi = None
+    current = -1
+    for p in points[1:-1]:
+        b = min(buckets - 1, int((p[0] - x0) / width))
+        if b != current:
+            if lo is not None and hi is not None:
+                out.extend((lo, hi) if lo[0] <= hi[0] else (hi, lo))
+                if lo is hi:
+                    out.pop()
+            current, lo, hi = b, p, p
+            continue
+        if p[1] < lo[1]:  # type: ignore[index]
+            lo = p
+        if p[1] > hi[1]:  # type: ignore[index]
+            hi = p
+    if lo is not None and hi is not None:
+        out.extend((lo, hi) if lo[0] <= hi[0] else (hi, lo))
+        if lo is hi:
+            out.pop()
+    out.append(points[-1])
+    return out
+
+
 class MetricPlot(PlotextPlot):
     """One series of one run."""
 
@@ -48,17 +86,21 @@ class MetricPlot(PlotextPlot):
     ) -> None:
         self.points = list(points)
         self.ranks = sorted(ranks) if ranks else []
+        # Dot columns across (2 per cell), or a wide terminal's before the first layout.
+        buckets = 2 * (self.size.width or 200)
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
         plt.title(TITLES.get(self.series_name, self.series_name))
         if ranks:
             for rank in self.ranks:  # one line per rank, each in its own colour, labelled
-                xs = [p[0] for p in ranks[rank]]
-                plt.plot(xs, [p[1] for p in ranks[rank]], marker="braille", label=f"rank {rank}")
+                drawn = thin(ranks[rank], buckets)
+                xs = [p[0] for p in drawn]
+                plt.plot(xs, [p[1] for p in drawn], marker="braille", label=f"rank {rank}")
         elif self.points:
-            xs = [p[0] for p in self.points]
-            ys = [p[1] for p in self.points]
+            drawn = thin(self.points, buckets)
+            xs = [p[0] for p in drawn]
+            ys = [p[1] for p in drawn]
             plt.plot(xs, ys, marker="braille")
             if len(self.points) == 1:
                 # One point: plotext would invent ticks around it (2.5 3.8 5.0 for step 5).

@@ -1,0 +1,47 @@
+"""The plots draw at most a few points per dot column, and nothing a person looks for is lost."""
+
+from __future__ import annotations
+
+import random
+
+from tui.widgets.plots import thin
+
+
+def series(n: int, seed: int = 3) -> list[tuple[float, float]]:
+    rng = random.Random(seed)
+    return [(float(i), 2.4 * 0.999**i + rng.uniform(-0.05, 0.05)) for i in range(n)]
+
+
+def test_a_short_series_is_drawn_as_it_is() -> None:
+    points = series(300)
+    assert thin(points, 160) == points
+
+
+def test_a_long_series_keeps_its_ends_its_spike_and_its_dip() -> None:
+    points = series(5000)
+    points[1234] = (1234.0, 48.9)  # one step's loss spike
+    points[4321] = (4321.0, -3.0)  # one odd dip
+    drawn = thin(points, 160)
+    assert len(drawn) <= 2 * 160 + 2
+    assert drawn[0] == points[0] and drawn[-1] == points[-1]
+    assert (1234.0, 48.9) in drawn and (4321.0, -3.0) in drawn
+    assert [p[0] for p in drawn] == sorted(p[0] for p in drawn)
+    assert set(drawn) <= set(points)  # only real points, none invented
+
+
+def test_every_slice_of_the_x_range_keeps_its_highest_and_lowest_point() -> None:
+    points = series(20_000, seed=9)
+    buckets = 100
+    drawn = set(thin(points, buckets))
+    width = (points[-1][0] - points[0][0]) / buckets
+    slices: dict[int, list[tuple[float, float]]] = {}
+    for p in points[1:-1]:
+        slices.setdefault(min(buckets - 1, int((p[0] - points[0][0]) / width)), []).append(p)
+    for inside in slices.values():
+        assert max(inside, key=lambda p: p[1]) in drawn
+        assert min(inside, key=lambda p: p[1]) in drawn
+
+
+def test_a_series_without_an_x_range_is_left_alone() -> None:
+    flat = [(5.0, float(i)) for i in range(1000)]
+    assert thin(flat, 10) == flat
