@@ -5,9 +5,13 @@ value is nan or inf, or Megatron's "number of nan iterations" above 0; and text 
 cannot turn into metrics: a printed `tensor(nan, ...)`, "found NaN in local grad norm"
 (Megatron), fairseq's `FloatingPointError: Minimum loss scale
 reached` and DeepSpeed's "Current loss scale already at minimum" (both mean every step
-overflowed until the scaler gave up). fp16 loss-scale halving on its own is *not* here: that is
-normal during warm-up, and `skipped_steps` judges when it stops being normal; for the same
-reason an inf (not nan) grad norm with a finite loss before step `overflow_steps` is let be.
+overflowed until the scaler gave up), and checkers that raise on a non-finite value (JAX
+debug_nans, TF CheckNumerics and summaries, NanTensorHook, torch.multinomial, clip_grad_norm_,
+fairseq, mmdet) or a run saying it met one ("Encountered NaN loss", "gradients are NaN/Inf"),
+unless advice or a check comes first ("to avoid NaN loss"). fp16 loss-scale halving on its own
+(apex "Gradient overflow. Skipping step", DeepSpeed "OVERFLOW!") is *not* here: that is normal
+during warm-up, and `skipped_steps` judges when it stops being normal; for the same reason an
+inf (not nan) grad norm with a finite loss before step `overflow_steps` is let be.
 
 De-duplication: a broken run prints nan on every step. The rule reports the first non-finite
 value, then stays quiet while values stay non-finite, except for a reminder every
@@ -61,15 +65,62 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         "infinite value printed",
     ),
     # The frameworks' own words for a loss that stopped being finite: detectron2's "Loss
-    # became infinite or NaN", Keras' TerminateOnNaN "Invalid loss, terminating training".
+    # became infinite or NaN", mmdet/mmengine's CheckInvalidLossHook "loss become infinite or
+    # NaN!", Keras' TerminateOnNaN "Invalid loss, terminating training".
     (
         re.compile(
-            r"\bloss\s+(?:became|becomes|is|was)\s+(?:infinite|inf|infinity)\b|\binvalid loss\b",
+            r"\bloss\s+(?:became|become|becomes|is|was)\s+(?:infinite|inf|infinity)\b"
+            r"|\binvalid loss\b",
             re.I,
         ),
         "non-finite loss",
     ),
+    # Checkers that raise on a non-finite value: JAX debug_nans ("FloatingPointError: invalid
+    # value (nan) encountered in jit(train_step)", "Invalid nan value encountered in the output
+    # of a jax.jit function"), TF's CheckNumerics ("ReluGrad input is not finite. : Tensor had
+    # NaN values", "LossTensor is inf or nan : Tensor had Inf values"), TF summaries ("Nan in
+    # summary histogram for: layer1/weights"), TF's NanTensorHook (NanLossDuringTrainingError
+    # "NaN loss during training."), torch.multinomial ("probability tensor contains either
+    # `inf`, `nan` or element < 0"), clip_grad_norm_(error_if_nonfinite=True) ("The total norm
+    # of order 2.0 for gradients from `parameters` is non-finite"), fairseq ("gradients are
+    # Nan/Inf"), torch.distributions ("found invalid values:\n tensor([[nan, ...").
+    (
+        re.compile(
+            r"invalid (?:value \((?:nan|inf)\)|nan value) encountered"
+            r"|tensor had (?:nan|inf)\b"
+            r"|\b(?:nan|infinity) in summary histogram"
+            r"|NanLossDuringTraining|\bnan loss during training"
+            r"|\btensor\(\[+\s*-?(?:nan|inf)\b"
+            r"|\b(?:loss(?:es)?|grad(?:ient)?s?|norm|logits|outputs?|weights|params|parameters"
+            r"|activations|values|tensors?|predictions|rewards?|advantages|input)\b[^.;:\n]{0,40}?"
+            r"\b(?:is|are|was|were|became|become|becomes|contains?|contained|had|has|have|got)\s+"
+            r"(?:either\s+|all\s+|an?\s+)?[`'\"]?(?:nan(?:[`'\"]?\s*(?:/|,|or|and/or)\s*[`'\"]?inf)?"
+            r"|inf[`'\"]?\s*(?:/|,|or|and/or)\s*[`'\"]?nan|non-?finite|not finite)(?![\w-])",
+            re.I,
+        ),
+        "non-finite value",
+    ),
+    # A run saying it met a non-finite value: "Encountered NaN loss at step 3", "Detected
+    # non-finite gradients", "NaN loss detected, skipping batch", "got inf loss".
+    (
+        re.compile(
+            r"\b(?:encountered|detected|found|got|caught|observed|hit)\s+(?:an?\s+)?"
+            r"(?:nan|non-?finite|inf(?:inite)?)\b(?:\s+(?:loss|grad|value|norm)\w*)?"
+            r"|\b(?:nan|non-?finite)\s+(?:loss|grad\w*|gradient norm|grad norm|values?)\s+"
+            r"(?:encountered|detected|found|during|at (?:step|iter)|in (?:step|iter|batch))",
+            re.I,
+        ),
+        "NaN detected",
+    ),
 )
+# Advice and checks are not events: "to avoid NaN loss use bf16", "check whether the loss is
+# nan", "skip batches if grads are non-finite".
+_ADVICE = re.compile(
+    r"\b(?:avoid(?:ing)?|prevent(?:ing|s)?|whether|if|when|unless|check(?:s|ing)?|guard"
+    r"|to fix|handle[sd]?|handling)\b",
+    re.I,
+)
+_ADVICE_REACH = 40
 
 
 class NanSettings(RuleSettings):
@@ -92,8 +143,8 @@ class NanRule(Rule):
     # Lower-cased substrings one of which a line must hold before the patterns run ("inf"
     # alone would let every INFO line through).
     text_gate = (
-        "nan", "loss scale", "tensor(", "infinit", "invalid loss",
-        ": inf", "= inf", "=inf", "is inf", "'inf", '"inf', " inf ", " inf,",
+        "nan", "loss scale", "tensor(", "infinit", "finite", "invalid loss",
+        "(inf)", ": inf", "= inf", "=inf", "is inf", "'inf", '"inf', " inf ", " inf,",
     )  # fmt: skip
 
     def __init__(self, settings: NanSettings | None = None) -> None:
@@ -150,7 +201,7 @@ class NanRule(Rule):
             return []
         for pattern, label in _TEXT_PATTERNS:
             m = pattern.search(event.text)
-            if m:
+            if m and not _ADVICE.search(event.text, max(0, m.start() - _ADVICE_REACH), m.start()):
                 snippet = clip(event.text.strip(), 160)
                 return self._report(f"{label}: {snippet}", event.lineno, event.ts, (event.text,))
         return []

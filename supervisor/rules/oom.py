@@ -10,7 +10,14 @@ and `DefaultCPUAllocator: can't allocate memory`, and the messages left when som
 the process for memory: the shell's "Killed" (also in a Chinese locale, 已杀死), the kernel's
 "oom-kill" / "Out of memory: Killed process" / "invoked oom-killer", a memory watchdog or an
 external guard ("exceeded memory limit ..., being killed", "memory limit exceeded, killing"),
-a DataLoader worker "killed by signal: Killed", exit code 137 (SIGKILL) reported by a runner.
+a DataLoader worker "killed by signal: Killed", exit code 137 (SIGKILL) reported by a runner;
+any torch device allocator's "<DEVICE> out of memory. Tried to allocate", TF's "OOM when
+allocating tensor", XLA's "Out of (host) memory while trying to allocate" and TPU HBM limits,
+an allocator naming what it could not get (llama.cpp/ggml buffers, MLX `[metal::malloc]`,
+Vulkan `ErrorOutOfDeviceMemory`, `CUDA_ERROR_OUT_OF_MEMORY`), vLLM's "No available memory for
+the cache blocks", accelerate's "No executable batch size found", Slurm's `OUT_OF_MEMORY` and
+cgroup handler, the kernel's `oom_reaper`. Not: TF's allocator retry that says "this is not a
+failure", and advice ("to avoid running out of memory") before the words.
 Exit: a SIGKILL that ftmon did not send, while the host was short of memory (from the last
 resource sample) is the kernel OOM killer's signature.
 
@@ -29,31 +36,94 @@ from supervisor.events import Anomaly, Event, Exit, ResourceSample, Severity, Te
 from supervisor.rules.base import LineCooldown, Rule, RuleSettings, clip
 
 _TRIED = re.compile(r"Tried to allocate\s+([0-9.]+\s*[KMGT]i?B)", re.I)
+# A size as allocators print it: "2.00 GiB", "7605.34 MiB", "402653184 bytes", "10.51G".
+_SIZE = r"\d[\d.,]*\s*(?:[KMGT]i?B|[KMGT]\b|bytes\b)"
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"CUDA out of memory|OutOfMemoryError", re.I), "CUDA out of memory"),
     (re.compile(r"CU(?:BLAS|DNN)_STATUS_ALLOC_FAILED"), "cuBLAS/cuDNN allocation failed"),
-    (re.compile(r"\b(?:HIP|MPS|XPU|NPU)\b.{0,20}\bout of memory", re.I), "GPU out of memory"),
+    # Every torch device allocator says "<DEVICE> out of memory. Tried to allocate ..." (CUDA,
+    # HIP, XPU, MPS "MPS backend out of memory", Ascend NPU, Cambricon MLU, MUSA, ...).
+    (
+        re.compile(
+            r"\b(?:HIP|MPS|XPU|NPU|MLU|MUSA|HPU|GCU|DCU)\b.{0,20}\bout of memory"
+            r"|out of memory\W{0,3}Tried to allocate",
+            re.I,
+        ),
+        "GPU out of memory",
+    ),
     # Error codes spelled as one word: hipErrorOutOfMemory, HIP_ERROR_OutOfMemory,
-    # kIOGPUCommandBufferCallbackErrorOutOfMemory (Metal), CL_MEM_OBJECT_ALLOCATION_FAILURE.
-    (re.compile(r"(?i:error)_?OutOfMemory|Insufficient Memory\b"), "GPU out of memory"),
+    # kIOGPUCommandBufferCallbackErrorOutOfMemory (Metal), CUDA_ERROR_OUT_OF_MEMORY (driver API),
+    # cudaErrorMemoryAllocation (runtime API), Vulkan's ErrorOutOfDeviceMemory (llama.cpp),
+    # Slurm's OUT_OF_MEMORY job state; Metal's "Insufficient Memory".
+    (
+        re.compile(
+            r"(?i:error)_?OutOf(?:Device|Host)?Memory|(?:ERROR_|(?<!\w))OUT_OF(?:_DEVICE|_HOST)?_MEMORY\b"
+            r"|ErrorMemoryAllocation\b|Insufficient Memory\b"
+        ),
+        "GPU out of memory",
+    ),
     # XLA (TPU, JAX) and TensorFlow: RESOURCE_EXHAUSTED is also a gRPC quota code, so only when
     # the words around it are about memory ("Out of memory", "Attempting to reserve 6.48G").
+    # TF's op kernels say "OOM when allocating tensor with shape[...]", XLA "Out of memory
+    # while trying to allocate 16.00GiB." / "Out of host memory while trying to allocate"
+    # (stream_executor/integrations/tf_allocator_adapter.cc), JAX "Out of memory allocating
+    # 20029400304 bytes", the TPU compiler and runtime (openxla/xla docs/errors/error_1000.md,
+    # error_1001.md, error_0101.md): "Ran out of memory in memory space hbm ... Exceeded hbm
+    # capacity by 17.34G", "Allocation (size=134217728) would exceed memory (size=67108864)",
+    # "Attempting to reserve 29.49G at the bottom of memory. That was not possible.".
     (
         re.compile(
             r"resource[ _]exhausted\W{0,3}(?:out\b|.{0,160}(?:memory|alloc|reserve|\boom\b))"
-            r"|ResourceExhaustedError|(?<![A-Za-z])Ran out of memory\b",
+            r"|ResourceExhaustedError|(?<![A-Za-z])Ran out of memory\b"
+            r"|\b(?:out of (?:\w+ )?memory|OOM)\W{0,3}(?:(?:while|when)\s+(?:trying\s+to\s+)?)?"
+            r"allocat|Exceeded \w+ capacity by|at the bottom of memory\. That was not possible"
+            r"|would exceed memory\b",
             re.I,
         ),
         "out of memory (resource exhausted)",
     ),
     (re.compile(r"bfc_allocator\.cc:\d+\]\s*[*_x]{20}"), "out of memory (TF allocator map)"),
-    (re.compile(r"can't allocate memory|Cannot allocate memory"), "host out of memory"),
+    # c10's CPU allocator: "DefaultCPUAllocator: can't allocate memory: you tried to allocate
+    # 402653184 bytes" (Linux), "DefaultCPUAllocator: not enough memory: ..." (Windows).
+    (
+        re.compile(r"can't allocate memory|Cannot allocate memory|DefaultCPUAllocator: \w"),
+        "host out of memory",
+    ),
     (re.compile(r"(?<![\w.])MemoryError\b(?!\w)"), "host out of memory (MemoryError)"),
+    # An allocator that names what it could not get: llama.cpp/ggml ("unable to allocate
+    # backend buffer", "ggml_gallocr_reserve_n: failed to allocate CUDA0 buffer of size ...",
+    # "failed to allocate compute pp buffers"), MLX ("[metal::malloc] Attempting to allocate N
+    # bytes which is greater than the maximum allowed buffer size", "[metal::malloc] Resource
+    # limit (499000) exceeded.", "[malloc_or_wait] Unable to allocate N bytes."), numpy
+    # ("Unable to allocate 7.5 GiB for an array"), TF/XLA ("failed to allocate 2.00G").
     (
         re.compile(
-            r"\boom[-_ ]kill|Out of memory: Kill(?:ed)? process|\bmemory watchdog\b"
+            r"\b(?:unable|failed|cannot|could not|couldn't)\s+(?:to\s+)?allocate\b.{0,60}?"
+            r"(?:\bbuffers?\b|" + _SIZE + r")"
+            r"|\[(?:\w+::)?malloc(?:_or_wait)?\]",
+            re.I,
+        ),
+        "out of memory (allocation failed)",
+    ),
+    # Serving and batch-size search give up for memory in their own words: vLLM ("No available
+    # memory for the cache blocks", "... larger than the available KV cache memory", "Free
+    # memory on device ... is less than desired GPU memory utilization"), accelerate's
+    # find_executable_batch_size ("No executable batch size found, reached zero.").
+    (
+        re.compile(
+            r"No available memory for the cache blocks|larger than the available KV cache memory"
+            r"|Free memory on device.{0,80}less than desired GPU memory utilization"
+            r"|No executable batch size found",
+            re.I,
+        ),
+        "out of memory (no room left)",
+    ),
+    (
+        re.compile(
+            r"\boom[-_ ]kill|Out of memory: Kill(?:ed)? process|\bmemory watchdog\b|oom_reaper:"
             r"|memory limit.{0,80}\b(?:being killed|killing|killed)\b"
-            r"|exceeded.{0,40}memory limit|memory limit exceeded",
+            r"|exceeded.{0,40}memory limit|memory limit exceeded"
+            r"|killed by the cgroup out[- ]of[- ]memory",
             re.I,
         ),
         "killed for memory",
@@ -67,12 +137,37 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         "process killed (likely the OOM killer)",
     ),
-    # Any other "out of memory" only as an error, not advice ("to avoid running out of memory").
+    # Any other "out of memory" only as an error, not advice ("to avoid running out of memory");
+    # srun says "error: node1: task 0: Out Of Memory".
     (
-        re.compile(r"(?:Error|error|ERROR|failed|FAILED|Fatal|FATAL)\b.{0,120}\bout of memory"),
+        re.compile(
+            r"(?:Error|error|ERROR|failed|FAILED|Fatal|FATAL)\b.{0,120}\b(?i:out of memory)"
+        ),
         "out of memory",
     ),
 )
+# Healthy lines that use the same words: TF's allocator retries a failed allocation and says so
+# ("Allocator (GPU_0_bfc) ran out of memory trying to allocate 2.20GiB ... The caller indicates
+# that this is not a failure, but may mean that there could be performance gains ..."), and
+# advice ("to avoid running out of memory", "if you see 'CUDA out of memory'").
+_NOT_A_FAILURE = re.compile(r"this is not a failure", re.I)
+_ADVICE = re.compile(
+    r"\b(?:avoid(?:ing)?|prevent(?:ing|s)?|to reduce|reduces?|to fix|if you (?:see|get|hit)"
+    r"|in case of|risk of|whether|check(?:s|ing)? if)\b",
+    re.I,
+)
+_ADVICE_REACH = 60  # how far before a match an advice word makes the line advice
+
+
+def _label(text: str) -> str | None:
+    """What kind of OOM the line reports, or None: a failure, not advice or a retry note."""
+    if _NOT_A_FAILURE.search(text):
+        return None
+    for pattern, label in _PATTERNS:
+        m = pattern.search(text)
+        if m and not _ADVICE.search(text, max(0, m.start() - _ADVICE_REACH), m.start()):
+            return label
+    return None
 
 
 class OomSettings(RuleSettings):
@@ -101,6 +196,10 @@ class OomRule(Rule):
         "137",
         "sigkill",
         "bfc_allocator",
+        "allocat",
+        "malloc",
+        "capacity",
+        "executable batch size",
     )
 
     def __init__(self, settings: OomSettings | None = None) -> None:
@@ -115,7 +214,7 @@ class OomRule(Rule):
         low = text.lower()
         if not any(g in low for g in self.text_gate):
             return []
-        label = next((lab for pattern, lab in _PATTERNS if pattern.search(text)), None)
+        label = _label(text)
         if label is None:
             return []
         if not self._quiet.ready(event.lineno):

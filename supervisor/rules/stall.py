@@ -10,7 +10,11 @@ uneven heartbeats), Horovod's stall inspector ("One or more tensors were submitt
 reduced ... waiting for remainder of ranks"), rendezvous and store timeouts
 (`RendezvousTimeoutError`, `DistNetworkError`/`DistStoreError`, TCPStore and c10d "socket has
 timed out", "Socket Timeout"), Gloo ("Timed out waiting 1800000ms for recv", "Connect
-timeout"), distributed timeouts, "training is stuck": those count at once.
+timeout", monitoredBarrier), the c10d store's own timeouts (waiting for clients, for a key, the
+store-based barrier, TCP client connect), ProcessGroupNCCL's "dump signal due to a collective
+timeout", XLA/JAX coordination heartbeats, elastic keep-alive heartbeats, distributed
+timeouts, "training is stuck": those count at once. Not: settings, prose ("if the process is
+stuck") and HTTP clients' timeouts (downloads, wandb), which are no collective hang.
 
 Time between ticks longer than `pause_gap_secs` is not silence: nobody was watching (a paused
 run, a suspended ftmon), and a run resumed after ten minutes must not look stalled.
@@ -39,15 +43,44 @@ _PATTERNS = re.compile(
     r"|Heartbeat monitor timed out"
     r"|watchdog thread terminated"
     r"|timed out in blocking wait"
+    # ProcessGroupNCCL's flight recorder, on every rank once one rank's collective timed out:
+    # "Received a dump signal due to a collective timeout from this local rank", "Terminating
+    # the process after attempting to dump debug info, due to collective timeout or exception".
+    r"|due to (?:a )?collective timeout"
     r"|heartbeats?\b.{0,40}\b(?:timed out|missing|missed|uneven|unhealthy|lost)\b"
     r"|(?:missing|missed|uneven|no)\s+heartbeats?\b"
+    # XLA/JAX coordination service (tsl coordination_service.cc): "Task /job:jax_worker/
+    # replica:0/task:1 heartbeat timeout. This indicates that the remote task has failed, ...",
+    # "The following tasks are unhealthy (stopped sending heartbeats)".
+    r"|\btask\s+\S+\s+heartbeat timeout\b|stopped sending heartbeats"
+    # torch elastic's dynamic rendezvous: "The node '...' has failed to send a keep-alive
+    # heartbeat to the rendezvous", "... removed from the rendezvous ... since they had no
+    # heartbeat".
+    r"|failed to send a keep-alive heartbeat|since they had no heartbeat"
+    # Horovod's stall inspector (horovod/common/stall_inspector.cc): the warning, its
+    # "Stalled ranks:" list and the shutdown notice "One or more rank (marked by "!") is stalled
+    # for longer than 60 seconds. Will shutdown."
     r"|tensors were submitted to be (?:reduced|gathered|broadcast)"
     r"|waiting for (?:the )?remainder of ranks"
+    r"|^\W*(?:\[[^\]]*\]<std\w+>:)?\s*Stalled ranks:"
+    r"|\bis stalled for longer than\b"
     r"|Rendezvous\w*Timeout"
     r"|Dist(?:Network|Store)Error\b.{0,200}\b(?:timed out|timeout)\b"
-    r"|\bsocket\b.{0,40}\b(?:has )?timed out|Socket Timeout"
+    r"|\bsocket\b.{0,40}\b(?:has )?timed out"
     r"|TCPStore\b.{0,120}\b(?:timed out|timeout)\b"
+    # The c10d store and its clients (TCPStore.cpp, socket.cpp, FileStore.cpp,
+    # distributed_c10d.py): "Timed out after 901 seconds waiting for clients. 2/4 clients
+    # joined.", "TCP client failed to connect/validate to host h:29500 - timed out (try=3,
+    # timeout=600000ms)", "Timeout waiting for key: ...", "Timed out initializing process group
+    # in store based barrier on rank 3".
+    r"|Timed out after \d+ seconds waiting for clients"
+    r"|TCP client failed to connect.{0,120}\btimed out"
+    r"|Timeout waiting for key\b"
+    r"|Timed out initializing process group"
+    # Gloo, and its monitored barrier (ProcessGroupGloo.cpp): "Timed out waiting 1800000ms for
+    # recv operation", "[Rank 0]: Rank 1 failed to pass monitoredBarrier in 5000 ms".
     r"|Timed out waiting \d+\s*ms for \w+ operation"
+    r"|failed to pass monitoredBarrier|timed out in monitoredBarrier"
     r"|\bgloo\b.{0,120}\b(?:Connect timeout|timed out)\b|pair\.cc:\d+\] Connect timeout"
     r"|\b(?:collective|allreduce|all_reduce|all_gather|reduce_scatter|barrier|broadcast)\b"
     r".{0,80}\btimed out"
@@ -56,6 +89,26 @@ _PATTERNS = re.compile(
     r"|is|was|has\s+been)\s+(?:stalled|stuck|hung|hanging)\b",
     re.I,
 )
+# Spelled exactly as c10d's TCPStore throws it (`DistStoreError: Socket Timeout`); in any case
+# the words are a socket option ("socket timeout in milliseconds").
+_EXACT = re.compile(r"\bSocket Timeout\b")
+# An HTTP client's timeout (model download, wandb, an API) is not a collective hang, even when it
+# says "socket" ("socket.timeout: The read operation timed out").
+_NETWORK_IO = re.compile(
+    r"https?://|HTTPS?Connection|urllib3|requests\.exceptions|ReadTimeout|ConnectTimeout"
+    r"|Read timed out|read operation timed out|\bwandb\b|huggingface\.co",
+)
+# Prose about a hang is not one ("to detect if the process is stuck", "when a rank is hung").
+_PROSE = re.compile(r"\b(?:if|whether|when|unless|avoid|prevent|detect)\b", re.I)
+_PROSE_REACH = 60
+
+
+def hang_text(text: str) -> bool:
+    """Whether a log line says a distributed job hung (not a setting, advice or HTTP timeout)."""
+    m = _PATTERNS.search(text) or _EXACT.search(text)
+    if m is None or _NETWORK_IO.search(text):
+        return False
+    return _PROSE.search(text, max(0, m.start() - _PROSE_REACH), m.start()) is None
 
 
 class StallSettings(RuleSettings):
@@ -90,6 +143,7 @@ class StallRule(Rule):
         "heartbeat",
         "watchdog",
         "tensors were submitted",
+        "monitoredbarrier",
     )
 
     def __init__(self, settings: StallSettings | None = None) -> None:
@@ -107,7 +161,7 @@ class StallRule(Rule):
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, Text):
             low = event.text.lower()
-            if not any(g in low for g in self.text_gate) or _PATTERNS.search(event.text) is None:
+            if not any(g in low for g in self.text_gate) or not hang_text(event.text):
                 return []
             if not self._quiet.ready(event.lineno):
                 return []
