@@ -83,14 +83,15 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # "NaN loss during training."), torch.multinomial ("probability tensor contains either
     # `inf`, `nan` or element < 0"), clip_grad_norm_(error_if_nonfinite=True) ("The total norm
     # of order 2.0 for gradients from `parameters` is non-finite"), fairseq ("gradients are
-    # Nan/Inf"), torch.distributions ("found invalid values:\n tensor([[nan, ...").
+    # Nan/Inf"), torch.distributions ("found invalid values:\n tensor([[nan, ..."), Stable
+    # Diffusion web UI's NansException ("A tensor with all NaNs was produced in Unet.").
     (
         re.compile(
             r"invalid (?:value \((?:nan|inf)\)|nan value) encountered"
             r"|tensor had (?:nan|inf)\b"
             r"|\b(?:nan|infinity) in summary histogram"
             r"|NanLossDuringTraining|\bnan loss during training"
-            r"|\btensor\(\[+\s*-?(?:nan|inf)\b"
+            r"|\btensor\(\[+\s*-?(?:nan|inf)\b|\bwith all NaNs\b|\bNansException\b"
             r"|\b(?:loss(?:es)?|grad(?:ient)?s?|norm|logits|outputs?|weights|params|parameters"
             r"|activations|values|tensors?|predictions|rewards?|advantages|input)\b[^.;:\n]{0,40}?"
             r"\b(?:is|are|was|were|became|become|becomes|contains?|contained|had|has|have|got)\s+"
@@ -113,11 +114,10 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         "NaN detected",
     ),
 )
-# Advice and checks are not events: "to avoid NaN loss use bf16", "check whether the loss is
-# nan", "skip batches if grads are non-finite".
+# Advice and conditions are not events: "to avoid NaN loss use bf16", "check whether the loss
+# is nan", "skip batches if grads are non-finite".
 _ADVICE = re.compile(
-    r"\b(?:avoid(?:ing)?|prevent(?:ing|s)?|whether|if|when|unless|check(?:s|ing)?|guard"
-    r"|to fix|handle[sd]?|handling)\b",
+    r"\b(?:avoid(?:ing)?|prevent(?:ing|s)?|whether|if|unless|guard against|to fix)\b",
     re.I,
 )
 _ADVICE_REACH = 40

@@ -57,7 +57,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Slurm's OUT_OF_MEMORY job state; Metal's "Insufficient Memory".
     (
         re.compile(
-            r"(?i:error)_?OutOf(?:Device|Host)?Memory|(?:ERROR_|(?<!\w))OUT_OF(?:_DEVICE|_HOST)?_MEMORY\b"
+            r"(?i:error)_?OutOf(?:Device|Host)?Memory"
+            r"|(?:ERROR_|NODE_|(?<!\w))OUT_OF(?:_DEVICE|_HOST)?_MEMORY\b"
             r"|ErrorMemoryAllocation\b|Insufficient Memory\b"
         ),
         "GPU out of memory",
@@ -123,11 +124,19 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
             r"\boom[-_ ]kill|Out of memory: Kill(?:ed)? process|\bmemory watchdog\b|oom_reaper:"
             r"|memory limit.{0,80}\b(?:being killed|killing|killed)\b"
             r"|exceeded.{0,40}memory limit|memory limit exceeded"
-            r"|killed by the cgroup out[- ]of[- ]memory",
+            r"|killed by the cgroup out[- ]of[- ]memory"
+            # Ray's memory monitor (src/ray/raylet/node_manager.cc): "Task was killed due to the
+            # node running low on memory", "... which exceeds the memory usage threshold of
+            # 0.95. Ray killed this worker"; Kubernetes' container status `OOMKilled`.
+            r"|\bkilled\b.{0,40}\b(?:due to|because of)\b.{0,60}"
+            r"\b(?:low on memory|out of memory|oom)\b"
+            r"|exceeds the memory usage threshold|\bOOMKilled\b",
             re.I,
         ),
         "killed for memory",
     ),
+    # Windows' ERROR_COMMITMENT_LIMIT (1455), what torch DataLoader workers die of there.
+    (re.compile(r"paging file is too small", re.I), "host out of memory (paging file)"),
     (re.compile(r"killed by signal: Killed", re.I), "a worker was killed (likely host memory)"),
     # The shell's report of a SIGKILLed child: "Killed" alone, or "line 3: 1234 Killed  python".
     (
@@ -141,7 +150,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # srun says "error: node1: task 0: Out Of Memory".
     (
         re.compile(
-            r"(?:Error|error|ERROR|failed|FAILED|Fatal|FATAL)\b.{0,120}\b(?i:out of memory)"
+            r"(?:Error|error|ERROR|failed|FAILED|failure|Failure|Fatal|FATAL|NCCL WARN)\b.{0,120}"
+            r"\b(?i:out of memory)"
         ),
         "out of memory",
     ),
@@ -152,7 +162,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 # advice ("to avoid running out of memory", "if you see 'CUDA out of memory'").
 _NOT_A_FAILURE = re.compile(r"this is not a failure", re.I)
 _ADVICE = re.compile(
-    r"\b(?:avoid(?:ing)?|prevent(?:ing|s)?|to reduce|reduces?|to fix|if you (?:see|get|hit)"
+    r"\b(?:avoid(?:ing)?|prevent(?:ing|s)?|to reduce|to fix|if you (?:see|get|hit)"
     r"|in case of|risk of|whether|check(?:s|ing)? if)\b",
     re.I,
 )
@@ -200,6 +210,7 @@ class OomRule(Rule):
         "malloc",
         "capacity",
         "executable batch size",
+        "paging file",
     )
 
     def __init__(self, settings: OomSettings | None = None) -> None:

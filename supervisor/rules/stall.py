@@ -98,8 +98,8 @@ _NETWORK_IO = re.compile(
     r"https?://|HTTPS?Connection|urllib3|requests\.exceptions|ReadTimeout|ConnectTimeout"
     r"|Read timed out|read operation timed out|\bwandb\b|huggingface\.co",
 )
-# Prose about a hang is not one ("to detect if the process is stuck", "when a rank is hung").
-_PROSE = re.compile(r"\b(?:if|whether|when|unless|avoid|prevent|detect)\b", re.I)
+# Prose about a hang is not one ("to detect if the process is stuck", "unless a rank is hung").
+_PROSE = re.compile(r"\b(?:if|whether|unless|avoid|prevent|detect)\b", re.I)
 _PROSE_REACH = 60
 
 

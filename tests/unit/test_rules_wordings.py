@@ -71,6 +71,18 @@ OOM_SOURCES = [
     "slurmstepd: error: Detected 1 oom_kill event in step 123.0 cgroup.",
     "srun: error: ml0: task 0: Out Of Memory",
     "JobState=OUT_OF_MEMORY Reason=OutOfMemory Dependency=(null)",
+    # ray-project/ray src/ray/raylet/node_manager.cc (memory monitor) and its worker exit type
+    "ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.",
+    "4 worker(s) were killed due to the node running low on memory.",
+    "Memory on the node (IP: 10.0.62.231) where the task was running was 14.67GB / 15.44GB "
+    "(0.95015), which exceeds the memory usage threshold of 0.95. Ray killed this worker",
+    "exit_type = NODE_OUT_OF_MEMORY, exit_detail = Task was killed",
+    # kubernetes/kubernetes (container status reason, as `kubectl describe pod` prints it)
+    "      Reason:       OOMKilled",
+    # Windows ERROR_COMMITMENT_LIMIT (1455), as torch's DataLoader workers report it
+    "OSError: [WinError 1455] The paging file is too small for this operation to complete.",
+    # NVIDIA/nccl src/debug.cc's WARN prefix on a CUDA allocation failure
+    "node1:1234:5678 [0] NCCL WARN Cuda failure 'out of memory'",
     # torvalds/linux mm/oom_kill.c
     "[1234.5] Memory cgroup out of memory: Killed process 4242 (python) total-vm:12345kB",
     "[1234.6] oom_reaper: reaped process 4242 (python), now anon-rss:0kB, file-rss:0kB",
@@ -131,6 +143,8 @@ NAN_SOURCES = [
     "tensor([[nan, nan, nan, nan, nan, nan],",
     # facebookresearch/fairseq fairseq/trainer.py
     "FloatingPointError: gradients are Nan/Inf",
+    # AUTOMATIC1111/stable-diffusion-webui modules/devices.py (NansException)
+    "modules.devices.NansException: A tensor with all NaNs was produced in Unet.",
     # open-mmlab/mmdetection mmdet/engine/hooks/check_invalid_loss_hook.py
     "2023-01-01 12:00:00,000 - mmdet - INFO - loss become infinite or NaN!",
 ]
@@ -168,6 +182,8 @@ def test_runs_that_say_they_met_a_non_finite_value() -> None:
         "Encountered NaN loss at step 340, stopping",
         "WARNING: non-finite loss detected at iter 120, skipping batch",
         "Detected non-finite gradients, skipping update",
+        # a check that found one is an event, not advice
+        "Sanity check failed: loss is nan at step 20",
     ]
     for line in lines:
         assert len(_fires(NanRule(), line)) == 1, line
