@@ -227,6 +227,13 @@ def main() -> None:
     ap.add_argument(
         "--before", type=Path, help="another ftmon checkout whose `ftmon scan` to time and compare"
     )
+    ap.add_argument(
+        "--ranks",
+        type=int,
+        default=0,
+        help="also time `ftmon scan` of N copies of the log (a job's rank logs): one at a time "
+        "(--jobs 1) against one process per core",
+    )
     a = ap.parse_args()
     if a.before is not None and not (a.before / "supervisor" / "__main__.py").is_file():
         sys.exit(f"--before {a.before}: no ftmon checkout there (supervisor/__main__.py)")
@@ -304,8 +311,33 @@ def main() -> None:
             f"({a.lines / t.wall:,.0f} per wall second), {t.cpu / base:.1f}x grep -cE | cat "
             "(the issue asks 1,000,000 lines/s and 5x or under; 2x is the aim)"
         )
+    if a.ranks:
+        ranks(log, a.lines, a.ranks)
     if a.profile:
         profile(log, min(a.lines, 200_000))
+
+
+def ranks(log: Path, lines: int, n: int) -> None:
+    """`ftmon scan` of n rank logs (copies of the log): wall seconds with --jobs 1 and with
+    the default (one worker per core), and that both report the same."""
+
+    def scan(jobs: list[str]) -> list[dict]:
+        argv = [sys.executable, "-m", "supervisor", "scan", "--json", *jobs, *[str(log)] * n]
+        out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+        if out.returncode not in (0, 1):
+            raise SystemExit(f"ftmon scan failed ({out.returncode}): {out.stderr[-300:]}")
+        records = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
+        for r in records:
+            r.pop("ts", None)  # when it was scanned: the one thing that differs
+        return records
+
+    one, serial = measure(lambda: scan(["--jobs", "1"]))
+    many, parallel = measure(lambda: scan([]))
+    print(
+        f"\n{n} rank logs of {lines:,} lines: --jobs 1 {one.wall:.2f} s wall, one per core "
+        f"({os.cpu_count()}) {many.wall:.2f} s wall: {one.wall / many.wall:.2f}x; "
+        f"same report: {'yes' if serial == parallel else 'NO'}"
+    )
 
 
 if __name__ == "__main__":

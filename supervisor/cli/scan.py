@@ -1,17 +1,23 @@
-"""`ftmon scan LOG`: read a finished log once and print what `--watch` would have reported.
+"""`ftmon scan LOG...`: read finished logs once and print what `--watch` would have reported.
 
     ftmon scan train.log
     ftmon scan train.log --json --min-severity error
+    ftmon scan logs/rank*.log            # a multi-node job's 64 rank logs, on every core
 
-Exit codes: 0 nothing of at least --min-severity (default warning) found, 1 anomalies found,
-2 bad usage or an unreadable log (missing, or not text: a checkpoint given by mistake).
+Several logs are read side by side, one process per core (`--jobs`), each by its own Monitor
+(a log's rules never see another's lines), and reported in the order given, each anomaly
+tagged with its log. Exit codes: 0 nothing of at least --min-severity (default warning) found,
+1 anomalies found, 2 bad usage or an unreadable log (missing, or not text: a checkpoint given by
+mistake); the other logs are still read and reported.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from supervisor.cli.watch import add_common_options
 
@@ -21,11 +27,16 @@ SEVERITIES = ("info", "warning", "error", "critical")
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "scan",
-        help="read a finished log once and report its anomalies",
-        description="Read LOG once and print its anomalies and a summary. Exit codes: 0 "
-        "nothing found, 1 anomalies found, 2 bad usage or unreadable input.",
+        help="read finished logs once and report their anomalies",
+        description="Read each LOG once and print its anomalies and a summary; several logs "
+        "are read in parallel, one process per core. Exit codes: 0 nothing found, 1 anomalies "
+        "found, 2 bad usage or unreadable input.",
     )
-    p.add_argument("log", metavar="LOG", help="the log file to read")
+    p.add_argument("logs", metavar="LOG", nargs="+", help="the log file(s) to read")
+    p.add_argument(
+        "--jobs", "-j", type=int, default=None, metavar="N",
+        help="logs read at once (default: one per CPU core)",
+    )  # fmt: skip
     p.add_argument(
         "--min-severity",
         choices=SEVERITIES,
@@ -37,30 +48,84 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from supervisor.cli.main import EXIT_FOUND, EXIT_OK, UsageError
-    from supervisor.cli.watch import Printer, build_monitor, check_log, watch_settings
-    from supervisor.events import Anomaly, Severity
+    from supervisor.cli.main import EXIT_FOUND, EXIT_OK, EXIT_USAGE, UsageError
+    from supervisor.cli.watch import Printer, build_monitor, watch_settings
+    from supervisor.events import Severity
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs: must be 1 or more")
+    minimum = Severity[args.min_severity.upper()]
+    # Settings and patterns are checked once, here, so that a bad --set is one line, not one
+    # per log.
+    build_monitor(args, watch_settings(args.set))
+    if len(args.logs) == 1:
+        results = [_scan_one(args.logs[0], args.pattern, args.set)]
+    else:
+        results = _scan_many(args.logs, args.pattern, args.set, args.jobs)
+    printer = Printer(args.json)
+    status = EXIT_OK
+    for log, outcome in zip(args.logs, results, strict=True):
+        if isinstance(outcome, str):  # could not be read: say why, read the others
+            sys.stdout.flush()  # in order with what was printed about the logs before it
+            print(f"ftmon: {outcome}", file=sys.stderr)
+            status = EXIT_USAGE
+            continue
+        summary, anomalies = outcome
+        if len(args.logs) > 1:
+            printer.source = log
+        for a in anomalies:
+            if a.severity >= minimum:
+                printer.anomaly(a)
+        printer.summary(summary)
+        if summary.lines == 0:
+            print(
+                f"ftmon: {log} is empty; to follow a log as it grows: ftmon --watch {log}",
+                file=sys.stderr,
+            )
+        if summary.found(minimum) and status == EXIT_OK:
+            status = EXIT_FOUND
+    if len(args.logs) > 1 and not args.json:
+        read = [r for r in results if not isinstance(r, str)]
+        found = sum(1 for r in read if r[0].found(minimum))
+        print(f"-- {len(read)} of {len(args.logs)} logs read, {found} with anomalies --")
+    return status
+
+
+def _scan_one(log: str, patterns: list[str], sets: list[str]) -> Any:
+    """(summary, anomalies) of one log, or why it could not be read (a line for the user).
+
+    Runs in a worker process when several logs are read: it takes and returns only what pickles.
+    """
+    from supervisor.cli.main import UsageError
+    from supervisor.cli.watch import build_monitor, check_log, watch_settings
+    from supervisor.events import Anomaly
     from supervisor.monitoring.watch import WatchSummary, scan_file
 
-    path = check_log(args.log)  # also refuses a file that is not text
-    monitor = build_monitor(args, watch_settings(args.set))
-    minimum = Severity[args.min_severity.upper()]
-    printer = Printer(args.json)
-    summary = WatchSummary(path=str(path))
     try:
+        path = check_log(log)  # also refuses a file that is not text
+        monitor = build_monitor(argparse.Namespace(pattern=patterns), watch_settings(sets))
+        summary = WatchSummary(path=str(path))
         events = scan_file(path, monitor, summary, keep=lambda e: isinstance(e, Anomaly))
+    except UsageError as exc:
+        return str(exc)
     except OSError as exc:
-        raise UsageError(f"{args.log}: cannot read: {exc.strerror or exc}") from None
-    for event in events:
-        if isinstance(event, Anomaly) and event.severity >= minimum:
-            printer.anomaly(event)
-    printer.summary(summary)
-    if summary.lines == 0:
-        print(
-            f"ftmon: {args.log} is empty; to follow a log as it grows: ftmon --watch {args.log}",
-            file=sys.stderr,
-        )
-    return EXIT_FOUND if summary.found(minimum) else EXIT_OK
+        return f"{log}: cannot read: {exc.strerror or exc}"
+    return summary, events
+
+
+def _scan_many(logs: list[str], patterns: list[str], sets: list[str], jobs: int | None) -> list:
+    """`_scan_one` of each log, `jobs` at a time in worker processes, in the order given."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = min(len(logs), jobs or os.cpu_count() or 1)
+    if workers == 1:
+        return [_scan_one(log, patterns, sets) for log in logs]
+    # fork: the workers start with what this process has imported (no second start-up), and
+    # nothing here runs threads yet.
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return list(pool.map(_scan_one, logs, [patterns] * len(logs), [sets] * len(logs)))
 
 
 def looks_like_text(path: Path, sample: int = 8192) -> bool:

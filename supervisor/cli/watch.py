@@ -192,14 +192,19 @@ class Printer:
         # sys.stdout as it is now, not as it was at import (a default argument would keep the
         # stream of the first import, closed or redirected since).
         self.out = out if out is not None else sys.stdout
+        # The log each line is about, when one command reports several (`ftmon scan a b`).
+        self.source = ""
 
     def _json(self, obj: dict[str, Any]) -> None:
+        if self.source:
+            obj = {"log": self.source, **obj}
         self.out.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
         self.out.flush()
 
     def _text(self, ts: float, text: str) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(ts))
-        self.out.write(f"{stamp}  {text.translate(_CONTROL)}\n")
+        where = f"{self.source}: " if self.source else ""
+        self.out.write(f"{stamp}  {where}{text.translate(_CONTROL)}\n")
         self.out.flush()
 
     def anomaly(self, a: Any) -> None:
