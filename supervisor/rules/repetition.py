@@ -7,8 +7,12 @@ tokens, five of them the same). A sample has collapsed when
 - a unit of 1 to 8 tokens repeats back to back over at least `min_tokens` tokens
   (`F F F F ...`, `13, 13, 13, ...`, a sentence said again and again), or
 - a unit of 1 to 10 characters repeats `min_tokens` times (`!!!!!!!!`, `<|im_start|>` x 20), or
-- with at least `min_tokens` tokens, one token makes up more than `dominant_share` of them;
-- it is blank and at least `min_tokens` characters long (the space token over and over).
+- with at least `min_tokens` tokens, one token makes up more than `dominant_share` of them.
+
+A blank sample (spaces and newlines only) is not a loop: it has no words to repeat. A tiny or
+barely trained model's most frequent token is the space or the newline, and a decoder that
+skips special tokens turns an answer of only `</s>` or padding into blank text; neither is the
+model repeating itself (the demo's relaunched run prints such samples).
 
 In a foreign log nothing marks a line as generated text, so ordinary text lines are judged on
 looser, stricter-to-fire signs:
@@ -88,8 +92,12 @@ _LOG_LIKE = re.compile(
 # Characters that healthy logs repeat: separators, table rules, bars, digits, spaces.
 _FILLER = frozenset(
     " \t-=_*#~^.·:;,+|/\\<>[](){}'\"`0123456789"
-    "─━│┃┄┅┆┇┈┉┊┋┌┐└┘├┤┬┴┼═║╔╗╚╝╠╣╦╩╬▀▁▂▃▄▅▆▇█▉▊▋▌▍▎▏▐░▒▓■□▪▫"
+    "─━│┃┄┅┆┇┈┉┊┋┌┐└┘├┤┬┴┼═║╔╗╚╝╠╣╦╩╬▀▁▂▃▄▅▆▇█▉▊▋▌▍▎▏▐░▒▓■▪▫"
 )
+# What a terminal shows for a token it cannot draw (tofu, the replacement character): a model
+# stuck on one prints a run of them. Progress bars draw with `□` too, but beside `■`/`█`.
+_UNDRAWN = frozenset("□▯\ufffd")
+_BAR = re.compile("[■█▓▒░▉▊▋▌▍▎▏━]")
 
 
 _FILLER_STR = "".join(sorted(_FILLER))
@@ -101,19 +109,22 @@ def _may_repeat(text: str, copies: int) -> bool:
     """Whether a unit may repeat `copies` + 1 times over at least half of `text`.
 
     A repeated span that long contains a 4-character window starting at a quarter, half or
-    three quarters of the line, and that window then recurs `copies` times: three `str.count`
+    three quarters of the line, and that window then recurs `copies` times, or (a unit shorter
+    than the window: `!` or `□` 25 times) often enough to cover half the line: three `str.count`
     calls in C instead of the backtracking regex on every line. Filler windows never count.
     """
     n = len(text)
     for j in (n // 4, n // 2, 3 * n // 4 - 4):
         window = text[j : j + 4]
-        if window.strip(_FILLER_STR) and text.count(window) >= copies:
-            return True
+        if window.strip(_FILLER_STR):
+            count = text.count(window)
+            if count >= copies or count * 8 >= n:
+                return True
     return False
 
 
 # Special tokens that fill sequences to length: `<pad>`, `[PAD]`, `<|endoftext|>`, `</s>`.
-_PADDING = re.compile(r"pad|endoftext|</s>|<unk>|<eos>|<\|eot_id\|>", re.I)
+_PADDING = re.compile(r"pad|endoftext|</s>|<eos>|<\|eot_id\|>", re.I)
 # Words that printed tensors and tables repeat: `nan, nan, nan`, `True True False`.
 _PUNCT = "\"'`.,;:!?()[]{}<>«»“”‘’-—…*"
 _VALUE_WORDS = frozenset({"nan", "inf", "-inf", "none", "null", "true", "false", "yes", "no"})
@@ -122,6 +133,8 @@ _ID_RUN = re.compile(r"(\d{1,7})(?:[,\s]+\1\b){15,}")
 _LAST_NUMBER = re.compile(r"(\d+)\D{0,8}$")
 _DATA_LIST = re.compile(r"input_ids|labels|attention_mask|position_ids|pad|mask|prompt", re.I)
 _MARKER_START = frozenset("0123456789-*•\\")
+# An item of a JSON list printed one per line: `["Math",`, ` "Science",`, ` "Reading"]`.
+_JSON_ITEM = re.compile(r'^\[?\s*"([^"]*)"\s*[,\]]?\s*$')
 # Crash output: every process of a job prints the same exception, interleaved mid-line.
 _CRASH = re.compile(
     r"\w(?:Error|Exception)\b|Traceback|terminate called|what\(\)|core dumped|Segmentation fault"
@@ -154,6 +167,25 @@ def _printed_values(unit: str) -> bool:
     """A unit made of printed values only (`nan, `, `True `): tensors and tables repeat them."""
     toks = tokens(unit)
     return bool(toks) and all(t.lower().strip(_PUNCT) in _VALUE_WORDS for t in toks)
+
+
+_UNSPACED = 64  # characters without a space that are judged as a run of their own
+_UNSPACED_SHARE = 0.2  # ...a loop when its distinct 4-character pieces are this share or fewer
+
+
+def _unspaced_loop(head: str) -> str | None:
+    """A long run of letters without a space that says few distinct 4-character pieces: a
+    loop whose copies drift (`zorazorazazorazorzara...`). Text, identifiers, paths, hashes and
+    base64 say a new piece almost every character; a loop says the same few again and again."""
+    for tok in head.split():
+        if len(tok) < _UNSPACED:
+            continue
+        if sum(c.isalpha() for c in tok) * 2 <= len(tok) or _PADDING.search(tok):
+            continue
+        pieces = len({tok[i : i + 4] for i in range(len(tok) - 3)})
+        if pieces <= _UNSPACED_SHARE * (len(tok) - 3):
+            return f"a run of {len(tok)} characters without a space says only {pieces} pieces"
+    return None
 
 
 def periodic_tail(text: str, max_unit: int = 80) -> tuple[str, int, int]:
@@ -276,6 +308,12 @@ class RepetitionSettings(RuleSettings):
     near_similarity: float = Field(
         0.6, gt=0, le=1, description="Token agreement for two lines to be near-duplicates."
     )
+    near_new_share: float = Field(
+        0.15, ge=0, le=1, description="...each bringing at most this share of new words (or one)."
+    )
+    blank_copies: int = Field(
+        3, ge=2, description="Copies of one prose line with blank lines between that count."
+    )
     near_min_tokens: int = Field(
         6, ge=2, description="Tokens a line needs before it is compared with the one before."
     )
@@ -305,6 +343,9 @@ class RepetitionRule(Rule):
         self._near_prev: list[str] | None = None
         self._near_blank = False
         self._near_run: list[str] = []
+        self._near_toks: list[list[str]] = []  # the run's lines as tokens
+        self._near_words: set[str] = set()  # the words the run has said, and how many of
+        self._near_new = 0  # them its lines after the first brought
         # Recent text lines for the drifting-block check: (tokens, text), and per period the
         # number of lines in a row that match the line one period back.
         self._fuzzy: deque[tuple[list[str], str]] = deque(maxlen=2 * s.max_block)
@@ -358,8 +399,8 @@ class RepetitionRule(Rule):
             if covered >= s.min_tokens:
                 shown = " ".join(toks[start : start + unit])
                 return f"repeats {clip(shown, 60)!r} over {covered} tokens"
-        if not toks and len(text) >= s.min_tokens:
-            return f"is {len(text)} blank characters"  # the space token, max_new_tokens times
+        if not toks:
+            return None  # blank: nothing that could loop (see the module's docstring)
         m = self._chars.search(text)
         while m is not None:
             if not m.group(1).isspace():
@@ -386,6 +427,8 @@ class RepetitionRule(Rule):
                 unit, span = m.group(1), m.group(0)
                 if len(span) * 2 < len(head) or all(c in _FILLER for c in unit):
                     continue
+                if set(unit) <= _UNDRAWN and _BAR.search(head):
+                    continue  # the empty cells of a progress bar
                 if _printed_values(unit):
                     continue  # `nan, nan, nan`: a printed tensor, the nan rule's business
                 if _PADDING.search(span[: 4 * len(unit)]):
@@ -412,7 +455,7 @@ class RepetitionRule(Rule):
             self._recent.clear()
             self._runs = [0] * (s.max_block + 1)
             self._near_prev = None
-            self._near_run = []
+            self._near_run, self._near_toks = [], []
             self._fuzzy.clear()
             self._fuzzy_runs = [0] * (s.max_block + 1)
             self._end_passage()
@@ -424,6 +467,8 @@ class RepetitionRule(Rule):
         if stripped[0] in _MARKER_START:
             key = _LIST_MARKER.sub("", stripped)
         marked = len(key) < len(stripped)
+        if stripped[0] in '["' and (item := _JSON_ITEM.match(stripped)) is not None:
+            key = item.group(1)  # a JSON list's item: the bracket and the comma are layout
         recent = self._recent
         runs = self._runs
         found: tuple[str, tuple[str, ...]] | None = None
@@ -436,7 +481,11 @@ class RepetitionRule(Rule):
                 continue
             if p >= s.block_lines and runs[p] >= (s.block_copies - 1) * p:
                 block = list(recent)[-p:]
-                if self._is_text_block(block):
+                # A block of one-word items (a generated list) needs a third copy.
+                wordy = any(len(tokens(k)) >= 3 for k, _, _ in block)
+                if self._is_text_block(block, wordy=False) and (
+                    wordy or runs[p] >= s.block_copies * p
+                ):
                     copies = runs[p] // p + 1
                     found = (
                         f"a block of {p} lines repeated {copies} times in a row",
@@ -461,7 +510,7 @@ class RepetitionRule(Rule):
         drift = self._judge_drifting_block(key, stripped)
         return found or drift
 
-    def _is_text_block(self, block: list[tuple[str, str, bool]]) -> bool:
+    def _is_text_block(self, block: list[tuple[str, str, bool]], wordy: bool = True) -> bool:
         """A block of generated text or code: distinct lines, none a log record, mostly words
         (per-rank copies of one line, tables and warnings stay with the exact-line count)."""
         keys = [k for k, _, _ in block]
@@ -470,7 +519,7 @@ class RepetitionRule(Rule):
         if any(_LOG_LIKE.search(k) or _TABLE_ROW.match(k) for k in keys):
             return False
         prose = sum(1 for k in keys if any(c.isalpha() for c in k))
-        return prose * 2 >= len(keys) and any(len(tokens(k)) >= 3 for k in keys)
+        return prose * 2 >= len(keys) and (not wordy or any(len(tokens(k)) >= 3 for k in keys))
 
     def _judge_long_line(self, head: str) -> str | None:
         """A periodic tail, one or two dominant tokens, or a list that is one id repeated."""
@@ -487,6 +536,9 @@ class RepetitionRule(Rule):
             found = self._id_loop(head)
             if found is not None:
                 return found
+        found = _unspaced_loop(head)
+        if found is not None:
+            return found
         if not _may_repeat(head, 7):
             return None
         return self._dominant(head)
@@ -591,9 +643,16 @@ class RepetitionRule(Rule):
         if len(passage) < 2 or self._passage_tokens < s.few_words_min:
             return None
         few = self._few_words([t for line in passage for t in line])
+        lines = len(passage)
+        if few is None and lines > 2:
+            # A loop that starts inside the passage (the next line says the last one again,
+            # shifted) is diluted by the healthy text before it: the last two lines alone.
+            few = self._few_words(
+                [t for line in itertools.islice(passage, lines - 2, None) for t in line]
+            )
+            lines = 2
         if few is None:
             return None
-        lines = len(passage)
         self._end_passage()
         message = f"{lines} lines in a row ({few[0]} words) say only {few[1]} distinct phrases"
         return message, (clip(text),)
@@ -648,8 +707,33 @@ class RepetitionRule(Rule):
                         f"a block of {p} lines repeated {copies} times with small changes",
                         (*(clip(t) for t in texts[-2:]), clip(stripped)),
                     )
+            elif found is None and 2 <= p < s.block_lines and runs[p] >= 2 * p:
+                found = self._settled_pair(p, [*recent, (toks, stripped)])
         recent.append((toks, stripped))
         return found
+
+    def _settled_pair(
+        self, p: int, window: list[tuple[list[str], str]]
+    ) -> tuple[str, tuple[str, ...]] | None:
+        """A short block (a question and its answer) that drifted, then repeats verbatim: a
+        generation that settled into a loop. Copies printed per rank never drift, so the copy
+        before the repeated one must differ from it (only nearly); its lines unlike each other."""
+        if len(window) < 3 * p:
+            return None
+        before, block, copy = window[-3 * p : -2 * p], window[-2 * p : -p], window[-p:]
+        if any(a != b for (a, _), (b, _) in zip(block, copy, strict=True)):
+            return None
+        if all(a == b for (a, _), (b, _) in zip(before, block, strict=True)):
+            return None
+        if any(len(t) < 3 for t, _ in block) or any(
+            self._lines_agree(a, b) for (a, _), (b, _) in itertools.pairwise(block)
+        ):
+            return None
+        texts = [t for _, t in copy]
+        return (
+            f"a block of {p} lines drifted, then repeats itself word for word",
+            tuple(clip(t) for t in texts),
+        )
 
     def _judge_near(self, stripped: str) -> tuple[str, tuple[str, ...]] | None:
         """Near-duplicate prose lines in a row (not the same line printed again)."""
@@ -660,25 +744,48 @@ class RepetitionRule(Rule):
         # Sentences: mostly words (not a progress frame or a dict of metrics that has letters).
         if len(toks) < s.near_min_tokens or words < 4 or words < 0.6 * len(toks):
             self._near_prev = None
-            self._near_run = []
+            self._near_run, self._near_toks = [], []
             return None
         prev, self._near_prev = self._near_prev, toks
+        words_of = {t.strip(_PUNCT).lower() for t in toks}
+        # The same line again with nothing between is what every rank prints (the exact-repeat
+        # check judges those, with its own count), unless the run already came back to one of
+        # its earlier lines (`A B A A`: a sampler collapsing onto one sentence).
+        returned = prev == toks and not blank and any(toks == t for t in self._near_toks[:-1])
         if (
             prev is None
             or not similar_at_least(prev, toks, s.near_similarity)
-            or (prev == toks and not blank)
+            or (prev == toks and not blank and not returned)
             or (prev != toks and counters_only(prev, toks))
         ):
-            # Unlike lines, or the same line again with nothing between (every rank prints the
-            # same sentence: the exact-repeat check above judges those, with its own count), or
-            # a status line whose numbers count up.
+            # Unlike lines, a copy printed per rank, or a status line whose numbers count up.
             self._near_run = [stripped]
+            self._near_toks = [toks]
+            self._near_words = words_of
+            self._near_new = 0
             return None
+        if toks != prev and any(toks == t for t in self._near_toks[:-1]):
+            returned = True
         self._near_run.append(stripped)
-        if len(self._near_run) < s.near_lines:
+        self._near_toks.append(toks)
+        self._near_new += len(words_of - self._near_words)
+        self._near_words |= words_of
+        lines = len(self._near_run)
+        # Copies of one sentence with blank lines between (a model's paragraphs): three do.
+        copies = all(t == toks for t in self._near_toks)
+        if lines < (s.blank_copies if copies else s.near_lines):
             return None
-        run, self._near_run = self._near_run, []
+        # A loop's lines bring (almost) no new words; a list of facts in one template
+        # (`Paris is the capital of France.`, `Rome is ...`) brings new ones on every line.
+        if self._near_new > max(1.0, s.near_new_share * len(toks)) * (lines - 1):
+            return None
+        run, self._near_run, self._near_toks = self._near_run, [], []
         evidence = tuple(clip(t) for t in run[-3:])
+        if copies:
+            return (
+                f"the same sentence {lines} times, blank lines between: {clip(run[-1], 80)!r}",
+                evidence,
+            )
         return f"{len(run)} near-identical lines in a row: {clip(run[-1], 80)!r}", evidence
 
     def _report(

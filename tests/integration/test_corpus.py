@@ -148,18 +148,11 @@ KNOWN_MISSES = {
     "153_repetition_llama-cpp-server.log": "a token-id loop inside healthy-looking log records",
     "155_repetition_gpt4all.log": "near-duplicate lines of two tokens (too short to compare)",
     # holdout/ (seen file by file from the third pass on):
-    "307_repetition_sentence-vae.log": "'<unk> and' alternation read as padding",
-    "308_repetition_textgan-sentigan.log": "short sample lines: exact copies break the near run",
-    "309_repetition_marin-vllm-tpu.log": "a drifting periodic string with no spaces",
-    "311_nan_deepxde.log": "nan cells of a column table; a summary loss read as absurd",
-    "321_nan_fairseq-loss-scale.log": "the first loss scale of the excerpt is reported",
-    "333_repetition_ollama-tinyllama-zh.log": "copies with blank lines between: found late",
-    "335_repetition_ggml-cerebras-blank-tokens.log": "one blank symbol repeated after the prompt",
-    "336_repetition_tgi-eetq-json-list.log": "a block of JSON list items repeated",
-    "348_spike_entrenar-qlora.log": "a 4x jump over 5 sparse values is not reported",
-    "354_repetition_llama3-instruct-generate.log": "three copies with blank lines between",
-    "355_repetition_open-llama-qa-drift.log": "a Q/A pair repeated after a drift",
-    "356_repetition_candle-llama2.log": "a long line repeating most of the line before",
+    "311_nan_deepxde.log": "nan cells of a column table (nan.py's wordings: asked of W, COORD)",
+    "321_nan_fairseq-loss-scale.log": "the rule reports the loss scale below 1 at line 1 (0.0625:"
+    " unscaled gradients overflow); the label marks where it falls below 0.01",
+    "348_spike_entrenar-qlora.log": "a 4x jump after a steep fall: 5 sparse values, the"
+    " median (3.8) lags the last value (1.43)",
 }
 
 
@@ -231,14 +224,16 @@ def test_held_out_figures_hold_their_floor() -> None:
                 "spike": (1.0, 1.0), "stall": (1.0, 1.0), "normal": (0.85, 1.0)},
         "test": {"nan": (1.0, 1.0), "oom": (1.0, 1.0), "repetition": (1.0, 0.85),
                  "spike": (1.0, 1.0), "stall": (1.0, 1.0), "normal": (0.9, 1.0)},
-        "holdout": {"nan": (0.85, 0.8), "oom": (1.0, 1.0), "repetition": (0.9, 0.55),
-                    "spike": (0.0, 0.0), "stall": (1.0, 1.0), "normal": (0.7, 0.9)},
+        "holdout": {"nan": (0.85, 0.8), "oom": (1.0, 1.0), "repetition": (1.0, 1.0),
+                    "spike": (1.0, 0.0), "stall": (1.0, 1.0), "normal": (0.9, 1.0)},
     }  # fmt: skip
     for half in HALVES:
         scored = [score_file(HELD_OUT / half, row) for row in read_index(HELD_OUT / half)]
         for label, fig in figures(scored).items():
             precision, recall = floors[half][label]
-            assert fig.precision >= precision and fig.recall >= recall, (half, label, fig)
+            # (a label the scan never gives has no precision to lose: no false alarm of it)
+            assert fig.said == 0 or fig.precision >= precision, (half, label, fig)
+            assert fig.recall >= recall, (half, label, fig)
 
 
 # --- the blind half: tests/corpus/unseen, in aggregate only ---------------------------------

@@ -25,7 +25,6 @@ COLLAPSED = [
     "!" * 128,
     "I am a model. I am a model. I am a model. I am a model. I am a model.",
     "It was a bowl of cotton.\n" + "<|im_start|>\n" * 20,
-    " " * 12,
 ]
 HEALTHY = [
     "我是一個由 F# 之神訓練的助手。",
@@ -37,6 +36,11 @@ HEALTHY = [
     "Hi!",
     "",
     "   ",
+    # Blank output (the demo's relaunched run: 32 spaces) has no words to loop: a tiny model's
+    # most frequent token, or special tokens a decoder skipped.
+    " " * 12,
+    " " * 32,
+    "\n \n" * 16,
 ]
 
 
@@ -168,8 +172,98 @@ def test_a_sentence_said_again_with_blank_lines_between() -> None:
     """Copies of one sentence separated by blank lines (a model's paragraphs) count; the same
     sentence printed back to back (once per rank) needs the exact-repeat count instead."""
     sentence = "The fine-tuned model answers the question and then says the same thing again."
-    assert [a.lineno for a in scan((sentence + "\n\n") * 4)] == [7]
+    assert [a.lineno for a in scan((sentence + "\n\n") * 4)] == [5]  # the third copy
+    assert scan((sentence + "\n\n") * 2) == []
     assert scan((sentence + "\n") * 8) == []
+
+
+def test_near_duplicates_that_bring_new_words_are_a_list_not_a_loop() -> None:
+    """Seven facts in one template (`Paris is the capital of France.`) bring two new words a
+    line: a list. A loop's lines bring almost none: the ordinal of `I looked at the fourth one`,
+    or a sampler that comes back to one sentence (`A B A A`: mode collapse, GAN samples)."""
+    facts = [("Paris", "France"), ("Rome", "Italy"), ("Berlin", "Germany"), ("Madrid", "Spain"),
+             ("Lisbon", "Portugal"), ("Vienna", "Austria"), ("Prague", "Czechia")]  # fmt: skip
+    assert scan("".join(f"{c} is the capital of {n}.\n" for c, n in facts)) == []
+    assert scan("".join(f' "{c} is the capital of {n}",\n' for c, n in facts)) == []
+    loop = "".join(
+        f'I looked at the {n} one. It read "It is a beautiful night tonight. Look outside."\n'
+        for n in ("second", "third", "fourth", "fifth")
+    )
+    assert [a.rule for a in scan(loop)] == ["repetition"]
+    gan = ["the film is a lot of .", "the film is a movie .", "the film is a lot of ."]
+    found = scan("\n".join([*gan, gan[0], gan[0], gan[1]]) + "\n")
+    assert [a.lineno for a in found] == [4]
+    # One rank's line printed by eight, then the next: no line comes back, nothing is reported.
+    ranks = "Loading the model weights from the hub now\n" * 8
+    assert scan(ranks + "Loaded the model weights from the hub now\n" * 8) == []
+
+
+def test_loops_without_spaces_and_runs_of_undrawn_tokens() -> None:
+    """A drifting periodic string with no spaces (`zorazorazaz...`) and a run of tofu boxes
+    after a prompt (a token the terminal cannot draw) are loops; long identifiers, hashes,
+    base64 and a progress bar drawn with `■` and `□` are not."""
+    zora = "zora" * 10 + "zaza" + "zora" * 8 + "zorzara" + "zora" * 12 + "zerazora" * 5
+    assert [a.rule for a in scan(f"Answer: {zora}\n")] == ["repetition"]
+    assert [a.rule for a in scan("Java is a programming" + "□" * 25 + "\n")] == ["repetition"]
+    healthy = (
+        "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08e3b0c44298fc1c14\n"
+        "model.layers.0.self_attn.q_proj.lora_A.default.weight_and_model.layers.0.mlp.gate_proj\n"
+        "data:aGVsbG8gd29ybGQgdGhpcyBpcyBhIGxvbmcgYmFzZTY0IHN0cmluZyBmb3IgdGVzdGluZyBwdXJwb3Nlcw==\n"
+        "Training ■□□□□□□□□□□□□□□□□□□□□□□□ 4%\n"
+    )
+    assert scan(healthy) == []
+
+
+def test_a_block_of_list_items_and_a_settled_question_and_answer() -> None:
+    """A JSON list printed one item a line repeats its three items (the bracket and commas
+    are layout: found when the third copy is complete); self-generated Q/A pairs that drift
+    and then repeat one pair word for word loop; the same two lines printed per rank do not."""
+    items = '["Math",\n "Science",\n "Reading",\n' + ' "Math",\n "Science",\n "Reading",\n' * 3
+    assert [a.lineno for a in scan(items + "]\n")] == [9]
+    asked = [
+        ("smallest", "bee"),
+        ("fastest", "cheetah"),
+        ("slowest", "sloth"),
+        ("oldest", "tortoise"),
+        ("youngest", "baby"),
+        ("most expensive", "elephant"),
+        ("most common", "dog"),
+        ("most dangerous", "lion"),
+        ("most famous", "lion"),
+        ("most famous", "lion in the world"),
+        ("most famous", "lion in the United States"),
+    ]
+    qa = ["The largest animal is the blue whale."]  # open_llama (holdout 355)
+    for what, answer in asked:
+        where = answer.partition(" in ")[2]
+        q = f"What is the {what} animal{' in ' + where if where else ''}?"
+        qa += [
+            f"Q: {q}",
+            f"A: The {what} animal{' in ' + where if where else ''} is the "
+            f"{answer.partition(' in ')[0]}.",
+        ]
+    qa += qa[19:21] * 3
+    found = scan("\n".join(qa) + "\n")
+    assert [a.lineno for a in found] == [27] and "word for word" in found[0].message
+    assert scan("\n".join(qa[:23]) + "\n") == []  # the drift alone is a list of questions
+    pair = "Some weights of the model were not initialized from the checkpoint\n"
+    pair += "You should probably train this model on a downstream task first\n"
+    assert scan(pair * 8) == []
+
+
+def test_a_loop_that_starts_inside_a_passage() -> None:
+    """A long line said again, shifted (its first sentence dropped), after healthy lines: the
+    last two lines are judged as a passage of their own."""
+    head = "loading the model weights\nstarting the inference loop\nMy favorite theorem is 1+1=2.\n"
+    said = (
+        "I'm interested in the foundations of mathematics because I think that mathematics "
+        "is the most beautiful thing we know, and I want to understand it better. I'm "
+        "interested in the foundations of computer science because I think that computers "
+        "are the most powerful tools we have, and I want to understand them better."
+    )
+    text = head + "I'm a mathematician and a computer scientist at a university.\n"
+    text += "I study proofs. " + said + "\n" + said + "\n"
+    assert [a.lineno for a in scan(text)] == [6]
 
 
 def test_periodic_tail_of_a_long_line() -> None:
