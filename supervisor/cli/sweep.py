@@ -5,8 +5,10 @@ Members start as the machine allows (supervisor/sweep/queue.py): `--max-parallel
 on the CPU, by free GPU memory against each member's preflight estimate where NVML sees GPUs.
 Every member keeps the recipe's policies, so one that goes NaN is relaunched by its own rule.
 Prints each run's lines as `ftmon run` does, then the comparison table. Exit: 0 every member
-finished, 1 any failed, was killed or refused, 2 bad recipe, 130 Ctrl-C (members keep running
-unless --kill-on-exit; reattach each with `ftmon attach RUN`).
+finished, 1 any failed, was killed or refused, 2 bad recipe, 130 Ctrl-C, SIGTERM or SIGHUP (the
+terminal went away): members keep running unless --kill-on-exit, queued ones stay queued, and
+`ftmon sweep --resume SWEEP` (supervisor/sweep/resume.py) starts them in the same sweep and adopts
+the running ones.
 """
 
 from __future__ import annotations
@@ -26,9 +28,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run a recipe's sweep: its members as runs that share a sweep id",
         description="Expand RECIPE's `sweep:` (grid, zip, random) into member runs and supervise "
         "them headless, each with the recipe's own policies. Exit: 0 all finished, 1 any "
-        "failed/killed/refused, 2 bad recipe, 130 Ctrl-C.",
+        "failed/killed/refused, 2 bad recipe or unknown sweep, 130 Ctrl-C/SIGHUP (queued members "
+        "wait for `ftmon sweep --resume SWEEP`).",
     )
-    p.add_argument("recipe", type=Path, help="recipe YAML file with a `sweep:` section")
+    p.add_argument(
+        "recipe", type=Path, nargs="?", default=None,
+        help="recipe YAML file with a `sweep:` section",
+    )  # fmt: skip
+    p.add_argument(
+        "--resume", metavar="SWEEP", default=None,
+        help="carry on a stopped sweep (id or unique prefix): start its queued members, adopt "
+        "its running ones, leave the ended ones",
+    )  # fmt: skip
     p.add_argument(
         "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
         help="override a recipe field for every member (sweep.max_parallel=2 works too)",
@@ -49,6 +60,16 @@ def sweep_cmd(args: argparse.Namespace) -> int:
 
     if args.max_parallel is not None and args.max_parallel < 1:
         print("ftmon: --max-parallel: must be 1 or more", file=sys.stderr)
+        return EXIT_USAGE
+    if args.resume is not None:
+        if args.recipe is not None or args.sets:
+            print("ftmon sweep: --resume SWEEP takes no RECIPE and no --set (the sweep runs its "
+                  "recorded recipe; `ftmon replay SWEEP --set ...` starts a new one)",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
+        return resume_cmd(args)
+    if args.recipe is None:
+        print("ftmon sweep: give a RECIPE, or --resume SWEEP", file=sys.stderr)
         return EXIT_USAGE
     try:
         recipe = load_recipe(args.recipe)
@@ -73,6 +94,48 @@ def sweep_cmd(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+def resume_cmd(args: argparse.Namespace) -> int:
+    """`ftmon sweep --resume SWEEP`: what is left of the sweep, run in the same sweep."""
+    from supervisor.store.history import History, HistoryError
+    from supervisor.store.schema import DB_NAME
+    from supervisor.sweep.resume import ResumeError, plan_resume
+
+    logs_dir = logs_dir_of(args)
+    if not (logs_dir / DB_NAME).exists():  # no history here: create none
+        print(f"ftmon: no sweep matches {args.resume!r}: no history in {logs_dir}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    try:
+        history = History.in_logs_dir(logs_dir)
+    except HistoryError as exc:
+        print(f"ftmon: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        plan = plan_resume(history, args.resume)
+    except ResumeError as exc:
+        print(f"ftmon: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        history.close()
+    sweep_id = plan.sweep.id
+    if args.dry_run or plan.nothing_left:
+        for m in plan.queued:
+            print(f"{m.recipe.name}: {m.label()}  (queued: would start)")
+        for m, rec in plan.alive:
+            print(f"{m.recipe.name}: {m.label()}  (running as {rec.id}: would adopt)")
+        for m, status in plan.ended:
+            print(f"{m.recipe.name}: {m.label()}  ({status})")
+        if plan.nothing_left:
+            print(f"{sweep_id}: nothing left to run ({plan.summary()}); "
+                  f"compare: ftmon compare {sweep_id}")  # fmt: skip
+        return EXIT_OK
+    members = plan.queued + [m for m, _ in plan.alive]
+    return run_sweep(
+        logs_dir, plan.recipe, members, max_parallel=args.max_parallel,
+        kill_on_exit=args.kill_on_exit, resume=sweep_id,
+    )  # fmt: skip
+
+
 def run_sweep(
     logs_dir: Path,
     recipe: Any,
@@ -81,9 +144,11 @@ def run_sweep(
     max_parallel: int | None = None,
     kill_on_exit: bool = False,
     replay_of: str | None = None,
+    resume: str | None = None,
 ) -> int:
-    """Record the sweep, run its members to their ends and print the comparison; the user's
-    notification targets and the recipe's hear of each run and of the sweep's end."""
+    """Record the sweep (or take up the recorded `resume`), run its members to their ends and
+    print the comparison; the user's notification targets and the recipe's hear of each run
+    and of the sweep's end."""
     import asyncio
 
     from supervisor.cli.run import Printer
@@ -111,7 +176,7 @@ def run_sweep(
     try:
         return asyncio.run(
             _drive(history, logs_dir, recipe, members, default_nvml(), max_parallel,
-                   kill_on_exit, replay_of, printer, notifier)
+                   kill_on_exit, replay_of, printer, notifier, resume)
         )  # fmt: skip
     finally:
         notifier.close(NOTIFY_CLOSE_SECS)  # the last messages go out before the history closes
@@ -129,12 +194,14 @@ async def _drive(
     replay_of: str | None,
     printer: Any,
     notifier: Any,
+    resume: str | None = None,
 ) -> int:
     import asyncio
     import signal
 
     from supervisor.notify.notifier import tee
     from supervisor.runs.supervise import Supervisor
+    from supervisor.sweep.resume import ResumeError, resume_study
     from supervisor.sweep.study import run_study
 
     sup = Supervisor(history, logs_dir, tee(printer, notifier))
@@ -142,23 +209,45 @@ async def _drive(
     loop = asyncio.get_running_loop()
     interrupted = False
 
-    def on_signal() -> None:
+    def on_signal(sig: int) -> None:
         nonlocal interrupted
         interrupted = True
+        if sig == signal.SIGHUP:
+            _terminal_gone(ttys)
         for queue in queues:
             queue.stop.set()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+    # SIGHUP (the SSH session or terminal went away) is an interrupt too; under `nohup` it stays
+    # ignored, as the user asked.
+    ttys = _tty_fds()  # asked now: a terminal that hung up no longer answers isatty()
+    signals = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signals.append(signal.SIGHUP)
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal, sig)
+    ended_before: list[str] = []
     try:
-        sweep_id, outcomes = await run_study(
-            sup, history, recipe, members, gpu=gpu, max_parallel=max_parallel,
-            on_line=printer.line, replay_of=replay_of, on_queue=queues.append,
-        )  # fmt: skip
+        if resume is not None:
+            try:
+                plan, outcomes = await resume_study(
+                    sup, history, resume, gpu=gpu, max_parallel=max_parallel,
+                    on_line=printer.line, on_queue=queues.append,
+                )  # fmt: skip
+            except ResumeError as exc:
+                await sup.close()
+                print(f"ftmon: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            sweep_id = plan.sweep.id
+            ended_before = [status for _, status in plan.ended]
+        else:
+            sweep_id, outcomes = await run_study(
+                sup, history, recipe, members, gpu=gpu, max_parallel=max_parallel,
+                on_line=printer.line, replay_of=replay_of, on_queue=queues.append,
+            )  # fmt: skip
         live = sup.live_runs()
         await sup.close(kill=kill_on_exit)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.remove_signal_handler(sig)
     printer.summary()
     _print_table(history, sweep_id, printer)
@@ -174,10 +263,46 @@ async def _drive(
         if not kill_on_exit:
             for rid in live:
                 printer.line(f"{rid} is still running; reattach with: ftmon attach {rid}")
+        queued = sum(o.status == "stopped" for o in outcomes)
+        if queued or (live and not kill_on_exit):
+            printer.line(
+                f"{sweep_id}: {queued} member(s) still queued, {len(live)} running; carry on "
+                f"with: {_resume_command(sweep_id, logs_dir)}"
+            )
         return EXIT_INTERRUPTED
     ok = all(o.status in ("finished", "pruned") for o in outcomes)
+    ok = ok and all(status in ("finished", "pruned") for status in ended_before)
     printer.line(f"compare: ftmon compare {sweep_id}    report: ftmon report {sweep_id}")
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _resume_command(sweep_id: str, logs_dir: Path) -> str:
+    from supervisor.store.history import default_logs_dir
+
+    same = Path(logs_dir).resolve() == Path(default_logs_dir()).resolve()
+    return f"ftmon sweep --resume {sweep_id}" + ("" if same else f" --logs-dir {logs_dir}")
+
+
+def _tty_fds() -> list[int]:
+    """Which of stdout and stderr are a terminal."""
+    import os
+
+    return [fd for fd in (1, 2) if os.isatty(fd)]
+
+
+def _terminal_gone(ttys: list[int]) -> None:
+    """SIGHUP: writes to the terminal that hung up would fail (EIO) and end ftmon before it
+    detached its runs; what is printed from now on goes to /dev/null instead (a file or a pipe
+    ftmon writes to is kept)."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in ttys:
+        try:
+            os.dup2(devnull, fd)
+        except OSError:  # already closed
+            pass
+    os.close(devnull)
 
 
 def _print_table(history: Any, sweep_id: str, printer: Any) -> None:

@@ -750,6 +750,31 @@ class History:
                 (status, detail, run_id, sweep_id, member),
             )
 
+    def claim_sweep(
+        self, sweep_id: str, pid: int, start: float, alive: Callable[[int, float], bool]
+    ) -> int | None:
+        """Make the ftmon (`pid`, `start`) the one that drives `sweep_id` (starts its queued
+        members). Returns None when claimed, or the pid of another driver still alive. The
+        check and the write are one BEGIN IMMEDIATE transaction: of two `ftmon sweep --resume`
+        started together exactly one gets the sweep, so no member is started twice. A driver
+        that died (SIGKILL, a lost terminal before SIGHUP was handled) is replaced."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT pid, start FROM sweep_owners WHERE sweep_id = ?", (sweep_id,)
+            ).fetchone()
+            if row is not None and int(row[0]) != pid and alive(int(row[0]), float(row[1])):
+                return int(row[0])
+            db.execute(
+                "INSERT OR REPLACE INTO sweep_owners (sweep_id, pid, start) VALUES (?, ?, ?)",
+                (sweep_id, pid, start),
+            )
+        return None
+
+    def release_sweep(self, sweep_id: str, pid: int) -> None:
+        """`pid` no longer drives `sweep_id`; `ftmon sweep --resume` may take it."""
+        with self._tx() as db:
+            db.execute("DELETE FROM sweep_owners WHERE sweep_id = ? AND pid = ?", (sweep_id, pid))
+
     def sweeps(self) -> list[SweepRecord]:
         """Newest first."""
         rows = self._query("SELECT * FROM sweeps ORDER BY created_at DESC, rowid DESC")

@@ -100,6 +100,11 @@ CREATE TABLE IF NOT EXISTS sweep_members (
     PRIMARY KEY (sweep_id, member)
 );
 CREATE INDEX IF NOT EXISTS sweep_members_run ON sweep_members(run_id);
+CREATE TABLE IF NOT EXISTS sweep_owners (
+    sweep_id TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    start REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS run_states (
     id INTEGER PRIMARY KEY,
     run_id TEXT NOT NULL,

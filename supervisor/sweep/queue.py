@@ -10,14 +10,16 @@ estimate instead of being launched to die; one that fits a device that is busy n
 
 Each member goes through `Supervisor.launch`, so it keeps its own policies: a member that goes NaN
 is killed and relaunched by its own rule while the others run on; its slot is given back when its
-lineage (the member and its relaunches) has ended.
+lineage (the member and its relaunches) has ended. A member whose run was already going when the
+queue started (`ftmon sweep --resume`, sweep/resume.py) is `Adopted`: it holds its slot (and on a
+GPU its memory) until its lineage ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,6 +48,11 @@ class Capacity(Protocol):
         """A place for the member now, or None to wait for one."""
         ...
 
+    def hold(self, estimate_gb: float | None, device: int | None) -> Placed:
+        """The place of a member already running (on `device`, if known), counted as taken
+        even beyond the limit: it runs whatever the queue thinks."""
+        ...
+
     def give(self, placed: Placed) -> None: ...
 
 
@@ -62,6 +69,10 @@ class CpuCapacity:
     def take(self, estimate_gb: float | None) -> Placed | None:
         if self.running >= self.max_parallel:
             return None
+        self.running += 1
+        return Placed()
+
+    def hold(self, estimate_gb: float | None, device: int | None) -> Placed:
         self.running += 1
         return Placed()
 
@@ -128,6 +139,15 @@ class GpuCapacity:
         self.running += 1
         return Placed({"CUDA_VISIBLE_DEVICES": str(index)}, index, need)
 
+    def hold(self, estimate_gb: float | None, device: int | None) -> Placed:
+        self.running += 1
+        memory = self._memory()
+        if device is None or device not in memory:
+            return Placed()
+        need = estimate_gb if estimate_gb is not None else memory[device][1] / GB
+        self.held[device] = self.held.get(device, 0.0) + need
+        return Placed({"CUDA_VISIBLE_DEVICES": str(device)}, device, need)
+
     def give(self, placed: Placed) -> None:
         self.running -= 1
         if placed.device is not None:
@@ -145,6 +165,17 @@ def member_estimate_gb(recipe: Recipe) -> float | None:
         return float(estimate_recipe(recipe).peak_gb)
     except Exception:  # no estimate is no reason to refuse: the member just holds nothing
         return None
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """A member whose run is going already: `wait()` returns when its lineage has ended (an
+    object with `status` and `reason`, as `Supervisor.wait_lineage`'s RunEnded)."""
+
+    member: Member
+    run_id: str
+    wait: Callable[[], Awaitable[Any]]
+    device: int | None = None  # the GPU it runs on (its CUDA_VISIBLE_DEVICES), if one
 
 
 @dataclass
@@ -183,12 +214,20 @@ class SweepQueue:
         self.stop = asyncio.Event()
         self._stopping: set[asyncio.Future[None]] = set()  # kills of pruned members
 
-    async def run(self, members: list[Member]) -> list[MemberOutcome]:
+    async def run(
+        self, members: list[Member], adopted: Sequence[Adopted] = ()
+    ) -> list[MemberOutcome]:
+        """Start `members` as there is room, `adopted` holding theirs first; each one's
+        outcome, by member index."""
         from supervisor.runs.supervise import LaunchRefused
 
         outcomes = {m.index: MemberOutcome(m, "stopped") for m in members}
         pending = deque(members)
         running: dict[asyncio.Future[Any], tuple[Member, Placed, str]] = {}
+        for a in adopted:
+            held = self.capacity.hold(self.estimate(a.member.recipe), a.device)
+            outcomes[a.member.index] = MemberOutcome(a.member, "running", a.run_id)
+            running[asyncio.ensure_future(a.wait())] = (a.member, held, a.run_id)
         stop = asyncio.ensure_future(self.stop.wait())
         try:
             while (pending or running) and not self.stop.is_set():
@@ -242,7 +281,7 @@ class SweepQueue:
             stop.cancel()
             for fut in running:
                 fut.cancel()
-        return [outcomes[m.index] for m in members]
+        return [outcomes[i] for i in sorted(outcomes)]
 
     def _prune(
         self,

@@ -1,6 +1,8 @@
 """One sweep, start to end, for both front ends: record it in the history, pick the capacity
 (GPUs by NVML, else `max_parallel` CPU slots), run the members through the queue and write each
-member's progress to the history (`ftmon sweep`, `ftmon replay SWEEP` and the TUI's `o`)."""
+member's progress to the history (`ftmon sweep`, `ftmon replay SWEEP` and the TUI's `o`); the
+process doing so is the sweep's driver in the history while it does (`ftmon sweep --resume`,
+sweep/resume.py, carries on a sweep whose driver stopped)."""
 
 from __future__ import annotations
 
@@ -45,6 +47,14 @@ def record_sweep(
         [(m.index, m.values) for m in members],
     )  # fmt: skip
     return sweep_id
+
+
+def driver_identity() -> tuple[int, float]:
+    """This process as a sweep's driver (History.claim_sweep): pid and start time, so that a
+    reused pid is not taken for a driver that died."""
+    import psutil
+
+    return os.getpid(), psutil.Process().create_time()
 
 
 def capacity_for(gpu: Any, max_parallel: int | None) -> Capacity:
@@ -101,13 +111,21 @@ async def run_study(
     on_queue: Callable[[SweepQueue], None] = lambda queue: None,
 ) -> tuple[str, list[MemberOutcome]]:
     """Record the sweep and run its members to their ends; `on_queue` gets the queue (to stop
-    it). Returns the sweep id and each member's outcome."""
+    it). Returns the sweep id and each member's outcome. This process drives the sweep until
+    it returns (`ftmon sweep --resume` refuses meanwhile; sweep/resume.py)."""
+    from supervisor.runs.reattach import process_alive
+
     assert recipe.sweep is not None
     sweep_id = record_sweep(history, recipe, members, replay_of)
-    capacity = capacity_for(gpu, max_parallel or recipe.sweep.max_parallel)
-    on_line(f"{sweep_id}: {len(members)} members, {describe(capacity)}")
-    prune = recipe.sweep.prune
-    pruner = Pruner(history, prune) if prune is not None else None
-    queue = make_queue(supervisor, history, sweep_id, capacity, on_line, pruner)
-    on_queue(queue)
-    return sweep_id, await queue.run(members)
+    me = driver_identity()
+    history.claim_sweep(sweep_id, *me, process_alive)  # new: no one else can hold it
+    try:
+        capacity = capacity_for(gpu, max_parallel or recipe.sweep.max_parallel)
+        on_line(f"{sweep_id}: {len(members)} members, {describe(capacity)}")
+        prune = recipe.sweep.prune
+        pruner = Pruner(history, prune) if prune is not None else None
+        queue = make_queue(supervisor, history, sweep_id, capacity, on_line, pruner)
+        on_queue(queue)
+        return sweep_id, await queue.run(members)
+    finally:
+        history.release_sweep(sweep_id, me[0])

@@ -74,3 +74,21 @@ def test_ftmons_own_cuda_visible_devices_limits_the_cards() -> None:
     assert placed is not None and placed.env == {"CUDA_VISIBLE_DEVICES": "1"}
     assert visible_devices(None) is None and visible_devices("GPU-8f2a,GPU-1b3c") is None
     assert visible_devices("0, 2") == {0, 2}
+
+
+def test_a_member_adopted_by_a_resume_holds_its_slot_and_its_memory() -> None:
+    """`ftmon sweep --resume`: a member still running holds a CPU slot, or on its GPU what its
+    estimate says it may still allocate (a device of its own without an estimate)."""
+    cpu = CpuCapacity(1)
+    cpu.hold(None, None)
+    assert cpu.take(None) is None
+    gpu = GpuCapacity(FakeNvml({0: (0.0, 80.0), 1: (0.0, 80.0)}))
+    held = gpu.hold(50.0, 1)
+    assert held.device == 1 and held.held_gb == 50.0
+    placed = gpu.take(50.0)  # not on card 1: 50 of its 80 GB are the adopted member's
+    assert placed is not None and placed.device == 0
+    gpu.give(placed)
+    gpu.hold(None, 0)  # no estimate: card 0 is its own
+    assert gpu.take(40.0) is None
+    gpu.give(held)
+    assert gpu.take(40.0) is not None
