@@ -15,8 +15,8 @@ followed by 11.5 is a spike at the second value. Before that only a value above 
 counts: for a language model's cross-entropy, random guessing over the vocabulary costs ln(V),
 about 11-12 nats for 50k-150k tokens, but the summed losses of other models start far higher
 (an object detector's total loss begins near 80 and falls), so only a loss above 100 counts
-without a baseline (a bug or a blown-up run, e.g. a GKD loss of 429 at step 5); a grad norm in
-the hundreds before clipping is far outside what a fine-tune shows (0.1-10). Both are settings.
+before there is a baseline (a bug or a blown-up run); a grad norm in the hundreds before
+clipping is far outside what a fine-tune shows (0.1-10). Both are settings.
 A metric whose baseline already lives at that scale (median at least half of `absurd`: a summed
 loss, an ELBO of 150 falling to 110) is judged by its baseline alone. The first value of a
 series sets its scale and counts only above `absurd_first`: a VAE's summed loss starts at 120
