@@ -220,12 +220,12 @@ def test_held_out_figures_hold_their_floor() -> None:
     """Precision and recall per label on every tuning half stay at or above what was measured
     when the rules were last changed (tests/corpus/README.md), so no change loses ground."""
     floors = {
-        "dev": {"nan": (1.0, 1.0), "oom": (1.0, 0.9), "repetition": (1.0, 0.85),
-                "spike": (1.0, 1.0), "stall": (1.0, 1.0), "normal": (0.85, 1.0)},
-        "test": {"nan": (1.0, 1.0), "oom": (1.0, 1.0), "repetition": (1.0, 0.85),
-                 "spike": (1.0, 1.0), "stall": (1.0, 1.0), "normal": (0.9, 1.0)},
-        "holdout": {"nan": (0.85, 0.8), "oom": (1.0, 1.0), "repetition": (1.0, 1.0),
-                    "spike": (1.0, 0.0), "stall": (1.0, 1.0), "normal": (0.9, 1.0)},
+        "dev": {"nan": (1.0, 1.0), "oom": (1.0, 0.9), "repetition": (1.0, 0.88),
+                "spike": (1.0, 1.0), "stall": (1.0, 1.0), "normal": (0.89, 1.0)},
+        "test": {"nan": (1.0, 1.0), "oom": (1.0, 1.0), "repetition": (1.0, 0.87),
+                 "spike": (1.0, 1.0), "stall": (1.0, 1.0), "normal": (0.94, 1.0)},
+        "holdout": {"nan": (0.88, 0.8), "oom": (1.0, 1.0), "repetition": (1.0, 1.0),
+                    "spike": (1.0, 0.0), "stall": (1.0, 1.0), "normal": (0.92, 1.0)},
     }  # fmt: skip
     for half in HALVES:
         scored = [score_file(HELD_OUT / half, row) for row in read_index(HELD_OUT / half)]
