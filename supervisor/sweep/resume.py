@@ -150,10 +150,10 @@ async def resume_study(
         assert spec is not None
         capacity = capacity_for(gpu, max_parallel or spec.max_parallel)
         on_line(f"{sweep_id}: resumed: {plan.summary()}; {describe(capacity)}")
-        adopted = [await _adopt(supervisor, history, m, rec, on_line) for m, rec in plan.alive]
         pruner = Pruner(history, spec.prune) if spec.prune is not None else None
         queue = make_queue(supervisor, history, sweep_id, capacity, on_line, pruner)
-        on_queue(queue)
+        on_queue(queue)  # before the adoptions: a Ctrl-C during them stops the queue too
+        adopted = [await _adopt(supervisor, history, m, rec, on_line) for m, rec in plan.alive]
         outcomes = await queue.run(plan.queued, [a for a in adopted if a is not None])
     finally:
         history.release_sweep(sweep_id, me[0])
