@@ -5,6 +5,7 @@ sweep, a sweep with nothing left, and the terminal going away (SIGHUP) under `ft
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -12,9 +13,11 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+import pytest
 
 from supervisor.store.history import History
 from tests.conftest import ftmon, ftmon_path, wait_for
@@ -49,17 +52,37 @@ def _first_member(db: Path) -> tuple[str, str] | None:
     return rows[0] if rows else None
 
 
-def _start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[list[subprocess.Popen[str]]]:
+    """The ftmon processes a test starts; at its end (passed or not) those still running are
+    killed, and so are the runs its history names that are still alive."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    for (pid,) in _query(tmp_path / "logs" / "ftmon.db", "SELECT pid FROM runs"):
+        if pid and psutil.pid_exists(pid):
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)  # each run leads its own group
+
+
+def _start(procs: list[subprocess.Popen[str]], *args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
         [ftmon_path(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    procs.append(proc)
+    return proc
 
 
-def test_interrupted_sweep_resumes_in_the_same_sweep_without_rerunning(tmp_path: Path) -> None:
+def test_interrupted_sweep_resumes_in_the_same_sweep_without_rerunning(
+    tmp_path: Path, started: list[subprocess.Popen[str]]
+) -> None:
     go = tmp_path / "go"
     recipe, logs = _sweep_recipe(tmp_path, go), tmp_path / "logs"
     db = logs / "ftmon.db"
-    first = _start("sweep", str(recipe), "--max-parallel", "1", "--logs-dir", str(logs))
+    first = _start(started, "sweep", str(recipe), "--max-parallel", "1", "--logs-dir", str(logs))
     wait_for(lambda: _first_member(db), what="member 1 launched")
     sweep_id, run1 = _first_member(db)  # type: ignore[misc]
     # While `ftmon sweep` drives it, a resume refuses: it would start the queued members twice.
@@ -81,24 +104,20 @@ def test_interrupted_sweep_resumes_in_the_same_sweep_without_rerunning(tmp_path:
     ]  # fmt: skip
 
     # Two resumes at once (two terminals): one drives the sweep, the other refuses.
-    both = [_start("sweep", "--resume", sweep_id, "--logs-dir", str(logs)) for _ in range(2)]
-    try:
-        wait_for(lambda: any(p.poll() is not None for p in both), what="one resume refused")
-        loser = next(p for p in both if p.poll() is not None)
-        resume = next(p for p in both if p is not loser)
-        _, lost = loser.communicate()
-        assert loser.returncode == 2 and f"driven by another ftmon (pid {resume.pid})" in lost
-        # Member 1 is adopted (owned by the resume now) and holds the only slot: nothing else
-        # starts until it ends.
-        wait_for(lambda: _query(db, "SELECT owner_pid FROM runs WHERE id = ?", run1)
-                 == [(resume.pid,)], what="member 1 adopted")  # fmt: skip
-        assert _query(db, "SELECT COUNT(*) FROM runs") == [(1,)]
-        go.touch()
-        out, err = resume.communicate(timeout=60)
-    finally:
-        for p in both:
-            if p.poll() is None:
-                p.kill()
+    both = [_start(started, "sweep", "--resume", sweep_id, "--logs-dir", str(logs))
+            for _ in range(2)]  # fmt: skip
+    wait_for(lambda: any(p.poll() is not None for p in both), what="one resume refused")
+    loser = next(p for p in both if p.poll() is not None)
+    resume = next(p for p in both if p is not loser)
+    _, lost = loser.communicate()
+    assert loser.returncode == 2 and f"driven by another ftmon (pid {resume.pid})" in lost
+    # Member 1 is adopted (owned by the resume now) and holds the only slot: nothing else
+    # starts until it ends.
+    wait_for(lambda: _query(db, "SELECT owner_pid FROM runs WHERE id = ?", run1)
+             == [(resume.pid,)], what="member 1 adopted")  # fmt: skip
+    assert _query(db, "SELECT COUNT(*) FROM runs") == [(1,)]
+    go.touch()
+    out, err = resume.communicate(timeout=60)
     assert resume.returncode == 0, out + err
     assert f"{run1}: member 1 adopted (steps=3)" in out
 
@@ -122,37 +141,33 @@ def test_interrupted_sweep_resumes_in_the_same_sweep_without_rerunning(tmp_path:
     assert [r["values"] for r in table["rows"]] == [{"steps": 3}, {"steps": 4}, {"steps": 5}]
 
 
-def test_a_member_another_ftmon_supervises_holds_its_slot_until_let_go(tmp_path: Path) -> None:
+def test_a_member_another_ftmon_supervises_holds_its_slot_until_let_go(
+    tmp_path: Path, started: list[subprocess.Popen[str]]
+) -> None:
     """Member 1 reattached by `ftmon attach` in another terminal: the resume waits for it (its
     slot held, nothing else starts) and adopts it once that ftmon stops supervising it."""
     go = tmp_path / "go"
     recipe, logs = _sweep_recipe(tmp_path, go), tmp_path / "logs"
     db = logs / "ftmon.db"
-    first = _start("sweep", str(recipe), "--logs-dir", str(logs))
+    first = _start(started, "sweep", str(recipe), "--logs-dir", str(logs))
     wait_for(lambda: _first_member(db), what="member 1 launched")
     sweep_id, run1 = _first_member(db)  # type: ignore[misc]
     first.send_signal(signal.SIGINT)
     first.communicate(timeout=30)
-    procs = [_start("attach", run1, "--logs-dir", str(logs))]
-    try:
-        owner = lambda: _query(db, "SELECT owner_pid FROM runs WHERE id = ?", run1)  # noqa: E731
-        wait_for(lambda: owner() == [(procs[0].pid,)], what="member 1 attached elsewhere")
-        procs.append(_start("sweep", "--resume", sweep_id, "--logs-dir", str(logs)))
-        resume = procs[1]
-        wait_for(lambda: _query(db, "SELECT 1 FROM sweep_owners WHERE pid = ?", resume.pid),
-                 what="the resume drives the sweep")  # fmt: skip
-        time.sleep(0.5)  # (a member 2 started now would be a bug: the slot is member 1's)
-        assert _query(db, "SELECT COUNT(*) FROM runs") == [(1,)]
-        procs[0].send_signal(signal.SIGINT)  # the other ftmon lets go of member 1
-        assert procs[0].wait(timeout=30) == 130
-        wait_for(lambda: owner() == [(resume.pid,)], what="member 1 adopted by the resume")
-        assert _query(db, "SELECT COUNT(*) FROM runs") == [(1,)]
-        go.touch()
-        out, err = resume.communicate(timeout=60)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+    other = _start(started, "attach", run1, "--logs-dir", str(logs))
+    owner = lambda: _query(db, "SELECT owner_pid FROM runs WHERE id = ?", run1)  # noqa: E731
+    wait_for(lambda: owner() == [(other.pid,)], what="member 1 attached elsewhere")
+    resume = _start(started, "sweep", "--resume", sweep_id, "--logs-dir", str(logs))
+    wait_for(lambda: _query(db, "SELECT 1 FROM sweep_owners WHERE pid = ?", resume.pid),
+             what="the resume drives the sweep")  # fmt: skip
+    time.sleep(0.5)  # (a member 2 started now would be a bug: the slot is member 1's)
+    assert _query(db, "SELECT COUNT(*) FROM runs") == [(1,)]
+    other.send_signal(signal.SIGINT)  # the other ftmon lets go of member 1
+    assert other.wait(timeout=30) == 130
+    wait_for(lambda: owner() == [(resume.pid,)], what="member 1 adopted by the resume")
+    assert _query(db, "SELECT COUNT(*) FROM runs") == [(1,)]
+    go.touch()
+    out, err = resume.communicate(timeout=60)
     assert resume.returncode == 0, out + err
     assert f"{run1}: member 1 is supervised by another ftmon; waiting for it" in out
     assert _query(db, "SELECT r.status FROM sweep_members m JOIN runs r ON r.id = m.run_id"
