@@ -119,12 +119,11 @@ def resume_cmd(args: argparse.Namespace) -> int:
         history.close()
     sweep_id = plan.sweep.id
     if args.dry_run or plan.nothing_left:
-        for m in plan.queued:
-            print(f"{m.recipe.name}: {m.label()}  (queued: would start)")
-        for m, rec in plan.alive:
-            print(f"{m.recipe.name}: {m.label()}  (running as {rec.id}: would adopt)")
-        for m, status in plan.ended:
-            print(f"{m.recipe.name}: {m.label()}  ({status})")
+        said = [(m, "queued: would start") for m in plan.queued]
+        said += [(m, f"running as {rec.id}: would adopt") for m, rec in plan.alive]
+        said += [(m, status) for m, status in plan.ended]
+        for m, what in sorted(said, key=lambda pair: pair[0].index):
+            print(f"{m.recipe.name}: {m.label()}  ({what})")
         if plan.nothing_left:
             print(f"{sweep_id}: nothing left to run ({plan.summary()}); "
                   f"compare: ftmon compare {sweep_id}")  # fmt: skip

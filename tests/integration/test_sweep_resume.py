@@ -103,6 +103,12 @@ def test_interrupted_sweep_resumes_in_the_same_sweep_without_rerunning(
         (1, "launched"), (2, "queued"), (3, "queued"),
     ]  # fmt: skip
 
+    dry = ftmon("sweep", "--resume", sweep_id, "--dry-run", "--logs-dir", str(logs))
+    assert dry.stdout.splitlines() == [
+        f"resumable-1: steps=3  (running as {run1}: would adopt)",
+        "resumable-2: steps=4  (queued: would start)",
+        "resumable-3: steps=5  (queued: would start)",
+    ]  # fmt: skip
     # Two resumes at once (two terminals): one drives the sweep, the other refuses.
     both = [_start(started, "sweep", "--resume", sweep_id, "--logs-dir", str(logs))
             for _ in range(2)]  # fmt: skip
