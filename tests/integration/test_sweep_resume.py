@@ -145,6 +145,14 @@ def test_interrupted_sweep_resumes_in_the_same_sweep_without_rerunning(
         ("#1", "finished"), ("#2", "finished"), ("#3", "finished"),
     ]  # fmt: skip
     assert [r["values"] for r in table["rows"]] == [{"steps": 3}, {"steps": 4}, {"steps": 5}]
+    report = ftmon("report", sweep_id, "--no-plots", "-o", str(tmp_path / "report"),
+                   "--logs-dir", str(logs))  # fmt: skip
+    assert report.returncode == 0, report.stdout + report.stderr
+    text = (tmp_path / "report" / f"{sweep_id}.md").read_text()
+    assert "3 members sweeping steps" in text
+    assert all(
+        f"| {run_id} | 1 | sweep {sweep_id} member {m}:" in text for m, _, run_id, *_ in runs
+    )
 
 
 def test_a_member_another_ftmon_supervises_holds_its_slot_until_let_go(
