@@ -77,6 +77,13 @@ _PATTERNS = re.compile(
     r"|TCP client failed to connect.{0,120}\btimed out"
     r"|Timeout waiting for key\b"
     r"|Timed out initializing process group"
+    # torch elastic's store utilities (elastic/utils/store.py, elastic/utils/distributed.py,
+    # elastic/rendezvous/etcd_store.py): "Timed out waiting on barrier on rank 2, for key prefix
+    # ...", "timed out waiting for all 8 members to join", "Timeout while waiting for keys in
+    # EtcdStore"; and a DataLoader whose workers stopped delivering (utils/data/dataloader.py):
+    # "DataLoader timed out after 300 seconds".
+    r"|Timed out waiting (?:on|for) (?:the )?barrier|timed out waiting for all \d+ members"
+    r"|Timeout while waiting for keys|DataLoader timed out after"
     # Gloo, and its monitored barrier (ProcessGroupGloo.cpp): "Timed out waiting 1800000ms for
     # recv operation", "[Rank 0]: Rank 1 failed to pass monitoredBarrier in 5000 ms".
     r"|Timed out waiting \d+\s*ms for \w+ operation"

@@ -103,6 +103,14 @@ STALL_SOURCES = [
     # pytorch/pytorch torch/distributed/distributed_c10d.py (_store_based_barrier)
     "Timed out initializing process group in store based barrier on rank 3, for key: "
     "store_based_barrier_key:1 (world_size=4, num_workers_joined=2, timeout=0:30:00 error=x)",
+    # pytorch/pytorch torch/distributed/elastic/utils/store.py, elastic/utils/distributed.py,
+    # elastic/rendezvous/etcd_store.py
+    "Timed out waiting on barrier on rank 2, for key prefix: /torchelastic/agent/terminal_state "
+    "(world_size=4, missing_ranks=[Rank 3: hostB], timeout=0:05:00)",
+    "TimeoutError: timed out waiting for all 8 members to join",
+    "LookupError: Timeout while waiting for keys in EtcdStore",
+    # pytorch/pytorch torch/utils/data/dataloader.py (workers stopped delivering batches)
+    "RuntimeError: DataLoader timed out after 300 seconds",
     # pytorch/pytorch torch/csrc/distributed/c10d/ProcessGroupNCCL.cpp (flight recorder dump)
     "[rank3]:[E129 16:38:47.801786726 ProcessGroupNCCL.cpp:1858] [PG ID 0 PG GUID "
     "0(default_pg) Rank 3] Received a dump signal due to a collective timeout from this local "
