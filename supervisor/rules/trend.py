@@ -21,8 +21,10 @@ A metric whose baseline already lives at that scale (median at least half of `ab
 loss, an ELBO of 150 falling to 110) is judged by its baseline alone. The first value of a
 series sets its scale and counts only above `absurd_first`: a VAE's summed loss starts at 120
 and a regression loss in the thousands, the first logged grad norm comes before any update
-(hundreds at step 1, 12 by step 50); a loss of 1e4 or a first grad norm of 1000 (a GKD run's
-4230 at step 5) is still a run blown up from the start.
+(hundreds at step 1, 12 by step 50), and until the baseline is there a value no higher than
+the one before it is the series settling; a loss of 1e4 or a first grad norm of 1000 (a GKD
+run's 4230 at step 5) is still a run blown up from the start, and a rise above `absurd` (55,
+then 156) a blow-up.
 
 Two other definitions of a loss spike are settings (`method`), for runs that follow them:
 `megatron`, Megatron-LM's check: a loss above `megatron_factor` (10) times the largest loss of
@@ -192,9 +194,12 @@ class _JumpRule(Rule):
         # A metric that lives at that scale (a summed or per-sequence loss, an ELBO) is judged
         # by its baseline alone: once its median is half of `absurd`, absurd says nothing.
         at_scale = len(base.values) >= s.warmup and base.median * 2 >= s.absurd
-        # The first value sets the series' scale: only a far larger one says the run is broken.
+        # The first value sets the series' scale: only a far larger one says the run is broken;
+        # until there is a baseline, a value that falls from that scale (grad norms logged every
+        # step from step 1: 249, 180, 120) is the series settling, not a blow-up.
         absurd = s.absurd_first if not base.values else s.absurd
-        if not message and s.absurd > 0 and value > absurd and not at_scale:
+        settling = 0 < len(base.values) < s.warmup and value <= base.values[-1]
+        if not message and s.absurd > 0 and value > absurd and not at_scale and not settling:
             message = f"{key} is {fmt_value(value)}, above {fmt_value(absurd)} for any baseline"
         base.add(value)
         if len(base.values) == s.warmup:

@@ -70,6 +70,9 @@ def test_the_first_value_sets_the_scale() -> None:
     """Holdout: a long-context run logs grad_norm 249 at step 1 and 12.6 by step 50; a VAE's
     first eval loss is 119.7: neither is a blown-up run. Later values above `absurd` still are."""
     assert feed(GradNormRule(), [{"grad_norm": g} for g in (249.48, 12.6, 9.8, 8.1)]) == []
+    # logged every step from step 1, the norm settles from its starting scale
+    assert feed(GradNormRule(), [{"grad_norm": g} for g in (249.0, 180.0, 120.0, 60.0)]) == []
+    assert len(feed(GradNormRule(), [{"grad_norm": g} for g in (55.0, 156.0)])) == 1  # fairseq
     assert len(feed(GradNormRule(), [{"grad_norm": g} for g in (249.48, 12.6, 156.0)])) == 1
     assert feed(SpikeRule(), [{"loss": v} for v in (119.74, 112.05, 109.34)]) == []
 
