@@ -443,7 +443,7 @@ class History:
             statements.append((
                 "INSERT INTO metrics (run_id, step, name, value, ts, lineno, kind)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(r.run_id, r.step, r.name, r.value, r.ts, r.lineno, r.kind) for r in rows],
+                rows,
                 True,
             ))  # fmt: skip
         if offset is not None and lineno is not None:
