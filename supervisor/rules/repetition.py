@@ -133,6 +133,8 @@ _ID_RUN = re.compile(r"(\d{1,7})(?:[,\s]+\1\b){15,}")
 _LAST_NUMBER = re.compile(r"(\d+)\D{0,8}$")
 _DATA_LIST = re.compile(r"input_ids|labels|attention_mask|position_ids|pad|mask|prompt", re.I)
 _MARKER_START = frozenset("0123456789-*•\\")
+# A quoted string of 64 characters or more inside a record: generated text a metric line carries.
+_LONG_STRING = re.compile(r"'((?:[^'\\]|\\.){64,})'|\"((?:[^\"\\]|\\.){64,})\"")
 # An item of a JSON list printed one per line: `["Math",`, ` "Science",`, ` "Reading"]`.
 _JSON_ITEM = re.compile(r'^\[?\s*"([^"]*)"\s*[,\]]?\s*$')
 # Crash output: every process of a job prints the same exception, interleaved mid-line.
@@ -416,36 +418,21 @@ class RepetitionRule(Rule):
     def _judge_line(self, event: Text) -> tuple[str, tuple[str, ...]] | None:
         text = event.text
         s = self.settings
-        # Within the line (not a metric line): the regex costs ~1 us per character, so a cheap
-        # gate first. The repetition must cover half the line: a model's loop fills its output.
         if event.lineno == self._sample_line:
             return None
         metric_line = event.lineno == self._metric_line
         head = text if len(text) <= _IN_LINE_CAP else text[:_IN_LINE_CAP]
-        if not metric_line and len(head) >= _MIN_SPAN and _may_repeat(head, s.in_line_repeats - 1):
-            for m in self._in_line.finditer(head):
-                unit, span = m.group(1), m.group(0)
-                if len(span) * 2 < len(head) or all(c in _FILLER for c in unit):
-                    continue
-                if set(unit) <= _UNDRAWN and _BAR.search(head):
-                    continue  # the empty cells of a progress bar
-                if _printed_values(unit):
-                    continue  # `nan, nan, nan`: a printed tensor, the nan rule's business
-                if _PADDING.search(span[: 4 * len(unit)]):
-                    continue  # a data preview padded to length is not a looping model
-                count = len(m.group(0)) // len(unit)
-                return (
-                    f"a log line repeats {clip(unit.strip() or unit, 60)!r} {count} times",
-                    (clip(text),),
-                )
-        if not metric_line and len(head) >= s.tail_chars:
-            why = self._judge_long_line(head)
+        if not metric_line:
+            why = self._judge_in_line(head)
             if why is not None:
                 return why, (clip(text),)
-        if not metric_line and len(head) >= 24 and _may_repeat(head, s.tail_repeats - 1):
-            why = self._judge_mostly_repeats(head)
-            if why is not None:
-                return why, (clip(text),)
+        elif len(head) >= s.tail_chars and _may_repeat(head, s.tail_repeats - 1):
+            # A metric record may carry generated text (`'completion': '...'`): the text is
+            # judged, never the numbers around it.
+            for m in _LONG_STRING.finditer(head):
+                why = self._judge_in_line(m.group(1) or m.group(2))
+                if why is not None:
+                    return why, (clip(text),)
         # Across lines.
         stripped = text.strip()
         if not stripped:
@@ -509,6 +496,32 @@ class RepetitionRule(Rule):
         recent.append((key, stripped, marked))
         drift = self._judge_drifting_block(key, stripped)
         return found or drift
+
+    def _judge_in_line(self, head: str) -> str | None:
+        """Why one line (or a string inside a record) loops within itself, or None. The regex
+        costs ~1 us per character, so cheap gates first; the repetition must cover half the
+        line: a model's loop fills its output."""
+        s = self.settings
+        if len(head) >= _MIN_SPAN and _may_repeat(head, s.in_line_repeats - 1):
+            for m in self._in_line.finditer(head):
+                unit, span = m.group(1), m.group(0)
+                if len(span) * 2 < len(head) or all(c in _FILLER for c in unit):
+                    continue
+                if set(unit) <= _UNDRAWN and _BAR.search(head):
+                    continue  # the empty cells of a progress bar
+                if _printed_values(unit):
+                    continue  # `nan, nan, nan`: a printed tensor, the nan rule's business
+                if _PADDING.search(span[: 4 * len(unit)]):
+                    continue  # a data preview padded to length is not a looping model
+                count = len(m.group(0)) // len(unit)
+                return f"a log line repeats {clip(unit.strip() or unit, 60)!r} {count} times"
+        if len(head) >= s.tail_chars:
+            why = self._judge_long_line(head)
+            if why is not None:
+                return why
+        if len(head) >= 24 and _may_repeat(head, s.tail_repeats - 1):
+            return self._judge_mostly_repeats(head)
+        return None
 
     def _is_text_block(self, block: list[tuple[str, str, bool]], wordy: bool = True) -> bool:
         """A block of generated text or code: distinct lines, none a log record, mostly words

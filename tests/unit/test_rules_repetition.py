@@ -463,3 +463,15 @@ def test_a_loop_hard_wrapped_over_short_lines_and_healthy_templated_samples() ->
         "instance of 'c10::DistBackendErrorc10::DistBackendError'\n"
     )
     assert [a for a in scan(crash) if a.rule == "repetition"] == []
+
+
+def test_generated_text_inside_a_metric_record_is_judged() -> None:
+    """A record with a loss and a completion (`{'loss': 1.2, 'completion': '...'}`) is a metric
+    line; its completion is still generated text and its loop is reported. A healthy completion
+    and a printed tensor of nans (the nan rule's business) are not loops."""
+    loop = str({"loss": 1.2, "completion": "The answer is 4. " * 12}) + "\n"
+    assert [(a.rule, a.lineno) for a in scan(loop)] == [("repetition", 1)]
+    prose = "Alpacas are domesticated camelids from South America; they are kept in herds."
+    assert scan(str({"loss": 1.2, "completion": prose}) + "\n") == []
+    nans = str({"loss": 1.2, "logits": "tensor([" + "nan, " * 20 + "nan])"}) + "\n"
+    assert "repetition" not in [a.rule for a in scan(nans)]
