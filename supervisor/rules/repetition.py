@@ -777,8 +777,6 @@ class RepetitionRule(Rule):
             self._near_words = words_of
             self._near_new = 0
             return None
-        if toks != prev and any(toks == t for t in self._near_toks[:-1]):
-            returned = True
         self._near_run.append(stripped)
         self._near_toks.append(toks)
         self._near_new += len(words_of - self._near_words)
