@@ -20,9 +20,11 @@ looser, stricter-to-fire signs:
 - the same list item, or a block of up to `max_block` of them, repeated `lines` times in a
   row, once the list marker (`1.`, `-`, `\\item`) is taken off (generated lists carry one,
   and numbered copies differ in it); any other line or block `plain_lines` times: transformers
-  and DeepSpeed print the same plain sentence once per rank, eight times on one node;
+  and DeepSpeed print the same plain sentence once per rank, eight times on one node; the
+  items of a JSON list printed one a line (`["Math",`, ` "Math",`) by their content;
 - a block of at least `block_lines` distinct lines (code, a paragraph), none a log record and
-  mostly words, repeated `block_copies` times in a row (blank lines ignored);
+  mostly words, repeated `block_copies` times in a row (blank lines ignored); a block of
+  one-word items (a generated list) one copy more;
 - within one line, a unit of 1 to 40 characters repeated `in_line_repeats` times in a row
   over at least half the line (a looping model fills its output);
 - a periodic tail: the end of a line is a unit of 4 to `max_tail_unit` characters repeated at
@@ -37,21 +39,32 @@ looser, stricter-to-fire signs:
   `tail_repeats` times (`jump, jump,jump,jump,jump, final,final,final,final`);
 - a printed list of token ids that is one id repeated `id_repeats` times (`151643, 151643,
   ...`), unless the line names what it prints as data (`input_ids`, `labels`, padding);
+- a run of 64 characters or more without a space, mostly letters, that says few distinct
+  4-character pieces (`zorazorazazorazorzara...`: a loop whose copies drift); text,
+  identifiers, paths, hashes and base64 say a new piece almost every character;
+- a metric record's quoted strings of 64 characters or more (a completion printed beside the
+  loss) are judged by the checks above, never the numbers around them;
 - near-duplicate prose lines: `near_lines` lines in a row (blank lines between them ignored)
   whose words mostly agree (`near_similarity`, on tokens) but are not the same line printed
-  again (`I looked at the third one ...`, `... the fourth one ...`); copies of one sentence
-  count too when blank lines separate them, as a model's paragraphs are. Lines that differ
-  only in numbers and punctuation (`- 0.017 MB of 0.069 MB uploaded`, `\\ 0.069 MB ...`) are a
-  status line counting up, not text, and never count;
+  again (`I looked at the third one ...`, `... the fourth one ...`), and that bring few new
+  words (`near_new_share` of a line, or one word, per line: a list of facts in one template,
+  `Paris is the capital of France.`, `Rome is ...`, brings new ones on every line); copies of
+  one sentence count when blank lines separate them, as a model's paragraphs are
+  (`blank_copies` of them), or back to back once the run came back to an earlier line (`A B A
+  A`: a sampler collapsing onto one sentence). Lines that differ only in numbers and
+  punctuation (`- 0.017 MB of 0.069 MB uploaded`, `\\ 0.069 MB ...`) are a status line counting
+  up, not text, and never count;
 - a block that drifts: at least `block_lines` lines (blank lines ignored, not all the same)
   followed by a second copy in which every line is the same or a near-duplicate of the line
   one block back, most of them the same (a chat template looping with its answer reworded and
   `</s>` growing); rows of a printed table (`│ ... │`) are alike by construction and never
-  count;
+  count; a block of two unlike lines (a question and its answer) that drifted and then
+  repeats word for word (copies printed per rank never drift first);
 - a passage: consecutive text lines (a reply hard-wrapped over lines too short to judge alone)
   read together, each shape of line once (per-rank copies and counting status lines collapse;
   crash output, which every process prints, never counts), that repeats `few_words_share` of
-  its word trigrams over `few_words_min` words or more.
+  its word trigrams over `few_words_min` words or more; its last two lines are judged alone
+  too (a loop that starts inside the passage, the next line saying the last one again).
 
 What healthy logs repeat must not fire, so these never count: lines with no letters (`-----`,
 `=====`, `|------|` tables, `████` bars, numbers), lines that look like log records (a level
@@ -59,7 +72,9 @@ word such as INFO or WARNING, a time of day, a `[...]` prefix, an exception or a
 frame: the same message from eight ranks is not a collapsed model), lines the parser read as
 metrics (a loop printing `tensor(nan)` every step), and within a line, units made only of
 separator, bar, digit and space characters, or padding tokens (`<pad>`, `<|endoftext|>`,
-`</s>`: a data preview padded to length). Progress bars reach the rules as `Progress`.
+`</s>`: a data preview padded to length; not `<unk>`, a word the model said). A run of tofu
+boxes or replacement characters (`□`, U+FFFD: tokens the terminal cannot draw) counts, except
+beside a progress bar's `■`/`█`. Progress bars reach the rules as `Progress`.
 
 When a recipe says how samples are printed (`patterns` with a `sample` group, and `prompt` and
 `step` groups if it likes), those lines reach the rule as `Sample`s and are judged as samples.
