@@ -25,7 +25,9 @@ A parser reads one log, in order, and remembers a little of it (`_LogState`):
 - nanoGPT's `step 3000: train loss 4.04, val loss 4.04` is an evaluation of both splits: the
   train split's loss goes into it as `train_loss`, not as a second training point at that step;
 - a validation summary line (demucs' `Valid Summary | Epoch 35 | Loss=0.1552 | ...`) is an
-  evaluation: its names read as `val_` names.
+  evaluation: its names read as `val_` names;
+- a training table printed as columns under a header row (HF's notebook table, fastai's,
+  DeepXDE's) gives each row's values the header's names (columns.py).
 
 Speed (a long run prints millions of lines): a prefilter (prefilter.py) lets only lines with a
 metric word reach the key-value regexes (kv.py); JSON and HF dict lines go through `json.loads`;
@@ -43,6 +45,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from supervisor.events import Eval, Event, LogLine, Metric, Progress, Sample, Text
+from supervisor.parsing import columns
 from supervisor.parsing.kv import (
     CACHE_MAX,
     DIGITS_TO_ZERO,
@@ -164,7 +167,9 @@ def _same_values(a: dict[str, float], b: dict[str, float]) -> bool:
 class _LogState:
     """What the parser remembers of the log it reads (see the module docstring)."""
 
-    __slots__ = ("bar_step", "guessed", "hf_dicts", "last", "logging_steps", "rank", "table")
+    __slots__ = (
+        "bar_step", "columns", "guessed", "hf_dicts", "last", "logging_steps", "rank", "table",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.logging_steps: int | None = None
@@ -172,6 +177,7 @@ class _LogState:
         self.bar_step: int | None = None  # the counter of a bar printed before this text
         self.guessed = False  # the step just given was counted, not printed
         self.table: str | None = None  # inside `***** <kind> metrics *****`
+        self.columns: tuple[str, ...] | None = None  # a column table's names (columns.py)
         # The last Metric / Eval per rank: line, step, values, source, whether the step was
         # counted. Two ranks printing the same values are two points, not a copy.
         self.last: dict[
@@ -308,6 +314,10 @@ class Parser:
     def _parse_text(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
         start = len(out)
         self._parse_line(text, lineno, ts, out)
+        if len(out) == start and (
+            self._state.columns is not None or "oss" in text or "OSS" in text
+        ):
+            self._column_table(text, lineno, ts, out)
         if (
             len(out) > start
             or self._state.table is not None
@@ -316,6 +326,22 @@ class Parser:
         ):
             self._settle(text, lineno, out, start)
         out.append(Text(lineno, ts, text))
+
+    def _column_table(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
+        """A row of the column table being read, or its header (columns.py)."""
+        state = self._state
+        if state.columns is not None:
+            found = columns.row(text, state.columns)
+            if found is not None:
+                values, step = found
+                if values:
+                    _emit_values(values, step, lineno, ts, "table", out)
+                return
+            if not text.strip():
+                return  # blank lines inside a table
+            state.columns = None
+        if "oss" in text or "OSS" in text:
+            state.columns = columns.header(text)
 
     def _settle(self, text: str, lineno: int, out: list[Event], start: int) -> None:
         """What the log so far says about this line's events (steps, echoes, tables, copies)."""

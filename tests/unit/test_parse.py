@@ -614,3 +614,41 @@ def test_a_value_after_nan_is_a_new_point() -> None:
     log = "loss: nan\nloss: nan\nloss: 1.5\nloss: inf\nloss: -inf\nloss: 1.4\n"
     values = [m.values["loss"] for m in only(parse_log(log), Metric)]
     assert len(values) == 5 and values[1:] == [1.5, math.inf, -math.inf, 1.4]
+
+
+def lines_of(text: str) -> list[Event]:
+    """Every event of `text` read line by line by one fresh parser, as a log is read."""
+    parser = Parser()
+    lines = text.splitlines()
+    return [e for n, t in enumerate(lines, 1) for e in parser.parse(LogLine(n, 0, len(t), t), 1.0)]
+
+
+def test_training_tables_printed_as_columns() -> None:
+    """HF's notebook table, fastai's and DeepXDE's (bracketed cells): each row's values take
+    the header's names, the step column is the step, times and `No log` say nothing; a nan
+    row is a non-finite loss. A results table without a step column is not a series."""
+    hf = "Step\tTraining Loss\tValidation Loss\n500\tNo log\t2.123400\n1000\t1.834500\tnan\n"
+    events = [e for e in lines_of(hf) if isinstance(e, (Metric, Eval))]
+    assert [(type(e).__name__, e.step, e.values) for e in events[:1]] == [
+        ("Eval", 500, {"val_loss": 2.1234})
+    ]
+    assert [e.step for e in events[1:]] == [1000, 1000]
+    assert math.isnan(events[1].values["val_loss"]) and events[2].values == {"loss": 1.8345}
+    fastai = (
+        "epoch     train_loss  valid_loss  accuracy  time    \n"
+        "0         0.987654    0.876543    0.712345  00:12     \n"
+    )
+    metrics = [e for e in lines_of(fastai) if isinstance(e, (Metric, Eval))]
+    assert {k: v for e in metrics for k, v in e.values.items()} == {
+        "loss": 0.987654, "val_loss": 0.876543, "accuracy": 0.712345, "epoch": 0.0,
+    }  # fmt: skip
+    deepxde = "Step      Train loss    Test loss     Test metric\n2000      [nan]   [nan]   [nan]\n"
+    row = [e for e in lines_of(deepxde) if isinstance(e, Metric)]
+    assert [e.step for e in row] == [2000] and math.isnan(row[0].values["loss"])
+    results = (
+        "model        loss    accuracy\nllama-7b     1.92    0.61\nmistral-7b   1.85    0.64\n"
+    )
+    assert not [e for e in lines_of(results) if isinstance(e, (Metric, Eval))]
+    # the table ends at the first line that is not a row: later numbers are not its cells
+    ended = hf + "Saving model checkpoint to out\n2000\t9.0\t9.0\n"
+    assert len([e for e in lines_of(ended) if isinstance(e, (Metric, Eval))]) == 3

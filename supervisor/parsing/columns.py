@@ -1,0 +1,69 @@
+"""Training tables printed as columns under a header row.
+
+HF Trainer's notebook table (`Step  Training Loss  Validation Loss`, pasted from Jupyter into
+countless issues), fastai's (`epoch  train_loss  valid_loss  accuracy  time`) and DeepXDE's
+(`Step  Train loss  Test loss  Test metric`, each cell a bracketed list) print one row per step
+or epoch: no cell names its value, the header does.
+
+A header is a line without digits of two or more names apart by a tab, a `|` or two spaces or
+more, the first naming the step or the epoch and one naming a loss. A row is a line with as
+many cells as the header has names, each a number (nan and inf included, bracketed or not), a
+time (`00:12`) or HF's `No log` (a loss not logged yet), which say nothing. A results table
+(`model  loss  accuracy`, one row per model) has no step column and is not read: its rows are
+not a series in time.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from supervisor.parsing.kv import normalise_name
+
+_SPLIT = re.compile(r"\t+|\s*\|\s*|\s{2,}")
+_NAME = re.compile(r"[A-Za-z][\w ./()-]*")
+_NUMBER = re.compile(
+    r"[\[(]?([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity))[\])]?%?",
+    re.I,
+)
+_SAYS_NOTHING = re.compile(r"\d+:\d\d(?::\d\d)?(?:\.\d+)?|no log|-+", re.I)
+_PROGRESS = ("step", "epoch")  # what the first column must name (after normalise_name)
+
+
+def cells(text: str) -> list[str]:
+    """The cells of a header or a row."""
+    return [c for c in _SPLIT.split(text.strip().strip("|")) if c]
+
+
+def header(text: str) -> tuple[str, ...] | None:
+    """The metric names of a training table's header row, or None if `text` is not one."""
+    if any(c.isdigit() for c in text):
+        return None
+    names = cells(text)
+    if len(names) < 2 or not all(_NAME.fullmatch(n) for n in names):
+        return None
+    keys = tuple(normalise_name(n) for n in names)
+    if keys[0] not in _PROGRESS or not any("loss" in k for k in keys):
+        return None
+    return keys
+
+
+def row(text: str, keys: tuple[str, ...]) -> tuple[dict[str, float], int | None] | None:
+    """A row's values by name and its step, or None if `text` is not a row of that table."""
+    parts = cells(text)
+    if len(parts) != len(keys):
+        return None
+    values: dict[str, float] = {}
+    step: int | None = None
+    for key, cell in zip(keys, parts, strict=True):
+        m = _NUMBER.fullmatch(cell)
+        if m is None:
+            if _SAYS_NOTHING.fullmatch(cell):
+                continue
+            return None
+        value = float(m.group(1))
+        if key == "step" and math.isfinite(value) and value.is_integer():
+            step = int(value)
+        else:
+            values[key] = value
+    return values, step
