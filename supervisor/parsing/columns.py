@@ -1,16 +1,19 @@
 """Training tables printed as columns under a header row.
 
 HF Trainer's notebook table (`Step  Training Loss  Validation Loss`, pasted from Jupyter into
-countless issues), fastai's (`epoch  train_loss  valid_loss  accuracy  time`) and DeepXDE's
-(`Step  Train loss  Test loss  Test metric`, each cell a bracketed list) print one row per step
-or epoch: no cell names its value, the header does.
+countless issues), fastai's (`epoch  train_loss  valid_loss  accuracy  time`), DeepXDE's
+(`Step  Train loss  Test loss  Test metric`, each cell a bracketed list) and ultralytics'
+(`Epoch  GPU_mem  box_loss  obj_loss  cls_loss  Instances  Size`) print one row per step or
+epoch: no cell names its value, the header does.
 
 A header is a line without digits of two or more names apart by a tab, a `|` or two spaces or
 more, the first naming the step or the epoch and one naming a loss. A row is a line with as
 many cells as the header has names, each a number (nan and inf included, bracketed or not), a
-time (`00:12`) or HF's `No log` (a loss not logged yet), which say nothing. A results table
-(`model  loss  accuracy`, one row per model) has no step column and is not read: its rows are
-not a series in time.
+count of a total (`1/99`: its count), or a cell that says nothing: a time (`00:12`), a size
+with its unit (`3.86G`), HF's `No log` (a loss not logged yet). A progress bar after the row
+(ultralytics prints the epoch's bar there) is not a cell. A results table (`model  loss
+accuracy`, one row per model) has no step column and is not read: its rows are not a series
+in time.
 """
 
 from __future__ import annotations
@@ -26,7 +29,12 @@ _NUMBER = re.compile(
     r"[\[(]?([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity))[\])]?%?",
     re.I,
 )
-_SAYS_NOTHING = re.compile(r"\d+:\d\d(?::\d\d)?(?:\.\d+)?|no log|-+", re.I)
+_SAYS_NOTHING = re.compile(
+    r"\d+:\d\d(?::\d\d)?(?:\.\d+)?|no log|-+|\d+(?:\.\d+)?\s?[KMGT]i?B?", re.I
+)
+_OF_TOTAL = re.compile(r"(\d+)/\d+")
+# A tqdm bar printed after the row's cells (`640: 100%|█████| 8/8 [00:03<00:00, 2.12it/s]`).
+_TRAILING_BAR = re.compile(r":?\s*\d{1,3}%\|.*$")
 _PROGRESS = ("step", "epoch")  # what the first column must name (after normalise_name)
 
 
@@ -50,13 +58,15 @@ def header(text: str) -> tuple[str, ...] | None:
 
 def row(text: str, keys: tuple[str, ...]) -> tuple[dict[str, float], int | None] | None:
     """A row's values by name and its step, or None if `text` is not a row of that table."""
+    if "%|" in text:
+        text = _TRAILING_BAR.sub("", text)
     parts = cells(text)
     if len(parts) != len(keys):
         return None
     values: dict[str, float] = {}
     step: int | None = None
     for key, cell in zip(keys, parts, strict=True):
-        m = _NUMBER.fullmatch(cell)
+        m = _NUMBER.fullmatch(cell) or _OF_TOTAL.fullmatch(cell)
         if m is None:
             if _SAYS_NOTHING.fullmatch(cell):
                 continue

@@ -302,6 +302,11 @@ class Parser:
         out.append(
             Progress(lineno, ts, _scaled(frame[n0:n1]), None if total == "?" else _scaled(total))
         )
+        columns_of = self._state.columns
+        if columns_of is not None:  # a column table's row with its bar after it (ultralytics)
+            found = columns.row(frame[:n0], columns_of)
+            if found is not None and found[0]:
+                _emit_values(found[0], found[1], lineno, ts, "table", out)
         if i0 >= 0:
             info = frame[i0:i1]
             if "=" in info:  # Lightning / tqdm postfix: `[00:01<00:09, loss=1.23, v_num=0]`

@@ -652,3 +652,23 @@ def test_training_tables_printed_as_columns() -> None:
     # the table ends at the first line that is not a row: later numbers are not its cells
     ended = hf + "Saving model checkpoint to out\n2000\t9.0\t9.0\n"
     assert len([e for e in lines_of(ended) if isinstance(e, (Metric, Eval))]) == 3
+
+
+def test_ultralytics_rows_with_their_epoch_bar() -> None:
+    """ultralytics prints each epoch's row with its progress bar after it: the row's losses
+    are read (the nan losses of an AMP run on a GTX 16xx), the epoch from `1/99`, sizes say
+    nothing; the validation header that follows is not a training table."""
+    log = (
+        "      Epoch    GPU_mem   box_loss   obj_loss   cls_loss  Instances       Size\n"
+        "       0/99      3.86G     0.1193    0.07038    0.04149        245        640: 100%|"
+        "██████████| 8/8 [00:03<00:00,  2.12it/s]\n"
+        "       1/99      3.86G        nan        nan        nan        245        640: 100%|"
+        "██████████| 8/8 [00:03<00:00,  2.12it/s]\n"
+        "                 Class     Images  Instances          P          R      mAP50   "
+        "mAP50-95: 100%|██████████| 4/4 [00:01<00:00,  3.05it/s]\n"
+        "                   all        128        929      0.577       0.52      0.559      0.339\n"
+    )
+    rows = [e for e in lines_of(log) if isinstance(e, Metric)]
+    assert [e.lineno for e in rows] == [2, 3]
+    assert rows[0].values["box_loss"] == 0.1193 and rows[1].values["epoch"] == 1.0
+    assert math.isnan(rows[1].values["cls_loss"]) and "gpu_mem" not in rows[0].values
