@@ -372,6 +372,9 @@ class RepetitionRule(Rule):
         self._passage: deque[list[str]] = deque()
         self._passage_tokens = 0
         self._shapes: deque[tuple[str, ...]] = deque(maxlen=2 * s.max_block)
+        # Paragraphs: the lines since the last blank line, and the last ones closed by one.
+        self._para: list[str] = []
+        self._paras: deque[tuple[str, ...]] = deque(maxlen=s.blank_copies)
 
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, (Metric, Eval)):
@@ -452,8 +455,13 @@ class RepetitionRule(Rule):
         stripped = text.strip()
         if not stripped:
             self._near_blank = self._near_prev is not None
+            if self._para:
+                self._paras.append(tuple(self._para))
+                self._para = []
             return None  # blank lines neither count nor break a run
         if metric_line:
+            self._para = []
+            self._paras.clear()
             self._recent.clear()
             self._runs = [0] * (s.max_block + 1)
             self._near_prev = None
@@ -510,7 +518,29 @@ class RepetitionRule(Rule):
                     )
         recent.append((key, stripped, marked))
         drift = self._judge_drifting_block(key, stripped)
-        return found or drift
+        return found or drift or self._judge_paragraph(key)
+
+    def _judge_paragraph(self, key: str) -> tuple[str, tuple[str, ...]] | None:
+        """A paragraph of two lines or more (lines between blank lines) said again, word for
+        word, `blank_copies` times: a model's reply looping over its paragraphs. (One line is
+        the near-duplicate check's; three or more, the block check's, from two copies.)"""
+        s = self.settings
+        self._para.append(key)
+        para = tuple(self._para)
+        before = list(self._paras)[-(s.blank_copies - 1) :]
+        if (
+            len(para) < 2
+            or len(before) < s.blank_copies - 1
+            or any(p != para for p in before)
+            or len(set(para)) < 2
+            or not all(_is_prose(k) and len(tokens(k)) >= 3 for k in para)
+        ):
+            return None
+        self._paras.clear()
+        return (
+            f"a paragraph of {len(para)} lines said {s.blank_copies} times, blank lines between",
+            tuple(clip(k) for k in para[-3:]),
+        )
 
     def _judge_in_line(self, head: str) -> str | None:
         """Why one line (or a string inside a record) loops within itself, or None. The regex

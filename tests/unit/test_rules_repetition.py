@@ -475,3 +475,16 @@ def test_generated_text_inside_a_metric_record_is_judged() -> None:
     assert scan(str({"loss": 1.2, "completion": prose}) + "\n") == []
     nans = str({"loss": 1.2, "logits": "tensor([" + "nan, " * 20 + "nan])"}) + "\n"
     assert "repetition" not in [a.rule for a in scan(nans)]
+
+
+def test_a_paragraph_said_again_with_blank_lines_between() -> None:
+    """A reply whose two-line paragraph comes back word for word after blank lines loops from
+    its third copy; two copies, or a short status pair printed per step, do not."""
+    para = (
+        "The model was trained on a large corpus of text data.\n"
+        "It can answer questions about many topics.\n\n"
+    )
+    found = scan(para * 3)
+    assert [a.lineno for a in found] == [8] and "paragraph" in found[0].message
+    assert scan(para * 2) == []
+    assert scan("Loading checkpoint shards\nDone\n\n" * 4) == []
