@@ -24,7 +24,8 @@ looser, stricter-to-fire signs:
   items of a JSON list printed one a line (`["Math",`, ` "Math",`) by their content;
 - a block of at least `block_lines` distinct lines (code, a paragraph), none a log record and
   mostly words, repeated `block_copies` times in a row (blank lines ignored); a block of
-  one-word items (a generated list) one copy more;
+  one-word items (a generated list) one copy more; a paragraph of two lines or more said
+  again word for word with blank lines between, `blank_copies` times;
 - within one line, a unit of 1 to 40 characters repeated `in_line_repeats` times in a row
   over at least half the line (a looping model fills its output);
 - a periodic tail: the end of a line is a unit of 4 to `max_tail_unit` characters repeated at
