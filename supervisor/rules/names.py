@@ -50,14 +50,28 @@ def is_val_loss(name: str) -> bool:
     return words[0] in _VAL_PREFIXES and "loss" in words and "scale" not in words
 
 
+# The training loss under its frameworks' names: OLMo's `train/CrossEntropyLoss`, NeMo's
+# `reduced_train_loss` (the loss all-reduced over the data-parallel ranks).
+_LOSS_WORDS = frozenset({"loss", "crossentropyloss"})
+_LOSS_HEADS = (
+    [],
+    ["train"],
+    ["lm"],
+    ["training"],
+    ["train", "lm"],
+    ["total"],
+    ["reduced", "train"],
+)
+
+
 @lru_cache(maxsize=4096)
 def is_train_loss(name: str) -> bool:
-    """The training loss: `loss`, `train_loss`, `lm_loss`, `train/loss` (not val, not parts)."""
+    """The training loss: `loss`, `train_loss`, `lm_loss`, `train/loss`, `reduced_train_loss`,
+    `train/CrossEntropyLoss` (not val, not parts)."""
     words = _words(name)
-    if words[-1] != "loss":
+    if words[-1] not in _LOSS_WORDS:
         return False
-    head = words[:-1]
-    return head in ([], ["train"], ["lm"], ["training"], ["train", "lm"], ["total"])
+    return words[:-1] in _LOSS_HEADS
 
 
 @lru_cache(maxsize=4096)

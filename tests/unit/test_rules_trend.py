@@ -218,3 +218,23 @@ def test_a_loss_that_lives_above_absurd_is_judged_by_its_baseline() -> None:
     assert feed(SpikeRule(), [{"loss": v} for v in elbo]) == []  # the first value: its scale
     found = feed(SpikeRule(), [{"loss": v} for v in [*elbo, 900.0]])
     assert [a.lineno for a in found] == [11]
+
+
+def test_the_training_loss_under_its_frameworks_names() -> None:
+    """OLMo logs `train/CrossEntropyLoss=...`, NeMo's Lightning bar `reduced_train_loss=...`:
+    both are the training loss, and a 10x jump in them is a spike; OLMo's z-loss is not."""
+    olmo = "".join(
+        f"[step={i}/1000] train/CrossEntropyLoss={v} train/Perplexity=10.0\n"
+        for i, v in enumerate([2.0, 2.1, 1.95, 2.05, 2.0, 20.0], 1)
+    )
+    assert [(a.rule, a.lineno) for a in scan(olmo)] == [("spike", 6)]
+    nemo = "".join(
+        f"Epoch 0: 10%|█         | {i}/100 [00:10<01:30, 1.00it/s, v_num=0, "
+        f"reduced_train_loss={v}, global_step={i}.0]\n"
+        for i, v in enumerate([2.0, 2.1, 1.95, 2.05, 2.0, 20.0], 1)
+    )
+    assert [(a.rule, a.lineno) for a in scan(nemo)] == [("spike", 6)]
+    zloss = "".join(
+        f"[step={i}/1000] train/ZLoss={v}\n" for i, v in enumerate([0.1] * 5 + [5.0], 1)
+    )
+    assert "spike" not in [a.rule for a in scan(zloss)]
