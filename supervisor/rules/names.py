@@ -53,7 +53,7 @@ def is_val_loss(name: str) -> bool:
 # The training loss under its frameworks' names: OLMo's `train/CrossEntropyLoss`, NeMo's
 # `reduced_train_loss` (the loss all-reduced over the data-parallel ranks).
 _LOSS_WORDS = frozenset({"loss", "crossentropyloss"})
-_LOSS_HEADS = (
+_LOSS_HEADS: tuple[list[str], ...] = (
     [],
     ["train"],
     ["lm"],
