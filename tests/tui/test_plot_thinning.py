@@ -45,3 +45,14 @@ def test_every_slice_of_the_x_range_keeps_its_highest_and_lowest_point() -> None
 def test_a_series_without_an_x_range_is_left_alone() -> None:
     flat = [(5.0, float(i)) for i in range(1000)]
     assert thin(flat, 10) == flat
+
+
+def test_a_step_counter_that_starts_again_is_thinned_without_losing_a_point_kind() -> None:
+    """Logs mix counters (a relaunch from step 0, two loops' steps): xs go back and forth."""
+    rng = random.Random(5)
+    points = [(float(rng.choice([rng.randint(0, 200_000), i])), rng.random()) for i in range(9000)]
+    points[4000] = (points[4000][0], 77.0)
+    drawn = thin(points, 100)
+    assert drawn[0] == points[0] and drawn[-1] == points[-1]
+    assert set(drawn) <= set(points) and (points[4000][0], 77.0) in drawn
+    assert len(drawn) < len(points)

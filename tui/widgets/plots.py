@@ -30,37 +30,44 @@ def thin(points: list[tuple[float, float]], buckets: int) -> list[tuple[float, f
 
     A braille plot `w` cells wide has 2w dots across: thousands of points land a dozen on each
     dot column, and plotext's cost grows with the points, not the dots. The x range is cut into
-    `buckets` equal slices and each keeps its lowest and highest point, in x order, so a spike
-    or a dip one point wide is still drawn; the first and last points always stay.
+    `buckets` equal slices and each run of points in one slice keeps its lowest and highest
+    point, in order, so a spike or a dip one point wide is still drawn; the first and last
+    points always stay. Points are never invented, and xs need not increase (a log whose step
+    counter starts again: a new run of points begins wherever the slice changes).
     """
     if len(points) <= 2 * buckets or buckets < 1:
         return points
-    x0, x1 = points[0][0], points[-1][0]
+    xs = [p[0] for p in points]
+    x0, x1 = min(xs), max(xs)
     width = (x1 - x0) / buckets
-    if not width > 0:  # one x for all (or xs not increasing): nothing to bin by
+    if not width > 0:  # one x for all: nothing to bin by
         return points
     out: list[tuple[float, float]] = [points[0]]
-    lo = hi = None
-    current = -1
+    run: list[tuple[float, float]] = []  # [lowest, highest] of the current run, or empty
+    current = None
+    last = buckets - 1
     for p in points[1:-1]:
-        b = min(buckets - 1, int((p[0] - x0) / width))
+        b = min(last, max(0, int((p[0] - x0) / width)))
         if b != current:
-            if lo is not None and hi is not None:
-                out.extend((lo, hi) if lo[0] <= hi[0] else (hi, lo))
-                if lo is hi:
-                    out.pop()
-            current, lo, hi = b, p, p
-            continue
-        if p[1] < lo[1]:  # type: ignore[index]
-            lo = p
-        if p[1] > hi[1]:  # type: ignore[index]
-            hi = p
-    if lo is not None and hi is not None:
-        out.extend((lo, hi) if lo[0] <= hi[0] else (hi, lo))
-        if lo is hi:
-            out.pop()
+            out.extend(_in_order(run))
+            current, run = b, [p, p]
+        elif p[1] < run[0][1]:
+            run[0] = p
+        elif p[1] > run[1][1]:
+            run[1] = p
+    out.extend(_in_order(run))
     out.append(points[-1])
     return out
+
+
+def _in_order(run: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A run's lowest and highest point in the order they came (once when the same)."""
+    if not run:
+        return []
+    low, high = run
+    if low is high:
+        return [low]
+    return [low, high] if low[0] <= high[0] else [high, low]
 
 
 class MetricPlot(PlotextPlot):
