@@ -26,48 +26,38 @@ TITLES = {
 
 
 def thin(points: list[tuple[float, float]], buckets: int) -> list[tuple[float, float]]:
-    """At most about 2 x `buckets` points that draw the same line at this resolution.
+    """At most 2 x `buckets` + 2 points that draw the same line at this resolution.
 
     A braille plot `w` cells wide has 2w dots across: thousands of points land a dozen on each
     dot column, and plotext's cost grows with the points, not the dots. The x range is cut into
-    `buckets` equal slices and each run of points in one slice keeps its lowest and highest
-    point, in order, so a spike or a dip one point wide is still drawn; the first and last
-    points always stay. Points are never invented, and xs need not increase (a log whose step
-    counter starts again: a new run of points begins wherever the slice changes).
+    `buckets` equal slices and each slice keeps its lowest and highest point, so a spike or a
+    dip one point wide is still drawn; the first and last points always stay, and the points
+    kept stay in their order. Points are never invented, and xs need not increase (a log whose
+    step counter starts again, or that prints two counters).
     """
-    if len(points) <= 2 * buckets or buckets < 1:
+    n = len(points)
+    if n <= 2 * buckets + 2 or buckets < 1:
         return points
     xs = [p[0] for p in points]
     x0, x1 = min(xs), max(xs)
     width = (x1 - x0) / buckets
     if not width > 0:  # one x for all: nothing to bin by
         return points
-    out: list[tuple[float, float]] = [points[0]]
-    run: list[tuple[float, float]] = []  # [lowest, highest] of the current run, or empty
-    current = None
+    low: dict[int, int] = {}  # slice -> index of its lowest point (the first of equals)
+    high: dict[int, int] = {}
     last = buckets - 1
-    for p in points[1:-1]:
-        b = min(last, max(0, int((p[0] - x0) / width)))
-        if b != current:
-            out.extend(_in_order(run))
-            current, run = b, [p, p]
-        elif p[1] < run[0][1]:
-            run[0] = p
-        elif p[1] > run[1][1]:
-            run[1] = p
-    out.extend(_in_order(run))
-    out.append(points[-1])
-    return out
-
-
-def _in_order(run: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """A run's lowest and highest point in the order they came (once when the same)."""
-    if not run:
-        return []
-    low, high = run
-    if low is high:
-        return [low]
-    return [low, high] if low[0] <= high[0] else [high, low]
+    for i in range(1, n - 1):
+        x, y = points[i]
+        b = min(last, int((x - x0) / width))
+        at = low.get(b)
+        if at is None:
+            low[b] = high[b] = i
+        elif y < points[at][1]:
+            low[b] = i
+        elif y > points[high[b]][1]:
+            high[b] = i
+    keep = sorted({0, n - 1, *low.values(), *high.values()})
+    return [points[i] for i in keep]
 
 
 class MetricPlot(PlotextPlot):
