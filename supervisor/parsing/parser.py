@@ -145,6 +145,9 @@ _TABLE_ROW = re.compile(r"^\s+[\w/.\-]+\s*=\s*\S+\s*$")
 _EVAL_STATS = ("runtime", "per_second", "samples", "steps", "flos", "mem")
 _VALID_SUMMARY = re.compile(r"\b(?:Valid(?:ation)?|Eval(?:uation)?)(?:[ \t]+Summary)?[ \t]*\|")
 _TRAIN_SPLIT_LOSS = re.compile(r"\btrain[ _]loss\b", re.I)
+# A line that opens by naming an evaluation ("Test in epoch 3, Loss: 5.59, Acc: 0.35",
+# "Validation epoch 2 loss=1.3", "Eval: loss 0.8"): its bare loss is the evaluation's.
+_EVAL_LINE = re.compile(r"^\W{0,3}(?:Test|Valid(?:ation)?|Eval(?:uation)?)\b(?![-_./])")
 _DUPLICATE_LINES = 5  # a value arriving again this close is the same point
 
 
@@ -369,7 +372,10 @@ class Parser:
         # Substring gates first: these regexes would otherwise run on every metric line.
         if events and ("Overriding" in text or "will be" in text) and _CONFIG_ECHO.search(text):
             return  # a setting, not a measurement
-        if events and ("Valid" in text or "Eval" in text) and _VALID_SUMMARY.search(text):
+        if events and (
+            (("Valid" in text or "Eval" in text) and _VALID_SUMMARY.search(text))
+            or _EVAL_LINE.match(text)
+        ):
             events = [_as_eval(e) for e in events]
         if len(events) == 2 and "rain" in text and _TRAIN_SPLIT_LOSS.search(text):
             events = _train_split_in_eval(events)

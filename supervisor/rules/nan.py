@@ -52,6 +52,22 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         "non-finite value printed",
     ),
+    # A step line whose one value is nan: the loss, printed without its name ("Step 101: nan
+    # (20%)", OpenSplat; "iter 40, nan").
+    (
+        re.compile(r"^\W*(?:step|iter(?:ation)?|it)\s*\d+(?:\s*/\s*\d+)?\s*[:,]\s*-?nan\b", re.I),
+        "non-finite value printed",
+    ),
+    # An error raised on an infinite gradient or loss, in the run's own words ("ValueError:
+    # rgb network grad is INF"): an fp16 scaler's inf is never raised as an error.
+    (
+        re.compile(
+            r"\w(?:Error|Exception):.{0,80}\b(?:grad(?:ient)?s?|loss(?:es)?)\b[^.;:\n]{0,10}?"
+            r"\b(?:is|are|was|were|became)\s+[`'\"]?[-+]?inf(?:inite|inity)?(?![\w-])",
+            re.I,
+        ),
+        "non-finite value",
+    ),
     # The same for an infinite loss or perplexity ("Loss is Infinity.", "loss = inf"); not a
     # norm: an inf grad norm in fp16 warm-up is the scaler's search (see overflow_steps).
     (

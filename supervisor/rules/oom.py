@@ -10,14 +10,16 @@ and `DefaultCPUAllocator: can't allocate memory`, and the messages left when som
 the process for memory: the shell's "Killed" (also in a Chinese locale, 已杀死), the kernel's
 "oom-kill" / "Out of memory: Killed process" / "invoked oom-killer", a memory watchdog or an
 external guard ("exceeded memory limit ..., being killed", "memory limit exceeded, killing"),
-a DataLoader worker "killed by signal: Killed", exit code 137 (SIGKILL) reported by a runner;
+a DataLoader worker "killed by signal: Killed", exit code 137 (SIGKILL) reported by a runner,
+return code -9 reported by a launcher (DeepSpeed, torch elastic);
 any torch device allocator's "<DEVICE> out of memory. Tried to allocate", TF's "OOM when
 allocating tensor", XLA's "Out of (host) memory while trying to allocate" and TPU HBM limits,
 an allocator naming what it could not get (llama.cpp/ggml buffers, MLX `[metal::malloc]`,
 Vulkan `ErrorOutOfDeviceMemory`, `CUDA_ERROR_OUT_OF_MEMORY`), vLLM's "No available memory for
 the cache blocks", accelerate's "No executable batch size found", Slurm's `OUT_OF_MEMORY` and
 cgroup handler, the kernel's `oom_reaper`. Not: TF's allocator retry that says "this is not a
-failure", and advice ("to avoid running out of memory") before the words.
+failure", advice ("to avoid running out of memory") before the words, and a list of possible
+causes (Ray's dead-worker message names the OOM killer as one of three).
 Exit: a SIGKILL that ftmon did not send, while the host was short of memory (from the last
 resource sample) is the kernel OOM killer's signature.
 
@@ -138,11 +140,14 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Windows' ERROR_COMMITMENT_LIMIT (1455), what torch DataLoader workers die of there.
     (re.compile(r"paging file is too small", re.I), "host out of memory (paging file)"),
     (re.compile(r"killed by signal: Killed", re.I), "a worker was killed (likely host memory)"),
-    # The shell's report of a SIGKILLed child: "Killed" alone, or "line 3: 1234 Killed  python".
+    # The shell's report of a SIGKILLed child: "Killed" alone, or "line 3: 1234 Killed  python";
+    # a launcher's, in Python's spelling of a child killed by signal 9: DeepSpeed's launcher
+    # "... exits with return code = -9", torch elastic's "failed (exitcode: -9)".
     (
         re.compile(
             r"^\s*(?:Killed|已杀死|已殺死)\s*$|\b\d+\s+Killed\s+\S"
             r"|exit code 137\b|signal 9: SIGKILL"
+            r"|\b(?:return ?code|exit ?code|exit status)\s*[:=]?\s*-9\b"
         ),
         "process killed (likely the OOM killer)",
     ),
@@ -167,6 +172,10 @@ _ADVICE = re.compile(
     re.I,
 )
 _ADVICE_REACH = 60  # how far before a match an advice word makes the line advice
+# A message that lists the OOM killer among possible causes does not say it struck (Ray: "A
+# worker died or was killed ... There are some potential root causes. (1) The process is killed
+# by SIGKILL by OOM killer due to high memory usage. (2) ray stop --force is called. ...").
+_CAUSES = re.compile(r"\b(?:potential|possible|probable) (?:root )?causes?\b", re.I)
 
 
 def _label(text: str) -> str | None:
@@ -176,7 +185,7 @@ def _label(text: str) -> str | None:
     for pattern, label in _PATTERNS:
         m = pattern.search(text)
         if m and not _ADVICE.search(text, max(0, m.start() - _ADVICE_REACH), m.start()):
-            return label
+            return None if _CAUSES.search(text, 0, m.start()) else label
     return None
 
 
@@ -204,6 +213,7 @@ class OomRule(Rule):
         "杀死",
         "殺死",
         "137",
+        "-9",
         "sigkill",
         "bfc_allocator",
         "allocat",

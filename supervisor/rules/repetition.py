@@ -27,7 +27,11 @@ looser, stricter-to-fire signs:
   one-word items (a generated list) one copy more; a paragraph of two lines or more said
   again word for word with blank lines between, `blank_copies` times;
 - within one line, a unit of 1 to 40 characters repeated `in_line_repeats` times in a row
-  over at least half the line (a looping model fills its output);
+  over at least half the line (a looping model fills its output); or a line that ends in runs
+  of one character each (`eachhh.......!!!!!!!!`), together over half the line, one of them
+  not filler; or a phrase of 2 to 8 words said `phrase_copies` times back to back anywhere in
+  the line (`of the state of the state ...`, `Thank you. Thank you. ...`), a loop too short to
+  fill half of it (prose does not say a phrase five times in a row);
 - a periodic tail: the end of a line is a unit of 4 to `max_tail_unit` characters repeated at
   least `tail_repeats` times over `tail_chars` or more (normal text, then the loop that ran to
   the length limit; the last copy may be cut off);
@@ -70,7 +74,8 @@ looser, stricter-to-fire signs:
 What healthy logs repeat must not fire, so these never count: lines with no letters (`-----`,
 `=====`, `|------|` tables, `████` bars, numbers), lines that look like log records (a level
 word such as INFO or WARNING, a time of day, a `[...]` prefix, an exception or a traceback
-frame: the same message from eight ranks is not a collapsed model), lines the parser read as
+frame: the same message from eight ranks is not a collapsed model; a shell prompt and the
+command typed at it: a person relaunching a run), lines the parser read as
 metrics (a loop printing `tensor(nan)` every step), and within a line, units made only of
 separator, bar, digit and space characters, or padding tokens (`<pad>`, `<|endoftext|>`,
 `</s>`: a data preview padded to length; not `<unk>`, a word the model said). A run of tofu
@@ -104,6 +109,9 @@ _LOG_LIKE = re.compile(
     r"\b(?:INFO|WARN|WARNING|DEBUG|ERROR|CRITICAL|TRACE)\b|Warning:|\d\d:\d\d:\d\d"
     r"|^\s*\[[^\]\"',]{1,60}\]"
     r"|^\s*File \"|^[\w.]*(?:Error|Exception|Warning|Interrupt)\b"
+    # A shell prompt and the command typed at it (`root@host:/work# python train.py`, with a
+    # `(venv) ` before it): a person relaunching the same command is not a looping model.
+    r"|^\s*(?:\([\w.-]+\)\s*)?[\w.-]+@[\w.-]+:[^\s#$]*[#$]\s"
 )
 # Characters that healthy logs repeat: separators, table rules, bars, digits, spaces.
 _FILLER = frozenset(
@@ -206,6 +214,33 @@ def _unspaced_loop(head: str) -> str | None:
     return None
 
 
+def _trailing_char_runs(head: str, min_run: int) -> str | None:
+    """A line that ends in runs of single characters, each `min_run` long or more, together
+    over half the line, one of them not filler (`eachhh.......!!!!!!!!!!!!!!!`): a model stuck
+    on one token after another. Bars and rules end in filler runs only (`====>.....`)."""
+    body = head.rstrip()
+    end = len(body)
+    if end < 2 * min_run or len(set(body[-min_run:])) != 1:
+        return None  # cheap gate: the line ends in a run
+    runs: list[tuple[str, int]] = []
+    i = end
+    while i > 0:
+        c = body[i - 1]
+        j = i - 1
+        while j > 0 and body[j - 1] == c:
+            j -= 1
+        if i - j < min_run or c.isspace():
+            break
+        runs.append((c, i - j))
+        i = j
+    covered = sum(n for _, n in runs)
+    loud = [(c, n) for c, n in runs if c not in _FILLER and c not in _UNDRAWN]
+    if len(runs) < 2 or covered * 2 < end or not loud:
+        return None
+    c, n = loud[0]
+    return f"a log line ends in runs of one character ({c!r} {n} times)"
+
+
 def periodic_tail(text: str, max_unit: int = 80) -> tuple[str, int, int]:
     """The repetition that ends the line: (unit, copies, characters covered).
 
@@ -292,6 +327,9 @@ class RepetitionSettings(RuleSettings):
         3, ge=2, description="A block of this many distinct lines or more (code, paragraphs)..."
     )
     block_copies: int = Field(2, ge=2, description="...repeated this many times in a row.")
+    phrase_copies: int = Field(
+        5, ge=3, description="A phrase of 2-8 words said this many times in a row in a line."
+    )
     in_line_repeats: int = Field(
         8, ge=3, description="A unit repeated this many times within one log line."
     )
@@ -561,13 +599,39 @@ class RepetitionRule(Rule):
                     continue  # a data preview padded to length is not a looping model
                 count = len(m.group(0)) // len(unit)
                 return f"a log line repeats {clip(unit.strip() or unit, 60)!r} {count} times"
+        if len(head) >= _MIN_SPAN:
+            why = _trailing_char_runs(head, s.in_line_repeats)
+            if why is not None:
+                return why
         if len(head) >= s.tail_chars:
             why = self._judge_long_line(head)
+            if why is not None:
+                return why
+        if len(head) >= 24 and _may_repeat(head, s.phrase_copies - 1):
+            why = self._judge_phrase_loop(head)
             if why is not None:
                 return why
         if len(head) >= 24 and _may_repeat(head, s.tail_repeats - 1):
             return self._judge_mostly_repeats(head)
         return None
+
+    def _judge_phrase_loop(self, head: str) -> str | None:
+        """A phrase of 2 to 8 words said `phrase_copies` times back to back, anywhere in the
+        line (`of the state of the state of the state ...`, `Thank you. Thank you. ...`): a
+        loop the model broke out of, or one the length limit cut, too short to fill half the
+        line. Prose does not say a phrase of two words or more five times in a row; a word
+        alone (`very very`) and printed values (`nan nan`, `True True`) never count."""
+        toks = tokens(head)
+        if len(toks) < 2 * self.settings.phrase_copies:
+            return None
+        covered, unit, start = repeated_token_run(toks)
+        if unit < 2 or covered < unit * self.settings.phrase_copies:
+            return None
+        phrase = toks[start : start + unit]
+        if not all(_wordish(t) for t in phrase) or _PADDING.search(" ".join(phrase)):
+            return None
+        shown = clip(" ".join(phrase), 60)
+        return f"a log line says {shown!r} {covered // unit} times in a row"
 
     def _is_text_block(self, block: list[tuple[str, str, bool]], wordy: bool = True) -> bool:
         """A block of generated text or code: distinct lines, none a log record, mostly words

@@ -12,9 +12,11 @@ reduced ... waiting for remainder of ranks"), rendezvous and store timeouts
 timed out", "Socket Timeout"), Gloo ("Timed out waiting 1800000ms for recv", "Connect
 timeout", monitoredBarrier), the c10d store's own timeouts (waiting for clients, for a key, the
 store-based barrier, TCP client connect), ProcessGroupNCCL's "dump signal due to a collective
-timeout", XLA/JAX coordination heartbeats, elastic keep-alive heartbeats, distributed
-timeouts, "training is stuck": those count at once. Not: settings, prose ("if the process is
-stuck") and HTTP clients' timeouts (downloads, wandb), which are no collective hang.
+timeout", its "failure detected by watchdog", NCCL's socket transport ("NCCL WARN ... timed
+out"), Ascend HCCL's "Notify register times out", XLA/JAX coordination heartbeats, elastic
+keep-alive heartbeats, distributed timeouts, "training is stuck": those count at once. Not:
+settings, prose ("if the process is stuck") and HTTP clients' timeouts (downloads, wandb),
+which are no collective hang.
 
 Time between ticks longer than `pause_gap_secs` is not silence: nobody was watching (a paused
 run, a suspended ftmon), and a run resumed after ten minutes must not look stalled.
@@ -38,6 +40,15 @@ _PATTERNS = re.compile(
     r"Watchdog caught collective operation timeout"
     r"|Timeout at NCCL work"
     r"|timeout\) detected by watchdog"
+    # ProcessGroupNCCL's watchdog on the rank that timed out, before its "Watchdog caught ..."
+    # line: "[PG ID 1 PG GUID 1 Rank 7]  failure detected by watchdog at work sequence id: ...".
+    r"|failure detected by watchdog"
+    # Ascend's HCCL (CANN error EI0002): "The wait execution of the Notify register times out.
+    # Reason: The Notify register has not received the Notify record from remote rank".
+    r"|Notify register times out"
+    # NCCL's socket transport, when a peer stopped answering mid-collective: "NCCL WARN Net :
+    # Call to recv from 10.0.0.1<41468> failed : Connection timed out".
+    r"|NCCL WARN\b.{0,200}\btimed out"
     r"|watchdog got stuck"
     r"|NCCL operations have failed or timed out"
     r"|Heartbeat monitor timed out"
@@ -143,6 +154,7 @@ class StallRule(Rule):
     text_gate = (
         "timeout",
         "timed out",
+        "times out",
         "stall",
         "stuck",
         "hung",
