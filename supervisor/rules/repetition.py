@@ -216,8 +216,9 @@ def _unspaced_loop(head: str) -> str | None:
 
 def _trailing_char_runs(head: str, min_run: int) -> str | None:
     """A line that ends in runs of single characters, each `min_run` long or more, together
-    over half the line, one of them not filler (`eachhh.......!!!!!!!!!!!!!!!`): a model stuck
-    on one token after another. Bars and rules end in filler runs only (`====>.....`)."""
+    over half the line, one of them punctuation that is not filler (`eachhh.......!!!!!!!!`):
+    a model stuck on one token after another. Bars and rules end in filler runs only
+    (`====>.....`), tracebacks' markers too (`~~~~^^^^`)."""
     body = head.rstrip()
     end = len(body)
     if end < 2 * min_run or len(set(body[-min_run:])) != 1:
@@ -234,7 +235,9 @@ def _trailing_char_runs(head: str, min_run: int) -> str | None:
         runs.append((c, i - j))
         i = j
     covered = sum(n for _, n in runs)
-    loud = [(c, n) for c, n in runs if c not in _FILLER and c not in _UNDRAWN]
+    # A loud run is punctuation a model emits (`!`, `?`): runs of letters and digits at a
+    # line's end are hex masks and ids (`0xffffffff00000000`).
+    loud = [(c, n) for c, n in runs if not (c in _FILLER or c in _UNDRAWN or c.isalnum())]
     if len(runs) < 2 or covered * 2 < end or not loud:
         return None
     c, n = loud[0]
@@ -630,6 +633,8 @@ class RepetitionRule(Rule):
         phrase = toks[start : start + unit]
         if not all(_wordish(t) for t in phrase) or _PADDING.search(" ".join(phrase)):
             return None
+        if all(t.lstrip("([{")[:1] in ("'", '"') for t in phrase):
+            return None  # a printed list of strings (`['neg', 'pos', 'neg', 'pos', ...]`)
         shown = clip(" ".join(phrase), 60)
         return f"a log line says {shown!r} {covered // unit} times in a row"
 

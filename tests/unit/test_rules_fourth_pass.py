@@ -132,6 +132,7 @@ def test_a_phrase_said_five_times_in_a_row_is_a_loop(line: str) -> None:
         "values: nan nan nan nan nan nan nan nan nan nan nan nan (masked)",
         "He said yes, yes, I will, and then he said yes, yes again before he left the room.",
         "flags: True False True False True False True False True False",
+        "labels: ['neg', 'pos', 'neg', 'pos', 'neg', 'pos', 'neg', 'pos', 'neg', 'pos'] (batch 0)",
     ],
 )
 def test_one_word_again_or_printed_values_are_no_phrase_loop(line: str) -> None:
@@ -148,6 +149,8 @@ def test_a_line_ending_in_runs_of_one_character_is_a_loop() -> None:
         "1875/1875 [==============================] - 30s 16ms/step - loss: 0.0798\n"
         "Loading checkpoint shards ...................................... ========\n"
         "Downloading ........................................................\n"
+        "    ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
+        "register mask: 0xffffffffffffffff0000000000000000\n"
     )
     assert rules_of(healthy) == []
 
