@@ -11,7 +11,7 @@ the process for memory: the shell's "Killed" (also in a Chinese locale, 已杀�
 "oom-kill" / "Out of memory: Killed process" / "invoked oom-killer", a memory watchdog or an
 external guard ("exceeded memory limit ..., being killed", "memory limit exceeded, killing"),
 a DataLoader worker "killed by signal: Killed", exit code 137 (SIGKILL) reported by a runner,
-return code -9 reported by a launcher (DeepSpeed, torch elastic);
+return code -9 or signal 9 reported by a launcher (DeepSpeed, torch elastic, torch's spawn);
 any torch device allocator's "<DEVICE> out of memory. Tried to allocate", TF's "OOM when
 allocating tensor", XLA's "Out of (host) memory while trying to allocate" and TPU HBM limits,
 an allocator naming what it could not get (llama.cpp/ggml buffers, MLX `[metal::malloc]`,
@@ -142,12 +142,15 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"killed by signal: Killed", re.I), "a worker was killed (likely host memory)"),
     # The shell's report of a SIGKILLed child: "Killed" alone, or "line 3: 1234 Killed  python";
     # a launcher's, in Python's spelling of a child killed by signal 9: DeepSpeed's launcher
-    # "... exits with return code = -9", torch elastic's "failed (exitcode: -9)".
+    # "... exits with return code = -9", torch elastic's "failed (exitcode: -9)" and its error
+    # summary ("exitcode  : -9 (pid: 4242)", "traceback : Signal 9 (SIGKILL) received by PID
+    # 4242"), torch.multiprocessing.spawn's "process 0 terminated with signal SIGKILL".
     (
         re.compile(
             r"^\s*(?:Killed|已杀死|已殺死)\s*$|\b\d+\s+Killed\s+\S"
             r"|exit code 137\b|signal 9: SIGKILL"
             r"|\b(?:return ?code|exit ?code|exit status)\s*[:=]?\s*-9\b"
+            r"|Signal 9 \(SIGKILL\) received by PID|terminated with signal (?:SIGKILL|9)\b"
         ),
         "process killed (likely the OOM killer)",
     ),
@@ -214,6 +217,7 @@ class OomRule(Rule):
         "殺死",
         "137",
         "-9",
+        "signal 9",
         "sigkill",
         "bfc_allocator",
         "allocat",

@@ -31,6 +31,14 @@ def rules_of(text: str) -> list[tuple[str, int]]:
         # torch/distributed/elastic/multiprocessing/api.py
         "ERROR:torch.distributed.elastic.multiprocessing.api:failed (exitcode: -9) local_rank: 0"
         " (pid: 4242) of binary: /usr/bin/python3",
+        # torch/distributed/elastic/multiprocessing/errors: the summary's rows
+        "  exitcode  : -9 (pid: 4242)",
+        "  traceback : Signal 9 (SIGKILL) received by PID 4242",
+        # torch/multiprocessing/spawn.py ProcessExitedException
+        "torch.multiprocessing.spawn.ProcessExitedException: process 0 terminated with signal"
+        " SIGKILL",
+        # binutils' ld under the kernel's OOM killer, as gcc reports it
+        "collect2: fatal error: ld terminated with signal 9 [Killed]",
     ],
 )
 def test_a_launcher_reporting_a_child_killed_by_signal_9_is_an_oom(line: str) -> None:
@@ -42,6 +50,8 @@ def test_a_launcher_reporting_a_child_killed_by_signal_9_is_an_oom(line: str) ->
     [
         "[ERROR] [launch.py:320:sigkill_handler] ['python', 'train.py'] exits with return code = 1",
         "lr: 1e-9, weight_decay: 0.0, eps: 1e-9",
+        "  exitcode  : -6 (pid: 4242)",
+        "  traceback : Signal 15 (SIGTERM) received by PID 4242",
         # ray: the dead-worker message lists the OOM killer among possible causes
         "(raylet) A worker died or was killed while executing a task by an unexpected system"
         " error. Worker exit type: SYSTEM_ERROR Worker exit detail: Worker unexpectedly exits"
