@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -116,16 +117,24 @@ def _scan_one(log: str, patterns: list[str], sets: list[str]) -> Any:
 def _scan_many(logs: list[str], patterns: list[str], sets: list[str], jobs: int | None) -> list:
     """`_scan_one` of each log, `jobs` at a time in worker processes, in the order given."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     workers = min(len(logs), jobs or os.cpu_count() or 1)
     if workers == 1:
         return [_scan_one(log, patterns, sets) for log in logs]
     # fork: the workers start with what this process has imported (no second start-up), and
-    # nothing here runs threads yet.
+    # nothing here runs threads yet. Ctrl-C is this process's to act on, by ending the workers
+    # at once: a worker's own KeyboardInterrupt would only end its log and let it take the next
+    # one, and a pool shut down in order first finishes the logs being read. So the workers are
+    # forked with SIGINT blocked (they keep that mask; a Ctrl-C in between waits for this
+    # process to unblock it, rather than reaching a half-started worker).
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        return list(pool.map(_scan_one, logs, [patterns] * len(logs), [sets] * len(logs)))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        pool = context.Pool(workers)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    with pool:  # terminates the workers on the way out, interrupted or not
+        return pool.starmap(_scan_one, [(log, patterns, sets) for log in logs], chunksize=1)
 
 
 def looks_like_text(path: Path, sample: int = 8192) -> bool:

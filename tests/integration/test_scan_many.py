@@ -8,10 +8,16 @@ of workers.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 from pathlib import Path
 
-from tests.conftest import CORPUS, ftmon
+import psutil
+import pytest
+
+from tests.conftest import CORPUS, ftmon, ftmon_path, wait_for
 
 # Real excerpts standing in for rank logs: two with an anomaly, two healthy.
 RANKS = [
@@ -74,3 +80,34 @@ def test_bad_settings_are_one_line_not_one_per_log(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "nosuchrule" in result.stderr
     assert ftmon("scan", "--jobs", "0", str(logs[0])).returncode == 2
+
+
+@pytest.mark.parametrize("to_group", [True, False], ids=["terminal", "ftmon-only"])
+def test_ctrl_c_stops_a_scan_of_many_logs_at_once(tmp_path: Path, to_group: bool) -> None:
+    """Ctrl-C ends a long multi-log scan now, not after every log given: exit 130, no worker
+    left behind. The terminal sends SIGINT to ftmon and its workers alike; `kill -INT` to ftmon
+    alone must stop them too."""
+    log = tmp_path / "rank0.log"
+    log.write_bytes(b"".join(b"step %d | loss 2.0000\n" % i for i in range(1000)) * 3000)
+    # 3M lines, four times: a minute or more of reading, which an interrupt must not wait for
+    # (nor for the logs the workers are reading).
+    proc = subprocess.Popen(
+        [ftmon_path(), "scan", "--jobs", "2", *[str(log)] * 4],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(psutil.Process(proc.pid).children()) == 2, what="for 2 workers")
+        workers = psutil.Process(proc.pid).children()
+        if to_group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive
