@@ -134,7 +134,10 @@ def to_float(value: object) -> float | None:
     if kind is float:
         return value  # type: ignore[return-value]
     if kind is int:
-        return float(value)  # type: ignore[arg-type]
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except OverflowError:  # JSON integers have no size limit; as a float it is that big
+            return math.inf if value > 0 else -math.inf  # type: ignore[operator]
     if kind is str:
         # float() itself reads nan, NaN, inf, -Infinity and surrounding spaces.
         try:

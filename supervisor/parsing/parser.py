@@ -719,8 +719,8 @@ def _numeric_values(obj: dict) -> dict[str, float]:
         kind = type(raw)
         if kind is float or kind is int:  # the common case first (bool is not int here)
             name = name_cache.get(key) or normalise_name(key)
-            if name not in values:
-                values[name] = float(raw)
+            if name not in values:  # an int too big for a float is inf (to_float), no error
+                values[name] = raw if kind is float else to_float(raw)  # type: ignore[assignment]
         elif kind is dict:  # {"type": "eval", "values": {...}}
             for k2, r2 in raw.items():
                 v2 = to_float(r2) if not isinstance(r2, str) else None

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from supervisor.events import Eval, Event, LogLine, Metric, Progress, Sample, Text
 from supervisor.parsing.parser import Parser, normalise_name
 from supervisor.reading.tail import iter_file_lines
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, scan
 
 PARSER = Parser()  # for single lines (each at line 7: no two are ever one record)
 UNCACHED = Parser(cache=False)
@@ -672,3 +672,19 @@ def test_ultralytics_rows_with_their_epoch_bar() -> None:
     assert [e.lineno for e in rows] == [2, 3]
     assert rows[0].values["box_loss"] == 0.1193 and rows[1].values["epoch"] == 1.0
     assert math.isnan(rows[1].values["cls_loss"]) and "gpu_mem" not in rows[0].values
+
+
+def test_a_json_integer_too_big_for_a_float_is_no_crash() -> None:
+    """A JSON record can hold an integer of any size (a seed, a hash as a number): reading it
+    as a float must not raise, or the Monitor's whole chunk of lines, the OOM report after it
+    included, would be lost."""
+    big = "9" * 400
+    text = (
+        f'{{"loss": 2.0, "step": {big}}}\n'
+        f'{{"loss": 1.5, "step": 2, "grad_norm": {big}}}\n'
+        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+    )
+    first, second = (metric(parse(line)) for line in text.splitlines()[:2])
+    assert first.values == {"loss": 2.0} and first.step is None
+    assert second.values == {"loss": 1.5, "grad_norm": math.inf} and second.step == 2
+    assert [a.rule for a in scan(text)] == ["oom"]
