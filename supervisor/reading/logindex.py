@@ -239,30 +239,32 @@ class LogIndex:
             return None
         folded = needle.lower()
         pattern = folded.encode("utf-8", "replace")
+        coded = _with_codes_between(pattern)
         start = max(0, min(start, len(self) - 1))
-        overlap = len(pattern) - 1  # so that a match across two slices is still seen
+        # So that a match across two slices is still seen, colour codes between its bytes too.
+        overlap = min(16 * len(pattern), CHUNK // 2)
         if backwards:
             hi = self.span(start)[1]
             while hi > 0:
                 lo = max(0, hi - CHUNK)
                 data = os.pread(fd, hi - lo, lo).lower()
-                at = data.rfind(pattern)
+                at = _last(data, pattern, coded, len(data))
                 while at >= 0:
                     lineno = self.line_at(lo + at)
                     if folded in self._read_uncached(lineno).lower():
                         return lineno
-                    at = data.rfind(pattern, 0, max(0, self.span(lineno)[0] - lo))
+                    at = _last(data, pattern, coded, max(0, self.span(lineno)[0] - lo))
                 hi = lo + overlap if lo > 0 else 0
             return None
         pos = self.span(start)[0]
         while pos < self._scanned:
             data = os.pread(fd, min(CHUNK + overlap, self._scanned - pos), pos).lower()
-            at = data.find(pattern)
+            at = _first(data, pattern, coded, 0)
             while at >= 0:
                 lineno = self.line_at(pos + at)
                 if folded in self._read_uncached(lineno).lower():
                     return lineno
-                at = data.find(pattern, self.span(lineno)[1] + 1 - pos)
+                at = _first(data, pattern, coded, self.span(lineno)[1] + 1 - pos)
             pos += CHUNK
         return None
 
@@ -296,6 +298,40 @@ class LogIndex:
         if cached is not None:
             return cached
         return _shown(self.raw(lineno))
+
+
+# What `clean_text` removes from inside a line (colour codes, NULs): a coloured log's bytes hold
+# `step\x1b[0m 5` where the screen shows `step 5`, so a search lets these sit between the
+# needle's bytes. The bytes searched are lowered, so a two-byte escape may end in a-z too; a
+# match too many is dropped by the check on the shown line. Only slices that hold an ESC or a
+# NUL pay for the regex.
+_CODE = rb"(?:\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-z]|\x1b|\x00)*"
+
+
+def _with_codes_between(pattern: bytes) -> re.Pattern[bytes]:
+    return re.compile(_CODE.join(re.escape(pattern[i : i + 1]) for i in range(len(pattern))))
+
+
+def _coded(data: bytes) -> bool:
+    return b"\x1b" in data or b"\x00" in data
+
+
+def _first(data: bytes, pattern: bytes, coded: re.Pattern[bytes], start: int) -> int:
+    """Where the first match at or after `start` begins in `data` (-1: none)."""
+    if not _coded(data):
+        return data.find(pattern, start)
+    m = coded.search(data, start)
+    return m.start() if m else -1
+
+
+def _last(data: bytes, pattern: bytes, coded: re.Pattern[bytes], end: int) -> int:
+    """Where the last match that ends by `end` begins in `data` (-1: none)."""
+    if not _coded(data):
+        return data.rfind(pattern, 0, end)
+    at = -1
+    for m in coded.finditer(data, 0, end):
+        at = m.start()
+    return at
 
 
 def _shown(raw: bytes) -> str:

@@ -142,6 +142,24 @@ def test_search_ignores_text_hidden_in_escape_codes(tmp_path: Path) -> None:
     assert index.find("31m", 0) == 1
 
 
+def test_search_finds_text_that_escape_codes_split(tmp_path: Path) -> None:
+    """A coloured log shows `step 5 loss` where its bytes hold `step<ESC>[0m 5 loss`: a search
+    for what is on screen finds it, forwards and backwards (and a NUL between letters too)."""
+    log = tmp_path / "out.log"
+    write(
+        log,
+        b"noise\n\x1b[32mstep\x1b[0m 5 \x1b[1mloss\x1b[0m 2.0\nmore\nst\x00ep 7 loss 1.0\nend\n",
+    )
+    index = LogIndex(log)
+    index.refresh()
+    assert index.line(1) == "step 5 loss 2.0"
+    assert index.find("step 5 loss", 0) == 1
+    assert index.find("STEP 5", 4, backwards=True) == 1
+    assert index.find("step 7", 0) == 3
+    assert index.find("step 7", 4, backwards=True) == 3
+    assert index.find("step 6", 0) is None
+
+
 def test_huge_line_is_cut_for_display(tmp_path: Path) -> None:
     """A line longer than the display cap shows its start and says how long it is."""
     log = tmp_path / "out.log"
