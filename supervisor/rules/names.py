@@ -75,6 +75,17 @@ def is_train_loss(name: str) -> bool:
 
 
 @lru_cache(maxsize=4096)
+def is_loss_part(name: str) -> bool:
+    """A part of the training loss: `loss_rpn_cls`, `s0.loss_bbox`, `giou_loss`, `all_loss`
+    (a detector's or a multi-task model's terms), not the loss itself, not a validation loss,
+    not a record (`best_loss`) or the fp16 loss scale."""
+    words = _words(name.replace(".", "_"))
+    if "loss" not in words or "scale" in words or is_train_loss(name) or is_val_loss(name):
+        return False
+    return words[0] not in _RECORD_PREFIXES
+
+
+@lru_cache(maxsize=4096)
 def is_grad_norm(name: str) -> bool:
     low = name.lower().replace(" ", "_").replace("/", "_")
     return low in GRAD_NORM_NAMES or low.endswith("grad_norm")

@@ -112,6 +112,12 @@ _LOG_LIKE = re.compile(
     # A shell prompt and the command typed at it (`root@host:/work# python train.py`, with a
     # `(venv) ` before it): a person relaunching the same command is not a looping model.
     r"|^\s*(?:\([\w.-]+\)\s*)?[\w.-]+@[\w.-]+:[^\s#$]*[#$]\s"
+    # Android's logcat (`I/nntrainer(21968): ...`, `E/tag( 123): ...`): level, tag, pid.
+    r"|^[VDIWEF]/[\w.$-]+\(\s*\d+\):"
+)
+# A chat turn: the speaker, then what it said (`gpt: ...`, `Assistant：...`).
+_TURN = re.compile(
+    r"^(user|human|assistant|gpt|bot|ai|model|用户|助手|人类)\s*[:：]\s*(\S.*)$", re.I
 )
 # Characters that healthy logs repeat: separators, table rules, bars, digits, spaces.
 _FILLER = frozenset(
@@ -376,6 +382,9 @@ class RepetitionSettings(RuleSettings):
     near_min_tokens: int = Field(
         6, ge=2, description="Tokens a line needs before it is compared with the one before."
     )
+    turn_copies: int = Field(
+        3, ge=2, description="One speaker's same reply in this many turns in a row (a chat)."
+    )
     quiet_lines: int = Field(200, ge=0, description="Lines of quiet after a report.")
 
 
@@ -417,6 +426,9 @@ class RepetitionRule(Rule):
         # Paragraphs: the lines since the last blank line, and the last ones closed by one.
         self._para: list[str] = []
         self._paras: deque[tuple[str, ...]] = deque(maxlen=s.blank_copies)
+        # Chat turns: per speaker, its last replies (and whether another spoke between).
+        self._turns: dict[str, deque[str]] = {}
+        self._last_speaker = ""
 
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, (Metric, Eval)):
@@ -512,6 +524,9 @@ class RepetitionRule(Rule):
             self._fuzzy_runs = [0] * (s.max_block + 1)
             self._end_passage()
             return None
+        turn = self._judge_turn(stripped)
+        if turn is not None:
+            return turn
         near = self._judge_near(stripped)
         if near is not None:
             return near
@@ -561,6 +576,31 @@ class RepetitionRule(Rule):
         recent.append((key, stripped, marked))
         drift = self._judge_drifting_block(key, stripped)
         return found or drift or self._judge_paragraph(key)
+
+    def _judge_turn(self, stripped: str) -> tuple[str, tuple[str, ...]] | None:
+        """A chat whose assistant gives the same reply, word for word, to `turn_copies`
+        different turns in a row (`gpt: Anything else I can help with?` after every user
+        line): a fine-tuned model stuck on one answer. The turns between are the other
+        speaker's, so no line repeats back to back and the line checks never see it."""
+        m = _TURN.match(stripped)
+        if m is None:
+            return None
+        speaker, said = m.group(1).lower(), m.group(2).strip()
+        if speaker == self._last_speaker:
+            return None  # a reply wrapped over lines, or the same speaker again: not a turn
+        self._last_speaker = speaker
+        replies = self._turns.setdefault(speaker, deque(maxlen=self.settings.turn_copies))
+        replies.append(said)
+        copies = self.settings.turn_copies
+        if len(replies) < copies or len(set(replies)) != 1:
+            return None
+        if len(tokens(said)) < 4 or not _is_prose(said):
+            return None  # `ok`, `yes`: short answers repeat in healthy chats
+        replies.clear()
+        return (
+            f"{speaker} gave the same reply {copies} turns in a row: {clip(said, 80)!r}",
+            (clip(stripped),),
+        )
 
     def _judge_paragraph(self, key: str) -> tuple[str, tuple[str, ...]] | None:
         """A paragraph of two lines or more (lines between blank lines) said again, word for

@@ -53,7 +53,7 @@ from pydantic import Field
 
 from supervisor.events import Anomaly, Eval, Event, Metric, Severity
 from supervisor.rules.base import Rule, RuleSettings, fmt_value
-from supervisor.rules.names import is_grad_norm, is_train_loss, is_val_loss
+from supervisor.rules.names import is_grad_norm, is_loss_part, is_train_loss, is_val_loss
 
 _NOISE_MIN = 8  # values before a series' own noise is judged
 
@@ -69,16 +69,24 @@ class _Baseline:
     _REFRESH = 4
 
     def __init__(
-        self, window: int, min_jump: float = 0.0, factor: float = 1.0, noise: float = 0.0
+        self,
+        window: int,
+        min_jump: float = 0.0,
+        factor: float = 1.0,
+        noise: float = 0.0,
+        quiet: tuple[int, float, float] = (0, 0.0, 0.0),
     ) -> None:
         self.values: deque[float] = deque(maxlen=window)
         self._noise = noise
+        # (values needed, factor, robust std devs): a jump in a quiet series (off when 0).
+        self._quiet = quiet
         self.median = 0.0
         self._stale = 0
         self._min_jump = min_jump
         self._factor = factor
         # What a value must exceed to be a spike, for this median (computed when it changes).
         self.limit = min_jump
+        self.noise_jump = 0.0  # what `noise` asks of a jump, for this window
         self.in_spike = False  # the last value was one
 
     def refresh(self) -> float:
@@ -86,13 +94,25 @@ class _Baseline:
         n = len(ordered)
         self.median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
         jump = max(self._min_jump, (self._factor - 1) * abs(self.median))
+        mad = sorted(abs(v - self.median) for v in ordered)[n // 2]
         if self._noise > 0 and n >= _NOISE_MIN:
             # A series as noisy as per-batch losses of small batches (0.1 .. 2.6 around 0.7)
             # swings past `factor` x its median without anything breaking: the jump must also
             # clear `noise` robust standard deviations (1.4826 x the median absolute deviation).
-            mad = sorted(abs(v - self.median) for v in ordered)[n // 2]
             jump = max(jump, self._noise * 1.4826 * mad)
+        quiet_min, quiet_factor, quiet_sigmas = self._quiet
+        if quiet_min and n >= quiet_min:
+            # A z-score over the window: a quiet series (an averaged loss that moves by a
+            # percent from print to print) that jumps by half again and by `quiet_sigmas` of
+            # its own robust deviations has broken, even below `factor` x (0.77 -> 1.53).
+            # The spread is floored at 1% of the level: four equal values have no spread.
+            spread = 1.4826 * max(mad, 0.01 * abs(self.median))
+            quiet_jump = max(
+                self._min_jump, (quiet_factor - 1) * abs(self.median), quiet_sigmas * spread
+            )
+            jump = min(jump, quiet_jump)
         self.limit = self.median + jump
+        self.noise_jump = self._noise * 1.4826 * mad if self._noise > 0 and n >= _NOISE_MIN else 0.0
         self._stale = 0
         return self.median
 
@@ -129,6 +149,27 @@ class JumpSettings(RuleSettings):
     olmo_window: int = Field(128, ge=2, description="`olmo`: recent values for mean and std.")
     olmo_sigmas: float = Field(6.0, gt=0, description="`olmo`: standard deviations above the mean.")
     olmo_min: int = Field(16, ge=2, description="`olmo`: values needed before judging.")
+    quiet_min: int = Field(
+        4, ge=0, description="`median`: values before a quiet series' own spread counts (0: off)."
+    )
+    quiet_factor: float = Field(
+        1.5, gt=1, description="...then a value this many times the median is a spike..."
+    )
+    quiet_sigmas: float = Field(
+        10.0, gt=0, description="...when it is also this many robust std devs above it."
+    )
+    fall_run: int = Field(
+        3,
+        ge=0,
+        description="`median`: after this many falls in a row the last value is the "
+        "baseline (the median lags a falling series; 0: off).",
+    )
+    part_factor: float = Field(
+        10.0,
+        ge=0,
+        description="A part of the loss (`loss_rpn_cls`) above this many times its "
+        "median and above `absurd` is a spike (0: parts are not watched).",
+    )
 
 
 class GradNormSettings(JumpSettings):
@@ -141,6 +182,11 @@ class GradNormSettings(JumpSettings):
     absurd_first: float = Field(
         1000.0, ge=0, description="...except the first one, before any update: above this."
     )
+    # Grad norms are judged against the median alone: they swing by half from step to step
+    # in healthy runs and fall steeply in the first steps.
+    quiet_min: int = Field(0, ge=0, description="`median`: quiet-series check (0: off).")
+    fall_run: int = Field(0, ge=0, description="`median`: falling-series baseline (0: off).")
+    part_factor: float = Field(0.0, ge=0, description="Grad norms have no parts (0: off).")
 
 
 class _JumpRule(Rule):
@@ -179,11 +225,17 @@ class _JumpRule(Rule):
         s = self.settings
         base = self._series.get(key)
         if base is None:
-            base = self._series[key] = _Baseline(s.window, s.min_jump, s.factor, s.noise)
+            quiet = (s.quiet_min, s.quiet_factor, s.quiet_sigmas)
+            base = self._series[key] = _Baseline(s.window, s.min_jump, s.factor, s.noise, quiet)
         if s.method != "median":
             return self._check_other(key, value, event, base)
         message = ""
-        if len(base.values) >= s.warmup and value > base.limit:
+        # The cached limit lags by up to `_REFRESH` values; a quiet series' limit may sit just
+        # above its median, so anything `min_jump` above the median is judged exactly.
+        near = s.quiet_min and len(base.values) >= s.quiet_min and value > base.median + s.min_jump
+        if len(base.values) >= s.warmup and (
+            near or value > base.limit or value > self._fall(base)
+        ):
             median = base.refresh()  # exact before judging
             if value > base.limit:
                 message = (
@@ -191,6 +243,12 @@ class _JumpRule(Rule):
                     f"{value / median:.1f}x)" if median > 0 else
                     f"{key} spiked to {fmt_value(value)} (baseline {fmt_value(median)})"
                 )  # fmt: skip
+            elif value > self._fall(base):
+                level = base.values[-1]
+                message = (
+                    f"{key} spiked to {fmt_value(value)} from {fmt_value(level)} after "
+                    f"{s.fall_run} falls in a row ({value / level:.1f}x)"
+                )
         # A metric that lives at that scale (a summed or per-sequence loss, an ELBO) is judged
         # by its baseline alone: once its median is half of `absurd`, absurd says nothing.
         at_scale = len(base.values) >= s.warmup and base.median * 2 >= s.absurd
@@ -210,6 +268,23 @@ class _JumpRule(Rule):
             return None
         where = f" at step {event.step}" if event.step is not None else ""
         return self.anomaly(Severity.WARNING, message + where, event.ts, event.lineno)
+
+    def _fall(self, base: _Baseline) -> float:
+        """What a value must exceed when the series just fell `fall_run` times in a row.
+
+        A loss falling steeply (15.5, 13, 3.8, 2.4, 1.4) leaves its window's median far above
+        where it stands, so a jump back to 5.8 (4x) is under `factor` x the median; its level
+        is the last value. The jump must still clear `min_jump` and the window's noise.
+        """
+        s = self.settings
+        values = base.values
+        k = s.fall_run
+        if not k or len(values) <= k:
+            return math.inf
+        if any(values[-i - 1] <= values[-i] for i in range(1, k + 1)):
+            return math.inf
+        level = values[-1]
+        return level + max(s.min_jump, (s.factor - 1) * abs(level), base.noise_jump)
 
     def _check_other(
         self, key: str, value: float, event: Metric, base: _Baseline
@@ -247,11 +322,61 @@ class _JumpRule(Rule):
 
 
 class SpikeRule(_JumpRule):
+    """The training loss against its moving median; the loss's parts only when they blow up.
+
+    A detector logs its loss's terms (`loss_rpn_cls`, `loss_bbox`) beside the total, and a
+    line cut before the total (or a log of the terms alone) shows the blow-up only in a term:
+    `loss_rpn_cls` 0.3 -> 156. Terms are noisier than their sum and some switch on late (0 ->
+    0.5), so a term counts only far out: above `part_factor` (Megatron's 10) times its median
+    and above `absurd`, or a first value above `absurd_first`.
+    """
+
     name = "spike"
     Settings = JumpSettings
 
+    def __init__(self, settings: JumpSettings | None = None) -> None:
+        super().__init__(settings)
+        self._parts: dict[str, deque[float]] = {}
+        # One episode for all parts: a blow-up shows in several terms at once (`d0.loss_cls`,
+        # `d1.loss_cls`, ...) or on consecutive lines (Caffe prints one term a line).
+        self._parts_spiking = False
+        self._parts_were = False
+        self._parts_line = -1
+
     def wants(self, key: str) -> bool:
-        return is_train_loss(key)
+        return is_train_loss(key) or (self.settings.part_factor > 0 and is_loss_part(key))
+
+    def _check(self, key: str, value: float, event: Metric) -> Anomaly | None:
+        if is_train_loss(key):
+            return super()._check(key, value, event)
+        s = self.settings
+        recent = self._parts.get(key)
+        if recent is None:
+            recent = self._parts[key] = deque(maxlen=s.window)
+        message = ""
+        if not recent:
+            if s.absurd_first > 0 and value > s.absurd_first:
+                message = f"{key} is {fmt_value(value)}, above {fmt_value(s.absurd_first)}"
+        elif len(recent) >= s.warmup and s.absurd > 0 and value > s.absurd:
+            median = statistics.median(recent)
+            if median > 0 and value > s.part_factor * median and median * 2 < s.absurd:
+                message = (
+                    f"{key} spiked to {fmt_value(value)} (baseline {fmt_value(median)}, "
+                    f"{value / median:.0f}x)"
+                )
+        recent.append(value)
+        if event.lineno != self._parts_line:  # a new line: was any part spiking on the last?
+            self._parts_line = event.lineno
+            was, self._parts_spiking = self._parts_spiking, False
+            self._parts_were = was
+        if not message:
+            return None
+        spiking_before = self._parts_were or self._parts_spiking
+        self._parts_spiking = True
+        if spiking_before:
+            return None
+        where = f" at step {event.step}" if event.step is not None else ""
+        return self.anomaly(Severity.WARNING, message + where, event.ts, event.lineno)
 
 
 class GradNormRule(_JumpRule):
@@ -266,6 +391,10 @@ class DivergenceSettings(RuleSettings):
     evals: int = Field(3, ge=1, description="Evaluations in a row above the best to report.")
     min_rise: float = Field(0.05, ge=0, description="Rise over the best, as a fraction of it.")
     min_rise_abs: float = Field(0.1, ge=0, description="...and at least this much in absolute.")
+    jump_factor: float = Field(
+        3.0, ge=0, description="One evaluation this many times the best reports at once (0: off)."
+    )
+    jump_after: int = Field(2, ge=1, description="...once this many evaluations came before it.")
 
 
 class DivergenceRule(Rule):
@@ -280,6 +409,7 @@ class DivergenceRule(Rule):
         self._above: dict[str, int] = {}
         self._reported: dict[str, bool] = {}
         self._wanted: dict[str, bool] = {}
+        self._seen: dict[str, int] = {}
 
     def on_event(self, event: Event) -> list[Anomaly]:
         assert isinstance(event, (Metric, Eval))
@@ -300,6 +430,7 @@ class DivergenceRule(Rule):
 
     def _check(self, key: str, value: float, event: Metric | Eval) -> Anomaly | None:
         s = self.settings
+        seen = self._seen[key] = self._seen.get(key, 0) + 1
         best = self._best.get(key)
         if best is None or value < best:
             self._best[key] = value
@@ -311,14 +442,28 @@ class DivergenceRule(Rule):
             self._above[key] = self._above.get(key, 0) + 1
         else:
             self._above[key] = 0
-        if self._above[key] < s.evals or self._reported.get(key):
+        # A validation loss that jumps to several times its best at one evaluation (0.58 ->
+        # 2.30, accuracy back to chance) is the evaluation's own spike: no need to wait for
+        # `evals` more. A first evaluation or two are no baseline yet.
+        jumped = (
+            s.jump_factor > 0
+            and seen > s.jump_after
+            and best > 0
+            and value - best > rise
+            and value >= s.jump_factor * best
+        )
+        if (self._above[key] < s.evals and not jumped) or self._reported.get(key):
             return None
         self._reported[key] = True
         where = f" at step {event.step}" if event.step is not None else ""
-        return self.anomaly(
-            Severity.WARNING,
-            f"{key} rising: {fmt_value(value)}{where}, {self._above[key]} evaluations above "
-            f"the best {fmt_value(best)}",
-            event.ts,
-            event.lineno,
-        )
+        if self._above[key] < s.evals:
+            message = (
+                f"{key} jumped to {fmt_value(value)}{where}, {value / best:.1f}x the best "
+                f"{fmt_value(best)}"
+            )
+        else:
+            message = (
+                f"{key} rising: {fmt_value(value)}{where}, {self._above[key]} evaluations "
+                f"above the best {fmt_value(best)}"
+            )
+        return self.anomaly(Severity.WARNING, message, event.ts, event.lineno)

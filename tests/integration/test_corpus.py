@@ -150,8 +150,6 @@ KNOWN_MISSES = {
     # holdout/ (seen file by file from the third pass on):
     "321_nan_fairseq-loss-scale.log": "the rule reports the loss scale below 1 at line 1 (0.0625:"
     " unscaled gradients overflow); the label marks where it falls below 0.01",
-    "348_spike_entrenar-qlora.log": "a 4x jump after a steep fall: 5 sparse values, the"
-    " median (3.8) lags the last value (1.43)",
     # unseen/ (blind in the third pass, tuning data from the fourth; classes in the README):
     "405_repetition_llama-cpp.log": "a 20-line chat block said 1.6 times: longer than max_block"
     " (12) and its second copy never completes",
@@ -159,16 +157,28 @@ KNOWN_MISSES = {
     " (line 12); the label marks where that copy starts (line 7)",
     "418_repetition_tensorflow.log": "every prediction is a run of one digit: digits are filler"
     " (healthy logs repeat them), and the rows differ in their label column",
-    "423_spike_mmdet.log": "a component loss (loss_rpn_cls) jumps on a line cut before the total"
-    " loss; spike watches the training loss, not its parts",
-    "434_spike_custom-loop.log": "val_loss 0.58 -> 2.30 is 1.6x its median over 5 noisy epochs;"
-    " the label marks the first jump of an oscillation seen in hindsight",
     "435_repetition_gemini-cli.log": "a block of two lines of one and two words repeated 9 times:"
     " too short for the block rules, under plain_lines (12) copies",
     "436_repetition_faster-whisper.log": "the same line 4 times back to back, then pairs: what"
     " every rank prints looks the same (plain_lines 12)",
     "442_spike_keras.log": "the excerpt starts at the anomaly (val_loss 14 vs loss 0.08 at line 1):"
     " no baseline before it; divergence reports at line 11",
+    # dev/ 700-736 (collected in the fifth pass, labelled before any scan; README):
+    "715_repetition_open-flamingo.log": "a caption said twice, the third copy cut by the token"
+    " limit: two copies are what healthy text says too",
+    "725_spike_bert-sentiment-val-rising.log": "two evaluations only (epoch 1 and 29): the rise"
+    " (0.038 -> 0.092) is under min_rise_abs and no run of evaluations shows it",
+    "726_spike_hasktorch-xor.log": "unnamed values (`Tensor Float []  0.5117`): no metric is read",
+    "727_spike_keras-midrun.log": "the excerpt starts inside the blow-up (running loss ~9000): no"
+    " baseline, and a loss of 9000 is some models' healthy scale",
+    "732_spike_fairseq-gnorm-rising.log": "a grad norm creeping up 2.6 -> 3.4 before the"
+    " explosion (cut from the excerpt): a trend, not a spike",
+    "734_spike_caffe-sphereface.log": "a loss climbing ~12% a print (35.8 -> 47.7): a slow"
+    " divergence of the training loss, under every spike definition",
+    "735_repetition_imp-json-loop.log": "a JSON pair said 4 times before the poster's '...': under"
+    " phrase_copies (5)",
+    "736_repetition_open-flamingo-ordinals.log": "a list item repeated with its ordinal changing,"
+    " 4 copies within one line: ordinals are not masked within a line",
 }
 
 
@@ -253,16 +263,25 @@ def test_held_out_figures_hold_their_floor() -> None:
     floors = {
         "dev": {"nan": (1.0, 1.0), "oom": (1.0, 0.9), "repetition": (1.0, 0.88),
                 "spike": (1.0, 1.0), "stall": (1.0, 1.0), "normal": (0.89, 1.0)},
+        # dev/ 700-736, added in the fifth pass (spike, repetition and their healthy look-alikes)
+        "dev700": {"repetition": (1.0, 0.76), "spike": (1.0, 0.58), "normal": (0.6, 1.0)},
         "test": {"nan": (1.0, 1.0), "oom": (1.0, 1.0), "repetition": (1.0, 0.87),
                  "spike": (1.0, 1.0), "stall": (1.0, 1.0), "normal": (0.94, 1.0)},
         "holdout": {"nan": (0.9, 0.9), "oom": (1.0, 1.0), "repetition": (1.0, 1.0),
-                    "spike": (1.0, 0.0), "stall": (1.0, 1.0), "normal": (0.96, 1.0)},
+                    "spike": (1.0, 1.0), "stall": (1.0, 1.0), "normal": (1.0, 1.0)},
         "unseen": {"nan": (0.92, 1.0), "oom": (1.0, 1.0), "repetition": (0.91, 0.68),
-                   "spike": (0.81, 0.75), "stall": (1.0, 1.0), "normal": (0.8, 1.0)},
+                   "spike": (0.84, 0.91), "stall": (1.0, 1.0), "normal": (0.86, 1.0)},
     }  # fmt: skip
+    groups: dict[str, list] = {}
     for half in HALVES:
-        scored = [score_file(HELD_OUT / half, row) for row in read_index(HELD_OUT / half)]
+        for row in read_index(HELD_OUT / half):
+            # dev/ keeps its floors on the files they were set on; the fifth pass's have theirs
+            group = "dev700" if half == "dev" and int(row["file"][:3]) >= 700 else half
+            groups.setdefault(group, []).append(score_file(HELD_OUT / half, row))
+    for half, scored in groups.items():
         for label, fig in figures(scored).items():
+            if label not in floors[half]:
+                continue  # (dev700 holds spike, repetition and healthy files only)
             precision, recall = floors[half][label]
             # (a label the scan never gives has no precision to lose: no false alarm of it)
             assert fig.said == 0 or fig.precision >= precision, (half, label, fig)
