@@ -82,6 +82,11 @@ separator, bar, digit and space characters, or padding tokens (`<pad>`, `<|endof
 boxes or replacement characters (`□`, U+FFFD: tokens the terminal cannot draw) counts, except
 beside a progress bar's `■`/`█`. Progress bars reach the rules as `Progress`.
 
+A chat transcript whose assistant gives the same reply, word for word, to `turn_copies` turns
+in a row (`gpt: Anything else I can help with?` after every user line) has looped, though no
+line repeats back to back; replies under 4 tokens (`OK.`) never count. Android's logcat lines
+(`I/tag(pid): ...`) are log records.
+
 When a recipe says how samples are printed (`patterns` with a `sample` group, and `prompt` and
 `step` groups if it likes), those lines reach the rule as `Sample`s and are judged as samples.
 

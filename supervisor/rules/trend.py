@@ -26,6 +26,17 @@ the one before it is the series settling; a loss of 1e4 or a first grad norm of 
 run's 4230 at step 5) is still a run blown up from the start, and a rise above `absurd` (55,
 then 156) a blow-up.
 
+What practitioners call a spike is also a jump against the series' own level and noise, so
+the median method has two more ways to see one. A quiet series (an averaged loss that moves a
+percent from print to print) that jumps by half again (`quiet_factor`) and by `quiet_sigmas`
+(10) robust standard deviations of its window, from `quiet_min` (4) values on, is a spike below
+`factor` x (a loss doubling on the first step of an epoch, 0.77 -> 1.53); the spread is floored
+at 1% of the level, so a flat series is not infinitely quiet. After `fall_run` (3) falls in a
+row the baseline is the last value, not the median that lags a steep fall (15.5 ... 1.43, then
+5.82). The parts of the loss (`loss_rpn_cls`, `s0.loss_bbox`) count only far out: above
+`part_factor` (Megatron's 10) times their median and above `absurd` (a line cut before its
+total shows the blow-up in a part only). Grad norms keep the median alone.
+
 Two other definitions of a loss spike are settings (`method`), for runs that follow them:
 `megatron`, Megatron-LM's check: a loss above `megatron_factor` (10) times the largest loss of
 the first `megatron_first` (100) values; `olmo`, OLMo's: above the mean plus `olmo_sigmas` (6)
@@ -36,7 +47,8 @@ the copy changes neither the median nor the episode, so it is never a spike of i
 
 `divergence` watches the validation loss: it reports when the last `evals` evaluations all lie
 above the best one seen by more than max(min_rise * |best|, min_rise_abs) — a sustained rise,
-not one noisy evaluation.
+not one noisy evaluation; or at once when one evaluation reaches `jump_factor` (3) times the
+best after `jump_after` (2) evaluations (0.58, then 2.30 with the accuracy back at chance).
 
 De-duplication: one report per episode. A spike episode ends when a value falls back under the
 threshold; a divergence episode ends when the validation loss makes a new best.
