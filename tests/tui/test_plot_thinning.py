@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 
-from tui.widgets.plots import thin
+from textual.app import App, ComposeResult
+
+from tui.widgets.plots import MetricPlot, thin
 
 
 def series(n: int, seed: int = 3) -> list[tuple[float, float]]:
@@ -58,3 +60,37 @@ def test_a_step_counter_that_starts_again_is_thinned_without_losing_a_point_kind
     assert len(drawn) <= 2 * 100 + 2
     order = {p: i for i, p in enumerate(points)}
     assert [order[p] for p in drawn] == sorted(order[p] for p in drawn)  # kept in their order
+
+
+def test_xs_near_the_float_limit_are_thinned() -> None:
+    """Steps read from a log can be any size a float holds: a span over the float limit
+    (-1.5e308 .. 1.5e308) must not overflow to a slice number of NaN."""
+    points = [((i - 2500) * 6e304, float(i % 10)) for i in range(5000)]
+    points[2500] = (points[2500][0], 99.0)
+    drawn = thin(points, 100)
+    assert len(drawn) <= 2 * 100 + 2 and points[2500] in drawn
+    assert drawn[0] == points[0] and drawn[-1] == points[-1]
+
+
+class PlotApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield MetricPlot("loss")
+
+
+async def test_a_series_plotext_cannot_draw_does_not_end_the_app() -> None:
+    """Values near the float limit (a best-so-far printed as sys.float_info.max) overflow
+    plotext's axis arithmetic: the plot says so, the app goes on, and the next series draws."""
+    app = PlotApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        plot = app.query_one(MetricPlot)
+        for odd in (
+            [(float(i), 1.7e308 if i % 2 else 0.0) for i in range(500)],
+            [((i - 2500) * 6e304, float(i % 10)) for i in range(5000)],
+        ):
+            plot.show(odd)
+            await pilot.pause()
+            assert app.is_running
+            assert "cannot draw" in str(plot.render())
+        plot.show([(float(i), 2.0 - i / 100) for i in range(100)])
+        await pilot.pause()
+        assert "cannot draw" not in str(plot.render())

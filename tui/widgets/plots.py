@@ -7,8 +7,10 @@ Plotting is plotext through textual-plotext; the data comes from `tui.state.RunV
 
 from __future__ import annotations
 
+import math
 import time
 
+from rich.text import Text
 from textual.app import ComposeResult, RenderResult
 from textual.containers import Grid
 from textual.widgets import Static
@@ -40,15 +42,16 @@ def thin(points: list[tuple[float, float]], buckets: int) -> list[tuple[float, f
         return points
     xs = [p[0] for p in points]
     x0, x1 = min(xs), max(xs)
-    width = (x1 - x0) / buckets
-    if not width > 0:  # one x for all: nothing to bin by
+    # Halves: xs near the float limit (1.8e308) would give a span of inf, and slices of NaN.
+    width = (x1 / 2 - x0 / 2) / buckets
+    if not 0 < width < math.inf:  # one x for all: nothing to bin by
         return points
     low: dict[int, int] = {}  # slice -> index of its lowest point (the first of equals)
     high: dict[int, int] = {}
     last = buckets - 1
     for i in range(1, n - 1):
         x, y = points[i]
-        b = min(last, int((x - x0) / width))
+        b = min(last, int((x / 2 - x0 / 2) / width))
         at = low.get(b)
         if at is None:
             low[b] = high[b] = i
@@ -72,7 +75,14 @@ class MetricPlot(PlotextPlot):
 
     def render(self) -> RenderResult:
         started = time.monotonic()
-        out = super().render()
+        try:
+            out = super().render()
+        except (ArithmeticError, ValueError):
+            # plotext's axis arithmetic overflows on values near the float limit (a best-so-far
+            # printed as sys.float_info.max): one plot says so rather than the app ending.
+            out = Text(
+                f"{TITLES.get(self.series_name, self.series_name)}: cannot draw these values"
+            )
         self.render_secs = time.monotonic() - started
         return out
 
