@@ -339,6 +339,9 @@ def _executor_of(row: sqlite3.Row) -> dict[str, object] | None:
     return described if isinstance(described, dict) else None
 
 
+_MIN_STEP, _MAX_STEP = -(2**63), 2**63 - 1
+
+
 def metric_rows(run_id: str, events: Iterable[object]) -> list[MetricValues]:
     """Flatten `Metric`/`Eval` events into one row per value, as the `metrics` table's
     (run_id, step, name, value, ts, lineno, kind); other events are skipped. Plain tuples: a
@@ -350,6 +353,8 @@ def metric_rows(run_id: str, events: Iterable[object]) -> list[MetricValues]:
         if type(ev) is Metric or type(ev) is Eval:  # exact types: the test costs less
             label = "metric" if type(ev) is Metric else "eval"
             step, ts, lineno = ev.step, ev.ts, ev.lineno
+            if step is not None and not _MIN_STEP <= step <= _MAX_STEP:
+                step = None  # past SQLite's 64-bit integers: a seed or an id read as a step
             for name, value in ev.values.items():
                 add((run_id, step, name, float(value), ts, lineno, label))
     return rows

@@ -65,6 +65,27 @@ def test_record_batch_stores_metrics_and_offset_together(tmp_path: Path) -> None
     assert rec is not None and (rec.offset, rec.lineno) == (321, 5)
 
 
+def test_a_step_too_big_for_sqlite_is_stored_without_its_step(tmp_path: Path) -> None:
+    """`step 99999999999999999999` (a run id or a seed read as a step) is past SQLite's 64-bit
+    integers: the values are kept without a step, and the batch (offset, the rows around it)
+    is written, not lost to an OverflowError."""
+    h = History(tmp_path / "ftmon.db")
+    add(h, "r1", 1.0)
+    events = [
+        Metric(lineno=1, ts=5.0, values={"loss": 2.5}, step=10**20),
+        Metric(lineno=2, ts=5.0, values={"loss": 2.4}, step=-(10**20)),
+        Metric(lineno=3, ts=5.0, values={"loss": 2.3}, step=2**63 - 1),
+    ]
+    h.record_batch("r1", events=events, offset=99, lineno=3)
+    assert [(r.step, r.value) for r in h.metrics("r1")] == [
+        (None, 2.5),
+        (None, 2.4),
+        (2**63 - 1, 2.3),
+    ]
+    rec = h.get("r1")
+    assert rec is not None and (rec.offset, rec.lineno) == (99, 3)
+
+
 def test_resolve_by_prefix_last_and_ambiguity(tmp_path: Path) -> None:
     """`last`, a unique prefix and a full id find a run; an ambiguous prefix names the options."""
     h = History(tmp_path / "ftmon.db")
