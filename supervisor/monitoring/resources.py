@@ -13,6 +13,7 @@ import contextlib
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -212,12 +213,13 @@ def _psutil_stat(pid: int) -> ProcStat | None:
 
 
 class ResourceProbe:
-    """Samples one process tree; keep one probe per watched pid (it remembers CPU times)."""
+    """Samples one run's processes: the tree of one pid, or the trees of a set of pids (a Slurm
+    job's processes on this node). Keep one probe per run (it remembers CPU times)."""
 
     def __init__(self, gpu: GpuSource | None = None, *, children_secs: float = 2.0) -> None:
         self._gpu = gpu if gpu is not None else default_nvml()
         self.children_secs = children_secs
-        self._pid: int | None = None
+        self._roots: tuple[int, ...] | None = None
         self._children: list[int] = []
         self._children_at = float("-inf")
         self._start: dict[int, int] = {}  # pid -> start ticks when first seen
@@ -225,22 +227,44 @@ class ResourceProbe:
 
     def sample(self, pid: int, ts: float) -> ResourceSample | None:
         """Memory and CPU of `pid` and its descendants now; None if `pid` is gone."""
-        if pid != self._pid:
-            self._reset(pid)
+        return self.sample_many((pid,), ts)
+
+    def sample_many(self, pids: Sequence[int], ts: float) -> ResourceSample | None:
+        """Memory and CPU of the trees of `pids` now, each process counted once (GPU memory
+        too); None if none of them is left. The sample's `pid` is the first one."""
+        roots = tuple(dict.fromkeys(pids))
+        if roots != self._roots:
+            # Another set (a job's processes come and go): the descendants are walked again;
+            # CPU times and start ticks are per pid, so they carry over.
+            self._roots = roots
+            self._children_at = float("-inf")
         now = time.monotonic()
-        root = read_stat(pid)
-        if root is None or root.zombie or self._start.setdefault(pid, root.start) != root.start:
-            self._reset(None)
+        alive: dict[int, ProcStat] = {}
+        for root in roots:
+            st = read_stat(root)
+            # Gone, a zombie, or the pid reused by another process: not the run's any more.
+            if st is None or st.zombie or self._start.setdefault(root, st.start) != st.start:
+                continue
+            alive[root] = st
+        if not alive:
+            self._reset()
             return None
         if now - self._children_at >= self.children_secs:
-            self._children = descendant_pids(pid)
+            seen = set(roots)
+            children = []
+            for root in alive:
+                for child in descendant_pids(root):
+                    if child not in seen:
+                        seen.add(child)
+                        children.append(child)
+            self._children = children
             self._children_at = now
         rss = 0
         cpu = 0.0
         counted = []
         cpu_seen: dict[int, tuple[int, float]] = {}
-        for one in [pid, *self._children]:
-            st = root if one == pid else read_stat(one)
+        for one in [*alive, *self._children]:
+            st = alive.get(one) or read_stat(one)
             # Gone mid-walk, a zombie, or the pid reused since the last refresh: skipped.
             if st is None or st.zombie or self._start.setdefault(one, st.start) != st.start:
                 continue
@@ -251,13 +275,15 @@ class ResourceProbe:
             cpu_seen[one] = (st.cpu_ticks, now)
             counted.append(one)
         self._cpu = cpu_seen  # forget the processes that ended
+        if len(self._start) > 4 * len(counted) + 64:  # a long job's short-lived processes
+            self._start = {p: t for p, t in self._start.items() if p in cpu_seen}
         try:
             available = psutil.virtual_memory().available
         except (OSError, psutil.Error):
             available = 0
         sample = ResourceSample(
             ts=ts,
-            pid=pid,
+            pid=roots[0],
             host_rss_gb=rss / GB,
             host_available_gb=available / GB,
             cpu_percent=cpu,
@@ -267,8 +293,8 @@ class ResourceProbe:
             return sample
         return self._with_gpu(sample, set(counted))
 
-    def _reset(self, pid: int | None) -> None:
-        self._pid = pid
+    def _reset(self) -> None:
+        self._roots = None
         self._children = []
         self._children_at = float("-inf")
         self._start = {}

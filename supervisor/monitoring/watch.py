@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from supervisor.events import Anomaly, Eval, Event, Exit, Metric, ResourceSample, Severity
 from supervisor.monitoring.resources import ResourceProbe
@@ -27,7 +27,13 @@ from supervisor.reading.tail import Tail, follow, iter_file_lines
 from supervisor.rules.exit import describe_exit  # one wording for how a process ended
 from supervisor.runs.executors.process import wait_pid_exit
 
+if TYPE_CHECKING:
+    from supervisor.runs.executors.base import SampleTargets
+
 TICK_SECS = 1.0
+# How often the executor is asked which processes a run has (`scontrol listpids` for a Slurm
+# job: a command per ask, so every few seconds, not every sample).
+TARGETS_SECS = 3.0
 # A backlog (`--from-start`, a reattach, a run printing faster than it is read) is read this
 # much at a time: a batch's lines and events live together, so the bytes per read bound the
 # memory (bench/tui.py --follow: three runs caught up at once peaked at 194 MB with 4 MiB
@@ -178,6 +184,8 @@ async def watch_log(
     on_resource: Callable[[ResourceSample], None] | None = None,
     tick_secs: float = TICK_SECS,
     exited: Callable[[], Awaitable[Exit]] | None = None,
+    targets: Callable[[], SampleTargets] | None = None,
+    targets_secs: float = TARGETS_SECS,
 ) -> WatchSummary:
     """Follow `path` until `pid` exits or `stop` is set; every event goes to `on_event`.
 
@@ -185,7 +193,10 @@ async def watch_log(
     (`from_start`) or after its last complete line. With `pid`, its tree's memory is sampled every
     `poll_secs` and its exit (identified by `start_time` when known) is fed to the Monitor after
     the last lines it wrote have been read. `exited` (an executor's `wait`) says when the run
-    ended instead of waiting on `pid`. Raises OSError if the file cannot be opened.
+    ended instead of waiting on `pid`. `targets` (an executor's `sample_pids`, asked every
+    `targets_secs` in a worker thread) names the processes to sample instead of `pid`'s tree;
+    its note, when it has one, is said once as an INFO anomaly of rule `resources`. Raises
+    OSError if the file cannot be opened.
     """
     path = Path(path)
     if offset is None:
@@ -225,10 +236,26 @@ async def watch_log(
                 emit(_guarded(monitor.tick, clock()))
 
     async def sample() -> None:
-        assert pid is not None
         prober = probe if probe is not None else ResourceProbe()
+        roots: tuple[int, ...] = (pid,) if pid is not None else ()
+        asked = float("-inf")
+        again = targets_secs
+        said: set[str] = set()
         while not stop.is_set():
-            got = prober.sample(pid, clock())
+            if targets is not None and time.monotonic() - asked >= again:
+                asked = time.monotonic()
+                try:
+                    found = await asyncio.to_thread(targets)
+                except Exception:  # the watch goes on with the processes it had
+                    log.exception("ftmon: asking which processes to sample failed")
+                else:
+                    roots = found.pids
+                    # None yet (a job just leaving the queue): asked again sooner.
+                    again = targets_secs if roots or found.note else min(1.0, targets_secs)
+                    if found.note and found.note not in said:
+                        said.add(found.note)
+                        emit([Anomaly("resources", Severity.INFO, found.note, clock())])
+            got = prober.sample_many(roots, clock()) if roots else None
             if got is not None:
                 if on_resource is not None:
                     on_resource(got)
@@ -260,7 +287,7 @@ async def watch_log(
     waiter = None
     if pid is not None or exited is not None:
         waiter = asyncio.create_task(wait_for_pid())
-    if pid is not None:
+    if pid is not None or targets is not None:
         others.append(asyncio.create_task(sample()))
     try:
         await stop.wait()

@@ -215,6 +215,7 @@ class RunWatching:
                 clock=self.clock,
                 on_resource=lambda s: self._emit(ResourcesObserved(run.run_id, s.ts, s)),
                 exited=lambda: self.executor.wait(run.handle),
+                targets=lambda: self.executor.sample_pids(run.handle),
             )  # fmt: skip
         except OSError as exc:
             print(f"ftmon: {run.run_id}: cannot read {run.log_path}: {exc}", file=sys.stderr)

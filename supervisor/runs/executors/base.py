@@ -62,6 +62,16 @@ class RunHandle:
         return self.logs[0]
 
 
+@dataclass(frozen=True, slots=True)
+class SampleTargets:
+    """Which processes' memory and CPU stand for a run now: the trees of `pids` (none while a
+    job waits in the queue). `note` says why nothing of the run can be sampled (a Slurm job on
+    another node); the watcher says it once, at INFO."""
+
+    pids: tuple[int, ...] = ()
+    note: str = ""
+
+
 @runtime_checkable
 class KillResult(Protocol):
     """What a kill did (signals.KillReport is one): whether nothing of the run is left, and one
@@ -85,7 +95,9 @@ class Executor(Protocol):
     - `kill` terminates, waits up to `grace` seconds, then forces, and reports what is left;
       it is safe on a paused run and on a run that has already ended;
     - `wait` returns the run's `Exit` when it ends (returncode None where nobody can know it);
-    - `alive` is False once the run ended or the pid names another process.
+    - `alive` is False once the run ended or the pid names another process;
+    - `sample_pids` names the processes whose trees the resource rules read (asked every few
+      seconds: a job's processes come and go), never raises.
     """
 
     name: str
@@ -103,6 +115,8 @@ class Executor(Protocol):
     def alive(self, handle: RunHandle) -> bool: ...
 
     async def wait(self, handle: RunHandle) -> Exit: ...
+
+    def sample_pids(self, handle: RunHandle) -> SampleTargets: ...
 
     def describe(self, handle: RunHandle) -> dict[str, Any]:
         """The handle as JSON-able data for history (`handle_from` reads it back)."""

@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from supervisor.events import Exit
-from supervisor.runs.executors.base import Executor, KillResult, LaunchSpec, RunHandle
+from supervisor.runs.executors.base import (
+    Executor,
+    KillResult,
+    LaunchSpec,
+    RunHandle,
+    SampleTargets,
+)
 from supervisor.runs.executors.local import LocalExecutor
 from supervisor.runs.executors.slurm import SlurmExecutor, SlurmOptions
 from supervisor.runs.executors.slurm_cli import SlurmCli, SlurmError
@@ -75,6 +81,9 @@ class ByHandle:
 
     async def wait(self, handle: RunHandle) -> Exit:
         return await self.of(handle.executor).wait(handle)
+
+    def sample_pids(self, handle: RunHandle) -> SampleTargets:
+        return self.of(handle.executor).sample_pids(handle)
 
     def describe(self, handle: RunHandle) -> dict[str, Any]:
         return self.of(handle.executor).describe(handle)

@@ -21,6 +21,7 @@ from supervisor.events import Exit
 from supervisor.runs.executors.base import (
     LaunchSpec,
     RunHandle,
+    SampleTargets,
     SpawnError,
     describe_handle,
     handle_from_description,
@@ -100,6 +101,9 @@ class FakeExecutor:
         if run is None:
             return Exit(time.time(), None)
         return await asyncio.shield(run.ended)
+
+    def sample_pids(self, handle: RunHandle) -> SampleTargets:
+        return SampleTargets()  # a fake run has no processes
 
     def describe(self, handle: RunHandle) -> dict[str, Any]:
         return describe_handle(handle)

@@ -22,6 +22,7 @@ from supervisor.runs.executors.base import (
     KillResult,
     LaunchSpec,
     RunHandle,
+    SampleTargets,
     SpawnError,
     describe_handle,
     handle_from_description,
@@ -107,6 +108,10 @@ class LocalExecutor:
 
     async def wait(self, handle: RunHandle) -> Exit:
         return await process.wait_pid_exit(handle.pid, handle.start_time)
+
+    def sample_pids(self, handle: RunHandle) -> SampleTargets:
+        """The leader's tree (torchrun: the launcher's, its ranks included)."""
+        return SampleTargets((handle.pid,) if handle.pid > 0 else ())
 
     def describe(self, handle: RunHandle) -> dict[str, Any]:
         return describe_handle(handle)

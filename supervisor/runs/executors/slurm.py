@@ -15,12 +15,17 @@ suspend` needs an operator); kill is TERM to every process, `grace` seconds, the
 (which KILLs after the cluster's KillWait). `wait` polls the job's state and returns an `Exit`
 whose `ended_by` names an end Slurm caused (time limit, preemption, node failure, OOM kill by
 cgroup): rules/job_end.py turns it into an anomaly that policies act on.
+
+Resources: the job's processes on this node (`scontrol listpids`: a one-node cluster, an
+salloc'd node) are what the vram and host_mem rules read; a job running only on other nodes is
+not sampled, and `sample_pids` says so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shlex
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -31,11 +36,12 @@ from supervisor.events import Exit
 from supervisor.runs.executors.base import (
     LaunchSpec,
     RunHandle,
+    SampleTargets,
     SpawnError,
     describe_handle,
     handle_from_description,
 )
-from supervisor.runs.executors.slurm_cli import JobInfo, SlurmCli, SlurmError
+from supervisor.runs.executors.slurm_cli import RUNNING, STOPPED, JobInfo, SlurmCli, SlurmError
 from supervisor.runs.executors.torchrun import (
     RANKS_DIR,
     TorchrunOptions,
@@ -162,6 +168,7 @@ class SlurmExecutor:
         self.cli = cli or SlurmCli()
         self.poll_secs = poll_secs
         self._last: dict[str, JobInfo] = {}
+        self._hosts: dict[str, tuple[str, ...]] = {}  # node list -> its host names
 
     def spawn(self, spec: LaunchSpec) -> RunHandle:
         script = spec.run_dir / SCRIPT_NAME
@@ -260,8 +267,46 @@ class SlurmExecutor:
                 return Exit(time.time(), info.exit_code, info.signal, ended_by=info.ended_by)
             await asyncio.sleep(self.poll_secs)
 
+    def sample_pids(self, handle: RunHandle) -> SampleTargets:
+        """The job's processes on this node (`scontrol listpids`); none while it waits in the
+        queue, and none, with a note saying why, while it runs only on other nodes."""
+        info = self._last.get(handle.job_id) or self.info(handle)  # `wait` keeps it fresh
+        if info is None or info.state not in RUNNING | STOPPED:
+            return SampleTargets()
+        pids = self.cli.listpids(handle.job_id)
+        hosts = self._hosts_of(info.nodes)
+        here = _this_host()
+        if not pids and hosts and here not in hosts:
+            where = ", ".join(hosts[:4]) + (", ..." if len(hosts) > 4 else "")
+            return SampleTargets(note=(
+                f"resources of Slurm job {handle.job_id} are not sampled: it runs on {where}, "
+                f"not on this machine ({here}); vram and host_mem see nothing of it"
+            ))  # fmt: skip
+        if pids and len(hosts) > 1:
+            note = (
+                f"resources of Slurm job {handle.job_id}: only its processes on this node "
+                f"({here}) are sampled, not those on its {len(hosts) - 1} other node(s)"
+            )
+            return SampleTargets(pids, note)
+        return SampleTargets(pids)
+
+    def _hosts_of(self, nodes: str) -> tuple[str, ...]:
+        if not nodes:
+            return ()
+        if nodes not in self._hosts:
+            try:
+                self._hosts[nodes] = tuple(h.split(".")[0] for h in self.cli.hostnames(nodes))
+            except SlurmError:
+                return ()  # unknown: not worth a note
+        return self._hosts[nodes]
+
     def describe(self, handle: RunHandle) -> dict[str, Any]:
         return describe_handle(handle)
 
     def handle_from(self, described: Mapping[str, Any]) -> RunHandle:
         return handle_from_description(described)
+
+
+def _this_host() -> str:
+    """This machine as Slurm names nodes (the short host name)."""
+    return socket.gethostname().split(".")[0]

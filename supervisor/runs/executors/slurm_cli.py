@@ -1,4 +1,5 @@
-"""Slurm's command-line tools as one seam: `sbatch`, `scancel`, `scontrol show job`, `sacct`.
+"""Slurm's command-line tools as one seam: `sbatch`, `scancel`, `scontrol show job`, `sacct`,
+`scontrol listpids` (a job's processes on this node) and `scontrol show hostnames`.
 
 Every call is an argv list with a timeout (a slurmctld that does not answer must not hang
 ftmon). `job()` reads `scontrol show job -o`, which knows a job until `MinJobAge` after its end;
@@ -118,6 +119,19 @@ def parse_sacct(text: str, job_id: str) -> JobInfo | None:
     return None
 
 
+def parse_listpids(text: str, job_id: str) -> tuple[int, ...]:
+    """`scontrol listpids ID` -> the job's pids on this node, in the order listed.
+
+    The output is a header (`PID JOBID STEPID LOCALID GLOBALID`) then one row per process of
+    every step (batch, extern, 0, ...); rows of other jobs are left out."""
+    pids: list[int] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit() and parts[1] == job_id:
+            pids.append(int(parts[0]))
+    return tuple(dict.fromkeys(pids))
+
+
 def _exit_code(text: str) -> tuple[int | None, int | None]:
     """Slurm's `code:signal` -> (code, signal or None)."""
     code, _, sig = text.partition(":")
@@ -208,3 +222,19 @@ class SlurmCli:
         fields = "JobID,State,ExitCode,NodeList,Timelimit,Elapsed,Reason"
         acct = self._run(["sacct", "-n", "-P", "-X", "-o", fields, "-j", job_id], check=False)
         return parse_sacct(acct.stdout, job_id) if acct.returncode == 0 else None
+
+    def listpids(self, job_id: str) -> tuple[int, ...]:
+        """The job's processes on this node (`scontrol listpids`, asked of the local slurmd);
+        () when it has none here, or no slurmd runs here."""
+        try:
+            out = self._run(["scontrol", "listpids", job_id], check=False)
+        except SlurmError:
+            return ()
+        return parse_listpids(out.stdout, job_id) if out.returncode == 0 else ()
+
+    def hostnames(self, nodelist: str) -> tuple[str, ...]:
+        """`node[01-02],gpu7` -> ("node01", "node02", "gpu7") (`scontrol show hostnames`)."""
+        if not any(c in nodelist for c in "[],"):
+            return (nodelist,)
+        out = self._run(["scontrol", "show", "hostnames", nodelist])
+        return tuple(out.stdout.split())
