@@ -3,14 +3,20 @@ real processes, each counted once; NVML's per-pid memory through the same seam a
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import psutil
 import pytest
 
+from supervisor.events import Anomaly, ResourceSample, Severity
+from supervisor.monitoring.monitor import Monitor
 from supervisor.monitoring.resources import GB, ResourceProbe
+from supervisor.monitoring.watch import watch_log
+from supervisor.runs.executors.base import SampleTargets
 from tests.conftest import PROGRAMS
 from tests.integration.test_resources import RecordedGpu, tree  # noqa: F401 - a fixture
 
@@ -82,3 +88,39 @@ def test_gpu_memory_counts_the_listed_processes_only(hogs) -> None:
     probe = ResourceProbe(gpu=RecordedGpu(ours=[a.pid, b.pid], other=1))
     sample = probe.sample_many([a.pid, b.pid], 0.0)
     assert sample is not None and sample.proc_gpu_gb == pytest.approx(18.0)
+
+
+async def test_the_watcher_samples_what_the_executor_names_and_says_a_note_once(
+    hogs, tmp_path
+) -> None:
+    """watch_log asks `targets` (an executor's `sample_pids`) which processes to sample: the
+    samples are of those (no `pid` given, as for a Slurm job); a note is said once, at INFO."""
+    a, b = hogs
+    log = tmp_path / "run.log"
+    log.write_text("")
+    asked: list[float] = []
+    samples: list[ResourceSample] = []
+    events: list[object] = []
+    stop = asyncio.Event()
+
+    def targets() -> SampleTargets:
+        asked.append(time.monotonic())
+        return SampleTargets((a.pid, b.pid), "resources of job 9: only this node is sampled")
+
+    def on_resource(sample: ResourceSample) -> None:
+        samples.append(sample)
+        if len(asked) >= 3:
+            stop.set()
+
+    await asyncio.wait_for(
+        watch_log(log, Monitor(), events.append, targets=targets, targets_secs=0.1,
+                  poll_secs=0.05, stop=stop, on_resource=on_resource),
+        20,
+    )  # fmt: skip
+    assert len(asked) >= 3 and samples
+    assert all(s.nprocs == 2 for s in samples)
+    assert min(s.host_rss_gb for s in samples) * GB / MB >= 150
+    notes = [e for e in events if isinstance(e, Anomaly) and e.rule == "resources"]
+    assert [(n.severity, n.message) for n in notes] == [
+        (Severity.INFO, "resources of job 9: only this node is sampled")
+    ]
