@@ -124,17 +124,26 @@ def _scan_many(logs: list[str], patterns: list[str], sets: list[str], jobs: int 
     # fork: the workers start with what this process has imported (no second start-up), and
     # nothing here runs threads yet. Ctrl-C is this process's to act on, by ending the workers
     # at once: a worker's own KeyboardInterrupt would only end its log and let it take the next
-    # one, and a pool shut down in order first finishes the logs being read. So the workers are
-    # forked with SIGINT blocked (they keep that mask; a Ctrl-C in between waits for this
-    # process to unblock it, rather than reaching a half-started worker).
+    # one, and a pool shut down in order first finishes the logs being read. `kill` (SIGTERM)
+    # stops it the same way, as it stops `ftmon --watch` (ended where it stood, ftmon would
+    # leave the workers reading on, orphaned). Both are blocked while the workers are forked,
+    # so none reaches a half-started pool; the workers keep SIGINT blocked.
     context = multiprocessing.get_context("fork")
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    on_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        pool = context.Pool(workers)
+        with context.Pool(workers, initializer=_start_worker) as pool:  # `with` terminates them
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            return pool.starmap(_scan_one, [(log, patterns, sets) for log in logs], chunksize=1)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    with pool:  # terminates the workers on the way out, interrupted or not
-        return pool.starmap(_scan_one, [(log, patterns, sets) for log in logs], chunksize=1)
+        signal.signal(signal.SIGTERM, on_term)
+
+
+def _start_worker() -> None:
+    """In each worker: SIGTERM, how the pool ends its workers, ends it (Ctrl-C stays blocked)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def looks_like_text(path: Path, sample: int = 8192) -> bool:

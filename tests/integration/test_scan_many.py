@@ -7,6 +7,7 @@ of workers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -82,11 +83,17 @@ def test_bad_settings_are_one_line_not_one_per_log(tmp_path: Path) -> None:
     assert ftmon("scan", "--jobs", "0", str(logs[0])).returncode == 2
 
 
-@pytest.mark.parametrize("to_group", [True, False], ids=["terminal", "ftmon-only"])
-def test_ctrl_c_stops_a_scan_of_many_logs_at_once(tmp_path: Path, to_group: bool) -> None:
+@pytest.mark.parametrize(
+    ("to_group", "sig"),
+    [(True, signal.SIGINT), (False, signal.SIGINT), (False, signal.SIGTERM)],
+    ids=["terminal", "ftmon-only", "sigterm"],
+)
+def test_ctrl_c_stops_a_scan_of_many_logs_at_once(
+    tmp_path: Path, to_group: bool, sig: signal.Signals
+) -> None:
     """Ctrl-C ends a long multi-log scan now, not after every log given: exit 130, no worker
     left behind. The terminal sends SIGINT to ftmon and its workers alike; `kill -INT` to ftmon
-    alone must stop them too."""
+    alone must stop them too, and so must `kill` (SIGTERM), as it stops `ftmon --watch`."""
     log = tmp_path / "rank0.log"
     log.write_bytes(b"".join(b"step %d | loss 2.0000\n" % i for i in range(1000)) * 3000)
     # 3M lines, four times: a minute or more of reading, which an interrupt must not wait for
@@ -99,14 +106,14 @@ def test_ctrl_c_stops_a_scan_of_many_logs_at_once(tmp_path: Path, to_group: bool
         wait_for(lambda: len(psutil.Process(proc.pid).children()) == 2, what="for 2 workers")
         workers = psutil.Process(proc.pid).children()
         if to_group:
-            os.killpg(proc.pid, signal.SIGINT)
+            os.killpg(proc.pid, sig)
         else:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
         _, err = proc.communicate(timeout=10)
     finally:
-        if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # ftmon and any worker it left behind
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     _, alive = psutil.wait_procs(workers, timeout=10)
