@@ -8,7 +8,7 @@ Several logs are read side by side, one process per core (`--jobs`), each by its
 (a log's rules never see another's lines), and reported in the order given, each anomaly
 tagged with its log. Exit codes: 0 nothing of at least --min-severity (default warning) found,
 1 anomalies found, 2 bad usage or an unreadable log (missing, or not text: a checkpoint given by
-mistake); the other logs are still read and reported.
+mistake); the other logs are still read and reported; 130 Ctrl-C or SIGTERM (the workers ended).
 """
 
 from __future__ import annotations
