@@ -149,10 +149,16 @@ def _start_worker() -> None:
 def looks_like_text(path: Path, sample: int = 8192) -> bool:
     """False for a file whose first bytes are a binary's (a checkpoint or an archive given by
     mistake): over 1 in 20 of them NUL or control bytes no text log has. A log with a few stray
-    NULs or invalid bytes is still a log (the reader cleans them); so is a Latin-1 one."""
+    NULs or invalid bytes is still a log (the reader cleans them); so is a Latin-1 one. So is a
+    log that starts with a run of NULs: logrotate's copytruncate under `train.py > train.log`
+    (the trainer writes on at its old offset, leaving a hole), judged by the text after it."""
     try:
         with path.open("rb") as f:
             head = f.read(sample)
+            while head and not head.strip(b"\x00"):  # all NUL so far: the hole goes on
+                head = f.read(1 << 20)
+            head = head.lstrip(b"\x00")
+            head += f.read(max(0, sample - len(head)))
     except OSError:
         return True  # the scan itself says why it cannot read
     if not head:

@@ -411,3 +411,19 @@ def test_scan_refuses_a_file_that_is_not_a_text_log(tmp_path: Path, capsys) -> N
     assert main(["scan", str(empty)]) == 0
     out, err = capsys.readouterr()
     assert "0 lines read" in out and f"to follow a log as it grows: ftmon --watch {empty}" in err
+
+
+def test_a_log_that_starts_with_a_hole_of_nuls_is_still_a_log(tmp_path: Path, capsys) -> None:
+    """`python train.py > train.log` rotated by logrotate's copytruncate: the trainer writes on
+    at its old offset, so the file starts with a run of NUL bytes (a hole) and then the log.
+    That is a log, not a checkpoint: its NaN is reported."""
+    from supervisor.cli.main import main
+
+    log = tmp_path / "train.log"
+    with open(log, "wb") as f:
+        f.truncate(3 << 20)  # what copytruncate leaves: zeros up to the writer's offset
+        f.seek(3 << 20)
+        f.write(b"step 900 loss 1.20\nstep 901 loss 1.19\nstep 902 loss nan\n")
+    assert main(["scan", str(log)]) == 1
+    out, err = capsys.readouterr()
+    assert "loss is nan at step 902" in out and "does not look like" not in err
