@@ -113,6 +113,32 @@ async def test_search_jumps_to_matches_and_marks_them(tmp_path: Path) -> None:
         assert [m.lineno for m in done] == [300, 298]
 
 
+async def test_a_search_from_the_end_of_a_followed_log_finds_what_is_above(
+    tmp_path: Path,
+) -> None:
+    """Following a live run, the screen shows the log's end: a search for the NaN printed
+    earlier goes on from the top, as `less` does, instead of saying the log does not hold it;
+    a search backwards from the top goes on from the end."""
+    log = tmp_path / "out.log"
+    numbered(log, 300)
+    with open(log, "a") as f:
+        f.write("the loss is NaN here\n")
+    numbered(log, 300, start=302)
+    app = LogApp(log)
+    async with app.run_test(size=(60, 12)) as pilot:
+        view = app.query_one(LogView)
+        await until(pilot, lambda: view.indexed.is_set())
+        await pilot.pause()
+        assert view.follow and view.visible_text()[-1] == "line 601"
+        assert view.search("nan") == 300
+        await pilot.pause()
+        assert "the loss is NaN here" in view.visible_text()
+        view.hit = None
+        view.scroll_to(y=0, animate=False, immediate=True)
+        assert view.search("line 600", backwards=True) == 599
+        assert view.search("absent") is None
+
+
 async def test_anomaly_lines_are_marked(tmp_path: Path) -> None:
     """A line an anomaly points at gets a marker in the gutter."""
     log = tmp_path / "out.log"

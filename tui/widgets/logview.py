@@ -210,7 +210,8 @@ class LogView(ScrollView, can_focus=True):
         self.refresh()
 
     def search(self, needle: str, backwards: bool = False) -> int | None:
-        """Find `needle` from the current match (or the top of the screen); returns the line."""
+        """Find `needle` from the current match (or the top of the screen), going on from the
+        other end of the log when that end is reached; returns the line."""
         self.needle = needle
         if self.index is None or not needle:
             self.hit = None
@@ -221,6 +222,10 @@ class LogView(ScrollView, can_focus=True):
         else:
             start = self.hit - 1 if backwards else self.hit + 1
         found = self.index.find(needle, max(0, start), backwards=backwards)
+        if found is None and self.line_count:
+            # Past the end (or the top): go on from the other end, as `less` does. Following a
+            # run, the screen is the log's end: the NaN printed earlier is above it.
+            found = self.index.find(needle, self.line_count - 1 if backwards else 0, backwards)
         if found is not None:
             self.hit = found
             self.go_to(found)
