@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from supervisor.store.history import History
+from supervisor.store.schema import SweepRecord
 from tests.conftest import ftmon, ftmon_path, wait_for
 from tests.programs.recipes import write_recipe
 
@@ -199,6 +200,22 @@ def test_resume_of_an_unknown_sweep_exits_2_with_one_line(tmp_path: Path) -> Non
     assert unknown.returncode == 2 and unknown.stdout == ""
     assert unknown.stderr == (
         "ftmon: no sweep matches 'sweep-nope' (`ftmon compare` lists the sweeps)\n"
+    )
+
+
+def test_resume_of_a_prefix_two_sweeps_share_names_both(tmp_path: Path) -> None:
+    """Two studies started the same day share a prefix: `--resume sweep-2026` names them
+    instead of saying no sweep matches."""
+    logs = tmp_path / "logs"
+    history = History.in_logs_dir(logs)
+    for i, sweep_id in enumerate(("sweep-20261207-1010-a", "sweep-20261207-1020-b")):
+        history.add_sweep(SweepRecord(sweep_id, "s", float(i), "name: s\n", "", (), None), [])
+    history.close()
+    both = ftmon("sweep", "--resume", "sweep-2026", "--logs-dir", str(logs))
+    assert both.returncode == 2 and both.stdout == ""
+    assert both.stderr == (
+        "ftmon: 'sweep-2026' matches several sweeps: sweep-20261207-1020-b, "
+        "sweep-20261207-1010-a; give more of the id\n"
     )
 
 
