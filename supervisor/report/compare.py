@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from supervisor.events import Severity
 from supervisor.report.metrics import fmt
 
 # (column, header, how it is made from the eval/metric series of the last run)
@@ -149,7 +150,12 @@ def _figures(history: Any, chain: list[Any]) -> tuple[dict[str, float | None], i
         # attempts did.
         "wall_secs": end - start if last.ended_at is not None else None,
     }
-    anomalies = sum(len(history.anomalies(r.id)) for r in chain)
+    # What went wrong, not what ftmon said for information ("vram rule off: no NVIDIA GPU",
+    # how the run ended): a table where every CPU run shows one anomaly hides the one that
+    # really had one.
+    anomalies = sum(
+        1 for r in chain for a in history.anomalies(r.id) if a.severity >= Severity.WARNING
+    )
     return figures, anomalies
 
 

@@ -49,6 +49,22 @@ def test_runs_compare_on_the_args_that_differ_with_relaunches_folded_in(tmp_path
     assert [r["label"] for r in rows] == ["run-a", "run-b"] and rows[0]["lr"] == "0.1"
 
 
+def test_the_anomaly_count_leaves_out_what_ftmon_said_for_information(tmp_path: Path) -> None:
+    """Every CPU run gets "vram rule off: no NVIDIA GPU" and an INFO line for how it ended:
+    counted, they made every run of a table show an anomaly; only warnings and worse count."""
+    h = History.in_logs_dir(tmp_path)
+    _run(h, "run-a", 0.1, [2.0])
+    _run(h, "run-b", 0.3, [2.1])
+    for run in ("run-a", "run-b"):
+        h.add_anomaly(run, Anomaly("vram", Severity.INFO, "vram rule off: no NVIDIA GPU", 100.0))
+    h.add_anomaly("run-b", Anomaly("spike", Severity.WARNING, "loss spiked to 9", 101.0, 1))
+    h.close()
+    table = json.loads(
+        ftmon("compare", "run-a", "run-b", "--json", "--logs-dir", str(tmp_path)).stdout
+    )
+    assert [r["anomalies"] for r in table["rows"]] == [0, 1]
+
+
 def test_unknown_run_and_unknown_sort_exit_2_with_one_line(tmp_path: Path) -> None:
     h = History.in_logs_dir(tmp_path)
     _run(h, "run-a", 0.1, [2.0])
