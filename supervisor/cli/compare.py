@@ -58,6 +58,8 @@ def load_table(history: Any, refs: list[str], sort: str) -> Any:
 
     if len(refs) == 1 and history.sweep(refs[0]) is not None:
         table = compare_sweep(history, refs[0])
+    elif len(refs) == 1 and refs[0].startswith("sweep-"):  # run ids start with a digit
+        raise KeyError(history.why_no_sweep(refs[0]))
     else:
         table = compare_runs(history, refs)
     if sort and sort not in sort_names(table):

@@ -49,6 +49,8 @@ def report_cmd(args: argparse.Namespace) -> int:
             if args.sort and args.sort not in sort_names(compare_sweep(history, args.ref)):
                 raise KeyError(f"--sort {args.sort}: no such column (see `ftmon compare --help`)")
             report = sweep_report(history, args.ref, args.sort)
+        elif args.ref.startswith("sweep-"):  # run ids start with a digit
+            raise KeyError(history.why_no_sweep(args.ref))
         else:
             report = run_report(history, args.ref)
     except (HistoryError, KeyError) as exc:

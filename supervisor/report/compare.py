@@ -170,7 +170,7 @@ def _row(history: Any, label: str, first_id: str, values: dict[str, Any]) -> Com
 def compare_sweep(history: Any, sweep_id: str, sort: str = "") -> CompareTable:
     sweep = history.sweep(sweep_id)
     if sweep is None:
-        raise KeyError(f"no sweep matches {sweep_id!r}")
+        raise KeyError(history.why_no_sweep(sweep_id))
     rows = []
     for m in history.sweep_members(sweep.id):
         if m.run_id and history.get(m.run_id) is not None:

@@ -159,7 +159,7 @@ def sweep_report(history: Any, sweep_id: str, sort: str = "") -> Report:
 
     sweep = history.sweep(sweep_id)
     if sweep is None:
-        raise KeyError(f"no sweep matches {sweep_id!r}")
+        raise KeyError(history.why_no_sweep(sweep_id))
     table = sort_table(compare_sweep(history, sweep.id), sort)
     report = Report(f"Sweep {sweep.id}", slug=sweep.id)
     b = report.blocks

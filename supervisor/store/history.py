@@ -790,6 +790,14 @@ class History:
             )
         return _sweep_from_row(rows[0]) if len(rows) == 1 else None
 
+    def why_no_sweep(self, ref: str) -> str:
+        """What to tell a user whose `ref` gave no sweep: none matches, or several share it."""
+        several = [s.id for s in self.sweeps() if s.id.startswith(ref)]
+        if len(several) > 1:
+            ids = ", ".join(several[:5]) + (", ..." if len(several) > 5 else "")
+            return f"{ref!r} matches several sweeps: {ids}; give more of the id"
+        return f"no sweep matches {ref!r} (`ftmon compare` lists the sweeps)"
+
     def sweep_member_of(self, run_id: str) -> SweepMemberRow | None:
         """The sweep member whose lineage `run_id` belongs to (a relaunch: its first run's; a
         replay of a member starts a lineage of its own and belongs to none)."""

@@ -69,11 +69,7 @@ def recorded_study(history: History, ref: str) -> tuple[SweepRecord, Recipe, lis
     again; ResumeError when unknown or when they no longer match the recorded members."""
     sweep = history.sweep(ref)
     if sweep is None:
-        several = [s.id for s in history.sweeps() if s.id.startswith(ref)]
-        if len(several) > 1:
-            ids = ", ".join(several[:5]) + (", ..." if len(several) > 5 else "")
-            raise ResumeError(f"{ref!r} matches several sweeps: {ids}; give more of the id")
-        raise ResumeError(f"no sweep matches {ref!r} (`ftmon compare` lists the sweeps)")
+        raise ResumeError(history.why_no_sweep(ref))
     if not sweep.recipe_yaml:
         raise ResumeError(f"{sweep.id}: no recipe was recorded with this sweep")
     try:

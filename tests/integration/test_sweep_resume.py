@@ -217,6 +217,11 @@ def test_resume_of_a_prefix_two_sweeps_share_names_both(tmp_path: Path) -> None:
         "ftmon: 'sweep-2026' matches several sweeps: sweep-20261207-1020-b, "
         "sweep-20261207-1010-a; give more of the id\n"
     )
+    # compare and report say the same (they said "no run matches" / "no sweep matches").
+    for command in (["compare", "sweep-2026"], ["report", "sweep-2026", "-o", str(tmp_path / "r")]):
+        out = ftmon(*command, "--logs-dir", str(logs))
+        assert out.returncode == 2 and out.stderr == both.stderr, command
+    assert not (tmp_path / "r").exists()
 
 
 def test_resume_of_a_finished_sweep_says_nothing_is_left(tmp_path: Path) -> None:
