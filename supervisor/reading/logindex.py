@@ -248,23 +248,25 @@ class LogIndex:
             while hi > 0:
                 lo = max(0, hi - CHUNK)
                 data = os.pread(fd, hi - lo, lo).lower()
-                at = _last(data, pattern, coded, len(data))
+                search = coded if _coded(data) else None  # asked once per slice, not per hit
+                at = _last(data, pattern, search, len(data))
                 while at >= 0:
                     lineno = self.line_at(lo + at)
                     if folded in self._read_uncached(lineno).lower():
                         return lineno
-                    at = _last(data, pattern, coded, max(0, self.span(lineno)[0] - lo))
+                    at = _last(data, pattern, search, max(0, self.span(lineno)[0] - lo))
                 hi = lo + overlap if lo > 0 else 0
             return None
         pos = self.span(start)[0]
         while pos < self._scanned:
             data = os.pread(fd, min(CHUNK + overlap, self._scanned - pos), pos).lower()
-            at = _first(data, pattern, coded, 0)
+            search = coded if _coded(data) else None
+            at = _first(data, pattern, search, 0)
             while at >= 0:
                 lineno = self.line_at(pos + at)
                 if folded in self._read_uncached(lineno).lower():
                     return lineno
-                at = _first(data, pattern, coded, self.span(lineno)[1] + 1 - pos)
+                at = _first(data, pattern, search, self.span(lineno)[1] + 1 - pos)
             pos += CHUNK
         return None
 
@@ -316,17 +318,18 @@ def _coded(data: bytes) -> bool:
     return b"\x1b" in data or b"\x00" in data
 
 
-def _first(data: bytes, pattern: bytes, coded: re.Pattern[bytes], start: int) -> int:
-    """Where the first match at or after `start` begins in `data` (-1: none)."""
-    if not _coded(data):
+def _first(data: bytes, pattern: bytes, coded: re.Pattern[bytes] | None, start: int) -> int:
+    """Where the first match at or after `start` begins in `data` (-1: none); `coded` is the
+    regex for a slice with codes in it, None for a plain one."""
+    if coded is None:
         return data.find(pattern, start)
     m = coded.search(data, start)
     return m.start() if m else -1
 
 
-def _last(data: bytes, pattern: bytes, coded: re.Pattern[bytes], end: int) -> int:
+def _last(data: bytes, pattern: bytes, coded: re.Pattern[bytes] | None, end: int) -> int:
     """Where the last match that ends by `end` begins in `data` (-1: none)."""
-    if not _coded(data):
+    if coded is None:
         return data.rfind(pattern, 0, end)
     at = -1
     for m in coded.finditer(data, 0, end):
