@@ -227,14 +227,10 @@ class LineSplitter:
             with gc_paused():
                 return list(map(_new_line, fields))
         out = []
-        make = self._make
-        cap = self.max_line
-        for raw in raws:
+        for raw in raws:  # a line to clean or to cut: one at a time, as C hands them back
             end = pos + len(raw) + 1
-            if len(raw) > cap:
-                out.append(make(raw[:cap], pos, end, len(raw) - cap))
-            else:
-                out.append(make(raw, pos, end, 0))
+            self._lineno += 1
+            out.append(self._capped(self._lineno, raw, pos, end))
             pos = end
         return out
 
