@@ -394,6 +394,14 @@ class History:
         self._write(run_id, [claim])
         return None
 
+    def owner(self, run_id: str) -> tuple[int, float] | None:
+        """The supervisor process (pid, start time) the run's row names as its owner, if any
+        (alive or not: `runs.reattach.process_alive` tells)."""
+        rows = self._query("SELECT owner_pid, owner_start FROM runs WHERE id = ?", (run_id,))
+        if not rows or not rows[0][0]:
+            return None
+        return int(rows[0][0]), float(rows[0][1] or 0.0)
+
     def _recover_spilled(self, run_id: str) -> int:
         """Writes an earlier ftmon left in the run folder's spill file (it ended while the
         database was locked) are queued now, oldest first: this process owns the run now, so no

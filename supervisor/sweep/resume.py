@@ -211,12 +211,12 @@ async def _wait_elsewhere(sup: Any, history: History, run_id: str) -> Any:
 
 
 def _owned_elsewhere(history: History, run_id: str) -> bool:
-    """Another ftmon process, alive, supervises the run (its row names it as the owner)."""
-    import psutil
+    """Another ftmon process, alive, supervises the run (its row names it as the owner; a pid
+    reused since by another program is not it: the start time is compared too)."""
+    from supervisor.runs.reattach import process_alive
 
-    rec = history.get(run_id)
-    owner = rec.owner_pid if rec is not None else None
-    return owner is not None and owner != os.getpid() and psutil.pid_exists(owner)
+    owner = history.owner(run_id)
+    return owner is not None and owner[0] != os.getpid() and process_alive(*owner)
 
 
 def _device_of(rec: RunRecord) -> int | None:
