@@ -1,9 +1,9 @@
 """Detection quality on real logs: ../shared/corpus/ and tests/corpus/ (labelled excerpts, the
-latter in tuning halves dev/, test/, holdout/ and unseen/, and the blind half unseen2/, see
-tests/corpus/README.md) and planted anomalies.
+latter in tuning halves dev/, test/, holdout/, unseen/ and unseen2/, and the blind half
+unseen3/, see tests/corpus/README.md) and planted anomalies.
 
-unseen2/ is measured in aggregate only: its tests have `unseen2` in their names, so that whoever
-tunes rules runs this file with `-k "not unseen2"` and never scans it.
+unseen3/ is measured in aggregate only: its tests have `unseen3` in their names, so that whoever
+tunes rules runs this file with `-k "not unseen3"` and never scans it.
 
 Scoring follows corpus/README.md: an anomalous file passes when an anomaly whose rule maps to
 its label lies within 3 lines of `first_anomaly_line`; a normal file passes when nothing of
@@ -137,7 +137,7 @@ def test_corpus_file_with_ftmon_scan(
     assert rc == (0 if row["label"] == "normal" else 1), (rc, stderr)
 
 
-# --- the tuning halves: tests/corpus/dev, test and holdout ----------------------------------
+# --- the tuning halves: tests/corpus/dev, test, holdout, unseen and unseen2 -----------------
 
 HALVES = TUNING
 HELD_ROWS = [(half, row) for half in HALVES for row in read_index(HELD_OUT / half)]
@@ -179,6 +179,40 @@ KNOWN_MISSES = {
     " phrase_copies (5)",
     "736_repetition_open-flamingo-ordinals.log": "a list item repeated with its ordinal changing,"
     " 4 copies within one line: ordinals are not masked within a line",
+    # unseen2/ (blind through the fifth pass, tuning data from the sixth; classes in the README):
+    "503_stall_ms-swift-grpo.log": "c10d's socket waitForInput timeout: a wording not known yet",
+    "513_normal_axolotl-modal.log": "false alarm: a one-step grad norm blip (6.6x) that comes"
+    " straight back, the loss steady",
+    "514_nan_nemo-megatron.log": "`reduced_train_loss=nan.0` in a Lightning bar: not read as nan",
+    "522_stall_horovod-mpirun.log": "Horovod's stalled-op lines (`[missing ranks: 1]`) are not"
+    " known; the stall warning 4 lines later is (late)",
+    "523_stall_yolov5-ddp.log": "the store-based barrier's wait line said again and again:"
+    " not known",
+    "536_nan_jax-mjx-debug-nans.log": "JAX's debug_nans FloatingPointError in a notebook traceback"
+    " header: not known as nan",
+    "539_normal_nanogpt-cpu-ctrlc.log": "false alarm: the user's Ctrl-C (KeyboardInterrupt)"
+    " traceback",
+    "604_repetition_mlx-lm-generate.log": "a sentence said twice with its nouns changing: two"
+    " copies are what healthy text says too",
+    "605_repetition_llama-cpp-llama3.log": "a 2-word phrase repeated at a long line's end with"
+    " brackets between its copies",
+    "610_spike_yolov4-keras-val-loss.log": "bare unnamed values, one a line: no metric is read",
+    "611_spike_keras-rmsprop-diverges.log": "a slow climb of the epoch loss (1.89 -> 2.16): under"
+    " every spike definition",
+    "612_repetition_lmflow-token-ids.log": "a token id repeated in a printed tensor: the shape of"
+    " healthy padding",
+    "615_repetition_whisper-finetune-zh.log": "transcript segments whose text repeats under a"
+    " changing timestamp: lines differing only in numbers are status lines",
+    "623_spike_baselines-ppo-kl.log": "a PPO KL exploding in an optimisation table: a metric the"
+    " rules do not watch, in a table with no step column",
+    "626_repetition_dialogpt-greedy-chat.log": "every bot reply the same sentence: the speaker"
+    " names are not known",
+    "631_spike_keras-deepj.log": "a flat epoch loss doubling (0.047 -> 0.096) over two epochs",
+    "632_spike_keras-parsbert-val-loss.log": "a validation loss rising 24% over three epochs"
+    " (overfitting): under every spike definition",
+    "633_normal_yolo-world-mmengine.log": "false alarm: a first grad norm above absurd_first (1300)"
+    " where the loss is a sum at ~1900",
+    "635_spike_keras-chemts.log": "a 2.2x jump after one value: no baseline in the excerpt",
 }
 
 
@@ -203,8 +237,8 @@ def test_held_out_file(half: str, row: dict[str, str]) -> None:
 
 
 def test_held_out_corpus_is_whole_and_split_by_label() -> None:
-    """270 files, every label in every half, no file in two, each with a source URL."""
-    assert len(HELD_ROWS) >= 270
+    """386 files, every label in every half, no file in two, each with a source URL."""
+    assert len(HELD_ROWS) >= 386
     for half in HALVES:
         labels = {row["label"] for h, row in HELD_ROWS if h == half}
         assert set(LABEL_RULES) | {"normal"} <= labels, (half, labels)
@@ -257,6 +291,15 @@ def test_unseen_is_new_and_well_formed() -> None:
     check_new_and_well_formed(HELD_OUT / "unseen", unseen, others, site="https://")
 
 
+def test_unseen2_is_new_and_well_formed() -> None:
+    """unseen2/ (79 files, blind through the fifth pass, tuning data from the sixth) shares no
+    source with any other tuning half or ../shared/corpus."""
+    unseen2 = [row for half, row in HELD_ROWS if half == "unseen2"]
+    assert len(unseen2) >= 79
+    others = [row for half, row in HELD_ROWS if half != "unseen2"] + ROWS
+    check_new_and_well_formed(HELD_OUT / "unseen2", unseen2, others)
+
+
 def test_held_out_figures_hold_their_floor() -> None:
     """Precision and recall per label on every tuning half stay at or above what was measured
     when the rules were last changed (tests/corpus/README.md), so no change loses ground."""
@@ -271,6 +314,9 @@ def test_held_out_figures_hold_their_floor() -> None:
                     "spike": (1.0, 1.0), "stall": (1.0, 1.0), "normal": (1.0, 1.0)},
         "unseen": {"nan": (0.92, 1.0), "oom": (1.0, 1.0), "repetition": (0.91, 0.68),
                    "spike": (0.84, 0.91), "stall": (1.0, 1.0), "normal": (0.86, 1.0)},
+        # unseen2/: the lead's blind figures (a65237a, 730329f); tuning data from the sixth pass
+        "unseen2": {"nan": (1.0, 0.8), "oom": (1.0, 1.0), "repetition": (1.0, 0.64),
+                    "spike": (0.66, 0.4), "stall": (0.88, 0.72), "normal": (0.6, 0.87)},
     }  # fmt: skip
     groups: dict[str, list] = {}
     for half in HALVES:
@@ -288,64 +334,56 @@ def test_held_out_figures_hold_their_floor() -> None:
             assert fig.recall >= recall, (half, label, fig)
 
 
-# --- the blind half: tests/corpus/unseen2, in aggregate only --------------------------------
-# Never file by file, never while tuning (run with -k "not unseen2"): tests/corpus/README.md.
+# --- the blind half: tests/corpus/unseen3, in aggregate only --------------------------------
+# Never file by file, never while tuning (run with -k "not unseen3"): tests/corpus/README.md.
 
-UNSEEN2 = HELD_OUT / BLIND
-# Per-label (precision, recall) floors of the blind half, set by the lead after his one
-# measurement of it; empty until then (its scoring test skips).
-# Measured once at a65237a (60/79 files right); the issue's bound is not met on most labels.
-UNSEEN2_FLOORS: dict[str, tuple[float, float]] = {
-    "nan": (1.00, 0.80),
-    "oom": (1.00, 1.00),
-    "repetition": (1.00, 0.64),
-    "spike": (0.66, 0.40),
-    "stall": (0.88, 0.72),
-    "normal": (0.60, 0.87),
-}
+UNSEEN3 = HELD_OUT / BLIND
+# Per-label (precision, recall) floors of the blind half, set by the lead after his measurement
+# of it; empty until then (its scoring test skips).
+UNSEEN3_FLOORS: dict[str, tuple[float, float]] = {}
 
 
-def unseen2_rows() -> list[dict[str, str]]:
+def unseen3_rows() -> list[dict[str, str]]:
     """The blind half's rows, read only by its own tests (never at collection: a run with
-    `-k "not unseen2"` does not touch the folder); skips until its collectors' rows are merged
+    `-k "not unseen3"` does not touch the folder); skips until its collectors' rows are merged
     into one INDEX.tsv (the folder is complete then)."""
-    if not (UNSEEN2 / "INDEX.tsv").exists():
-        pytest.skip(f"no INDEX.tsv in {UNSEEN2} yet")
-    return read_index(UNSEEN2)
+    if not (UNSEEN3 / "INDEX.tsv").exists():
+        pytest.skip(f"no INDEX.tsv in {UNSEEN3} yet")
+    return read_index(UNSEEN3)
 
 
-def test_unseen2_is_new_and_well_formed() -> None:
-    """unseen2/ shares no source with any other corpus folder (checked without scoring)."""
-    rows = unseen2_rows()
-    check_new_and_well_formed(UNSEEN2, rows, [row for _, row in HELD_ROWS] + ROWS)
+def test_unseen3_is_new_and_well_formed() -> None:
+    """unseen3/ shares no source with any other corpus folder (checked without scoring)."""
+    rows = unseen3_rows()
+    check_new_and_well_formed(UNSEEN3, rows, [row for _, row in HELD_ROWS] + ROWS)
 
 
-def test_unseen2_holds_its_floors() -> None:
-    """The blind half keeps, per label, the precision and recall the lead measured on it once
+def test_unseen3_holds_its_floors() -> None:
+    """The blind half keeps, per label, the precision and recall the lead measured on it
     (issue 11's bound is precision >= 0.95, recall >= 0.90). The message gives per-label
     figures, never file names."""
-    rows = unseen2_rows()
-    if not UNSEEN2_FLOORS:
-        pytest.skip("the lead sets unseen2's floors after his one measurement")
-    got = figures(score_file(UNSEEN2, row) for row in rows)
+    rows = unseen3_rows()
+    if not UNSEEN3_FLOORS:
+        pytest.skip("the lead sets unseen3's floors after his measurement")
+    got = figures(score_file(UNSEEN3, row) for row in rows)
     short = {
         label: (round(fig.precision, 2), round(fig.recall, 2))
         for label, fig in got.items()
         if fig.files
-        and label in UNSEEN2_FLOORS
+        and label in UNSEEN3_FLOORS
         and not (
-            (fig.said == 0 or fig.precision >= UNSEEN2_FLOORS[label][0])
-            and fig.recall >= UNSEEN2_FLOORS[label][1]
+            (fig.said == 0 or fig.precision >= UNSEEN3_FLOORS[label][0])
+            and fig.recall >= UNSEEN3_FLOORS[label][1]
         )
     }
     assert not short, f"below the floors (precision, recall): {short}"
 
 
-def test_unseen2_fast_and_reference_paths_agree() -> None:
+def test_unseen3_fast_and_reference_paths_agree() -> None:
     """The fast and reference paths agree on the blind half too (no file named on failure)."""
-    rows = unseen2_rows()
-    disagree = sum(not _paths_agree(UNSEEN2 / row["file"]) for row in rows)
-    assert disagree == 0, f"{disagree} of {len(rows)} unseen2 files"
+    rows = unseen3_rows()
+    disagree = sum(not _paths_agree(UNSEEN3 / row["file"]) for row in rows)
+    assert disagree == 0, f"{disagree} of {len(rows)} unseen3 files"
 
 
 # --- planted anomalies in a large healthy mix ----------------------------------------------
