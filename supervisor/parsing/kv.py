@@ -164,13 +164,15 @@ _MMENGINE_ITER = re.compile(r"Iter\(\w+\)\s*\[\s*(\d+)\s*/")
 # (epoch - 1) x iterations per epoch + iteration.
 _MMENGINE_EPOCH = re.compile(r"Epoch(?:\(train\))?\s*\[\s*(\d+)\s*\]\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]")
 
-# A number, then (for digits only) a unit such as ms, s or %. nan/inf only as whole tokens, and
-# after a bare space not when a key follows ("number of nan iterations: 0" holds no NaN).
+# A number, then (for digits only) a unit such as ms, s or %. nan/inf only as whole tokens (or
+# as a float's str with `.0` added, NeMo's bar: `reduced_train_loss=nan.0`), and after a bare
+# space not when a key follows ("number of nan iterations: 0" holds no NaN).
 _END = r"(?![\w.\-]|:[^\s])"
 _NUM = (
     r"(?:(?P<num>[-+]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))"
     rf"(?P<unit>%|[a-zA-Z]{{1,3}}(?![\w]))?{_END}"
-    rf"|(?P<special>[-+]?(?i:nan|inf(?:inity)?)){_END}(?(colon)|(?![ \t]+[A-Za-z]\w*[ \t]*[:=])))"
+    rf"|(?P<special>[-+]?(?i:nan|inf(?:inity)?)(?:\.0)?){_END}"
+    r"(?(colon)|(?![ \t]+[A-Za-z]\w*[ \t]*[:=])))"
 )
 # A word of a key; a word ending a sentence ("pass.") cannot be part of one.
 _WORD = r"[A-Za-z](?:[\w./\-]*[\w/])?"
@@ -220,8 +222,8 @@ class Template:
             if m.group("num") is not None:
                 start, end, const = m.start("num"), m.end("num"), None
             else:
-                special = m.group("special")
-                start, end, const = m.start("special"), m.end("special"), _SPECIAL[special.lower()]
+                special = m.group("special").lower().removesuffix(".0")
+                start, end, const = m.start("special"), m.end("special"), _SPECIAL[special]
             if name == "step":
                 steps.append((start, end, const))
             elif name not in seen:

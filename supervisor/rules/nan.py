@@ -3,15 +3,15 @@
 Two ways in. Parsed metrics (JSON, HF dicts, `key: value` lines) whose loss / norm / perplexity
 value is nan or inf, or Megatron's "number of nan iterations" above 0; and text the parser
 cannot turn into metrics: a printed `tensor(nan, ...)`, "found NaN in local grad norm"
-(Megatron), fairseq's `FloatingPointError: Minimum loss scale
-reached` and DeepSpeed's "Current loss scale already at minimum" (both mean every step
-overflowed until the scaler gave up), and checkers that raise on a non-finite value (JAX
-debug_nans, TF CheckNumerics and summaries, NanTensorHook, torch.multinomial, clip_grad_norm_,
-fairseq, mmdet) or a run saying it met one ("Encountered NaN loss", "gradients are NaN/Inf"),
-unless advice or a check comes first ("to avoid NaN loss"). fp16 loss-scale halving on its own
-(apex "Gradient overflow. Skipping step", DeepSpeed "OVERFLOW!") is *not* here: that is normal
-during warm-up, and `skipped_steps` judges when it stops being normal; for the same reason an
-inf (not nan) grad norm with a finite loss before step `overflow_steps` is let be.
+(Megatron), fairseq's `FloatingPointError: Minimum loss scale reached` and DeepSpeed's "Current
+loss scale already at minimum" (both mean every step overflowed until the scaler gave up), and
+checkers that raise on a non-finite value (JAX debug_nans, a FloatingPointError, TF
+CheckNumerics and summaries, NanTensorHook, torch.multinomial, clip_grad_norm_, fairseq, mmdet)
+or a run saying it met one ("Encountered NaN loss", "gradients are NaN/Inf"), unless advice or a
+check comes first ("to avoid NaN loss"). fp16 loss-scale halving on its own (apex "Gradient
+overflow. Skipping step", DeepSpeed "OVERFLOW!") is *not* here: that is normal during warm-up,
+and `skipped_steps` judges when it stops being normal; for the same reason an inf (not nan) grad
+norm with a finite loss before step `overflow_steps` is let be.
 
 De-duplication: a broken run prints nan on every step. The rule reports the first non-finite
 value, then stays quiet while values stay non-finite, except for a reminder every
@@ -117,6 +117,14 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         "non-finite value",
     ),
+    # Python's FloatingPointError is raised only on a non-finite result: JAX's debug_nans and
+    # debug_infs, numpy under `seterr(all="raise")`, fairseq's loss-scale floor. The exception
+    # line, or IPython's traceback header "FloatingPointError    Traceback (most recent call
+    # last)" when the message is cut; not an `except FloatingPointError:` line of code.
+    (
+        re.compile(r"^\W*(?:[\w.]+\.)?FloatingPointError\b(?::|\s+Traceback\b)"),
+        "non-finite value raised",
+    ),
     # A run saying it met a non-finite value: "Encountered NaN loss at step 3", "Detected
     # non-finite gradients", "NaN loss detected, skipping batch", "got inf loss".
     (
@@ -161,6 +169,7 @@ class NanRule(Rule):
     text_gate = (
         "nan", "loss scale", "tensor(", "infinit", "finite", "invalid loss",
         "(inf)", ": inf", "= inf", "=inf", "is inf", "'inf", '"inf', " inf ", " inf,",
+        "floatingpointerror",
     )  # fmt: skip
 
     def __init__(self, settings: NanSettings | None = None) -> None:

@@ -6,17 +6,18 @@ clock starts at the first tick or line). And text that says a collective hung: P
 watchdog ("Watchdog caught collective operation timeout", "Timeout at NCCL work", "Some NCCL
 operations have failed or timed out", "watchdog thread terminated", "timed out in blocking
 wait"), the heartbeat monitor ("watchdog got stuck", "Heartbeat monitor timed out", missing or
-uneven heartbeats), Horovod's stall inspector ("One or more tensors were submitted to be
-reduced ... waiting for remainder of ranks"), rendezvous and store timeouts
-(`RendezvousTimeoutError`, `DistNetworkError`/`DistStoreError`, TCPStore and c10d "socket has
-timed out", "Socket Timeout"), Gloo ("Timed out waiting 1800000ms for recv", "Connect
-timeout", monitoredBarrier), the c10d store's own timeouts (waiting for clients, for a key, the
-store-based barrier, TCP client connect), ProcessGroupNCCL's "dump signal due to a collective
-timeout", its "failure detected by watchdog", NCCL's socket transport ("NCCL WARN ... timed
-out"), Ascend HCCL's "Notify register times out", XLA/JAX coordination heartbeats, elastic
-keep-alive heartbeats, distributed timeouts, "training is stuck": those count at once. Not:
-settings, prose ("if the process is stuck") and HTTP clients' timeouts (downloads, wandb),
-which are no collective hang.
+uneven heartbeats), Horovod's stall inspector ("One or more tensors were submitted to be reduced
+... waiting for remainder of ranks"), rendezvous and store timeouts (`RendezvousTimeoutError`,
+`DistNetworkError`/`DistStoreError`, TCPStore and c10d "socket has timed out", "Socket
+Timeout"), Gloo ("Timed out waiting 1800000ms for recv", "Connect timeout", monitoredBarrier),
+the c10d store's own timeouts (waiting for clients, for a key, the store-based barrier, TCP
+client connect), ProcessGroupNCCL's "dump signal due to a collective timeout", its "failure
+detected by watchdog", NCCL's socket transport ("NCCL WARN ... timed out"), c10d's "waitForInput
+... timed out", Horovod's "[missing ranks: 1]" op lines, the store-based barrier's wait line
+said `barrier_waits` times for one rank, Ascend HCCL's "Notify register times out", XLA/JAX
+coordination heartbeats, elastic keep-alive heartbeats, distributed timeouts, "training is
+stuck": those count at once. Not: settings, prose ("if the process is stuck") and HTTP clients'
+timeouts (downloads, wandb), which are no collective hang.
 
 Time between ticks longer than `pause_gap_secs` is not silence: nobody was watching (a paused
 run, a suspended ftmon), and a run resumed after ten minutes must not look stalled.
@@ -73,11 +74,18 @@ _PATTERNS = re.compile(
     # for longer than 60 seconds. Will shutdown."
     r"|tensors were submitted to be (?:reduced|gathered|broadcast)"
     r"|waiting for (?:the )?remainder of ranks"
-    r"|^\W*(?:\[[^\]]*\]<std\w+>:)?\s*Stalled ranks:"
+    r"|^\W*(?:\[[^\]]*\]<std\w+>:)?\s*Stalled (?:ranks|ops):"
+    # ... and its per-tensor lines, "HorovodAllreduce_grads_0 [missing ranks: 1, 3]" (older
+    # Horovod, operations.cc), which come before the warning when a stall is reported again.
+    r"|\[missing ranks: \d+(?:, \d+)*\]"
     r"|\bis stalled for longer than\b"
     r"|Rendezvous\w*Timeout"
     r"|Dist(?:Network|Store)Error\b.{0,200}\b(?:timed out|timeout)\b"
     r"|\bsocket\b.{0,40}\b(?:has )?timed out"
+    # c10d's socket.cpp when a peer stops sending mid-collective or mid-rendezvous: "[c10d]
+    # waitForInput: socket SocketImpl(fd=58, addr=[localhost]:42412, remote=...) timed out
+    # after 300000ms" (the socket's address pushes "timed out" past the reach above).
+    r"|\bwaitForInput\b.{0,200}\btimed out"
     r"|TCPStore\b.{0,120}\b(?:timed out|timeout)\b"
     # The c10d store and its clients (TCPStore.cpp, socket.cpp, FileStore.cpp,
     # distributed_c10d.py): "Timed out after 901 seconds waiting for clients. 2/4 clients
@@ -116,6 +124,11 @@ _NETWORK_IO = re.compile(
     r"https?://|HTTPS?Connection|urllib3|requests\.exceptions|ReadTimeout|ConnectTimeout"
     r"|Read timed out|read operation timed out|\bwandb\b|huggingface\.co",
 )
+# torch.distributed's store-based barrier (distributed_c10d.py `_store_based_barrier`) says this
+# every 10 s while a rank waits for the others to join: "Waiting in store based barrier to
+# initialize process group for rank: 0, key: store_based_barrier_key:1 (world_size=4,
+# worker_count=8, timeout=0:30:00)". Once is start-up; said again and again, the group never forms.
+_BARRIER_WAIT = re.compile(r"Waiting in store based barrier\b.{0,80}?\brank:?\s*(\d+)", re.I)
 # Prose about a hang is not one ("to detect if the process is stuck", "unless a rank is hung").
 _PROSE = re.compile(r"\b(?:if|whether|unless|avoid|prevent|detect)\b", re.I)
 _PROSE_REACH = 60
@@ -138,6 +151,12 @@ class StallSettings(RuleSettings):
     )
     quiet_lines: int = Field(
         200, ge=0, description="After a watchdog report, lines during which more are not news."
+    )
+    barrier_waits: int = Field(
+        3,
+        ge=2,
+        description="The store-based barrier's wait line (said every 10 s) this many times for "
+        "one rank is a hang.",
     )
     pause_gap_secs: float = Field(
         60.0,
@@ -163,6 +182,8 @@ class StallRule(Rule):
         "watchdog",
         "tensors were submitted",
         "monitoredbarrier",
+        "missing ranks",
+        "store based barrier",
     )
 
     def __init__(self, settings: StallSettings | None = None) -> None:
@@ -176,11 +197,14 @@ class StallRule(Rule):
         self._stepless_reported = False
         self._quiet = LineCooldown(self.settings.quiet_lines)
         self._last_tick: float | None = None
+        self._barrier_waits: dict[str, int] = {}
 
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, Text):
             low = event.text.lower()
-            if not any(g in low for g in self.text_gate) or not hang_text(event.text):
+            if not any(g in low for g in self.text_gate):
+                return []
+            if not hang_text(event.text) and not self._barrier_hung(event.text):
                 return []
             if not self._quiet.ready(event.lineno):
                 return []
@@ -200,6 +224,15 @@ class StallRule(Rule):
             self._last_step_ts = event.ts
             self._stepless_reported = False
         return []
+
+    def _barrier_hung(self, text: str) -> bool:
+        """The store-based barrier's wait line, said `barrier_waits` times for one rank."""
+        m = _BARRIER_WAIT.search(text)
+        if m is None:
+            return False
+        waits = self._barrier_waits.get(m.group(1), 0) + 1
+        self._barrier_waits[m.group(1)] = waits
+        return waits == self.settings.barrier_waits
 
     def on_lines(self, lineno: int, ts: float) -> list[Anomaly]:
         self._last_line_ts = ts

@@ -6,7 +6,8 @@ anomaly carries that final line as its message and the header, the last frames a
 line as evidence, at the final line's number. torchrun's `[rankN]:` prefix and a logger prefix
 before "Traceback" are taken off first, so interleaved ranks do not break the block.
 
-A block that never ends (the log stops inside it) is reported when another header arrives,
+A block that ends in `KeyboardInterrupt` (Ctrl-C) is said at INFO: the run was stopped, not
+broken. A block that never ends (the log stops inside it) is reported when another header arrives,
 after `max_lines` lines, or when the process exits. Chained exceptions ("During handling of the
 above exception ...") give one report per block; `quiet_lines` keeps a rank-by-rank repeat of
 the same failure from giving more.
@@ -97,4 +98,8 @@ class TracebackRule(Rule):
             return []
         self._quiet.fire(lineno)
         evidence = (self._header, *self._frames, *((final,) if final else ()))
-        return [self.anomaly(Severity.ERROR, message, ts, lineno, evidence)]
+        # Ctrl-C (or a supervisor's SIGINT) ends a run with a KeyboardInterrupt traceback: the
+        # run was stopped, it did not fail.
+        stopped = final.split(":", 1)[0].strip() == "KeyboardInterrupt"
+        severity = Severity.INFO if stopped else Severity.ERROR
+        return [self.anomaly(severity, message, ts, lineno, evidence)]

@@ -180,18 +180,8 @@ KNOWN_MISSES = {
     "736_repetition_open-flamingo-ordinals.log": "a list item repeated with its ordinal changing,"
     " 4 copies within one line: ordinals are not masked within a line",
     # unseen2/ (blind through the fifth pass, tuning data from the sixth; classes in the README):
-    "503_stall_ms-swift-grpo.log": "c10d's socket waitForInput timeout: a wording not known yet",
     "513_normal_axolotl-modal.log": "false alarm: a one-step grad norm blip (6.6x) that comes"
     " straight back, the loss steady",
-    "514_nan_nemo-megatron.log": "`reduced_train_loss=nan.0` in a Lightning bar: not read as nan",
-    "522_stall_horovod-mpirun.log": "Horovod's stalled-op lines (`[missing ranks: 1]`) are not"
-    " known; the stall warning 4 lines later is (late)",
-    "523_stall_yolov5-ddp.log": "the store-based barrier's wait line said again and again:"
-    " not known",
-    "536_nan_jax-mjx-debug-nans.log": "JAX's debug_nans FloatingPointError in a notebook traceback"
-    " header: not known as nan",
-    "539_normal_nanogpt-cpu-ctrlc.log": "false alarm: the user's Ctrl-C (KeyboardInterrupt)"
-    " traceback",
     "604_repetition_mlx-lm-generate.log": "a sentence said twice with its nouns changing: two"
     " copies are what healthy text says too",
     "605_repetition_llama-cpp-llama3.log": "a 2-word phrase repeated at a long line's end with"

@@ -1,0 +1,111 @@
+"""The sixth pass of issue 11 (tests/corpus/README.md): the classes of unseen2/'s misses that
+recur on two blind halves, each from the real lines of an excerpt in tests/corpus/ (named beside
+it), with healthy lines of the same surface that must stay quiet.
+
+Lines go through the whole monitor (`scan`). Each positive fails with the rules before this
+pass (1031cab).
+"""
+
+from __future__ import annotations
+
+from supervisor.events import Severity
+from supervisor.parsing.kv import Template
+from tests.conftest import scan
+
+
+def loud(text: str) -> list[tuple[str, int]]:
+    """(rule, line) of every report of warning or above."""
+    return [(a.rule, a.lineno) for a in scan(text) if a.severity >= Severity.WARNING]
+
+
+# --- wordings: stall -------------------------------------------------------------------------
+
+# unseen2/503 (ms-swift issue, GRPO): c10d's socket timing out while a peer is silent.
+C10D_WAIT = (
+    "[rank0]:[W710 16:58:50.906560343 socket.cpp:489] [c10d] waitForInput: socket "
+    "SocketImpl(fd=58, addr=[localhost]:42412, remote=[localhost]:51216) timed out after 300000ms\n"
+    "[INFO:swift] last_model_checkpoint: None\n"
+)
+
+# unseen2/522 (Horovod issue, Keras example): the stall inspector's per-op lines.
+HOROVOD_OPS = """\
+[1,0]<stderr>:[2019-04-13 13:55:31.858119: W horovod/common/operations.cc:588] HorovodBroadcast_dense_kernel_Momentum_0 [missing ranks: 1]
+[1,0]<stderr>:[2019-04-13 13:55:31.858168: W horovod/common/operations.cc:588] HorovodBroadcast_conv2d_bias_Momentum_0 [missing ranks: 1]
+"""  # noqa: E501
+
+# unseen2/523 (YOLOv5 issue, DDP start-up): the store-based barrier's wait line, every 10 s.
+BARRIER_WAIT = (
+    "Waiting in store based barrier to initialize process group for rank: 0, key: "
+    "store_based_barrier_key:1 (world_size=4, worker_count=8, timeout=0:30:00)\n"
+)
+
+
+def test_c10d_wait_for_input_timing_out_is_a_stall() -> None:
+    assert loud(C10D_WAIT) == [("stall", 1)]
+
+
+def test_horovod_missing_ranks_lines_are_a_stall() -> None:
+    assert loud(HOROVOD_OPS) == [("stall", 1)]
+
+
+def test_the_store_barrier_waiting_again_and_again_is_a_stall() -> None:
+    assert loud(BARRIER_WAIT * 8) == [("stall", 3)]
+
+
+def test_the_store_barrier_waiting_once_per_rank_is_start_up() -> None:
+    """Eight ranks each wait 10 s once while the group forms: healthy."""
+    lines = "".join(BARRIER_WAIT.replace("rank: 0", f"rank: {r}") for r in range(8))
+    assert loud(lines + "step 1 loss 2.3\n") == []
+
+
+# --- wordings and formats: nan ---------------------------------------------------------------
+
+# unseen2/514 (NeMo issue): NeMo's Lightning bar prints the loss as `nan.0`.
+NEMO_BAR = (
+    "Epoch 0: :   3%|▎         | 9000/301500 [1:42:42<55:37:46, v_num=0-56, "
+    "reduced_train_loss=nan.0, global_step=9e+3, consumed_samples=6.3e+5, "
+    "train_step_timing in s=0.615, val_loss=7.040]\n"
+)
+
+# unseen2/536 (MuJoCo MJX issue): JAX's debug_nans raising in a notebook; the message line cut.
+JAX_NOTEBOOK = """\
+---------------------------------------------------------------------------
+FloatingPointError                        Traceback (most recent call last)
+    [... skipping hidden 1 frame]
+"""
+
+
+def test_a_nan_printed_as_a_float_string_is_read() -> None:
+    assert loud(NEMO_BAR) == [("nan", 1)]
+    values, _ = Template.of("loss=inf.0, lr=0.1").read("loss=inf.0, lr=0.1")
+    assert values == {"loss": float("inf"), "lr": 0.1}
+
+
+def test_a_floating_point_error_is_a_nan() -> None:
+    assert loud(JAX_NOTEBOOK) == [("nan", 2)]
+    raised = "FloatingPointError: invalid value (nan) encountered in jit(train_step)\n"
+    assert ("nan", 1) in loud(raised)
+
+
+def test_code_that_catches_a_floating_point_error_is_not() -> None:
+    code = "    except FloatingPointError:\n        logger.info('skipping batch')\n"
+    assert loud(code) == []
+
+
+# --- false alarm: the user's Ctrl-C ----------------------------------------------------------
+
+# unseen2/539 (nanoGPT issue): an overnight CPU run stopped with Ctrl-C.
+CTRL_C = """\
+iter 142862: loss 2.1802, time 427.60ms
+^CTraceback (most recent call last):
+  File "/Users/simon/nanoGPT/train.py", line 286, in <module>
+    scaler.scale(loss).backward() if scaler else loss.backward()
+KeyboardInterrupt
+"""
+
+
+def test_a_keyboard_interrupt_is_said_quietly() -> None:
+    found = scan(CTRL_C)
+    assert [(a.rule, a.severity, a.lineno) for a in found] == [("traceback", Severity.INFO, 5)]
+    crash = CTRL_C.replace("KeyboardInterrupt", "RuntimeError: CUDA error: device-side assert")
+    assert loud(crash) == [("traceback", 5)]
