@@ -69,13 +69,17 @@ def normalise_argv(argv: Sequence[str]) -> list[str]:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, extra_rules: Sequence[object] = ()) -> int:
+    """`extra_rules`: Rule objects a program embedding ftmon adds to `watch` and `scan`'s
+    Monitor, after the built-in ones (tests/programs/ftmon_extra_rule.py)."""
     args_in = normalise_argv(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(args_in)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    if extra_rules:
+        args.extra_rules = tuple(extra_rules)
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:

@@ -56,13 +56,15 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs: must be 1 or more")
     minimum = Severity[args.min_severity.upper()]
-    # Settings and patterns are checked once, here, so that a bad --set is one line, not one
-    # per log.
-    build_monitor(args, watch_settings(args.set))
+    # Settings and patterns are checked here, once, so that a bad --set is one line, not one
+    # per log; this Monitor reads the first log (each other log gets its own, in a worker).
+    settings = watch_settings(args.set)
+    monitor = build_monitor(args, settings)
     if len(args.logs) == 1:
-        results = [_scan_one(args.logs[0], args.pattern, args.set)]
+        results = [_scan_one(args.logs[0], monitor)]
     else:
-        results = _scan_many(args.logs, args.pattern, args.set, args.jobs)
+        rules = tuple(args.extra_rules)
+        results = _scan_many(args.logs, args.pattern, settings, rules, args.jobs)
     printer = Printer(args.json)
     status = EXIT_OK
     for log, outcome in zip(args.logs, results, strict=True):
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         for a in anomalies:
             if a.severity >= minimum:
                 printer.anomaly(a)
-        printer.summary(summary)
+        printer.summary(summary, minimum)
         if summary.lines == 0:
             print(
                 f"ftmon: {log} is empty; to follow a log as it grows: ftmon --watch {log}",
@@ -92,19 +94,15 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def _scan_one(log: str, patterns: list[str], sets: list[str]) -> Any:
-    """(summary, anomalies) of one log, or why it could not be read (a line for the user).
-
-    Runs in a worker process when several logs are read: it takes and returns only what pickles.
-    """
+def _scan_one(log: str, monitor: Any) -> Any:
+    """(summary, anomalies) of one log, or why it could not be read (a line for the user)."""
     from supervisor.cli.main import UsageError
-    from supervisor.cli.watch import build_monitor, check_log, watch_settings
+    from supervisor.cli.watch import check_log
     from supervisor.events import Anomaly
     from supervisor.monitoring.watch import WatchSummary, scan_file
 
     try:
         path = check_log(log)  # also refuses a file that is not text
-        monitor = build_monitor(argparse.Namespace(pattern=patterns), watch_settings(sets))
         summary = WatchSummary(path=str(path))
         events = scan_file(path, monitor, summary, keep=lambda e: isinstance(e, Anomaly))
     except UsageError as exc:
@@ -114,13 +112,26 @@ def _scan_one(log: str, patterns: list[str], sets: list[str]) -> Any:
     return summary, events
 
 
-def _scan_many(logs: list[str], patterns: list[str], sets: list[str], jobs: int | None) -> list:
-    """`_scan_one` of each log, `jobs` at a time in worker processes, in the order given."""
+def _scan_own(log: str, patterns: list[str], settings: Any, rules: tuple[Any, ...]) -> Any:
+    """`_scan_one` with a Monitor of the log's own (its rules never see another log's lines).
+
+    Runs in a worker process when several logs are read: it takes and returns only what pickles.
+    """
+    from supervisor.cli.watch import build_monitor
+
+    args = argparse.Namespace(pattern=patterns, extra_rules=rules)
+    return _scan_one(log, build_monitor(args, settings))  # checked once by `run` already
+
+
+def _scan_many(
+    logs: list[str], patterns: list[str], settings: Any, rules: tuple[Any, ...], jobs: int | None
+) -> list:
+    """`_scan_own` of each log, `jobs` at a time in worker processes, in the order given."""
     import multiprocessing
 
     workers = min(len(logs), jobs or os.cpu_count() or 1)
     if workers == 1:
-        return [_scan_one(log, patterns, sets) for log in logs]
+        return [_scan_own(log, patterns, settings, rules) for log in logs]
     # fork: the workers start with what this process has imported (no second start-up), and
     # nothing here runs threads yet. Ctrl-C is this process's to act on, by ending the workers
     # at once: a worker's own KeyboardInterrupt would only end its log and let it take the next
@@ -134,7 +145,8 @@ def _scan_many(logs: list[str], patterns: list[str], sets: list[str], jobs: int 
     try:
         with context.Pool(workers, initializer=_start_worker) as pool:  # `with` terminates them
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            return pool.starmap(_scan_one, [(log, patterns, sets) for log in logs], chunksize=1)
+            work = [(log, patterns, settings, rules) for log in logs]
+            return pool.starmap(_scan_own, work, chunksize=1)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         signal.signal(signal.SIGTERM, on_term)

@@ -69,6 +69,7 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a rule setting, e.g. watch.stall.secs=60 or spike.factor=3 (repeatable)",
     )
+    p.set_defaults(extra_rules=())  # rules of a program's own: `cli.main.main(argv, rules)`
 
 
 # ------------------------------------------------------------------ options -> Monitor
@@ -150,7 +151,7 @@ def build_monitor(args: argparse.Namespace, settings: Any) -> Any:
         if not compiled.groupindex:
             raise UsageError(f"--pattern {pattern!r}: needs named groups, e.g. (?P<loss>[0-9.]+)")
     try:
-        return Monitor(settings, patterns=tuple(args.pattern))
+        return Monitor(settings, patterns=tuple(args.pattern), extra_rules=args.extra_rules)
     except (ValueError, re.error) as exc:
         raise UsageError(f"--pattern: {exc}") from None
 
@@ -243,12 +244,16 @@ class Printer:
             outcome = "" if act.ok else "  (FAILED)"
             self._text(act.ts, f"ACTION   {act.kind} on {act.rule}: {act.detail}{outcome}")
 
-    def summary(self, summary: Any) -> None:
+    def summary(self, summary: Any, min_severity: Any = None) -> None:
+        """`min_severity`: the anomalies below it were not printed, so not counted either."""
+        from supervisor.events import Severity
+
+        minimum = Severity.INFO if min_severity is None else min_severity
         if self.as_json:
-            self._json(summary.to_json())
+            self._json(summary.to_json(minimum))
         else:
             self.out.write("-- summary --\n")
-            for line in summary.report():
+            for line in summary.report(minimum):
                 self.out.write(line + "\n")
             self.out.flush()
 

@@ -14,14 +14,16 @@ a whole batch is parsed first (the parser is one object reading in order, as bef
 
 Nothing here knows what a rule or the parser does: they are the same objects the per-line path
 uses, so their answers (and the counters, evidence and state left behind) are identical; the
-tests compare both paths on generated logs, every corpus file and random ones.
+tests compare both paths on generated logs, every corpus file and random ones. A rule or the
+parser that raises costs the fast loop nothing until it does: then the loop goes on from the
+event after (`_each`), and the failure is handled as the monitor handles it.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain, compress, repeat
 from operator import is_
 from typing import TYPE_CHECKING
@@ -101,6 +103,24 @@ class GateSearch:
         return hits
 
 
+def _each(
+    call: Callable[..., list],
+    items: Iterator,
+    failed: Callable[[int, Exception], list],
+    *more: object,
+) -> list[list]:
+    """`[call(x, *more) for x in items]` in C (map); an item `call` raises on gets
+    `failed(its index, the exception)` instead and the rest go on (in C again)."""
+    out: list[list] = []
+    rest = [repeat(m) for m in more]
+    while True:
+        try:
+            out.extend(map(call, items, *rest))  # what it gave before raising stays in `out`
+            return out
+        except Exception as exc:  # map took the item it raised on: `items` goes on after it
+            out.append(failed(len(out), exc))
+
+
 def _hs_literal(word: str) -> bytes:
     """A hyperscan pattern matching `word` literally (every byte escaped as \\xHH)."""
     return "".join(f"\\x{b:02x}" for b in word.encode("utf-8")).encode()
@@ -154,7 +174,9 @@ class BatchFeeder:
         before = list(m._recent)
         # The loops below run in C (map, chain, compress): a Python loop costs ~50 ns a turn,
         # and there are several turns per event.
-        parsed = list(map(m.parser.parse, lines, repeat(ts)))
+        parsed: list[list[Event]] = _each(
+            m.parser.parse, iter(lines), lambda k, _exc: m.unparsed(lines[k], ts), ts
+        )
         events: list[Event] = list(chain.from_iterable(parsed))
         line_of = list(chain.from_iterable(map(repeat, range(len(lines)), map(len, parsed))))
         kinds = list(map(type, events))
@@ -172,7 +194,11 @@ class BatchFeeder:
             if not runs:
                 continue
             at = runs[0] if len(runs) == 1 else sorted(chain.from_iterable(runs))
-            found = list(map(rule.on_event, map(events.__getitem__, at)))
+            found = _each(
+                rule.on_event,
+                map(events.__getitem__, at),
+                lambda k, exc, rule=rule, at=at: m.rule_failed(rule, events[at[k]], exc),
+            )
             for i, said in zip(compress(at, found), filter(None, found), strict=True):
                 anomalies.append((i, order, said))
         out = self._assemble(events, kinds, line_of, lines, before, anomalies)

@@ -57,6 +57,7 @@ class WatchSummary:
     metrics: int = 0
     evals: int = 0
     by_rule: Counter[str] = field(default_factory=Counter)
+    by_severity: Counter[tuple[str, Severity]] = field(default_factory=Counter)  # (rule, sev.)
     worst: dict[str, Severity] = field(default_factory=dict)  # by rule
     anomalies: list[Anomaly] = field(default_factory=list)
     last_step: int | None = None
@@ -75,32 +76,45 @@ class WatchSummary:
             self.evals += 1
         elif isinstance(event, Anomaly):
             self.by_rule[event.rule] += 1
+            self.by_severity[(event.rule, event.severity)] += 1
             self.worst[event.rule] = max(self.worst.get(event.rule, event.severity), event.severity)
             if len(self.anomalies) < MAX_KEPT:
                 self.anomalies.append(event)
 
     def found(self, min_severity: Severity = Severity.WARNING) -> int:
         """How many anomalies of at least `min_severity` were seen (for the exit code)."""
-        return sum(n for rule, n in self.by_rule.items() if self.worst[rule] >= min_severity)
+        return sum(self.shown(min_severity).values())
 
-    def report(self) -> list[str]:
-        """The human-readable summary, a few lines."""
+    def shown(self, min_severity: Severity = Severity.INFO) -> Counter[str]:
+        """Anomalies of at least `min_severity`, per rule."""
+        out: Counter[str] = Counter()
+        for (rule, severity), n in self.by_severity.items():
+            if severity >= min_severity:
+                out[rule] += n
+        return out
+
+    def report(self, min_severity: Severity = Severity.INFO) -> list[str]:
+        """The human-readable summary, a few lines; the anomalies counted are those of at least
+        `min_severity` (the ones printed), and how many were left out is said."""
         out = [f"{self.path}: {_n(self.lines, 'line')} read (to line {self.lineno}), "
                f"{_n(self.metrics, 'metric line')}, {_n(self.evals, 'evaluation')}"]  # fmt: skip
         step = "-" if self.last_step is None else str(self.last_step)
         loss = "-" if self.last_loss is None else f"{self.last_loss:.6g}"
         out.append(f"last step {step}, last loss {loss}")
-        if self.by_rule:
-            rules = ", ".join(f"{r} x{n}" for r, n in sorted(self.by_rule.items()))
-            out.append(f"anomalies: {rules}")
-        else:
-            out.append("anomalies: none")
+        shown = self.shown(min_severity)
+        below = sum(self.by_rule.values()) - sum(shown.values())
+        rules = ", ".join(f"{r} x{n}" for r, n in sorted(shown.items())) or "none"
+        if below:
+            rules += f" ({_n(below, 'more')} below {min_severity.name.lower()}, not shown)"
+        out.append(f"anomalies: {rules}")
         if self.exit is not None:
             out.append(f"process ended: {describe_exit(self.exit)}")
         return out
 
-    def to_json(self) -> dict[str, Any]:
-        """The summary as a JSON-ready dict (non-finite numbers as strings: JSON has none)."""
+    def to_json(self, min_severity: Severity = Severity.INFO) -> dict[str, Any]:
+        """The summary as a JSON-ready dict (non-finite numbers as strings: JSON has none);
+        `anomalies` counts those of at least `min_severity`, `below_min_severity` the others."""
+        shown = self.shown(min_severity)
         return {
             "type": "summary",
             "path": self.path,
@@ -109,7 +123,8 @@ class WatchSummary:
             "offset": self.offset,
             "metrics": self.metrics,
             "evals": self.evals,
-            "anomalies": dict(sorted(self.by_rule.items())),
+            "anomalies": dict(sorted(shown.items())),
+            "below_min_severity": sum(self.by_rule.values()) - sum(shown.values()),
             "last_step": self.last_step,
             "last_loss": json_number(self.last_loss),
             "exit": None
@@ -153,8 +168,9 @@ def start_of_last_line(path: Path) -> tuple[int, int]:
 
 
 def _guarded(call: Callable[..., Any], *args: Any) -> list[Any]:
-    """A Monitor call whose failure is logged, not raised: a rule's bug on one odd line must not
-    end the watch of a whole training run (the lines after it are still read and judged)."""
+    """A Monitor call whose failure is logged, not raised: the watch of a whole training run
+    must not end on a bug. (A rule's or the parser's failure on one line is handled inside the
+    Monitor, losing only that finding; this is the last guard, for anything else.)"""
     try:
         return list(call(*args) or ())
     except Exception:

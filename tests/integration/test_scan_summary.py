@@ -1,0 +1,56 @@
+"""`ftmon scan --min-severity X`: the summary counts what was printed and says how many
+anomalies were below the threshold (it counted them all before, as if they had been shown)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import ftmon
+
+LOG = """\
+{'loss': 1.2, 'learning_rate': 2e-05, 'epoch': 0.01}
+{'loss': 1.1, 'learning_rate': 2e-05, 'epoch': 0.02}
+{'loss': nan, 'learning_rate': 2e-05, 'epoch': 0.03}
+Traceback (most recent call last):
+  File "train.py", line 10, in <module>
+    trainer.train()
+KeyboardInterrupt
+"""
+
+
+def test_the_summary_counts_only_the_anomalies_shown(tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    log.write_text(LOG)
+    everything = ftmon("scan", str(log), "--min-severity", "info")
+    assert "traceback" in everything.stdout  # the Ctrl-C is said, at INFO
+    assert everything.stdout.splitlines()[-1] == "anomalies: nan x1, traceback x1"
+    errors = ftmon("scan", str(log), "--min-severity", "error")
+    assert errors.returncode == 1
+    assert "traceback" not in errors.stdout.replace("anomalies: nan x1 (", "")
+    assert errors.stdout.splitlines()[-1] == "anomalies: nan x1 (1 more below error, not shown)"
+    critical = ftmon("scan", str(log), "--min-severity", "critical", "--json")
+    assert critical.returncode == 0
+    summary = json.loads(critical.stdout.splitlines()[-1])
+    assert summary["anomalies"] == {} and summary["below_min_severity"] == 2
+
+
+def test_scan_of_one_log_builds_one_monitor(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The Monitor that checks --set and --pattern is the one that reads the log (it was built
+    twice: once only to check the settings)."""
+    from supervisor.cli.main import main
+    from supervisor.monitoring.monitor import Monitor
+
+    built: list[Monitor] = []
+    init = Monitor.__init__
+
+    def counted(self: Monitor, *args: object, **kwargs: object) -> None:
+        built.append(self)
+        init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Monitor, "__init__", counted)
+    log = tmp_path / "train.log"
+    log.write_text(LOG)
+    assert main(["scan", str(log), "--set", "spike.factor=3"]) == 1
+    assert "loss is nan" in capsys.readouterr().out
+    assert len(built) == 1 and built[0].lines == 7
