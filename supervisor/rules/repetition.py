@@ -84,7 +84,12 @@ beside a progress bar's `■`/`█`. Progress bars reach the rules as `Progress`
 
 A chat transcript whose assistant gives the same reply, word for word, to `turn_copies` turns
 in a row (`gpt: Anything else I can help with?` after every user line) has looped, though no
-line repeats back to back; replies under 4 tokens (`OK.`) never count. Android's logcat lines
+line repeats back to back; replies under 4 tokens (`OK.`) never count. A speaker named other
+than by a chat role (`DialoGPT:`, `Bob:`) counts when another speaker had the turns between,
+saying something new each time. Transcript segments (`[2105.04-2106.44s] text`, whisper's
+`[00:01.000 --> 00:03.000]`) that say the same words `segment_copies` times in a row have
+looped: the time spans move on, so these are new output, not one line printed per rank. In the
+phrase check, brackets standing alone between the copies are layout. Android's logcat lines
 (`I/tag(pid): ...`) are log records.
 
 When a recipe says how samples are printed (`patterns` with a `sample` group, and `prompt` and
@@ -120,10 +125,18 @@ _LOG_LIKE = re.compile(
     # Android's logcat (`I/nntrainer(21968): ...`, `E/tag( 123): ...`): level, tag, pid.
     r"|^[VDIWEF]/[\w.$-]+\(\s*\d+\):"
 )
-# A chat turn: the speaker, then what it said (`gpt: ...`, `Assistant：...`).
-_TURN = re.compile(
-    r"^(user|human|assistant|gpt|bot|ai|model|用户|助手|人类)\s*[:：]\s*(\S.*)$", re.I
+# A chat turn: the speaker, then what it said (`gpt: ...`, `Assistant：...`); a chat loop's
+# `>> User:` prompt marker and a named bot (`DialoGPT: ...`, llama.cpp's `Bob: ...`) too.
+_TURN = re.compile(r"^(?:>+\s*)?([A-Za-z][\w.-]{0,20}|用户|助手|人类)\s*[:：]\s*(\S.*)$")
+_CHAT_ROLES = frozenset(
+    {"user", "human", "assistant", "gpt", "bot", "ai", "model", "用户", "助手", "人类"}
 )
+# A transcript segment: its time span, then the words heard (whisper's `[00:01.000 --> 00:03.000]
+# text`, `[2105.04-2106.44s] text`). The span makes the line look like a log record, but each
+# segment is new output: the same words on segment after segment are the decoder looping.
+_SEGMENT = re.compile(r"^\[\s*\d[\d:.,]*\s*s?\s*(?:-->|->|-|–)\s*\d[\d:.,]*\s*s?\s*\]\s*(\S.*)$")
+# Brackets standing alone between a phrase's copies (`Let me ( Let me ) Let me (`).
+_BRACKETS = frozenset("()[]{}<>")
 # Characters that healthy logs repeat: separators, table rules, bars, digits, spaces.
 _FILLER = frozenset(
     " \t-=_*#~^.·:;,+|/\\<>[](){}'\"`0123456789"
@@ -140,13 +153,15 @@ _MIN_SPAN = 32  # a repetition within a line must cover this many characters
 _IN_LINE_CAP = 4096  # only the start of a very long line is searched
 
 
-def _may_repeat(text: str, copies: int) -> bool:
+def _may_repeat(text: str, copies: int, at_end: bool = False) -> bool:
     """Whether a unit may repeat `copies` + 1 times over at least half of `text`.
 
     A repeated span that long contains a 4-character window starting at a quarter, half or
     three quarters of the line, and that window then recurs `copies` times, or (a unit shorter
     than the window: `!` or `□` 25 times) often enough to cover half the line: three `str.count`
     calls in C instead of the backtracking regex on every line. Filler windows never count.
+    `at_end`: also the last window of words in the line's last 40 characters (a short loop
+    the length limit cut, under a quarter of the line).
     """
     n = len(text)
     for j in (n // 4, n // 2, 3 * n // 4 - 4):
@@ -155,6 +170,11 @@ def _may_repeat(text: str, copies: int) -> bool:
             count = text.count(window)
             if count >= copies or count * 8 >= n:
                 return True
+    if at_end:
+        for j in range(n - 6, max(n - 40, 0), -3):
+            window = text[j : j + 4]
+            if window.strip(_FILLER_STR):
+                return text.count(window) >= copies
     return False
 
 
@@ -390,6 +410,9 @@ class RepetitionSettings(RuleSettings):
     turn_copies: int = Field(
         3, ge=2, description="One speaker's same reply in this many turns in a row (a chat)."
     )
+    segment_copies: int = Field(
+        3, ge=2, description="Transcript segments in a row that say the same words."
+    )
     quiet_lines: int = Field(200, ge=0, description="Lines of quiet after a report.")
 
 
@@ -434,6 +457,10 @@ class RepetitionRule(Rule):
         # Chat turns: per speaker, its last replies (and whether another spoke between).
         self._turns: dict[str, deque[str]] = {}
         self._last_speaker = ""
+        self._speakers: deque[str] = deque(maxlen=2 * s.turn_copies - 1)  # the last turns'
+        # Transcript segments: the words of the last one, and how many in a row said them.
+        self._segment = ""
+        self._segment_run = 0
 
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, (Metric, Eval)):
@@ -529,7 +556,7 @@ class RepetitionRule(Rule):
             self._fuzzy_runs = [0] * (s.max_block + 1)
             self._end_passage()
             return None
-        turn = self._judge_turn(stripped)
+        turn = self._judge_turn(stripped) or self._judge_segment(stripped)
         if turn is not None:
             return turn
         near = self._judge_near(stripped)
@@ -594,6 +621,7 @@ class RepetitionRule(Rule):
         if speaker == self._last_speaker:
             return None  # a reply wrapped over lines, or the same speaker again: not a turn
         self._last_speaker = speaker
+        self._speakers.append(speaker)
         replies = self._turns.setdefault(speaker, deque(maxlen=self.settings.turn_copies))
         replies.append(said)
         copies = self.settings.turn_copies
@@ -601,9 +629,44 @@ class RepetitionRule(Rule):
             return None
         if len(tokens(said)) < 4 or not _is_prose(said):
             return None  # `ok`, `yes`: short answers repeat in healthy chats
+        if speaker not in _CHAT_ROLES and (
+            not _is_prose(stripped) or not self._other_speaker_varies(speaker)
+        ):
+            # A name that is no chat role (`Note:`, `Loading:`) may be a log's own label: a
+            # chat is there only when someone else spoke between, saying something new each
+            # time (the user's lines change, the bot's answer does not).
+            return None
         replies.clear()
         return (
-            f"{speaker} gave the same reply {copies} turns in a row: {clip(said, 80)!r}",
+            f"{m.group(1)} gave the same reply {copies} turns in a row: {clip(said, 80)!r}",
+            (clip(stripped),),
+        )
+
+    def _other_speaker_varies(self, speaker: str) -> bool:
+        """One other speaker had all the turns between, each saying something else, in words
+        (two parties alternating: not `Files:`, `Copyright:`, `License:` records in turn)."""
+        others = set(self._speakers) - {speaker}
+        if len(self._speakers) < 2 * self.settings.turn_copies - 1 or len(others) != 1:
+            return False
+        need = self.settings.turn_copies - 1
+        last = list(self._turns[others.pop()])[-need:]
+        varied = len(last) == need and len(set(last)) == need
+        return varied and all(_is_prose(t) for t in last)
+
+    def _judge_segment(self, stripped: str) -> tuple[str, tuple[str, ...]] | None:
+        """Transcript segments whose words are the same `segment_copies` times in a row under
+        time spans that move on (Whisper's hallucination loop): not a log printed per rank."""
+        m = _SEGMENT.match(stripped)
+        if m is None:
+            self._segment, self._segment_run = "", 0
+            return None
+        said = m.group(1).strip()
+        self._segment_run = self._segment_run + 1 if said == self._segment else 1
+        self._segment = said
+        if self._segment_run != self.settings.segment_copies or not any(c.isalpha() for c in said):
+            return None
+        return (
+            f"{self._segment_run} transcript segments in a row say {clip(said, 80)!r}",
             (clip(stripped),),
         )
 
@@ -655,7 +718,7 @@ class RepetitionRule(Rule):
             why = self._judge_long_line(head)
             if why is not None:
                 return why
-        if len(head) >= 24 and _may_repeat(head, s.phrase_copies - 1):
+        if len(head) >= 24 and _may_repeat(head, s.phrase_copies - 1, at_end=True):
             why = self._judge_phrase_loop(head)
             if why is not None:
                 return why
@@ -669,7 +732,8 @@ class RepetitionRule(Rule):
         loop the model broke out of, or one the length limit cut, too short to fill half the
         line. Prose does not say a phrase of two words or more five times in a row; a word
         alone (`very very`) and printed values (`nan nan`, `True True`) never count."""
-        toks = tokens(head)
+        # Brackets alone between the copies are layout (`Let me ( Let me ) Let me (`).
+        toks = [t for t in tokens(head) if not set(t) <= _BRACKETS]
         if len(toks) < 2 * self.settings.phrase_copies:
             return None
         covered, unit, start = repeated_token_run(toks)

@@ -184,20 +184,15 @@ KNOWN_MISSES = {
     " straight back, the loss steady",
     "604_repetition_mlx-lm-generate.log": "a sentence said twice with its nouns changing: two"
     " copies are what healthy text says too",
-    "605_repetition_llama-cpp-llama3.log": "a 2-word phrase repeated at a long line's end with"
-    " brackets between its copies",
     "610_spike_yolov4-keras-val-loss.log": "bare unnamed values, one a line: no metric is read",
     "611_spike_keras-rmsprop-diverges.log": "a slow climb of the epoch loss (1.89 -> 2.16): under"
     " every spike definition",
     "612_repetition_lmflow-token-ids.log": "a token id repeated in a printed tensor: the shape of"
     " healthy padding",
-    "615_repetition_whisper-finetune-zh.log": "transcript segments whose text repeats under a"
-    " changing timestamp: lines differing only in numbers are status lines",
     "623_spike_baselines-ppo-kl.log": "a PPO KL exploding in an optimisation table: a metric the"
     " rules do not watch, in a table with no step column",
-    "626_repetition_dialogpt-greedy-chat.log": "every bot reply the same sentence: the speaker"
-    " names are not known",
-    "631_spike_keras-deepj.log": "a flat epoch loss doubling (0.047 -> 0.096) over two epochs",
+    "631_spike_keras-deepj.log": "a quiet epoch loss at 0.047 doubling: it moves by 0.048, under"
+    " min_jump (0.5), which keeps losses near zero from counting",
     "632_spike_keras-parsbert-val-loss.log": "a validation loss rising 24% over three epochs"
     " (overfitting): under every spike definition",
     "633_normal_yolo-world-mmengine.log": "false alarm: a first grad norm above absurd_first (1300)"
@@ -304,9 +299,10 @@ def test_held_out_figures_hold_their_floor() -> None:
                     "spike": (1.0, 1.0), "stall": (1.0, 1.0), "normal": (1.0, 1.0)},
         "unseen": {"nan": (0.92, 1.0), "oom": (1.0, 1.0), "repetition": (0.91, 0.68),
                    "spike": (0.84, 0.91), "stall": (1.0, 1.0), "normal": (0.86, 1.0)},
-        # unseen2/: the lead's blind figures (a65237a, 730329f); tuning data from the sixth pass
-        "unseen2": {"nan": (1.0, 0.8), "oom": (1.0, 1.0), "repetition": (1.0, 0.64),
-                    "spike": (0.66, 0.4), "stall": (0.88, 0.72), "normal": (0.6, 0.87)},
+        # unseen2/: blind through the fifth pass (60/79 at 730329f), tuning data from the sixth
+        # (69/79 after it; README)
+        "unseen2": {"nan": (1.0, 1.0), "oom": (1.0, 1.0), "repetition": (1.0, 0.85),
+                    "spike": (0.66, 0.4), "stall": (1.0, 1.0), "normal": (0.73, 0.91)},
     }  # fmt: skip
     groups: dict[str, list] = {}
     for half in HALVES:

@@ -109,3 +109,72 @@ def test_a_keyboard_interrupt_is_said_quietly() -> None:
     assert [(a.rule, a.severity, a.lineno) for a in found] == [("traceback", Severity.INFO, 5)]
     crash = CTRL_C.replace("KeyboardInterrupt", "RuntimeError: CUDA error: device-side assert")
     assert loud(crash) == [("traceback", 5)]
+
+
+# --- loop shapes -----------------------------------------------------------------------------
+
+# unseen2/605 (llama.cpp issue, Llama-3 chat): a reply that ends in a two-word loop with
+# brackets between its copies.
+BRACKETED_LOOP = (
+    "This code creates an animation showing the graph of y = 2x + 1. You can also add more graph"
+    " labels to highlight specific points on the graph. Let me know if you have any questions or"
+    " if you'd like to customize  This  Code       Let me know if you'd like to   Let me know if"
+    " you'd like to   Let me Bob   Let me render  Let me    Let me   (   Let me   )  Let me   ("
+    "   Let me   )  Let me   (   Let me   )  Let me   (   Let me\n"
+)
+
+# unseen2/615 (Whisper-Finetune issue): one segment's words under moving time spans.
+SEGMENTS = """\
+[2105.04-2106.44s] 那就是有意義
+[2106.44-2108.12s] 那就是有意義
+[2108.12-2109.68s] 那就是有意義
+[2109.68-2111.08s] 那就是有意義
+"""
+
+# A healthy transcript: every segment says something new.
+HEALTHY_SEGMENTS = """\
+[00:00.000 --> 00:02.500]  Good afternoon and welcome.
+[00:02.500 --> 00:05.000]  Today we look at fibre networks.
+[00:05.000 --> 00:07.000]  Thank you.
+[00:07.000 --> 00:09.500]  Let us begin with the basics.
+"""
+
+# unseen2/626 (transformers issue, DialoGPT with greedy decoding): the same reply every turn.
+DIALOGPT = """\
+>> User:Today, I bought some ice cream.
+DialoGPT: I'm going to buy some ice cream.
+>> User:Ok, but hwy?
+DialoGPT: I'm going to buy some ice cream.
+>> User:Fine. You already said that
+DialoGPT: I'm going to buy some ice cream.
+"""
+
+# unseen2/621 (nnU-Net issue): a log whose labels alternate (`epoch:`, `WARNING:...`).
+LABELLED_LOG = """\
+epoch:  0
+WARNING:matplotlib.legend:No handles with labels found to put in legend.
+epoch:  1
+WARNING:matplotlib.legend:No handles with labels found to put in legend.
+epoch:  2
+WARNING:matplotlib.legend:No handles with labels found to put in legend.
+"""
+
+
+def test_a_phrase_loop_with_brackets_between_its_copies_is_repetition() -> None:
+    assert loud(BRACKETED_LOOP) == [("repetition", 1)]
+
+
+def test_transcript_segments_saying_the_same_words_are_repetition() -> None:
+    assert loud(SEGMENTS) == [("repetition", 3)]
+    assert loud(HEALTHY_SEGMENTS) == []
+
+
+def test_a_named_bot_giving_the_same_reply_every_turn_is_repetition() -> None:
+    assert loud(DIALOGPT) == [("repetition", 6)]
+
+
+def test_log_labels_alternating_are_no_chat() -> None:
+    assert loud(LABELLED_LOG) == []
+    # The same warning under varying `Note:` lines: the other "speaker" says no words.
+    notes = "".join(f"Step: {i}\nNote: the cache is cold for this worker.\n" for i in range(4))
+    assert loud(notes) == []
