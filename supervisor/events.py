@@ -58,6 +58,25 @@ class LogLine(NamedTuple):
         return ""
 
 
+# A step count this long is no training step (a seed or an id read as one): shown bounded.
+STEP_SHOWN_BELOW = 10**12
+
+
+def show_step(step: float | None, none: str = "-") -> str:
+    """A step as ftmon shows it anywhere: `1234`; an absurd one bounded (`1e+300`, not 301
+    digits); `none` when there is no step."""
+    if step is None:
+        return none
+    if -STEP_SHOWN_BELOW < step < STEP_SHOWN_BELOW:
+        return str(int(step))
+    try:
+        return f"{float(step):.3g}"
+    except OverflowError:  # an int past float's range
+        from decimal import Decimal
+
+        return f"{Decimal(int(step)):.3g}"
+
+
 @dataclass(frozen=True, slots=True)
 class Metric:
     """Training metrics from one line; names are normalised (`learning_rate` -> `lr`)."""

@@ -21,7 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from supervisor.events import Anomaly, Eval, Event, Exit, Metric, ResourceSample, Severity
+from supervisor.events import (
+    Anomaly,
+    Eval,
+    Event,
+    Exit,
+    Metric,
+    ResourceSample,
+    Severity,
+    show_step,
+)
 from supervisor.monitoring.resources import ResourceProbe
 from supervisor.reading.tail import Tail, follow, iter_file_lines
 from supervisor.rules.exit import describe_exit  # one wording for how a process ended
@@ -98,7 +107,7 @@ class WatchSummary:
         `min_severity` (the ones printed), and how many were left out is said."""
         out = [f"{self.path}: {_n(self.lines, 'line')} read (to line {self.lineno}), "
                f"{_n(self.metrics, 'metric line')}, {_n(self.evals, 'evaluation')}"]  # fmt: skip
-        step = "-" if self.last_step is None else str(self.last_step)
+        step = show_step(self.last_step)
         loss = "-" if self.last_loss is None else f"{self.last_loss:.6g}"
         out.append(f"last step {step}, last loss {loss}")
         shown = self.shown(min_severity)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from supervisor.events import show_step
 from supervisor.report.compare import (
     CompareTable,
     compare_sweep,
@@ -224,9 +225,9 @@ def run_report(history: Any, ref: str) -> Report:
         ]))  # fmt: skip
     summary = run_metrics(history, last.id)
     b.append(Heading(2, "Latest metrics"))
-    b.append(Para(f"Last step {summary.last_step if summary.last_step is not None else '-'}."))
+    b.append(Para(f"Last step {show_step(summary.last_step)}."))
     b.append(Table(["metric", "latest", "step"], [
-        [m.name, fmt(m.latest), str(m.last_step if m.last_step is not None else "-")]
+        [m.name, fmt(m.latest), show_step(m.last_step)]
         for m in summary.metrics
     ]))  # fmt: skip
     report.plots = _plots(history, [(r.id, r.id) for r in chain])

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from supervisor.events import show_step
+
 BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -70,7 +72,7 @@ class RunMetrics:
 
     def lines(self) -> list[str]:
         """`ftmon show`'s metrics section."""
-        out = [f"metrics   last step {self.last_step if self.last_step is not None else '-'}"]
+        out = [f"metrics   last step {show_step(self.last_step)}"]
         width = max((len(m.name) for m in self.metrics), default=0)
         for m in self.metrics:
             out.append(f"    {m.name:{width}}  {fmt(m.latest):>10}  {sparkline(m.series)}")

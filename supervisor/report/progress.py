@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from supervisor.events import Eval, Metric
+from supervisor.events import Eval, Metric, show_step
 
 # A rate (and so an ETA) only over this much time: a backlog read at once (a reattach) would
 # otherwise give thousands of steps a second.
@@ -60,7 +60,8 @@ class RunProgress:
     def line(self) -> str:
         parts = [self.run_id]
         if self.step is not None:
-            parts.append(f"step {self.step}/{self.total}" if self.total else f"step {self.step}")
+            step = show_step(self.step)
+            parts.append(f"step {step}/{show_step(self.total)}" if self.total else f"step {step}")
         for key, label in (("loss", "loss"), ("val_loss", "val"), ("tok_s", "tok/s")):
             if key in self.values:
                 parts.append(f"{label} {_num(self.values[key])}")

@@ -27,7 +27,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from supervisor.events import Anomaly, Event, Exit, Metric, Severity
+from supervisor.events import Anomaly, Event, Exit, Metric, Severity, show_step
 from supervisor.monitoring.ranks import RankTracker
 from supervisor.rules.base import Rule, RuleSettings
 
@@ -81,9 +81,9 @@ class HangRule(Rule):
             self._said.add((-1, stuck[0]))
             step, secs = stuck
             message = (
-                f"all {len(self.tracker.ranks)} ranks stopped after step {step}: no step for "
-                f"{secs:.0f} s (limit {self.tracker.threshold():.0f} s), none behind: a "
-                "collective is stuck"
+                f"all {len(self.tracker.ranks)} ranks stopped after step {show_step(step)}: "
+                f"no step for {secs:.0f} s (limit {self.tracker.threshold():.0f} s), none "
+                "behind: a collective is stuck"
             )
             out.append(self.anomaly(Severity.ERROR, message, ts))
         for hang in self.tracker.hung(ts):
@@ -91,10 +91,12 @@ class HangRule(Rule):
             if key in self._said:
                 continue
             self._said.add(key)
-            others = ", ".join(f"rank {r} at step {s}" for r, s in sorted(hang.others.items()))
+            others = ", ".join(
+                f"rank {r} at step {show_step(s)}" for r, s in sorted(hang.others.items())
+            )
             message = (
-                f"rank {hang.rank} hung: no step for {hang.secs:.0f} s after step {hang.step} "
-                f"(limit {self.tracker.threshold():.0f} s) while {others}"
+                f"rank {hang.rank} hung: no step for {hang.secs:.0f} s after step "
+                f"{show_step(hang.step)} (limit {self.tracker.threshold():.0f} s) while {others}"
             )
             out.append(self.anomaly(Severity.ERROR, message, ts))
         return out
@@ -139,7 +141,7 @@ class StragglerRule(Rule):
                 self._slow.add(rank)
                 message = (
                     f"rank {rank} straggles: straggler score {score:.2f} (its step rate over "
-                    f"the fastest rank's), at step {ranks[rank].step}"
+                    f"the fastest rank's), at step {show_step(ranks[rank].step)}"
                 )
                 out.append(self.anomaly(Severity.WARNING, message, ts))
         return out

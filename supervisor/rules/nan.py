@@ -25,7 +25,7 @@ import re
 
 from pydantic import Field
 
-from supervisor.events import Anomaly, Eval, Event, Metric, Severity, Text
+from supervisor.events import Anomaly, Eval, Event, Metric, Severity, Text, show_step
 from supervisor.rules.base import Rule, RuleSettings, clip, fmt_value
 from supervisor.rules.names import is_grad_norm, watched_for_nan
 
@@ -186,7 +186,7 @@ class NanRule(Rule):
         values = event.values
         nan_iters = values.get("nan_iterations")
         if nan_iters:  # Megatron counts the iterations whose loss or grads were nan
-            where = f" up to step {event.step}" if event.step is not None else ""
+            where = f" up to step {show_step(event.step)}" if event.step is not None else ""
             return self._report(f"{nan_iters:g} nan iterations{where}", event.lineno, event.ts, ())
         total = sum(values.values())
         if total - total == 0.0:  # every value finite (one nan or inf makes this nan): most lines
@@ -216,7 +216,7 @@ class NanRule(Rule):
                 self._in_episode = False  # the state changed: the next nan is news again
             return []
         what = ", ".join(f"{k} is {fmt_value(v)}" for k, v in bad)
-        where = f" at step {event.step}" if event.step is not None else ""
+        where = f" at step {show_step(event.step)}" if event.step is not None else ""
         kind = "eval: " if isinstance(event, Eval) else ""
         return self._report(f"{kind}{what}{where}", event.lineno, event.ts, ())
 

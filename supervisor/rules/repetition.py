@@ -107,7 +107,7 @@ from difflib import SequenceMatcher
 
 from pydantic import Field
 
-from supervisor.events import Anomaly, Eval, Event, Metric, Sample, Severity, Text
+from supervisor.events import Anomaly, Eval, Event, Metric, Sample, Severity, Text, show_step
 from supervisor.rules.base import LineCooldown, Rule, RuleSettings, clip
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
@@ -476,7 +476,7 @@ class RepetitionRule(Rule):
             if found is None:
                 return []
             prompt = f" for {event.prompt!r}" if event.prompt else ""
-            step = f" at step {event.step}" if event.step is not None else ""
+            step = f" at step {show_step(event.step)}" if event.step is not None else ""
             return self._report(f"sample{prompt}{step} {found}", event, (clip(event.text),))
         assert isinstance(event, Text)
         seen = self._judge_line(event)

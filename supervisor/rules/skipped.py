@@ -30,7 +30,7 @@ import re
 
 from pydantic import Field
 
-from supervisor.events import Anomaly, Event, Metric, Progress, Severity, Text
+from supervisor.events import Anomaly, Event, Metric, Progress, Severity, Text, show_step
 from supervisor.rules.base import Rule, RuleSettings, clip, fmt_value
 
 _NUM = r"([0-9][0-9.eE+-]*)"
@@ -115,7 +115,8 @@ class SkippedStepsRule(Rule):
                 # Megatron counts skipped iterations per log interval: one now and then is the
                 # scaler probing a higher scale; a handful past warm-up is a cascade.
                 return self._report(
-                    f"{skipped:g} iterations skipped at step {self._step} (past warm-up)",
+                    f"{skipped:g} iterations skipped at step {show_step(self._step)} "
+                    "(past warm-up)",
                     event.lineno, event.ts, (), Severity.WARNING,
                 )  # fmt: skip
             scale = event.values.get("loss_scale")
@@ -172,13 +173,13 @@ class SkippedStepsRule(Rule):
             )  # fmt: skip
         if past_warmup and scale <= s.min_scale:
             return self._report(
-                f"fp16 loss scale cut to {fmt_value(scale)} at step {self._step} "
+                f"fp16 loss scale cut to {fmt_value(scale)} at step {show_step(self._step)} "
                 f"(past warm-up): steps keep overflowing",
                 event.lineno, event.ts, evidence, Severity.WARNING,
             )  # fmt: skip
         if past_warmup and self._reductions >= s.cascade:
             return self._report(
-                f"{self._reductions} fp16 overflows in a row at step {self._step} "
+                f"{self._reductions} fp16 overflows in a row at step {show_step(self._step)} "
                 f"(past warm-up), loss scale now {fmt_value(scale)}",
                 event.lineno, event.ts, evidence, Severity.WARNING,
             )  # fmt: skip

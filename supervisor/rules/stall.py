@@ -32,7 +32,7 @@ import re
 
 from pydantic import Field
 
-from supervisor.events import Anomaly, Event, Metric, Progress, Severity, Text
+from supervisor.events import Anomaly, Event, Metric, Progress, Severity, Text, show_step
 from supervisor.rules.base import LineCooldown, Rule, RuleSettings, clip
 
 # What PyTorch / NCCL print when a collective hangs; not the start-up lines that merely mention
@@ -281,7 +281,7 @@ class StallRule(Rule):
             stepless = ts - self._last_step_ts
             if stepless >= s.step_secs:
                 self._stepless_reported = True
-                at = f" (last step {self._last_step})" if self._last_step is not None else ""
+                at = f" (last step {show_step(self._last_step)})"
                 out.append(
                     self.anomaly(
                         Severity.WARNING, f"no new training step for {stepless:.0f} s{at}", ts

@@ -63,7 +63,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from supervisor.events import Anomaly, Eval, Event, Metric, Severity
+from supervisor.events import Anomaly, Eval, Event, Metric, Severity, show_step
 from supervisor.rules.base import Rule, RuleSettings, fmt_value
 from supervisor.rules.names import is_grad_norm, is_loss_part, is_train_loss, is_val_loss
 
@@ -278,7 +278,7 @@ class _JumpRule(Rule):
         base.in_spike = bool(message)
         if not message or was:
             return None
-        where = f" at step {event.step}" if event.step is not None else ""
+        where = f" at step {show_step(event.step)}" if event.step is not None else ""
         return self.anomaly(Severity.WARNING, message + where, event.ts, event.lineno)
 
     def _fall(self, base: _Baseline) -> float:
@@ -329,7 +329,7 @@ class _JumpRule(Rule):
         base.in_spike = bool(message)
         if not message or was:
             return None
-        where = f" at step {event.step}" if event.step is not None else ""
+        where = f" at step {show_step(event.step)}" if event.step is not None else ""
         return self.anomaly(Severity.WARNING, message + where, event.ts, event.lineno)
 
 
@@ -387,7 +387,7 @@ class SpikeRule(_JumpRule):
         self._parts_spiking = True
         if spiking_before:
             return None
-        where = f" at step {event.step}" if event.step is not None else ""
+        where = f" at step {show_step(event.step)}" if event.step is not None else ""
         return self.anomaly(Severity.WARNING, message + where, event.ts, event.lineno)
 
 
@@ -467,7 +467,7 @@ class DivergenceRule(Rule):
         if (self._above[key] < s.evals and not jumped) or self._reported.get(key):
             return None
         self._reported[key] = True
-        where = f" at step {event.step}" if event.step is not None else ""
+        where = f" at step {show_step(event.step)}" if event.step is not None else ""
         if self._above[key] < s.evals:
             message = (
                 f"{key} jumped to {fmt_value(value)}{where}, {value / best:.1f}x the best "

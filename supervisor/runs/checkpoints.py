@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from supervisor.events import Anomaly
+from supervisor.events import Anomaly, show_step
 from supervisor.recipe.flags import render_template
 from supervisor.recipe.model import Checkpoints, Recipe, checkpoints_of
 
@@ -142,12 +142,19 @@ def start_from(
             candidates.append(started)
         chosen = newest_before(candidates, step)
     if chosen is None:
-        why = "no step was logged before it" if step is None else f"none before step {step}"
+        why = (
+            "no step was logged before it"
+            if step is None
+            else f"none before step {show_step(step)}"
+        )
         note = f"from the base weights: no checkpoint to go back to ({why})"
         new = recipe.model_copy(update={"args": args})
         return new, [*changes, note]
     args.update(resume_args(settings, chosen))
-    note = f"from checkpoint {chosen.path} (step {chosen.step}; {rule} first at step {step})"
+    note = (
+        f"from checkpoint {chosen.path} (step {show_step(chosen.step)}; {rule} first at step "
+        f"{show_step(step)})"
+    )
     if policy.skip_batches and settings.skip_arg:
         args[settings.skip_arg] = policy.skip_batches
         note += f", skipping the next {policy.skip_batches} batches"

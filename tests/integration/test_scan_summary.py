@@ -54,3 +54,16 @@ def test_scan_of_one_log_builds_one_monitor(tmp_path: Path, monkeypatch, capsys)
     assert main(["scan", str(log), "--set", "spike.factor=3"]) == 1
     assert "loss is nan" in capsys.readouterr().out
     assert len(built) == 1 and built[0].lines == 7
+
+
+def test_an_absurd_step_is_shown_bounded(tmp_path: Path) -> None:
+    """A seed read as a step (`step=10**300`) prints as 1e+300 in the anomaly and the summary,
+    not as a 301-digit number."""
+    log = tmp_path / "train.log"
+    rows = [f"step {i} loss {1 + i / 100:.2f}" for i in range(1, 31)]
+    log.write_text("\n".join([*rows, f"step={10**300} loss=nan", ""]))
+    done = ftmon("scan", str(log))
+    assert done.returncode == 1
+    assert "loss is nan at step 1e+300" in done.stdout
+    assert "last step 1e+300," in done.stdout
+    assert "0" * 20 not in done.stdout

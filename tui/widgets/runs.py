@@ -7,6 +7,7 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from supervisor.events import show_step
 from tui.state import RunBook, RunView
 from tui.text import clean
 
@@ -39,7 +40,7 @@ RANK_MARK = "#rank"  # node data of a rank: `<run id>#rank<N>` (run ids never ho
 
 def rank_label(rank: int, step: int, score: float) -> Text:
     """`rank 1  step 120  0.98`: the straggler score dims to a warning below 0.5."""
-    label = Text(f"rank {rank}  step {step}  ")
+    label = Text(f"rank {rank}  step {show_step(step)}  ")
     label.append(f"{score:.2f}", style="bold yellow" if score < 0.5 else "dim")
     return label
 
