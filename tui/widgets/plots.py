@@ -25,6 +25,17 @@ TITLES = {
     "lr": "learning rate",
     "tok_s": "tokens/s",
 }
+# plotext's axis arithmetic (spans, tick steps) overflows from about 1e307: a point with a step
+# or a value past this is left out of the drawing (the title says how many), so one absurd
+# value (a best-so-far printed as sys.float_info.max, a seed read as a step) does not blank
+# the plot for as long as it stays in the series.
+DRAWABLE = 1e300
+
+
+def drawable(points: list[tuple[float, float]]) -> tuple[list[tuple[float, float]], int]:
+    """The points plotext can draw, and how many were left out."""
+    kept = [p for p in points if -DRAWABLE < p[0] < DRAWABLE and -DRAWABLE < p[1] < DRAWABLE]
+    return kept, len(points) - len(kept)
 
 
 def thin(points: list[tuple[float, float]], buckets: int) -> list[tuple[float, float]]:
@@ -98,18 +109,30 @@ class MetricPlot(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title(TITLES.get(self.series_name, self.series_name))
+        left_out = 0
+        if ranks:
+            ranks = dict(ranks)
+            for rank in self.ranks:
+                ranks[rank], dropped = drawable(ranks[rank])
+                left_out += dropped
+        points, dropped = drawable(self.points)
+        left_out += dropped
+        title = TITLES.get(self.series_name, self.series_name)
+        if left_out:
+            s = "" if left_out == 1 else "s"
+            title += f" (cannot draw {left_out} point{s} past ±{DRAWABLE:g}: left out)"
+        plt.title(title)
         if ranks:
             for rank in self.ranks:  # one line per rank, each in its own colour, labelled
                 drawn = thin(ranks[rank], buckets)
                 xs = [p[0] for p in drawn]
                 plt.plot(xs, [p[1] for p in drawn], marker="braille", label=f"rank {rank}")
-        elif self.points:
-            drawn = thin(self.points, buckets)
+        elif points:
+            drawn = thin(points, buckets)
             xs = [p[0] for p in drawn]
             ys = [p[1] for p in drawn]
             plt.plot(xs, ys, marker="braille")
-            if len(self.points) == 1:
+            if len(points) == 1:
                 # One point: plotext would invent ticks around it (2.5 3.8 5.0 for step 5).
                 plt.xticks(xs, [f"{xs[0]:g}"])
                 plt.yticks(ys, [f"{ys[0]:.4g}"])
@@ -137,9 +160,12 @@ class Plots(Grid):
             plot.display = False
             yield plot
 
-    def render_secs(self) -> float:
-        """How long drawing every shown plot took, the last time each was drawn."""
-        return sum(p.render_secs for p in self.query(MetricPlot) if p.display)
+    show_secs = 0.0  # how long the last `show` took (thinning, plotext's data)
+
+    def draw_secs(self) -> float:
+        """What the last redraw cost: `show` (thinning, plotext's data) and drawing each shown
+        plot. Both count: thinning 5000-point series is about as dear as plotext's drawing."""
+        return self.show_secs + sum(p.render_secs for p in self.query(MetricPlot) if p.display)
 
     @property
     def shown(self) -> list[str]:
@@ -153,6 +179,7 @@ class Plots(Grid):
     ) -> None:
         """Draw `series`: exactly the present series get a plot, the others are hidden; with
         `rank_loss` the loss plot overlays each rank's loss."""
+        started = time.monotonic()
         wanted = [name for name in PLOTTED if series.get(name)]
         self.query_one("#no-metrics").display = not wanted
         for plot in self.query(MetricPlot):
@@ -166,3 +193,4 @@ class Plots(Grid):
         columns = count if count <= 3 else (count + 1) // 2
         self.styles.grid_size_columns = columns
         self.styles.grid_size_rows = (count + columns - 1) // columns
+        self.show_secs = time.monotonic() - started
