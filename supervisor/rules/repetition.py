@@ -556,7 +556,7 @@ class RepetitionRule(Rule):
             self._fuzzy_runs = [0] * (s.max_block + 1)
             self._end_passage()
             return None
-        turn = self._judge_turn(stripped) or self._judge_segment(stripped)
+        turn = self._judge_turn(stripped, text[0] in " \t") or self._judge_segment(stripped)
         if turn is not None:
             return turn
         near = self._judge_near(stripped)
@@ -609,7 +609,7 @@ class RepetitionRule(Rule):
         drift = self._judge_drifting_block(key, stripped)
         return found or drift or self._judge_paragraph(key)
 
-    def _judge_turn(self, stripped: str) -> tuple[str, tuple[str, ...]] | None:
+    def _judge_turn(self, stripped: str, indented: bool) -> tuple[str, tuple[str, ...]] | None:
         """A chat whose assistant gives the same reply, word for word, to `turn_copies`
         different turns in a row (`gpt: Anything else I can help with?` after every user
         line): a fine-tuned model stuck on one answer. The turns between are the other
@@ -630,11 +630,16 @@ class RepetitionRule(Rule):
         if len(tokens(said)) < 4 or not _is_prose(said):
             return None  # `ok`, `yes`: short answers repeat in healthy chats
         if speaker not in _CHAT_ROLES and (
-            not _is_prose(stripped) or not self._other_speaker_varies(speaker)
+            indented
+            or not m.group(1)[0].isupper()
+            or "_" in speaker
+            or not _is_prose(stripped)
+            or not self._other_speaker_varies(speaker)
         ):
-            # A name that is no chat role (`Note:`, `Loading:`) may be a log's own label: a
-            # chat is there only when someone else spoke between, saying something new each
-            # time (the user's lines change, the bot's answer does not).
+            # A name that is no chat role (`Note:`, `Loading:`) may be a log's own label, an
+            # indented `params:` a docstring's or a signature's: a chat is a capitalised name
+            # at the line's start, and only when someone else spoke between, saying something
+            # new each time (the user's lines change, the bot's answer does not).
             return None
         replies.clear()
         return (

@@ -182,6 +182,15 @@ class JumpSettings(RuleSettings):
         description="A part of the loss (`loss_rpn_cls`) above this many times its "
         "median and above `absurd` is a spike (0: parts are not watched).",
     )
+    summary_factor: float = Field(
+        2.0,
+        ge=0,
+        description="`spike`: a training loss printed beside a validation loss (an epoch's "
+        "summary) above this many times the median of the summaries before it (0: off).",
+    )
+    summary_min_jump: float = Field(
+        0.01, ge=0, description="...and above that median by at least this."
+    )
 
 
 class GradNormSettings(JumpSettings):
@@ -199,6 +208,7 @@ class GradNormSettings(JumpSettings):
     quiet_min: int = Field(0, ge=0, description="`median`: quiet-series check (0: off).")
     fall_run: int = Field(0, ge=0, description="`median`: falling-series baseline (0: off).")
     part_factor: float = Field(0.0, ge=0, description="Grad norms have no parts (0: off).")
+    summary_factor: float = Field(0.0, ge=0, description="Grad norms have no summaries (0: off).")
 
 
 class _JumpRule(Rule):
@@ -345,10 +355,16 @@ class SpikeRule(_JumpRule):
 
     name = "spike"
     Settings = JumpSettings
+    handles = (Metric, Eval)
 
     def __init__(self, settings: JumpSettings | None = None) -> None:
         super().__init__(settings)
         self._parts: dict[str, deque[float]] = {}
+        # Epoch summaries: the line of the last evaluation, and the training losses printed on
+        # such lines (`loss: 0.39 - acc: 0.87 - val_loss: 0.37`), with their own episode.
+        self._eval_line = -1
+        self._summaries: deque[float] = deque(maxlen=self.settings.window)
+        self._summary_spiking = False
         # One episode for all parts: a blow-up shows in several terms at once (`d0.loss_cls`,
         # `d1.loss_cls`, ...) or on consecutive lines (Caffe prints one term a line).
         self._parts_spiking = False
@@ -358,9 +374,21 @@ class SpikeRule(_JumpRule):
     def wants(self, key: str) -> bool:
         return is_train_loss(key) or (self.settings.part_factor > 0 and is_loss_part(key))
 
+    def on_event(self, event: Event) -> list[Anomaly]:
+        if isinstance(event, Eval):
+            # The parser sends a line's evaluation before its training metrics.
+            if any(is_val_loss(k) for k in event.values):
+                self._eval_line = event.lineno
+            return []
+        return super().on_event(event)
+
     def _check(self, key: str, value: float, event: Metric) -> Anomaly | None:
         if is_train_loss(key):
-            return super()._check(key, value, event)
+            found = super()._check(key, value, event)
+            if event.lineno == self._eval_line and self.settings.summary_factor > 0:
+                summary = self._check_summary(key, value, event)
+                found = found or summary
+            return found
         s = self.settings
         recent = self._parts.get(key)
         if recent is None:
@@ -388,6 +416,34 @@ class SpikeRule(_JumpRule):
         if spiking_before:
             return None
         where = f" at step {show_step(event.step)}" if event.step is not None else ""
+        return self.anomaly(Severity.WARNING, message + where, event.ts, event.lineno)
+
+    def _check_summary(self, key: str, value: float, event: Metric) -> Anomaly | None:
+        """A training loss printed beside a validation loss is an epoch's (or an evaluation
+        period's) average: Keras' `loss: 0.39 - acc: 0.87 - val_loss: 0.37`, `train loss 4.03,
+        val loss 4.04`. Averages over thousands of batches do not double from one summary to
+        the next in a healthy run, so `summary_factor` x the median of the summaries before
+        is a spike from one summary on, far below what a per-step loss needs (a loss at 0.39,
+        then 0.88 with the accuracy falling)."""
+        s = self.settings
+        before = self._summaries
+        message = ""
+        if before:
+            median = statistics.median(before)
+            if (
+                median > 0
+                and value >= s.summary_factor * median
+                and value - median >= s.summary_min_jump
+            ):
+                message = (
+                    f"{key} at an epoch's summary rose to {fmt_value(value)}, "
+                    f"{value / median:.1f}x the summaries before (median {fmt_value(median)})"
+                )
+        before.append(value)
+        was, self._summary_spiking = self._summary_spiking, bool(message)
+        if not message or was:
+            return None
+        where = f" at step {event.step}" if event.step is not None else ""
         return self.anomaly(Severity.WARNING, message + where, event.ts, event.lineno)
 
 

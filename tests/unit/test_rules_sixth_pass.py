@@ -178,3 +178,33 @@ def test_log_labels_alternating_are_no_chat() -> None:
     # The same warning under varying `Note:` lines: the other "speaker" says no words.
     notes = "".join(f"Step: {i}\nNote: the cache is cold for this worker.\n" for i in range(4))
     assert loud(notes) == []
+
+
+# --- spike: an epoch's summary doubling ------------------------------------------------------
+
+# unseen2/635 (ChemTS issue, Keras GRU): epoch summaries, the loss 0.39 -> 0.88 at epoch 20.
+KERAS_SUMMARIES = """\
+loss: 0.3925 - acc: 0.8709 - val_loss: 0.3650 - val_acc: 0.8786
+loss: 0.8816 - acc: 0.7350 - val_loss: 0.7405 - val_acc: 0.7701
+loss: 0.7743 - acc: 0.7613 - val_loss: 0.6743 - val_acc: 0.7912
+"""
+
+# Healthy epoch summaries: falling, with a bump of a third at epoch 4.
+HEALTHY_SUMMARIES = """\
+Epoch 1/6 - loss: 0.9123 - acc: 0.6512 - val_loss: 0.8011 - val_acc: 0.7012
+Epoch 2/6 - loss: 0.6344 - acc: 0.7731 - val_loss: 0.6120 - val_acc: 0.7802
+Epoch 3/6 - loss: 0.5120 - acc: 0.8213 - val_loss: 0.5533 - val_acc: 0.8100
+Epoch 4/6 - loss: 0.6811 - acc: 0.7902 - val_loss: 0.5901 - val_acc: 0.8004
+Epoch 5/6 - loss: 0.4710 - acc: 0.8391 - val_loss: 0.5210 - val_acc: 0.8231
+Epoch 6/6 - loss: 0.4402 - acc: 0.8502 - val_loss: 0.5102 - val_acc: 0.8302
+"""
+
+
+def test_an_epoch_summary_whose_loss_doubles_is_a_spike() -> None:
+    assert loud(KERAS_SUMMARIES) == [("spike", 2)]
+
+
+def test_healthy_epoch_summaries_are_not() -> None:
+    assert loud(HEALTHY_SUMMARIES) == []
+    # Per-step losses (no validation beside them) keep the per-step thresholds.
+    assert loud("step 1 loss 0.3925\nstep 2 loss 0.8816\nstep 3 loss 0.7743\n") == []
