@@ -8,6 +8,9 @@ Runs the real `LogView` in a headless Textual app (`App.run_test`) and prints:
   - time from pressing End (from the top) to the last line on screen; until the index is
     complete the end is read backwards from the file's end, without line numbers,
   - time from opening to every line indexed (line numbers known, the whole log scrollable),
+  - time for `/` to search the whole log for a word it does not hold, ASCII (`zqxjvw`: bytes
+    lowered, `find`) and not (`Überzqxjvw`, `σίσυφοςq`: a regex where each letter is any of
+    its case fold),
   - a baseline measured in the same run: reading the whole file once (`os.pread` in 8 MiB
     slices, no parsing), and the figures as ratios of it.
 
@@ -113,6 +116,20 @@ def index_only(path: Path) -> float:
     index.refresh()
     index.close()
     return time.perf_counter() - start
+
+
+def search_only(path: Path, needle: str) -> float:
+    """Seconds for the log view's search (LogIndex.find) to go through the whole log in vain."""
+    index = LogIndex(path)
+    index.refresh()
+    if not needle.isascii():
+        index.find(needle, len(index) - 1)  # the case-fold table is built once per process
+    start = time.perf_counter()
+    found = index.find(needle, 0)
+    took = time.perf_counter() - start
+    index.close()
+    assert found is None, f"{needle!r} is in the log"
+    return took
 
 
 async def view_timings(path: Path, last_line: str) -> tuple[float, float, float, int]:
@@ -346,6 +363,10 @@ def view_figures(path: Path) -> None:
     print(f"End pressed -> last line shown:   {to_end * 1000:8.1f} ms  ({to_end / baseline:5.1f}x)")
     ratio = numbered / baseline
     print(f"open -> every line indexed:       {numbered * 1000:8.1f} ms  ({ratio:5.1f}x)")
+    for label, needle in (("ASCII", "zqxjvw"), ("Latin", "Überzqxjvw"), ("Greek", "σίσυφοςq")):
+        took = min(search_only(path, needle) for _ in range(3))
+        line = f"search all, not found, {label}:"
+        print(f"{line:<34}{took * 1000:8.1f} ms  ({took / baseline:5.1f}x)")
 
 
 if __name__ == "__main__":
