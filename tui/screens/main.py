@@ -208,7 +208,7 @@ class MainScreen(Screen[None]):
     def _plots_changed(self) -> None:
         """Redraw the plots now, or once PLOT_SECS after the last redraw: a chatty run sends
         metrics many times a second, and plotext redraws cost milliseconds each."""
-        gap = max(PLOT_SECS, self.query_one(Plots).render_secs() / PLOT_SHARE)
+        gap = max(PLOT_SECS, self.query_one(Plots).draw_secs() / PLOT_SHARE)
         wait = gap - (time.monotonic() - self._plots_drawn_at)
         if wait <= 0:
             self._show_plots()
