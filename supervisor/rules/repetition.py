@@ -82,15 +82,15 @@ separator, bar, digit and space characters, or padding tokens (`<pad>`, `<|endof
 boxes or replacement characters (`□`, U+FFFD: tokens the terminal cannot draw) counts, except
 beside a progress bar's `■`/`█`. Progress bars reach the rules as `Progress`.
 
-A chat transcript whose assistant gives the same reply, word for word, to `turn_copies` turns
-in a row (`gpt: Anything else I can help with?` after every user line) has looped, though no
-line repeats back to back; replies under 4 tokens (`OK.`) never count. A speaker named other
-than by a chat role (`DialoGPT:`, `Bob:`) counts when another speaker had the turns between,
-saying something new each time. Transcript segments (`[2105.04-2106.44s] text`, whisper's
-`[00:01.000 --> 00:03.000]`) that say the same words `segment_copies` times in a row have
-looped: the time spans move on, so these are new output, not one line printed per rank. In the
-phrase check, brackets standing alone between the copies are layout. Android's logcat lines
-(`I/tag(pid): ...`) are log records.
+A chat transcript whose assistant gives the same reply, word for word, to `turn_copies` turns in
+a row (`gpt: Anything else I can help with?` after every user line) has looped, though no line
+repeats back to back; replies under 4 tokens (`OK.`) never count. A speaker named other than by
+a chat role (`DialoGPT:`, `Bob:`) counts when the name is capitalised and opens the line, and
+one other speaker had the turns between, saying something new each time. Transcript segments
+(`[2105.04-2106.44s] text`, whisper's `[00:01.000 --> 00:03.000]`) that say the same words
+`segment_copies` times in a row have looped: the time spans move on, so these are new output,
+not one line printed per rank. In the phrase check, brackets standing alone between the copies
+are layout. Android's logcat lines (`I/tag(pid): ...`) are log records.
 
 When a recipe says how samples are printed (`patterns` with a `sample` group, and `prompt` and
 `step` groups if it likes), those lines reach the rule as `Sample`s and are judged as samples.

@@ -37,6 +37,11 @@ row the baseline is the last value, not the median that lags a steep fall (15.5 
 `part_factor` (Megatron's 10) times their median and above `absurd` (a line cut before its
 total shows the blow-up in a part only). Grad norms keep the median alone.
 
+A training loss printed beside a validation loss is an epoch's (or an evaluation period's)
+average (Keras' `loss: 0.39 - acc: 0.87 - val_loss: 0.37`): averages over thousands of batches
+do not double between summaries in a healthy run, so a summary at `summary_factor` (2) times
+the median of the summaries before it is a spike from the second summary on.
+
 Two other definitions of a loss spike are settings (`method`), for runs that follow them:
 `megatron`, Megatron-LM's check: a loss above `megatron_factor` (10) times the largest loss of
 the first `megatron_first` (100) values; `olmo`, OLMo's: above the mean plus `olmo_sigmas` (6)
@@ -59,7 +64,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -214,7 +219,7 @@ class GradNormSettings(JumpSettings):
 class _JumpRule(Rule):
     """A spike of one family of metrics against its own moving median."""
 
-    handles = (Metric,)
+    handles: ClassVar[tuple[type, ...]] = (Metric,)
     what = "value"
 
     def __init__(self, settings: JumpSettings | None = None) -> None:
