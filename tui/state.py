@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from math import isfinite
 
 from supervisor.events import Action, Anomaly, Eval, Metric, ResourceSample, Severity
 from supervisor.monitoring.ranks import RankTracker
@@ -36,6 +37,8 @@ PLOTTED = ("loss", "val_loss", "grad_norm", "lr", "tok_s")
 # Evaluation names that mean "validation loss": the parser's spellings of val_loss, and a
 # plain `loss` inside an evaluation.
 VAL_LOSS_NAMES = ("val_loss", *sorted(spellings_of("val_loss") - {"val_loss"}), "loss")
+# What a training metric line adds to the plots (an evaluation adds val_loss only).
+_METRIC_SERIES = ("loss", "grad_norm", "lr", "tok_s", "val_loss")
 MAX_POINTS = 5000  # per series; older points are thinned so a long run stays cheap to draw
 
 
@@ -64,6 +67,9 @@ class RunView:
     ranks: RankTracker = field(default_factory=RankTracker)
     rank_series: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
     last_ts: float = 0.0
+    # Log lines the last batch of metrics came from (first to last metric): a catch-up reads
+    # thousands at once, a followed log a few; the plots redraw less often during the first.
+    batch_lines: int = 0
 
     @property
     def live(self) -> bool:
@@ -75,9 +81,11 @@ class RunView:
         return [(r, p.step, scores.get(r, 1.0)) for r, p in sorted(self.ranks.ranks.items())]
 
     def add_point(self, name: str, x: float, y: float) -> None:
-        if not math.isfinite(y):
+        if not isfinite(y):
             return  # a NaN is shown by the feed and the log mark, not as a hole in the plot
-        points = self.series.setdefault(name, [])
+        points = self.series.get(name)
+        if points is None:
+            points = self.series[name] = []
         points.append((x, y))
         if len(points) > MAX_POINTS:
             del points[1::2]  # every other point goes; the first and the newest stay (even max)
@@ -175,9 +183,10 @@ class RunBook:
             items.append(self._item(event.ts, event.run_id, "started", text, tag=verb))
         elif isinstance(event, MetricsObserved):
             view = self.runs.get(event.run_id)
-            if view is not None:
+            if view is not None and event.events:
                 for ev in event.events:
                     self._add_values(view, ev)
+                view.batch_lines = event.events[-1].lineno - event.events[0].lineno + 1
         elif isinstance(event, ResourcesObserved):
             view = self.runs.get(event.run_id)
             if view is not None:
@@ -242,8 +251,11 @@ class RunBook:
 
     def _add_values(self, view: RunView, ev: object) -> None:
         if isinstance(ev, Metric):
+            values = ev.values
             x = float(ev.step if ev.step is not None else ev.lineno)
-            rank = _rank(ev)
+            # (a catch-up passes hundreds of thousands of metrics here: the rank is looked for
+            # only where there can be one)
+            rank = _rank(ev) if ev.rank is not None or "rank" in values else None
             if rank is not None:
                 view.last_ts = max(view.last_ts, ev.ts)
                 if ev.step is not None:
@@ -255,11 +267,11 @@ class RunBook:
                         del points[1::2]
                 if rank != min(view.ranks.ranks, default=rank):
                     return  # the plots' own series are the first rank's
-            for name in ("loss", "grad_norm", "lr", "tok_s"):
-                if name in ev.values:
-                    view.add_point(name, x, ev.values[name])
-            if "val_loss" in ev.values:
-                view.add_point("val_loss", x, ev.values["val_loss"])
+            add = view.add_point
+            for name in _METRIC_SERIES:
+                y = values.get(name)
+                if y is not None:
+                    add(name, x, y)
         elif isinstance(ev, Eval):
             x = float(ev.step if ev.step is not None else ev.lineno)
             for name in VAL_LOSS_NAMES:

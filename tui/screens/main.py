@@ -20,6 +20,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, Tree
 
+from supervisor.monitoring.monitor import BATCH_LINES
 from supervisor.runs.executors.torchrun import RANKS_DIR, rank_log_paths
 from tui.bridge import (
     AnomalySeen,
@@ -46,6 +47,11 @@ PLOT_SECS = 0.25  # plots redraw at most this often
 # ...and at most this share of the time: a run caught up from a long log sends metrics without
 # pause, and redrawing 5000-point plots every PLOT_SECS cost more than reading the log did.
 PLOT_SHARE = 0.1
+# ...and while a backlog is read (a batch of metrics from this many lines or more: what the
+# Monitor reads through its batch path), at most this share: the plots still grow every second
+# or two, and the catch-up is not slowed by drawings that the next batch replaces at once.
+CATCH_UP_LINES = BATCH_LINES
+CATCH_UP_SHARE = 0.03
 
 # (key, action, footer label, palette help): one list feeds the bindings and the command palette.
 ACTIONS: tuple[tuple[str, str, str, str], ...] = (
@@ -208,7 +214,10 @@ class MainScreen(Screen[None]):
     def _plots_changed(self) -> None:
         """Redraw the plots now, or once PLOT_SECS after the last redraw: a chatty run sends
         metrics many times a second, and plotext redraws cost milliseconds each."""
-        gap = max(PLOT_SECS, self.query_one(Plots).draw_secs() / PLOT_SHARE)
+        view = self._view()
+        catching_up = view is not None and view.batch_lines >= CATCH_UP_LINES
+        share = CATCH_UP_SHARE if catching_up else PLOT_SHARE
+        gap = max(PLOT_SECS, self.query_one(Plots).draw_secs() / share)
         wait = gap - (time.monotonic() - self._plots_drawn_at)
         if wait <= 0:
             self._show_plots()

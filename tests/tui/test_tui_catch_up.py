@@ -1,0 +1,69 @@
+"""The TUI catching up with a log that is already long: every metric reaches the history and the
+plots, which are complete once the backlog is read (issue 14: the catch-up path)."""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+
+import yaml
+
+from supervisor.events import Metric
+from supervisor.recipe.model import load_recipe
+from supervisor.runs.events import MetricsObserved, RunStarted
+from tui.app import FtmonApp
+from tui.screens.main import CATCH_UP_LINES
+from tui.state import RunBook
+from tui.widgets.plots import MetricPlot
+
+STEPS = 3000  # lines of metrics: several batches of the Monitor's batch path
+
+
+def backlog_log(path: Path) -> list[tuple[float, float]]:
+    """A finished trainer's log (JSON metric lines, a word line now and then); its loss points."""
+    points = []
+    with path.open("w") as f:
+        for step in range(1, STEPS + 1):
+            loss = 3.0 / (1 + step / 300)
+            f.write(json.dumps({"step": step, "loss": loss, "lr": 1e-4, "grad_norm": 0.5}) + "\n")
+            if step % 100 == 0:
+                f.write(f"saving checkpoint at step {step}\n")
+            points.append((float(step), loss))
+    return points
+
+
+async def test_a_log_printed_at_once_ends_with_every_point_stored_and_plotted(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "train.log"
+    expect = backlog_log(log)
+    recipe = tmp_path / "replay.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "replay", "command": ["cat", str(log)]}))
+    app = FtmonApp(tmp_path / "logs", load_recipe(recipe), reattach=False, force=True)
+    async with app.run_test(size=(160, 48)) as pilot:
+        for _ in range(400):
+            view = next(iter(app.book.runs.values()), None)
+            plot = app.main_screen.query_one("#plot-loss", MetricPlot)
+            if view is not None and not view.live and plot.points[-1:] == expect[-1:]:
+                break
+            await pilot.pause(0.05)
+        assert view is not None and view.status == "finished"
+        # The catch-up was read in batches, and the plot drawn last holds the log's last point.
+        assert view.batch_lines >= CATCH_UP_LINES
+        assert plot.points == view.series["loss"] and plot.points[-1] == expect[-1]
+        assert [
+            (float(m.step or 0), m.value) for m in app.history.metrics(view.run_id, "loss")
+        ] == (expect)
+    assert gc.get_freeze_count() == 0  # what the app froze while it ran is collectable again
+
+
+def test_the_book_says_how_many_lines_the_last_batch_of_metrics_spanned() -> None:
+    book = RunBook()
+    book.apply(RunStarted("a", 1.0, "demo", 1, None, ("x",), "/tmp/x.log", 7))
+    many = tuple(Metric(lineno=n, ts=1.0, values={"loss": 1.0}, step=n) for n in range(10, 610))
+    book.apply(MetricsObserved("a", 1.0, many))
+    assert book.runs["a"].batch_lines == 600
+    book.apply(MetricsObserved("a", 2.0, (Metric(lineno=611, ts=2.0, values={"loss": 0.9}),)))
+    assert book.runs["a"].batch_lines == 1  # a followed log's few lines
+    assert book.runs["a"].series["loss"][-1] == (611.0, 0.9)
