@@ -203,6 +203,7 @@ _PASSAGE_TOKENS = 300  # tokens of consecutive text lines judged together (the l
 _SAMPLE_CACHE = 256  # samples judged and remembered (the cache is emptied when full)
 _SAMPLE_CACHE_CHARS = 4096  # longer samples are judged afresh: the cache stays small
 _UNKNOWN = object()
+_SPEAKERS_MAX = 64  # speakers remembered (`Name:` line labels); emptied when full
 
 
 def _is_prose(line: str) -> bool:
@@ -622,6 +623,8 @@ class RepetitionRule(Rule):
             return None  # a reply wrapped over lines, or the same speaker again: not a turn
         self._last_speaker = speaker
         self._speakers.append(speaker)
+        if speaker not in self._turns and len(self._turns) >= _SPEAKERS_MAX:
+            self._turns.clear()  # a log's `Name:` labels are many; a chat has a few speakers
         replies = self._turns.setdefault(speaker, deque(maxlen=self.settings.turn_copies))
         replies.append(said)
         copies = self.settings.turn_copies

@@ -8,8 +8,9 @@ pass (1031cab).
 
 from __future__ import annotations
 
-from supervisor.events import Severity
+from supervisor.events import Severity, Text
 from supervisor.parsing.kv import Template
+from supervisor.rules.repetition import RepetitionRule
 from tests.conftest import scan
 
 
@@ -178,6 +179,15 @@ def test_log_labels_alternating_are_no_chat() -> None:
     # The same warning under varying `Note:` lines: the other "speaker" says no words.
     notes = "".join(f"Step: {i}\nNote: the cache is cold for this worker.\n" for i in range(4))
     assert loud(notes) == []
+
+
+def test_many_line_labels_keep_the_speaker_memory_small() -> None:
+    """A long log labels its lines with ever new `Name:` words: what the chat check keeps of
+    them stays bounded."""
+    rule = RepetitionRule()
+    for i in range(1000):
+        rule.on_event(Text(i + 1, 1.0, f"Worker{i}: loaded the shard from the cache"))
+    assert len(rule._turns) <= 64
 
 
 # --- spike: an epoch's summary doubling ------------------------------------------------------
