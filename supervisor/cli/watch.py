@@ -130,7 +130,7 @@ def watch_settings(sets: list[str]) -> Any:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(["watch", *(str(x) for x in err["loc"])])
-        raise UsageError(f"--set: {where}: {err['msg']}") from None
+        raise UsageError(f"--set: {where}: {err['msg'].removeprefix('Value error, ')}") from None
     from supervisor.recipe.model import duration_problems
 
     for loc, msg in duration_problems(settings.model_dump(), ("watch",)):  # finite, bounded

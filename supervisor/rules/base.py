@@ -10,17 +10,29 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from supervisor.events import Anomaly, Event, Exit, ResourceSample, Severity
 
+# Counts, windows and line numbers of rule settings stay below this: a window of 1e20 would be
+# accepted by `ge=` alone and then fail deep inside a rule (a deque's maxlen), after the launch.
+MAX_COUNT = 10**9
+
 
 class RuleSettings(BaseModel):
-    """Base of every rule's settings: unknown keys are errors, every field has a default."""
+    """Base of every rule's settings: unknown keys are errors, every field has a default, no
+    integer setting is above `MAX_COUNT`."""
 
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="Whether the rule runs at all.")
+
+    @field_validator("*")
+    @classmethod
+    def _bounded(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_COUNT:
+            raise ValueError(f"at most {MAX_COUNT:,}")
+        return value
 
 
 class Rule:

@@ -1,0 +1,33 @@
+"""An absurd integer rule setting is bad input: exit 2 with one line naming it, before anything
+is launched (it was accepted, the run launched, then supervision failed on an OverflowError and
+left the run going, detached, with exit 0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import ftmon
+from tests.programs.recipes import write_recipe
+
+
+def test_a_recipe_with_an_absurd_window_launches_nothing(tmp_path: Path) -> None:
+    recipe = write_recipe(
+        tmp_path,
+        "goes_quiet.py",
+        args={"lines": 3, "quiet": 0},
+        watch={"spike": {"window": 10**20}},
+    )
+    logs = tmp_path / "logs"
+    done = ftmon("run", str(recipe), "--headless", "--logs-dir", str(logs), timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "watch.spike.window" in done.stderr and "at most 1,000,000,000" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not logs.exists() or not [p for p in logs.iterdir() if p.is_dir()]
+
+
+def test_scan_refuses_an_absurd_set_in_one_line(tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    log.write_text("{'loss': 1.0, 'epoch': 0.1}\n")
+    done = ftmon("scan", str(log), "--set", "spike.window=100000000000000000000")
+    assert done.returncode == 2
+    assert done.stderr == "ftmon: --set: watch.spike.window: at most 1,000,000,000\n"
