@@ -103,6 +103,12 @@ def clip(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + " …"
 
 
+def fmt_ratio(ratio: float, digits: int = 1) -> str:
+    """`746.9` in `(baseline 1.205, 746.9x)`; a ratio past a million bounded (`1.8e+308`, not
+    309 digits: a float-max value over a baseline of 1)."""
+    return f"{ratio:.{digits}f}" if abs(ratio) < 1e6 else f"{ratio:.3g}"
+
+
 def fmt_value(value: float) -> str:
     if math.isnan(value):
         return "nan"

@@ -69,7 +69,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from supervisor.events import Anomaly, Eval, Event, Metric, Severity, show_step
-from supervisor.rules.base import Rule, RuleSettings, fmt_value
+from supervisor.rules.base import Rule, RuleSettings, fmt_ratio, fmt_value
 from supervisor.rules.names import is_grad_norm, is_loss_part, is_train_loss, is_val_loss
 
 _NOISE_MIN = 8  # values before a series' own noise is judged
@@ -267,14 +267,14 @@ class _JumpRule(Rule):
             if value > base.limit:
                 message = (
                     f"{key} spiked to {fmt_value(value)} (baseline {fmt_value(median)}, "
-                    f"{value / median:.1f}x)" if median > 0 else
+                    f"{fmt_ratio(value / median)}x)" if median > 0 else
                     f"{key} spiked to {fmt_value(value)} (baseline {fmt_value(median)})"
                 )  # fmt: skip
             elif value > self._fall(base):
                 level = base.values[-1]
                 message = (
                     f"{key} spiked to {fmt_value(value)} from {fmt_value(level)} after "
-                    f"{s.fall_run} falls in a row ({value / level:.1f}x)"
+                    f"{s.fall_run} falls in a row ({fmt_ratio(value / level)}x)"
                 )
         # A metric that lives at that scale (a summed or per-sequence loss, an ELBO) is judged
         # by its baseline alone: once its median is half of `absurd`, absurd says nothing.
@@ -407,7 +407,7 @@ class SpikeRule(_JumpRule):
             if median > 0 and value > s.part_factor * median and median * 2 < s.absurd:
                 message = (
                     f"{key} spiked to {fmt_value(value)} (baseline {fmt_value(median)}, "
-                    f"{value / median:.0f}x)"
+                    f"{fmt_ratio(value / median, 0)}x)"
                 )
         recent.append(value)
         if event.lineno != self._parts_line:  # a new line: was any part spiking on the last?
@@ -442,7 +442,8 @@ class SpikeRule(_JumpRule):
             ):
                 message = (
                     f"{key} at an epoch's summary rose to {fmt_value(value)}, "
-                    f"{value / median:.1f}x the summaries before (median {fmt_value(median)})"
+                    f"{fmt_ratio(value / median)}x the summaries before "
+                    f"(median {fmt_value(median)})"
                 )
         before.append(value)
         was, self._summary_spiking = self._summary_spiking, bool(message)
@@ -531,7 +532,7 @@ class DivergenceRule(Rule):
         where = f" at step {show_step(event.step)}" if event.step is not None else ""
         if self._above[key] < s.evals:
             message = (
-                f"{key} jumped to {fmt_value(value)}{where}, {value / best:.1f}x the best "
+                f"{key} jumped to {fmt_value(value)}{where}, {fmt_ratio(value / best)}x the best "
                 f"{fmt_value(best)}"
             )
         else:

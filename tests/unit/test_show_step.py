@@ -22,3 +22,16 @@ def test_a_rule_message_and_the_progress_line_show_an_absurd_step_bounded() -> N
     progress.started("r1", ["train.py"])
     line = progress.update("r1", [Metric(1, 0.0, {"loss": 1.0}, step=10**300)])
     assert line is not None and "step 1e+300" in line and "0000000" not in line
+
+
+def test_a_spike_to_float_max_has_a_bounded_ratio() -> None:
+    """`grad_norm spiked to 1.798e+308 (baseline 1, 1.8e+308x)`, not a 309-digit ratio."""
+    from supervisor.events import Anomaly, LogLine
+    from supervisor.monitoring.monitor import Monitor
+
+    texts = [f'{{"step": {s}, "loss": {2 - s / 100}, "grad_norm": 1.0}}' for s in range(1, 30)]
+    texts.append('{"step": 30, "loss": 1.5, "grad_norm": 1.7976931348623157e308}')
+    lines = [LogLine(i, 0, 0, t) for i, t in enumerate(texts, 1)]
+    found = [e for e in Monitor().feed_lines(lines, 0.0) if isinstance(e, Anomaly)]
+    [spike] = [a for a in found if "grad_norm spiked" in a.message]
+    assert "1.8e+308x" in spike.message and len(spike.message) < 120
