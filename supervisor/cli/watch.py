@@ -374,6 +374,8 @@ def run(args: argparse.Namespace) -> int:
     monitor = build_monitor(args, settings)
     start_time = None
     if args.pid is not None:
+        if args.pid <= 0:  # psutil raises on these; kill(2) would read them as groups
+            raise UsageError(f"--pid {args.pid}: a process id is a positive number")
         start_time = process.start_time_of(args.pid)
         if start_time is None:
             raise UsageError(f"--pid {args.pid}: no such process")

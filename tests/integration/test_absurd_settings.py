@@ -31,3 +31,13 @@ def test_scan_refuses_an_absurd_set_in_one_line(tmp_path: Path) -> None:
     done = ftmon("scan", str(log), "--set", "spike.window=100000000000000000000")
     assert done.returncode == 2
     assert done.stderr == "ftmon: --set: watch.spike.window: at most 1,000,000,000\n"
+
+
+def test_watch_refuses_a_pid_that_is_no_process_id(tmp_path: Path) -> None:
+    """`--pid -1` was a traceback (psutil's ValueError); now one line, exit 2."""
+    log = tmp_path / "train.log"
+    log.write_text("{'loss': 1.0, 'epoch': 0.1}\n")
+    for pid in ("-1", "0"):
+        done = ftmon("--watch", str(log), "--pid", pid, "--on", "nan=kill")
+        assert done.returncode == 2
+        assert done.stderr == f"ftmon: --pid {pid}: a process id is a positive number\n"
