@@ -272,9 +272,10 @@ class _JumpRule(Rule):
                 )  # fmt: skip
             elif value > self._fall(base):
                 level = base.values[-1]
+                ratio = f" ({fmt_ratio(value / level)}x)" if level > 0 else ""  # from 0: no x
                 message = (
                     f"{key} spiked to {fmt_value(value)} from {fmt_value(level)} after "
-                    f"{s.fall_run} falls in a row ({fmt_ratio(value / level)}x)"
+                    f"{s.fall_run} falls in a row{ratio}"
                 )
         # A metric that lives at that scale (a summed or per-sequence loss, an ELBO) is judged
         # by its baseline alone: once its median is half of `absurd`, absurd says nothing.

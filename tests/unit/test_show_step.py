@@ -1,4 +1,5 @@
-"""A step is shown as itself, an absurd one (a seed or an id read as a step) in a bounded form."""
+"""Numbers ftmon shows stay readable and true: a step (an absurd one bounded), a ratio (bounded,
+none from a zero level)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,17 @@ def test_a_spike_to_float_max_has_a_bounded_ratio() -> None:
     found = [e for e in Monitor().feed_lines(lines, 0.0) if isinstance(e, Anomaly)]
     [spike] = [a for a in found if "grad_norm spiked" in a.message]
     assert "1.8e+308x" in spike.message and len(spike.message) < 120
+
+
+def test_a_rise_after_falls_to_zero_is_reported_without_a_ratio() -> None:
+    """A loss that fell to 0.0 and rose again: the spike rule divided by the 0 (ZeroDivisionError:
+    the rule's finding lost); now it is reported, without an `Nx`."""
+    from supervisor.rules.trend import SpikeRule
+
+    rule = SpikeRule()
+    said = []
+    for i, loss in enumerate([15.5, 13.0, 3.8, 2.4, 0.0, 5.8], 1):
+        said += rule.on_event(Metric(i, 0.0, {"loss": loss}, step=i))
+    assert [a.message for a in said] == [
+        "loss spiked to 5.8 from 0 after 3 falls in a row at step 6"
+    ]
