@@ -530,6 +530,8 @@ class RepetitionRule(Rule):
         if not metric_line:
             why = self._judge_in_line(head)
             if why is not None:
+                if len(text) > _IN_LINE_CAP:  # the count is of the part searched
+                    why += f" in its first {_IN_LINE_CAP} of {len(text):,} characters"
                 return why, (clip(text),)
         elif len(head) >= s.tail_chars and _may_repeat(head, s.tail_repeats - 1):
             # A metric record may carry generated text (`'completion': '...'`): the text is

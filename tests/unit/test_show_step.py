@@ -50,3 +50,15 @@ def test_a_rise_after_falls_to_zero_is_reported_without_a_ratio() -> None:
     assert [a.message for a in said] == [
         "loss spiked to 5.8 from 0 after 3 falls in a row at step 6"
     ]
+
+
+def test_a_repeat_count_of_a_cut_line_says_what_part_was_counted() -> None:
+    """A 200,000-character loop is searched in its first 4096 characters: the message said
+    "repeats 'x' 4096 times", as if that were the whole line."""
+    from supervisor.events import Text
+    from supervisor.rules.repetition import RepetitionRule
+
+    [found] = RepetitionRule().on_event(Text(1, 0.0, "x" * 200_000))
+    assert found.message == (
+        "a log line repeats 'x' 4096 times in its first 4096 of 200,000 characters"
+    )
