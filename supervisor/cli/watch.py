@@ -199,13 +199,25 @@ class Printer:
     def _json(self, obj: dict[str, Any]) -> None:
         if self.source:
             obj = {"log": self.source, **obj}
-        self.out.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
+        try:
+            self.out.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
+        except UnicodeEncodeError:  # a lone surrogate (a JSON log's "\\ud800"), an ASCII stdout
+            self.out.write(json.dumps(obj, ensure_ascii=True, allow_nan=False) + "\n")
         self.out.flush()
+
+    def _write(self, text: str) -> None:
+        """`text` as it is, or with what the output cannot encode (a lone surrogate from a
+        JSON log's `"\\ud800"`, or any letter on an ASCII terminal) escaped: `\\ud800`."""
+        try:
+            self.out.write(text)
+        except UnicodeEncodeError:
+            encoding = getattr(self.out, "encoding", None) or "utf-8"
+            self.out.write(text.encode(encoding, "backslashreplace").decode(encoding))
 
     def _text(self, ts: float, text: str) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(ts))
         where = f"{self.source}: " if self.source else ""
-        self.out.write(f"{stamp}  {where}{text.translate(_CONTROL)}\n")
+        self._write(f"{stamp}  {where}{text.translate(_CONTROL)}\n")
         self.out.flush()
 
     def anomaly(self, a: Any) -> None:
@@ -254,7 +266,7 @@ class Printer:
         else:
             self.out.write("-- summary --\n")
             for line in summary.report(minimum):
-                self.out.write(line + "\n")
+                self._write(line + "\n")
             self.out.flush()
 
 

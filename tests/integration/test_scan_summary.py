@@ -67,3 +67,18 @@ def test_an_absurd_step_is_shown_bounded(tmp_path: Path) -> None:
     assert "loss is nan at step 1e+300" in done.stdout
     assert "last step 1e+300," in done.stdout
     assert "0" * 20 not in done.stdout
+
+
+def test_json_output_of_a_lone_surrogate_from_a_json_log(tmp_path: Path) -> None:
+    """A JSON log's `"\\ud800"` decodes to a lone surrogate, which UTF-8 cannot encode: `--json`
+    ended in a UnicodeEncodeError traceback; now each line is JSON that gives it back."""
+    log = tmp_path / "train.jsonl"
+    sample = "\\ud800ab" * 40  # as written in the file: the escape, not the character
+    log.write_text(f'{{"type": "sample", "text": "{sample}"}}\n')
+    done = ftmon("scan", str(log), "--json")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert records[0]["rule"] == "repetition"
+    assert records[0]["evidence"][0].startswith("\ud800ab")
+    assert records[-1]["type"] == "summary"
