@@ -58,14 +58,15 @@ BLIND = "unseen3"
 # How a collector marks a row whose label no rule could see in the excerpt's own lines.
 OUTSIDE_NOTE = "evidence outside the log:"
 LABELS = ("nan", "oom", "repetition", "spike", "stall", "normal")
-# Rule names -> the label a person would give. A grad-norm explosion or a diverging eval loss is
+# Rule names -> the label a person would give. A grad-norm explosion, a diverging eval loss or a
+# policy update's KL blowing up is
 # a spike; a loss-scale cascade down to a tiny scale is the optimizer's view of non-finite
 # gradients (rules/skipped.py); a job killed by its memory limit is an OOM.
 LABEL_RULES: dict[str, frozenset[str]] = {
     "nan": frozenset({"nan", "skipped_steps"}),
     "oom": frozenset({"oom", "job_oom"}),
     "repetition": frozenset({"repetition"}),
-    "spike": frozenset({"spike", "grad_norm", "divergence"}),
+    "spike": frozenset({"spike", "grad_norm", "divergence", "kl"}),
     "stall": frozenset({"stall"}),
 }
 

@@ -60,6 +60,7 @@ LABEL_OF_RULE = {
     "spike": "spike",
     "grad_norm": "spike",
     "divergence": "spike",
+    "kl": "spike",
 }
 
 

@@ -13,7 +13,7 @@ count of a total (`1/99`: its count), or a cell that says nothing: a time (`00:1
 with its unit (`3.86G`), HF's `No log` (a loss not logged yet). A progress bar after the row
 (ultralytics prints the epoch's bar there) is not a cell. A results table (`model  loss
 accuracy`, one row per model) has no step column and is not read: its rows are not a series
-in time.
+in time. An RL optimisation table (a KL column, one row per optimisation epoch) is one.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ _OF_TOTAL = re.compile(r"(\d+)/\d+")
 # A tqdm bar printed after the row's cells (`640: 100%|█████| 8/8 [00:03<00:00, 2.12it/s]`).
 _TRAILING_BAR = re.compile(r":?\s*\d{1,3}%\|.*$")
 _PROGRESS = ("step", "epoch")  # what the first column must name (after normalise_name)
+# ...unless a column names the KL of a policy update: an RL trainer's optimisation table
+# (OpenAI baselines' PPO1 `fmt_row`: `pol_surr | pol_entpen | vf_loss | kl | ent`, one row per
+# optimisation epoch over the batch) is a series in time without a step column.
+_UPDATE_KL = ("kl", "approxkl", "approx_kl", "meankl")
 
 
 def cells(text: str) -> list[str]:
@@ -51,7 +55,9 @@ def header(text: str) -> tuple[str, ...] | None:
     if len(names) < 2 or not all(_NAME.fullmatch(n) for n in names):
         return None
     keys = tuple(normalise_name(n) for n in names)
-    if keys[0] not in _PROGRESS or not any("loss" in k for k in keys):
+    if not any("loss" in k for k in keys):
+        return None
+    if keys[0] not in _PROGRESS and not any(k in _UPDATE_KL for k in keys):
         return None
     return keys
 

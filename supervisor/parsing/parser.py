@@ -147,6 +147,12 @@ _VALID_SUMMARY = re.compile(r"\b(?:Valid(?:ation)?|Eval(?:uation)?)(?:[ \t]+Summ
 _TRAIN_SPLIT_LOSS = re.compile(r"\btrain[ _]loss\b", re.I)
 # A line that opens by naming an evaluation ("Test in epoch 3, Loss: 5.59, Acc: 0.35",
 # "Validation epoch 2 loss=1.3", "Eval: loss 0.8"): its bare loss is the evaluation's.
+# Keras' progress bar at the end of an epoch (`10954/10954 [=====] - 659s - loss: 0.0475`, tf.keras
+# `3260/3260 [===] - 1011s 310ms/step - loss: ...`, Keras 3 `3260/3260 ━━━━ 1011s 310ms/step`):
+# the count has reached its total and the time taken replaces the ETA, so its values are the
+# epoch's averages (Keras' Progbar averages every metric over the epoch's batches), not one
+# batch's. Its metrics carry source "epoch" (rules/trend.py: epoch summaries).
+_KERAS_EPOCH_END = re.compile(r"\s*(\d+)/(\d+) (?:\[[=>.]*\]|\u2501+) -? ?\d+(?:\.\d+)?m?s\b")
 _EVAL_LINE = re.compile(r"^\W{0,3}(?:Test|Valid(?:ation)?|Eval(?:uation)?)\b(?![-_./])")
 _DUPLICATE_LINES = 5  # a value arriving again this close is the same point
 
@@ -467,10 +473,13 @@ class Parser:
                 stripped = stripped[: stripped.rfind("}") + 1]
             is_object = bool(stripped) and self._parse_object(stripped, lineno, ts, out)
         if not is_object:
+            start = len(out)
             if self.cache and len(text) <= SHAPE_MAX and "tensor(" not in text:
                 self._parse_kv_shape(text, lineno, ts, out)
             elif self.prefilter.search(text):
                 self._parse_kv_line(text, lineno, ts, out)
+            if len(out) > start and type(out[-1]) is Metric and "/" in text:
+                _mark_epoch_end(text, out)
         if self.patterns:
             self._parse_patterns(text, lineno, ts, out)
 
@@ -628,6 +637,16 @@ def _emit_values(
     else:  # accuracy, epoch, runtime next to val_loss: all part of the evaluation
         evals.update(rest)
         out.append(Eval(lineno, ts, evals, step))
+
+
+def _mark_epoch_end(text: str, out: list[Event]) -> None:
+    """A Keras epoch-end bar's metrics become the epoch's summary (source "epoch")."""
+    m = _KERAS_EPOCH_END.match(text)
+    if m is None or m.group(1) != m.group(2):
+        return
+    last = out[-1]
+    assert isinstance(last, Metric)
+    out[-1] = replace(last, source="epoch")
 
 
 def _as_eval(event: Event) -> Event:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from supervisor.rules.base import Rule, RuleSettings
+from supervisor.rules.divergence import DivergenceRule, DivergenceSettings
 from supervisor.rules.exit import ExitRule, ExitSettings, describe_exit
 from supervisor.rules.hang import HangRule, HangSettings, StragglerRule, StragglerSettings
 from supervisor.rules.job_end import (
@@ -19,6 +20,7 @@ from supervisor.rules.job_end import (
     PreemptedRule,
     TimeLimitRule,
 )
+from supervisor.rules.kl import KlRule, KlSettings
 from supervisor.rules.nan import NanRule, NanSettings
 from supervisor.rules.oom import OomRule, OomSettings
 from supervisor.rules.repetition import RepetitionRule, RepetitionSettings
@@ -27,8 +29,6 @@ from supervisor.rules.skipped import SkippedStepsRule, SkippedStepsSettings
 from supervisor.rules.stall import StallRule, StallSettings
 from supervisor.rules.traceback import TracebackRule, TracebackSettings
 from supervisor.rules.trend import (
-    DivergenceRule,
-    DivergenceSettings,
     GradNormRule,
     GradNormSettings,
     JumpSettings,
@@ -51,7 +51,10 @@ class WatchSettings(BaseModel):
         default_factory=GradNormSettings, description="Grad-norm explosion."
     )
     divergence: DivergenceSettings = Field(
-        default_factory=DivergenceSettings, description="Validation loss rising."
+        default_factory=DivergenceSettings, description="Validation loss rising, overfitting."
+    )
+    kl: KlSettings = Field(
+        default_factory=KlSettings, description="A KL divergence of the policy update blowing up."
     )
     skipped_steps: SkippedStepsSettings = Field(
         default_factory=SkippedStepsSettings, description="Runs of skipped (overflowed) steps."
@@ -93,6 +96,7 @@ RULES: dict[str, type[Rule]] = {
     "spike": SpikeRule,
     "grad_norm": GradNormRule,
     "divergence": DivergenceRule,
+    "kl": KlRule,
     "skipped_steps": SkippedStepsRule,
     "stall": StallRule,
     "hang": HangRule,

@@ -78,14 +78,37 @@ def is_train_loss(name: str) -> bool:
 def is_loss_part(name: str) -> bool:
     """A part of the training loss: `loss_rpn_cls`, `s0.loss_bbox`, `giou_loss`, `all_loss`
     (a detector's or a multi-task model's terms), not the loss itself, not a validation loss,
-    not a record (`best_loss`) or the fp16 loss scale."""
+    not a record (`best_loss`), the fp16 loss scale or an RL value function's loss."""
     words = _words(name.replace(".", "_"))
     if "loss" not in words or "scale" in words or is_train_loss(name) or is_val_loss(name):
         return False
-    return words[0] not in _RECORD_PREFIXES
+    return words[0] not in _RECORD_PREFIXES and not any(w in _VALUE_HEADS for w in words)
+
+
+# An RL value function's loss (`vf_loss`, `value_loss`, `critic/vf_loss`) is a squared error in
+# the units of the returns (1.7e5 in a healthy PPO run): its scale says nothing.
+_VALUE_HEADS = frozenset({"vf", "value", "critic"})
 
 
 @lru_cache(maxsize=4096)
 def is_grad_norm(name: str) -> bool:
     low = name.lower().replace(" ", "_").replace("/", "_")
     return low in GRAD_NORM_NAMES or low.endswith("grad_norm")
+
+
+# A KL divergence between the policy and the policy before the update or the reference model
+# (`kl`, `approx_kl`, baselines' `approxkl`, verl's `actor/ppo_kl` and `actor/kl_loss`, TRL's
+# `objective/kl`, a VAE's `kld`), not its controller's coefficient or target (`kl_coef`,
+# `kl_ctl`, `target_kl`).
+_KL_WORDS = frozenset({"kl", "approxkl", "kld", "kldiv"})
+_KL_SETTINGS = frozenset({"coef", "coeff", "coefficient", "ctl", "ctrl", "target", "beta"})
+
+
+@lru_cache(maxsize=4096)
+def is_kl(name: str) -> bool:
+    words = _words(name.replace(".", "_"))
+    return (
+        any(w in _KL_WORDS for w in words)
+        and not any(w in _KL_SETTINGS for w in words)
+        and words[0] not in _RECORD_PREFIXES
+    )

@@ -1,4 +1,4 @@
-"""Rules about the shape of a metric over time: `spike`, `grad_norm`, `divergence`.
+"""Rules about the shape of a metric over time: `spike`, `grad_norm`.
 
 `spike` and `grad_norm` compare each new value with a moving baseline: the median of the last
 `window` values of the same metric (a median, because one spike must not drag the baseline up
@@ -38,9 +38,15 @@ row the baseline is the last value, not the median that lags a steep fall (15.5 
 total shows the blow-up in a part only). Grad norms keep the median alone.
 
 A training loss printed beside a validation loss is an epoch's (or an evaluation period's)
-average (Keras' `loss: 0.39 - acc: 0.87 - val_loss: 0.37`): averages over thousands of batches
-do not double between summaries in a healthy run, so a summary at `summary_factor` (2) times
-the median of the summaries before it is a spike from the second summary on.
+average (Keras' `loss: 0.39 - acc: 0.87 - val_loss: 0.37`), and so is the loss on Keras'
+progress bar at the end of an epoch (`10954/10954 [====] - 659s - loss: 0.0475`; the parser
+marks it, source "epoch"): averages over thousands of batches do not double between summaries
+in a healthy run, so a summary at `summary_factor` (2) times the median of the summaries before
+it is a spike from the second summary on. Nor do they rise at every summary: a training loss
+that rose at each of `summary_rises` (3, Lightning's `EarlyStopping` patience) summaries in a
+row, by `summary_min_rise` (5%) in all, is a slow divergence (a learning rate too high: 1.89,
+1.93, 2.00, 2.05), said at WARNING like every report here. Per-step losses never get this
+check: their noise rises three times running all the time.
 
 Two other definitions of a loss spike are settings (`method`), for runs that follow them:
 `megatron`, Megatron-LM's check: a loss above `megatron_factor` (10) times the largest loss of
@@ -50,13 +56,10 @@ standard deviations of the last `olmo_window` (128) values (once `olmo_min` valu
 A framework that prints every line twice (TensorFlow's two loggers) gives each value twice:
 the copy changes neither the median nor the episode, so it is never a spike of its own.
 
-`divergence` watches the validation loss: it reports when the last `evals` evaluations all lie
-above the best one seen by more than max(min_rise * |best|, min_rise_abs) — a sustained rise,
-not one noisy evaluation; or at once when one evaluation reaches `jump_factor` (3) times the
-best after `jump_after` (2) evaluations (0.58, then 2.30 with the accuracy back at chance).
+`divergence` (the validation loss) is in rules/divergence.py.
 
 De-duplication: one report per episode. A spike episode ends when a value falls back under the
-threshold; a divergence episode ends when the validation loss makes a new best.
+threshold.
 """
 
 from __future__ import annotations
@@ -196,6 +199,15 @@ class JumpSettings(RuleSettings):
     summary_min_jump: float = Field(
         0.01, ge=0, description="...and above that median by at least this."
     )
+    summary_rises: int = Field(
+        3,
+        ge=0,
+        description="`spike`: a training loss that rose at each of this many epoch summaries in "
+        "a row (Lightning's EarlyStopping patience, 3) is diverging, said at warning (0: off)...",
+    )
+    summary_min_rise: float = Field(
+        0.05, ge=0, description="...when it rose by this fraction of where the rise began."
+    )
 
 
 class GradNormSettings(JumpSettings):
@@ -214,6 +226,7 @@ class GradNormSettings(JumpSettings):
     fall_run: int = Field(0, ge=0, description="`median`: falling-series baseline (0: off).")
     part_factor: float = Field(0.0, ge=0, description="Grad norms have no parts (0: off).")
     summary_factor: float = Field(0.0, ge=0, description="Grad norms have no summaries (0: off).")
+    summary_rises: int = Field(0, ge=0, description="Grad norms have no summaries (0: off).")
 
 
 class _JumpRule(Rule):
@@ -371,6 +384,10 @@ class SpikeRule(_JumpRule):
         self._eval_line = -1
         self._summaries: deque[float] = deque(maxlen=self.settings.window)
         self._summary_spiking = False
+        # A rise at every summary: where it began, how many rises, whether it was said.
+        self._rise_from = math.nan
+        self._rises = 0
+        self._rise_said = False
         # One episode for all parts: a blow-up shows in several terms at once (`d0.loss_cls`,
         # `d1.loss_cls`, ...) or on consecutive lines (Caffe prints one term a line).
         self._parts_spiking = False
@@ -391,7 +408,7 @@ class SpikeRule(_JumpRule):
     def _check(self, key: str, value: float, event: Metric) -> Anomaly | None:
         if is_train_loss(key):
             found = super()._check(key, value, event)
-            if event.lineno == self._eval_line and self.settings.summary_factor > 0:
+            if event.lineno == self._eval_line or event.source == "epoch":
                 summary = self._check_summary(key, value, event)
                 found = found or summary
             return found
@@ -433,6 +450,10 @@ class SpikeRule(_JumpRule):
         then 0.88 with the accuracy falling)."""
         s = self.settings
         before = self._summaries
+        rising = self._rising(key, value, event)
+        if not s.summary_factor:
+            before.append(value)
+            return rising
         message = ""
         if before:
             median = statistics.median(before)
@@ -449,9 +470,40 @@ class SpikeRule(_JumpRule):
         before.append(value)
         was, self._summary_spiking = self._summary_spiking, bool(message)
         if not message or was:
-            return None
-        where = f" at step {event.step}" if event.step is not None else ""
+            return rising
+        where = f" at step {show_step(event.step)}" if event.step is not None else ""
         return self.anomaly(Severity.WARNING, message + where, event.ts, event.lineno)
+
+    def _rising(self, key: str, value: float, event: Metric) -> Anomaly | None:
+        """A training loss that rises at each of `summary_rises` epoch summaries in a row, by
+        `summary_min_rise` of where it began in all: the run diverges slowly (a Keras run at a
+        too-high learning rate: 1.89, 1.93, 2.00, 2.05 with the accuracy falling). An epoch's
+        average does not rise three times running in a healthy run the way one batch's loss
+        does; this is Lightning's `EarlyStopping` (patience 3: checks without improvement)
+        applied to the training loss, with a margin, and only to summaries (never to per-step
+        losses, whose noise rises three times in a row all the time)."""
+        s = self.settings
+        before = self._summaries
+        if not before or value <= before[-1]:
+            self._rise_from, self._rises, self._rise_said = value, 0, False
+            return None
+        self._rises += 1
+        start = self._rise_from
+        if (
+            not s.summary_rises
+            or self._rises < s.summary_rises
+            or self._rise_said
+            or not start > 0
+            or value - start < s.summary_min_rise * start
+        ):
+            return None
+        self._rise_said = True
+        where = f" at step {show_step(event.step)}" if event.step is not None else ""
+        message = (
+            f"{key} rose at each of the last {self._rises} epoch summaries: "
+            f"{fmt_value(start)} -> {fmt_value(value)} (+{(value - start) / start:.0%}){where}"
+        )
+        return self.anomaly(Severity.WARNING, message, event.ts, event.lineno)
 
 
 class GradNormRule(_JumpRule):
@@ -460,85 +512,3 @@ class GradNormRule(_JumpRule):
 
     def wants(self, key: str) -> bool:
         return is_grad_norm(key)
-
-
-class DivergenceSettings(RuleSettings):
-    evals: int = Field(3, ge=1, description="Evaluations in a row above the best to report.")
-    min_rise: float = Field(0.05, ge=0, description="Rise over the best, as a fraction of it.")
-    min_rise_abs: float = Field(0.1, ge=0, description="...and at least this much in absolute.")
-    jump_factor: float = Field(
-        3.0, ge=0, description="One evaluation this many times the best reports at once (0: off)."
-    )
-    jump_after: int = Field(2, ge=1, description="...once this many evaluations came before it.")
-
-
-class DivergenceRule(Rule):
-    name = "divergence"
-    Settings = DivergenceSettings
-    handles = (Metric, Eval)
-
-    def __init__(self, settings: DivergenceSettings | None = None) -> None:
-        super().__init__(settings)
-        self.settings: DivergenceSettings
-        self._best: dict[str, float] = {}
-        self._above: dict[str, int] = {}
-        self._reported: dict[str, bool] = {}
-        self._wanted: dict[str, bool] = {}
-        self._seen: dict[str, int] = {}
-
-    def on_event(self, event: Event) -> list[Anomaly]:
-        assert isinstance(event, (Metric, Eval))
-        out: list[Anomaly] = []
-        wanted = self._wanted
-        for key, value in event.values.items():
-            want = wanted.get(key)
-            if want is None:
-                want = wanted[key] = is_val_loss(key)
-            if not (want or (key == "loss" and isinstance(event, Eval))):
-                continue
-            if not math.isfinite(value):
-                continue
-            found = self._check(key, value, event)
-            if found is not None:
-                out.append(found)
-        return out
-
-    def _check(self, key: str, value: float, event: Metric | Eval) -> Anomaly | None:
-        s = self.settings
-        seen = self._seen[key] = self._seen.get(key, 0) + 1
-        best = self._best.get(key)
-        if best is None or value < best:
-            self._best[key] = value
-            self._above[key] = 0
-            self._reported[key] = False
-            return None
-        rise = max(s.min_rise * abs(best), s.min_rise_abs)
-        if value - best > rise:
-            self._above[key] = self._above.get(key, 0) + 1
-        else:
-            self._above[key] = 0
-        # A validation loss that jumps to several times its best at one evaluation (0.58 ->
-        # 2.30, accuracy back to chance) is the evaluation's own spike: no need to wait for
-        # `evals` more. A first evaluation or two are no baseline yet.
-        jumped = (
-            s.jump_factor > 0
-            and seen > s.jump_after
-            and best > 0
-            and value - best > rise
-            and value >= s.jump_factor * best
-        )
-        if (self._above[key] < s.evals and not jumped) or self._reported.get(key):
-            return None
-        self._reported[key] = True
-        where = f" at step {show_step(event.step)}" if event.step is not None else ""
-        if self._above[key] < s.evals:
-            message = (
-                f"{key} jumped to {fmt_value(value)}{where}, {fmt_ratio(value / best)}x the best "
-                f"{fmt_value(best)}"
-            )
-        else:
-            message = (
-                f"{key} rising: {fmt_value(value)}{where}, {self._above[key]} evaluations "
-                f"above the best {fmt_value(best)}"
-            )
-        return self.anomaly(Severity.WARNING, message, event.ts, event.lineno)

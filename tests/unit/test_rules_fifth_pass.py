@@ -115,7 +115,9 @@ Epoch 4/250
 
 
 def test_a_validation_loss_at_several_times_its_best_reports_at_once() -> None:
-    assert rules_of(VAL_JUMPS) == [("divergence", 6)]
+    # (Since the seventh pass, epochs 3-4 are said too, at line 4: the validation loss two
+    # evaluations above its best 0.92 while the training loss falls is overfitting.)
+    assert rules_of(VAL_JUMPS) == [("divergence", 4), ("divergence", 6)]
 
 
 def test_a_validation_loss_jump_too_small_to_matter_or_too_early_does_not() -> None:

@@ -8,13 +8,8 @@ import pytest
 
 from supervisor.events import Eval, Metric, Severity
 from supervisor.rules import WatchSettings
-from supervisor.rules.trend import (
-    DivergenceRule,
-    DivergenceSettings,
-    GradNormRule,
-    JumpSettings,
-    SpikeRule,
-)
+from supervisor.rules.divergence import DivergenceRule, DivergenceSettings
+from supervisor.rules.trend import GradNormRule, JumpSettings, SpikeRule
 from tests.conftest import scan
 
 
