@@ -8,14 +8,16 @@ import json
 from pathlib import Path
 
 import yaml
+from textual.app import App, ComposeResult
 
-from supervisor.events import Metric
+from supervisor.events import Action, Anomaly, Metric, Severity
 from supervisor.recipe.model import load_recipe
-from supervisor.runs.events import MetricsObserved, RunStarted
+from supervisor.runs.events import ActionTaken, AnomalyFound, MetricsObserved, RunStarted
 from tui.app import FtmonApp
 from tui.screens.main import CATCH_UP_LINES
 from tui.state import RunBook
 from tui.widgets.plots import MetricPlot
+from tui.widgets.runs import RunsTree
 
 STEPS = 3000  # lines of metrics: several batches of the Monitor's batch path
 
@@ -67,3 +69,50 @@ def test_the_book_says_how_many_lines_the_last_batch_of_metrics_spanned() -> Non
     book.apply(MetricsObserved("a", 2.0, (Metric(lineno=611, ts=2.0, values={"loss": 0.9}),)))
     assert book.runs["a"].batch_lines == 1  # a followed log's few lines
     assert book.runs["a"].series["loss"][-1] == (611.0, 0.9)
+
+
+async def test_an_alert_leaves_the_runs_tree_where_the_person_moved_its_cursor(
+    tmp_path: Path,
+) -> None:
+    """A catch-up can find hundreds of anomalies, each with its alert: the runs tree is not
+    rebuilt for them (which cost time and put the cursor back on the selected run)."""
+    app = FtmonApp(tmp_path / "logs", reattach=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        for run_id in ("a", "b"):
+            app.bridge(RunStarted(run_id, 1.0, run_id, 1, None, ("x",), str(tmp_path / "x"), 7))
+        await pilot.pause()
+        tree = app.main_screen.query_one(RunsTree)
+        assert app.main_screen.selected == "a" and tree.run_ids == ["a", "b"]
+        other = next(n for n in tree.root.children if n.data == "b")
+        tree.move_cursor(other)  # the person looks at the other run, without choosing it
+        await pilot.pause()
+        for line in range(1, 6):
+            anomaly = Anomaly("spike", Severity.WARNING, "loss jumped", 2.0, lineno=line)
+            app.bridge(AnomalyFound("a", 2.0, anomaly))
+            app.bridge(ActionTaken("a", 2.0, Action("alert", "spike", 2.0, run_id="a")))
+        await pilot.pause()
+        assert [i.tag for i in app.book.feed[-5:]] == ["spike"] * 5  # each anomaly is said
+        assert tree.cursor_node is not None and tree.cursor_node.data == "b"
+
+
+class PlotApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield MetricPlot("loss")
+
+
+async def test_a_plot_keeps_its_drawing_until_its_points_or_size_change() -> None:
+    app = PlotApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        plot = app.query_one(MetricPlot)
+        plot.show([(float(i), 2.0 - i / 100) for i in range(100)])
+        await pilot.pause()
+        first = plot.render()
+        assert plot.render() is first  # drawn again for a layout change: the same drawing
+        plot.show([(float(i), 2.0 - i / 100 + (5.0 if i == 60 else 0.0)) for i in range(100)])
+        await pilot.pause()
+        spiked = plot.render()
+        assert str(spiked) != str(first)  # new points: drawn anew
+        await pilot.resize_terminal(60, 20)
+        await pilot.pause()
+        narrow = plot.render()
+        assert max(len(row) for row in str(narrow).splitlines()) == plot.size.width < 100

@@ -83,8 +83,16 @@ class MetricPlot(PlotextPlot):
         self.points: list[tuple[float, float]] = []
         self.ranks: list[int] = []  # the ranks overlaid, when it is a distributed run's plot
         self.render_secs = 0.0  # how long its last drawing took (plotext builds it here)
+        # The last drawing and what it was drawn for (size, themes); `show` forgets it. Any
+        # layout change (a gauge or status line updated) renders every widget again, and
+        # plotext would build the same picture again each time.
+        self._drawing: RenderResult | None = None
+        self._drawn_for: tuple[object, ...] = ()
 
     def render(self) -> RenderResult:
+        drawn_for = (self.size, self.app.theme, self.theme)
+        if self._drawing is not None and drawn_for == self._drawn_for:
+            return self._drawing
         started = time.monotonic()
         try:
             out = super().render()
@@ -95,6 +103,7 @@ class MetricPlot(PlotextPlot):
                 f"{TITLES.get(self.series_name, self.series_name)}: cannot draw these values"
             )
         self.render_secs = time.monotonic() - started
+        self._drawing, self._drawn_for = out, drawn_for
         return out
 
     def show(
@@ -104,6 +113,7 @@ class MetricPlot(PlotextPlot):
     ) -> None:
         self.points = list(points)
         self.ranks = sorted(ranks) if ranks else []
+        self._drawing = None
         # Dot columns across (2 per cell), or a wide terminal's before the first layout.
         buckets = 2 * (self.size.width or 200)
         plt = self.plt
