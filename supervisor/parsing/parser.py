@@ -147,12 +147,19 @@ _VALID_SUMMARY = re.compile(r"\b(?:Valid(?:ation)?|Eval(?:uation)?)(?:[ \t]+Summ
 _TRAIN_SPLIT_LOSS = re.compile(r"\btrain[ _]loss\b", re.I)
 # A line that opens by naming an evaluation ("Test in epoch 3, Loss: 5.59, Acc: 0.35",
 # "Validation epoch 2 loss=1.3", "Eval: loss 0.8"): its bare loss is the evaluation's.
-# Keras' progress bar at the end of an epoch (`10954/10954 [=====] - 659s - loss: 0.0475`, tf.keras
-# `3260/3260 [===] - 1011s 310ms/step - loss: ...`, Keras 3 `3260/3260 ━━━━ 1011s 310ms/step`):
-# the count has reached its total and the time taken replaces the ETA, so its values are the
-# epoch's averages (Keras' Progbar averages every metric over the epoch's batches), not one
-# batch's. Its metrics carry source "epoch" (rules/trend.py: epoch summaries).
-_KERAS_EPOCH_END = re.compile(r"\s*(\d+)/(\d+) (?:\[[=>.]*\]|\u2501+) -? ?\d+(?:\.\d+)?m?s\b")
+# Keras' line at the end of an epoch: its progress bar with the count at its total and the time
+# taken in place of the ETA (`10954/10954 [=====] - 659s - loss: 0.0475`, tf.keras `3260/3260
+# [===] - 1011s 310ms/step - loss: ...`, Keras 3 `3260/3260 ━━━━ 1011s 310ms/step`), or with
+# verbose=2 the time alone (` - 510s - loss: 4.0855`, tf.keras `1875/1875 - 3s - loss: ...`).
+# Keras' Progbar averages every metric over the epoch's batches, so these are the epoch's
+# averages, not one batch's: their metrics carry source "epoch" (rules/trend.py: epoch
+# summaries). Only after an `Epoch k/N` line (Keras prints one as each epoch of `fit` starts;
+# Keras 1 `Epoch k`):
+# `evaluate`'s bar (`313/313 [===] - 0s - loss: 0.0786`) is a test loss, not a training one.
+_KERAS_EPOCH_END = re.compile(
+    r"[\s>]*(?:(\d+)/(\d+)\s+)?(?:\[[=>.]*\]\s+|\u2501+\s+)?-?\s*\d+(?:\.\d+)?m?s\b"
+)
+_KERAS_EPOCH_START = re.compile(r"\W*Epoch \d+(?:/\d+)?\s*$")
 _EVAL_LINE = re.compile(r"^\W{0,3}(?:Test|Valid(?:ation)?|Eval(?:uation)?)\b(?![-_./])")
 _DUPLICATE_LINES = 5  # a value arriving again this close is the same point
 
@@ -177,7 +184,8 @@ class _LogState:
     """What the parser remembers of the log it reads (see the module docstring)."""
 
     __slots__ = (
-        "bar_step", "columns", "guessed", "hf_dicts", "last", "logging_steps", "rank", "table",
+        "bar_step", "columns", "guessed", "hf_dicts", "keras_epoch", "last", "logging_steps",
+        "rank", "table",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -193,6 +201,7 @@ class _LogState:
             tuple[type, int | None], tuple[int, int | None, dict[str, float], str, bool]
         ] = {}
         self.rank: int | None = None  # the `[rankN]:` prefix of the line being parsed
+        self.keras_epoch = False  # an `Epoch k/N` line came, its end line not yet
 
 
 class Parser:
@@ -478,10 +487,22 @@ class Parser:
                 self._parse_kv_shape(text, lineno, ts, out)
             elif self.prefilter.search(text):
                 self._parse_kv_line(text, lineno, ts, out)
-            if len(out) > start and type(out[-1]) is Metric and "/" in text:
-                _mark_epoch_end(text, out)
+            if self._state.keras_epoch and len(out) > start and type(out[-1]) is Metric:
+                self._epoch_end(text, out)
+            elif "poch " in text and _KERAS_EPOCH_START.match(text):
+                self._state.keras_epoch = True
         if self.patterns:
             self._parse_patterns(text, lineno, ts, out)
+
+    def _epoch_end(self, text: str, out: list[Event]) -> None:
+        """Keras' line at an epoch's end: its metrics become the epoch's summary."""
+        m = _KERAS_EPOCH_END.match(text)
+        if m is None or m.group(1) != m.group(2):
+            return
+        self._state.keras_epoch = False
+        last = out[-1]
+        assert isinstance(last, Metric)
+        out[-1] = replace(last, source="epoch")
 
     def _parse_kv_shape(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
         """`_parse_kv_line` for a line without a tensor, by one lookup of the line's shape.
@@ -637,16 +658,6 @@ def _emit_values(
     else:  # accuracy, epoch, runtime next to val_loss: all part of the evaluation
         evals.update(rest)
         out.append(Eval(lineno, ts, evals, step))
-
-
-def _mark_epoch_end(text: str, out: list[Event]) -> None:
-    """A Keras epoch-end bar's metrics become the epoch's summary (source "epoch")."""
-    m = _KERAS_EPOCH_END.match(text)
-    if m is None or m.group(1) != m.group(2):
-        return
-    last = out[-1]
-    assert isinstance(last, Metric)
-    out[-1] = replace(last, source="epoch")
 
 
 def _as_eval(event: Event) -> Event:

@@ -150,19 +150,41 @@ def test_keras_bars_before_the_epoch_end_are_not_summaries() -> None:
     assert loud(mid) == []
 
 
-def test_the_parser_marks_keras_epoch_end_bars() -> None:
-    parser = Parser()
+def test_the_parser_marks_keras_epoch_end_lines() -> None:
+    """After `Epoch k/N` (Keras' fit), the line ending the epoch is its summary: a bar at its
+    total with the time taken (Keras 2, tf.keras, Keras 3) or verbose=2's time alone. A bar
+    still counting (ETA) and `evaluate`'s bar (no `Epoch` line before it) are not."""
     lines = {
         "keras2": "10954/10954 [==============================] - 659s - loss: 0.0475",
         "tf.keras": "3260/3260 [==============================] - 1011s 310ms/step - loss: 0.3203",
         "keras3": "3260/3260 \u2501\u2501\u2501\u2501\u2501\u2501 1011s 310ms/step - loss: 0.3203",
+        "verbose2": " - 510s - loss: 4.0855",
         "eta": "137856/370784 [==========>...................] - ETA: 4147s - loss: 2.1578",
     }
     sources = {}
     for name, text in lines.items():
-        metrics = [e for e in parser.parse(LogLine(1, 0, 0, text), 0.0) if isinstance(e, Metric)]
+        parser = Parser()
+        parser.parse(LogLine(1, 0, 0, "Epoch 3/10"), 0.0)
+        metrics = [e for e in parser.parse(LogLine(2, 0, 0, text), 0.0) if isinstance(e, Metric)]
         sources[name] = metrics[0].source
-    assert sources == {"keras2": "epoch", "tf.keras": "epoch", "keras3": "epoch", "eta": "kv"}
+    assert sources == {
+        "keras2": "epoch", "tf.keras": "epoch", "keras3": "epoch", "verbose2": "epoch", "eta": "kv"
+    }  # fmt: skip
+    evaluate = "313/313 [==============================] - 0s 1ms/step - loss: 0.0786"
+    parser = Parser()
+    for n, text in enumerate(("Epoch 5/5", lines["tf.keras"], evaluate), start=1):
+        events = parser.parse(LogLine(n, 0, 0, text), 0.0)
+    assert [e.source for e in events if isinstance(e, Metric)] == ["kv"]
+
+
+def test_a_test_loss_after_training_is_no_epoch_summary() -> None:
+    """model.evaluate() after fit: its loss (4x the last epoch's) is a test loss, not a spike."""
+    fit = "".join(
+        f"Epoch {e}/3\n1875/1875 [==============================] - 3s 2ms/step - loss: {v}\n"
+        for e, v in ((1, 0.30), (2, 0.12), (3, 0.08))
+    )
+    evaluate = "313/313 [==============================] - 0s 1ms/step - loss: 0.3300\n"
+    assert loud(fit + evaluate) == []
 
 
 # --- a KL divergence of the policy update blowing up -----------------------------------------
