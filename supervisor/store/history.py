@@ -620,6 +620,8 @@ class History:
     def resolve(self, ref: str) -> RunRecord:
         """A run by id, unique id prefix, or `last` (the newest). HistoryError otherwise."""
         ref = ref.strip()
+        if not ref:  # `ftmon show "$RUN"` with RUN unset: the prefix "" would match any run
+            raise HistoryError("no run given: a run id, a unique prefix of one, or `last`")
         if ref == "last":
             newest = self.runs(limit=1)
             if not newest:
@@ -789,7 +791,9 @@ class History:
         return [_sweep_from_row(r) for r in rows]
 
     def sweep(self, ref: str) -> SweepRecord | None:
-        """A sweep by id or unique id prefix; None when none (or several) match."""
+        """A sweep by id or unique id prefix; None when none (or several) match, or no `ref`."""
+        if not ref.strip():
+            return None
         rows = self._query("SELECT * FROM sweeps WHERE id = ?", (ref,))
         if not rows:
             escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -800,6 +804,8 @@ class History:
 
     def why_no_sweep(self, ref: str) -> str:
         """What to tell a user whose `ref` gave no sweep: none matches, or several share it."""
+        if not ref.strip():
+            return "no sweep given: a sweep id or a unique prefix of one"
         several = [s.id for s in self.sweeps() if s.id.startswith(ref)]
         if len(several) > 1:
             ids = ", ".join(several[:5]) + (", ..." if len(several) > 5 else "")
