@@ -21,6 +21,9 @@ MIN_RATE_SECS = 2.0
 TOTAL_FLAGS = ("--steps", "--max_steps", "--max-steps", "--total_steps", "--num_steps")
 
 
+MAX_ETA_SECS = 1000 * 3600  # a run that would end in over 1000 h shows no ETA
+
+
 def total_steps(argv: Sequence[str]) -> int | None:
     """The step count the command asks for, if it says (`--steps 300`, `--max_steps=300`)."""
     for i, arg in enumerate(argv):
@@ -66,7 +69,12 @@ class RunProgress:
             if key in self.values:
                 parts.append(f"{label} {_num(self.values[key])}")
         if self.total and self.step is not None and self.rate:
-            parts.append(f"ETA {duration((self.total - self.step) / self.rate)}")
+            try:
+                left = (self.total - self.step) / self.rate
+            except OverflowError:  # a total past float's range (`--max_steps 9e399`)
+                left = math.inf
+            if left < MAX_ETA_SECS:  # beyond, an ETA says nothing (and would not format)
+                parts.append(f"ETA {duration(left)}")
         return "  ".join(parts)
 
 

@@ -62,3 +62,21 @@ def test_a_repeat_count_of_a_cut_line_says_what_part_was_counted() -> None:
     assert found.message == (
         "a log line repeats 'x' 4096 times in its first 4096 of 200,000 characters"
     )
+
+
+def test_the_progress_line_of_an_absurd_total_has_no_eta_and_no_error() -> None:
+    """`--max_steps` of 400 digits: the ETA's float division overflowed on every metric (the
+    headless progress line failed from the second step on); now the line has no ETA."""
+    now = [0.0]
+    progress = Progress(tty=True, every_secs=0.0, clock=lambda: now[0])
+    progress.started("r1", ["train.py", "--max_steps", "9" * 400])
+    lines = []
+    for step in range(1, 6):
+        now[0] += 100.0
+        lines.append(progress.update("r1", [Metric(step, now[0], {"loss": 1.0}, step=step)]))
+    assert lines[-1] == "r1  step 5/1.00e+400  loss 1"
+    progress.started("r2", ["train.py", "--max_steps", "10"])
+    for step in range(1, 4):
+        now[0] += 100.0
+        line = progress.update("r2", [Metric(step, now[0], {"loss": 1.0}, step=step)])
+    assert line is not None and line.endswith("ETA 11m40s")  # an ordinary ETA is still said
