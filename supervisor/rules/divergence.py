@@ -18,10 +18,13 @@ report per episode (an episode ends when the validation loss makes a new best):
   first evaluation without a new best; here two (`overfit_patience`), a clear margin and the
   training loss falling meanwhile (the model fits its training set better while it gets worse
   on held-out data) make it a statement about the run rather than about one noisy
-  evaluation. An evaluation's training loss is the last one logged at or before its line
-  (Keras prints both on one line: `loss: 0.19 - val_loss: 0.28`); evaluations are averages over
-  a whole validation set, so no per-step noise enters. Said at WARNING: the run may go on, a
-  person should look (the best checkpoint is behind it).
+  evaluation. Only a training loss printed on the evaluation's own line counts (Keras `loss:
+  0.19 - val_loss: 0.28`, nanoGPT `train loss 4.03, val loss 4.04`, a table's row): it is an
+  average over the same period, as the validation loss is one over its set. A per-step loss
+  logged on other lines falls and rises by chance from one evaluation to the next, and with a
+  noisy validation loss that chance makes false alarms (the bench log: 98 in 200k lines); those
+  runs keep the `rising` check. Said at WARNING: the run may go on, a person should look (the
+  best checkpoint is behind it).
 """
 
 from __future__ import annotations
@@ -70,9 +73,8 @@ class DivergenceRule(Rule):
         self._wanted: dict[str, int] = {}  # 1: a validation loss, 2: the training loss
         self._seen: dict[str, int] = {}
         # Overfitting: per validation loss, its evaluations from the best on, as [value,
-        # training loss then (None: none logged yet), line].
+        # training loss on the same line (None: none), line].
         self._since_best: dict[str, list[list]] = {}
-        self._train: float | None = None
 
     def on_event(self, event: Event) -> list[Anomaly]:
         assert isinstance(event, (Metric, Eval))
@@ -95,9 +97,8 @@ class DivergenceRule(Rule):
         return out
 
     def _train_loss(self, value: float, event: Metric | Eval) -> Anomaly | None:
-        """The training loss: the one of every evaluation from here on, and of an evaluation on
-        this same line (the parser sends a line's evaluation before its training metrics)."""
-        self._train = value
+        """The training loss of an evaluation on this same line (the parser sends a line's
+        evaluation before its training metrics)."""
         if not self.settings.overfit_patience:
             return None
         for key, evals in self._since_best.items():
@@ -116,9 +117,9 @@ class DivergenceRule(Rule):
             self._best[key] = value
             self._above[key] = 0
             self._reported[key] = False
-            self._since_best[key] = [[value, self._train, event.lineno]]
+            self._since_best[key] = [[value, None, event.lineno]]
             return None
-        self._since_best[key].append([value, self._train, event.lineno])
+        self._since_best[key].append([value, None, event.lineno])
         rise = max(s.min_rise * abs(best), s.min_rise_abs)
         if value - best > rise:
             self._above[key] = self._above.get(key, 0) + 1

@@ -13,7 +13,8 @@ shows it. Their own checks are the definitions here:
   A KL grows from 0 in a healthy run (the policy starts as the reference: 0, 0.0005, 0.02, 0.1
   over hundreds of steps), so its own largest recent value is the level, not the median,
   and `floor` (1.0 nat; SB3/Spinning Up stop at 0.015, a healthy GRPO per-token KL is 0.001-0.1)
-  keeps a KL still near 0 from counting at any factor. baselines' PPO1 table: 0.017, then 1.76,
+  keeps a KL still near 0 from counting at any factor; a level of 0 or below (the first steps,
+  a k1 estimate) is no level. baselines' PPO1 table: 0.017, then 1.76,
   3.79, 4.34 within one iteration's epochs, the policy collapsing after.
 
 Non-finite KLs are the nan rule's. Said at WARNING, as a loss spike; one report per episode
@@ -85,12 +86,13 @@ class KlRule(Rule):
                 f"{fmt_value(s.target)}"
             )
         elif recent and value > s.floor:
+            # A level of 0 (the policy still the reference: TRL logs 0.0 for the first steps,
+            # k1 estimates below 0) gives nothing to be far above.
             level = max(recent)
-            if value > s.factor * level:
-                ratio = f", {fmt_ratio(value / level)}x" if level > 0 else ""
+            if level > 0 and value > s.factor * level:
                 message = (
                     f"{key} jumped to {fmt_value(value)} (largest of the last {len(recent)}: "
-                    f"{fmt_value(level)}{ratio}): the policy update blew up"
+                    f"{fmt_value(level)}, {fmt_ratio(value / level)}x): the policy update blew up"
                 )
         recent.append(value)
         was = self._spiking.get(key, False)

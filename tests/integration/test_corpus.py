@@ -162,7 +162,7 @@ KNOWN_MISSES = {
     "436_repetition_faster-whisper.log": "the same line 4 times back to back, then pairs: what"
     " every rank prints looks the same (plain_lines 12)",
     "442_spike_keras.log": "the excerpt starts at the anomaly (val_loss 14 vs loss 0.08 at line 1):"
-    " no baseline before it; divergence reports at line 9 (overfitting)",
+    " no baseline before it; divergence reports at line 11",
     # dev/ 700-736 (collected in the fifth pass, labelled before any scan; README):
     "715_repetition_open-flamingo.log": "a caption said twice, the third copy cut by the token"
     " limit: two copies are what healthy text says too",
