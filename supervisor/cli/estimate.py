@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from supervisor.cli.main import EXIT_FOUND, EXIT_OK, UsageError
@@ -48,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from supervisor.recipe.model import RecipeError, apply_overrides, load_recipe
 
-    if args.gpu_gb is not None and args.gpu_gb <= 0:
-        raise UsageError(f"--gpu-gb must be above 0, got {args.gpu_gb}")
+    if args.gpu_gb is not None and not 0 < args.gpu_gb < math.inf:  # nan too: "does NOT fit"
+        raise UsageError(f"--gpu-gb must be a finite number above 0, got {args.gpu_gb}")
     try:
         recipe = load_recipe(args.recipe)
         if args.sets:

@@ -41,3 +41,13 @@ def test_watch_refuses_a_pid_that_is_no_process_id(tmp_path: Path) -> None:
         done = ftmon("--watch", str(log), "--pid", pid, "--on", "nan=kill")
         assert done.returncode == 2
         assert done.stderr == f"ftmon: --pid {pid}: a process id is a positive number\n"
+
+
+def test_estimate_refuses_a_card_size_that_is_no_number() -> None:
+    """`--gpu-gb nan` said "card: nan GB: does NOT fit" (exit 1); `inf` said it fits."""
+    from tests.conftest import ROOT
+
+    for size in ("nan", "inf"):
+        done = ftmon("estimate", str(ROOT / "recipes" / "lora.yaml"), "--gpu-gb", size)
+        assert done.returncode == 2, (size, done.stdout)
+        assert "--gpu-gb must be a finite number above 0" in done.stderr
