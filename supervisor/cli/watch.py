@@ -381,6 +381,8 @@ def run(args: argparse.Namespace) -> int:
     from supervisor.runs.executors import process
 
     path = check_log(args.log)
+    if not 0 <= args.grace <= 3600:  # nan, inf, negative: a kill that never ends or fails
+        raise UsageError(f"--grace {args.grace:g}: seconds from 0 to 3600")
     on = parse_on(args.on, args.pid is not None)
     settings = watch_settings(args.set)
     monitor = build_monitor(args, settings)

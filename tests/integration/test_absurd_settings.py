@@ -51,3 +51,14 @@ def test_estimate_refuses_a_card_size_that_is_no_number() -> None:
         done = ftmon("estimate", str(ROOT / "recipes" / "lora.yaml"), "--gpu-gb", size)
         assert done.returncode == 2, (size, done.stdout)
         assert "--gpu-gb must be a finite number above 0" in done.stderr
+
+
+def test_watch_refuses_a_grace_that_is_no_time(tmp_path: Path) -> None:
+    """`--grace nan` (or inf, or -5) was taken as is: the kill's wait between SIGTERM and
+    SIGKILL would never end or fail. Bounded as a recipe's kill_grace_secs is (0-3600)."""
+    log = tmp_path / "train.log"
+    log.write_text("{'loss': 1.0, 'epoch': 0.1}\n")
+    for grace in ("nan", "inf", "-5"):
+        done = ftmon("--watch", str(log), "--grace", grace)
+        assert done.returncode == 2
+        assert done.stderr.startswith(f"ftmon: --grace {grace}: seconds from 0 to 3600")
