@@ -1,6 +1,6 @@
 """`divergence`: the validation loss going the wrong way, as early-stopping callbacks define it.
 
-Three checks on each validation loss (`val_loss`, `eval_loss`, an evaluation's `loss`), one
+Four checks on each validation loss (`val_loss`, `eval_loss`, an evaluation's `loss`), one
 report per episode (an episode ends when the validation loss makes a new best):
 
 - **rising**: the last `evals` (3) evaluations all lie above the best one by more than
@@ -10,6 +10,10 @@ report per episode (an episode ends when the validation loss makes a new best):
   improving is not broken.
 - **jumped**: one evaluation at `jump_factor` (3) times the best, after `jump_after` (2)
   evaluations (0.58, then 2.30 with the accuracy back at chance).
+- **threshold** (off unless set): a validation loss above `threshold`, Lightning's
+  `divergence_threshold` ("stop training as soon as the monitored quantity becomes worse than
+  this threshold"; default None), reported at once. Lightning's `check_finite` is the nan
+  rule's.
 - **overfitting**: the validation loss has not improved on its best for `overfit_patience`
   evaluations, the last is `overfit_rise` (10%) above the best, and the training loss fell at
   every one of those evaluations. What HF's `EarlyStoppingCallback` (transformers/
@@ -57,6 +61,11 @@ class DivergenceSettings(RuleSettings):
     overfit_rise: float = Field(
         0.1, ge=0, description="...the last one this fraction above the best (min_delta)."
     )
+    threshold: float | None = Field(
+        None,
+        description="Lightning's `divergence_threshold`: a validation loss above this is "
+        "reported at once (None: off, Lightning's default).",
+    )
 
 
 class DivergenceRule(Rule):
@@ -75,6 +84,7 @@ class DivergenceRule(Rule):
         # Overfitting: per validation loss, its evaluations from the best on, as [value,
         # training loss on the same line (None: none), line].
         self._since_best: dict[str, list[list]] = {}
+        self._over: dict[str, bool] = {}  # above `threshold` at its last evaluation
 
     def on_event(self, event: Event) -> list[Anomaly]:
         assert isinstance(event, (Metric, Eval))
@@ -87,7 +97,8 @@ class DivergenceRule(Rule):
             if not math.isfinite(value):
                 continue
             if want == 1 or (key == "loss" and isinstance(event, Eval)):
-                found = self._check(key, value, event)
+                found = self._over_threshold(key, value, event)
+                found = self._check(key, value, event) or found
             elif want == 2:
                 found = self._train_loss(value, event)
             else:
@@ -95,6 +106,19 @@ class DivergenceRule(Rule):
             if found is not None:
                 out.append(found)
         return out
+
+    def _over_threshold(self, key: str, value: float, event: Metric | Eval) -> Anomaly | None:
+        """Lightning's `divergence_threshold`, once per stretch above it."""
+        limit = self.settings.threshold
+        if limit is None:
+            return None
+        was = self._over.get(key, False)
+        self._over[key] = value > limit
+        if value <= limit or was:
+            return None
+        where = f" at step {show_step(event.step)}" if event.step is not None else ""
+        message = f"{key} is {fmt_value(value)}{where}, above the divergence threshold {limit:g}"
+        return self.anomaly(Severity.WARNING, message, event.ts, event.lineno)
 
     def _train_loss(self, value: float, event: Metric | Eval) -> Anomaly | None:
         """The training loss of an evaluation on this same line (the parser sends a line's

@@ -99,6 +99,14 @@ def test_a_per_step_training_loss_on_other_lines_does_not_make_overfitting() -> 
     assert loud("\n".join(lines) + "\n") == [("divergence", 8)]
 
 
+def test_lightning_divergence_threshold() -> None:
+    """Lightning's EarlyStopping(divergence_threshold=...): off by default, as there; once set,
+    a validation loss above it is said at once, once per stretch above it."""
+    evals = "".join(f"{{'eval_loss': {v}, 'epoch': {i}}}\n" for i, v in enumerate((2.0, 2.3, 2.4)))
+    assert loud(evals) == []
+    assert loud(evals, off(divergence={"threshold": 2.2})) == [("divergence", 2)]
+
+
 # --- a slow divergence of the training loss at epoch summaries --------------------------------
 
 # unseen2/611 (Keras, RMSprop too fast): the epoch loss rises every epoch, accuracy falling.
