@@ -14,7 +14,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from supervisor.cli.main import EXIT_OK, EXIT_USAGE
+from supervisor.cli.main import EXIT_OK, EXIT_USAGE, UsageError
 from supervisor.cli.run import add_supervision_flags, logs_dir_of, supervise_headless
 from supervisor.store.schema import DB_NAME
 
@@ -143,6 +143,8 @@ def _record_json(rec: Any) -> dict[str, Any]:
 def history_cmd(args: argparse.Namespace) -> int:
     from supervisor.runs.records import command_line
 
+    if args.n is not None and not 1 <= args.n <= 1_000_000:  # 0 said "no runs recorded yet"
+        raise UsageError(f"-n {args.n}: a number of runs from 1 to 1000000")
     # No database yet is an empty history, not an error: a script reading `--json` gets [].
     history = _open(args, quiet_if_missing=True)
     db = logs_dir_of(args) / DB_NAME

@@ -62,3 +62,19 @@ def test_watch_refuses_a_grace_that_is_no_time(tmp_path: Path) -> None:
         done = ftmon("--watch", str(log), "--grace", grace)
         assert done.returncode == 2
         assert done.stderr.startswith(f"ftmon: --grace {grace}: seconds from 0 to 3600")
+
+
+def test_history_refuses_a_count_of_runs_that_is_none(tmp_path: Path) -> None:
+    """`history -n 0` said "no runs recorded yet" with runs recorded; `-n 1e20` (as digits)
+    was an sqlite3 traceback; `-n -1` listed every run."""
+    from supervisor.store.history import History
+
+    history = History(tmp_path / "ftmon.db")
+    history.add_run(run_id="20261207-2300-only", name="only", started_at=1.0)
+    history.close()
+    for n in ("0", "-1", "1" + "0" * 20):
+        done = ftmon("history", "-n", n, "--logs-dir", str(tmp_path))
+        assert done.returncode == 2, (n, done.stdout, done.stderr)
+        assert done.stderr == f"ftmon: -n {n}: a number of runs from 1 to 1000000\n"
+    done = ftmon("history", "-n", "1", "--logs-dir", str(tmp_path))
+    assert done.returncode == 0 and "20261207-2300-only" in done.stdout
