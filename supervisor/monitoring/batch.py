@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from itertools import chain, compress, repeat
 from operator import is_
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ except ImportError:  # pragma: no cover - depends on the machine
 
 if TYPE_CHECKING:
     from supervisor.monitoring.monitor import Monitor
+    from supervisor.rules.base import Rule
 
 _RETURNED = (Metric, Eval, Sample)
 # A longer batch is fed in slices of this many lines: its events, and what each rule said of
@@ -194,11 +196,8 @@ class BatchFeeder:
             if not runs:
                 continue
             at = runs[0] if len(runs) == 1 else sorted(chain.from_iterable(runs))
-            found = _each(
-                rule.on_event,
-                map(events.__getitem__, at),
-                lambda k, exc, rule=rule, at=at: m.rule_failed(rule, events[at[k]], exc),
-            )
+            failed = partial(self._rule_failed, rule, events, at)
+            found = _each(rule.on_event, map(events.__getitem__, at), failed)
             for i, said in zip(compress(at, found), filter(None, found), strict=True):
                 anomalies.append((i, order, said))
         out = self._assemble(events, kinds, line_of, lines, before, anomalies)
@@ -206,6 +205,12 @@ class BatchFeeder:
         m._recent.clear()
         m._recent.extend((before + lines[-keep:])[-keep:] if keep else ())
         return out
+
+    def _rule_failed(
+        self, rule: Rule, events: list[Event], at: list[int], k: int, exc: Exception
+    ) -> list[Anomaly]:
+        """`rule` raised on the k-th of the events it was fed (`at`): as the monitor says it."""
+        return self.monitor.rule_failed(rule, events[at[k]], exc)
 
     def _gated_texts(
         self, events: list[Event], text_at: list[int], line_of: list[int], lines: list[LogLine]

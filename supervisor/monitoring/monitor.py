@@ -120,7 +120,8 @@ class Monitor:
                 try:
                     found = hook(last.lineno, ts)
                 except Exception as exc:
-                    found = self.rule_failed(hook.__self__, f"line {last.lineno}", exc, ts)
+                    rule = hook.__self__  # type: ignore[attr-defined]
+                    found = self.rule_failed(rule, f"line {last.lineno}", exc, ts)
                 out.extend(self._finish(found))
         return out
 
