@@ -13,7 +13,9 @@ count of a total (`1/99`: its count), or a cell that says nothing: a time (`00:1
 with its unit (`3.86G`), HF's `No log` (a loss not logged yet). A progress bar after the row
 (ultralytics prints the epoch's bar there) is not a cell. A results table (`model  loss
 accuracy`, one row per model) has no step column and is not read: its rows are not a series
-in time. An RL optimisation table (a KL column, one row per optimisation epoch) is one.
+in time. An RL optimisation table (a KL column, one row per optimisation epoch) is one. A
+Markdown table (`| Epoch | Training Loss | Validation Loss |`, its `|---|` rule a row that says
+nothing) is how GitHub issues show HF's notebook table.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ _UPDATE_KL = ("kl", "approxkl", "approx_kl", "meankl")
 
 def cells(text: str) -> list[str]:
     """The cells of a header or a row."""
-    return [c for c in _SPLIT.split(text.strip().strip("|")) if c]
+    # (a Markdown table's row, `| 1 | 0.45 |`: the spaces inside its outer bars go too)
+    return [c for c in _SPLIT.split(text.strip().strip("|").strip()) if c]
 
 
 def header(text: str) -> tuple[str, ...] | None:

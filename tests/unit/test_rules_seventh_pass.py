@@ -85,6 +85,17 @@ def test_overfitting_check_can_be_switched_off() -> None:
     assert loud(PARSBERT, off(divergence={"overfit_patience": 0})) == []
 
 
+def test_overfitting_in_an_hf_table_pasted_as_markdown() -> None:
+    """HF's notebook table as GitHub renders it (`| Epoch | Training Loss | ... |`): each row
+    holds both losses, averages over the same epoch."""
+    table = (
+        "| Epoch | Training Loss | Validation Loss | Accuracy |\n"
+        "|-------|---------------|-----------------|----------|\n"
+        "| 1 | 0.452 | 0.351 | 0.88 |\n| 2 | 0.281 | 0.366 | 0.89 |\n| 3 | 0.170 | 0.402 | 0.88 |\n"
+    )
+    assert loud(table) == [("divergence", 5)]
+
+
 def test_a_per_step_training_loss_on_other_lines_does_not_make_overfitting() -> None:
     """HF-style: training losses and evaluations on lines of their own. A per-step loss falls
     by chance between two evaluations, so it is not compared (the bench log, make_log.py,
