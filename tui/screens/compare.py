@@ -26,6 +26,7 @@ from supervisor.report.compare import (
     sort_table,
 )
 from tui.text import clean
+from tui.widgets.plots import drawable, left_out_note
 
 if TYPE_CHECKING:
     from tui.app import FtmonApp
@@ -105,20 +106,24 @@ class CompareScreen(Screen[None]):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title(f"{self.metric} by step, one line per row")
         history = self.ftmon.history
         assert self.table is not None
+        left_out = 0
         for row in self.table.rows:
             if not row.run_id:
                 continue
-            points = [
-                (float(m.step), float(m.value))
-                for m in history.metrics(row.run_id, self.metric)
-                if m.step is not None and m.value is not None and m.value == m.value
-            ]
+            points, dropped = drawable(
+                [
+                    (float(m.step), float(m.value))
+                    for m in history.metrics(row.run_id, self.metric)
+                    if m.step is not None and m.value is not None and m.value == m.value
+                ]
+            )  # a float-max or inf value would end the app inside plotext
+            left_out += dropped
             if points:
                 xs, ys = zip(*points, strict=True)
                 plt.plot(list(xs), list(ys), marker="braille", label=clean(row.label))
+        plt.title(f"{self.metric} by step, one line per row{left_out_note(left_out)}")
         plot.refresh()
 
     def action_next(self) -> None:

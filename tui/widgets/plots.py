@@ -38,6 +38,13 @@ def drawable(points: list[tuple[float, float]]) -> tuple[list[tuple[float, float
     return kept, len(points) - len(kept)
 
 
+def left_out_note(count: int) -> str:
+    """What a plot's title adds when `count` points were left out by `drawable` ("" if none)."""
+    if not count:
+        return ""
+    return f" (cannot draw {count} point{'' if count == 1 else 's'} past ±{DRAWABLE:g}: left out)"
+
+
 def thin(points: list[tuple[float, float]], buckets: int) -> list[tuple[float, float]]:
     """At most 2 x `buckets` + 2 points that draw the same line at this resolution.
 
@@ -127,11 +134,7 @@ class MetricPlot(PlotextPlot):
                 left_out += dropped
         points, dropped = drawable(self.points)
         left_out += dropped
-        title = TITLES.get(self.series_name, self.series_name)
-        if left_out:
-            s = "" if left_out == 1 else "s"
-            title += f" (cannot draw {left_out} point{s} past ±{DRAWABLE:g}: left out)"
-        plt.title(title)
+        plt.title(TITLES.get(self.series_name, self.series_name) + left_out_note(left_out))
         if ranks:
             for rank in self.ranks:  # one line per rank, each in its own colour, labelled
                 drawn = thin(ranks[rank], buckets)
