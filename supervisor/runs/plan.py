@@ -234,6 +234,18 @@ def check_launchable(plan: LaunchPlan) -> None:
     The cwd may be the run folder itself, which ftmon creates.
     """
     problems: list[Problem] = []
+    # A NUL byte cannot be passed to a process (exec raised "embedded null byte" after the run
+    # was set up): an argument, an environment value or the cwd holding one is refused here.
+    for i, arg in enumerate(plan.argv):
+        if "\0" in arg:
+            problems.append(Problem("recipe", 0, f"argv.{i}", f"{arg!r} holds a NUL byte"))
+    for name, value in plan.env.items():
+        if "\0" in value:
+            problems.append(Problem("recipe", 0, f"env.{name}", "the value holds a NUL byte"))
+    if "\0" in str(plan.cwd):
+        problems.append(Problem("recipe", 0, "cwd", f"{str(plan.cwd)!r} holds a NUL byte"))
+    if problems:
+        raise RecipeError(problems)
     cwd = plan.cwd
     if cwd != plan.run_dir and not cwd.is_dir():
         what = "is not a folder" if cwd.exists() else "does not exist"

@@ -78,3 +78,19 @@ def test_history_refuses_a_count_of_runs_that_is_none(tmp_path: Path) -> None:
         assert done.stderr == f"ftmon: -n {n}: a number of runs from 1 to 1000000\n"
     done = ftmon("history", "-n", "1", "--logs-dir", str(tmp_path))
     assert done.returncode == 0 and "20261207-2300-only" in done.stdout
+
+
+def test_a_nul_byte_in_an_argument_or_env_value_launches_nothing(tmp_path: Path) -> None:
+    """exec cannot pass a NUL: it was a ValueError traceback after the run folder was made
+    (exit 1); now one line naming the field, exit 2, no run folder."""
+    logs = tmp_path / "logs"
+    for name, fields, field in (
+        ("nul-env", {"env": {"FOO": "a\0b"}}, "env.FOO"),
+        ("nul-arg", {"args": {"lines": "3\0"}}, "argv."),
+    ):
+        recipe = write_recipe(tmp_path, "goes_quiet.py", name=name, **fields)
+        done = ftmon("run", str(recipe), "--headless", "--logs-dir", str(logs), timeout=60)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert f"recipe: {field}" in done.stderr and "NUL byte" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert not [p for p in logs.iterdir() if p.is_dir()]
