@@ -1,9 +1,9 @@
 """Detection quality on real logs: ../shared/corpus/ and tests/corpus/ (labelled excerpts, the
-latter in tuning halves dev/, test/, holdout/, unseen/ and unseen2/, and the blind half
-unseen3/, see tests/corpus/README.md) and planted anomalies.
+latter in tuning halves dev/, test/, holdout/, unseen/, unseen2/ and unseen3/, and the blind
+half unseen4/, see tests/corpus/README.md) and planted anomalies.
 
-unseen3/ is measured in aggregate only: its tests have `unseen3` in their names, so that whoever
-tunes rules runs this file with `-k "not unseen3"` and never scans it.
+unseen4/ is measured in aggregate only: its tests have `unseen4` in their names, so that whoever
+tunes rules runs this file with `-k "not unseen4"` and never scans it.
 
 Scoring follows corpus/README.md: an anomalous file passes when an anomaly whose rule maps to
 its label lies within 3 lines of `first_anomaly_line`; a normal file passes when nothing of
@@ -137,7 +137,7 @@ def test_corpus_file_with_ftmon_scan(
     assert rc == (0 if row["label"] == "normal" else 1), (rc, stderr)
 
 
-# --- the tuning halves: tests/corpus/dev, test, holdout, unseen and unseen2 -----------------
+# --- the tuning halves: tests/corpus/dev, test, holdout, unseen, unseen2 and unseen3 -------
 
 HALVES = TUNING
 HELD_ROWS = [(half, row) for half in HALVES for row in read_index(HELD_OUT / half)]
@@ -189,6 +189,52 @@ KNOWN_MISSES = {
     " healthy padding",
     "633_normal_yolo-world-mmengine.log": "false alarm: a first grad norm above absurd_first (1300)"
     " where the loss is a sum at ~1900",
+    # unseen3/ (blind through the seventh pass, tuning data from the eighth; README):
+    "802_repetition_llama-cpp.log": "a two-line chat-template block whose assistant header counts"
+    " up (57, 58, ...): lines differing only in a number are status lines",
+    "805_repetition_fairseq.log": "every hypothesis is runs of a double quote inside fairseq's"
+    " INFO records: punctuation runs and log records are left alone",
+    "809_stall_llama-factory.log": "the NCCL watchdog timeout glued to a tqdm frame behind a"
+    " pasted line number `[1763]`",
+    "810_stall_tensorflow.log": "evidence outside the log: the hang is in the poster's words; the"
+    " lines stop at an all-reduce set-up",
+    "811_stall_accelerate.log": "evidence outside the log: every process's bar stopped at one"
+    " batch; a snapshot holds no time",
+    "825_stall_ascend-npu.log": "Ascend's stream synchronize timeout (EE1002, error 507046): a"
+    " wording no rule knew",
+    "826_repetition_espnet.log": "a word said 30+ times in sclite's aligned HYP line, uneven"
+    " spaces between the copies",
+    "831_repetition_qwen-vl.log": "one table-border line (bars and spaces, no word) repeated 26"
+    " times: layout",
+    "833_repetition_hf-pipeline.log": "a prompt line said twice, then twice more: the loop is"
+    " reported where it grows within a line (line 6); the label marks the second copy (line 2)",
+    "834_repetition_vllm-tpu.log": "one word said 10 times inside a quoted repr field (text=' is"
+    " is ...'): one word alone never counts for the phrase check",
+    "835_repetition_tinygrad.log": "a sentence said twice and cut in its third copy: two copies"
+    " are what healthy text says too",
+    "859_spike_rasa-keras-val-rising.log": "a validation loss rising 2.7% over 7 epochs: under"
+    " overfit_rise (10%)",
+    "866_spike_waveglow.log": "bare `iteration: value` lines (NVIDIA WaveGlow's print) and a"
+    " negative loss: no level to compare",
+    "873_nan_paddleocr-nanxxx.log": "PaddleOCR's `{:x<6f}` pads nan to `nanxxx`: not read as a nan",
+    "878_nan_yolov5-obb-bars.log": "yolov5_obb's column table (theta column, bar on each row):"
+    " nan values not read",
+    "886_spike_cap-vstnet-isolated.log": "only loss parts on the line (lap_loss 1.4 -> 37): parts"
+    " count only above absurd",
+    "888_spike_tf2-object-detection-rising.log": "a per-step loss climbing 1.35 -> 2.37 over"
+    " three prints: a slow rise, under 10 spreads",
+    "889_spike_srfbn-skip-batch.log": "SRFBN's own `[Warning] Skip this batch! (Loss: ...)` glued"
+    " to the bar: a wording no rule knew",
+    "891_spike_marian-valid-ce.log": "Marian's `[valid] ... : cross-entropy : 75.2 : stalled 2"
+    " times` lines: not read, and 1.44x the best is under divergence's 3x",
+    "892_spike_waveglow-isolated.log": "`step_N:\\tloss_X` lines and a negative loss: no level to"
+    " compare",
+    "893_spike_hifigan-then-nan.log": "`Gen Loss Total` (a GAN generator loss) 64922832 not"
+    " reported as a spike",
+    "894_spike_tensorflowtts-mbmelgan.log": "one healthy record before the blow-up, its first"
+    " line glued to the bar: no baseline",
+    "897_normal_nvidia-tacotron2-elided.log": "false alarm: NVIDIA tacotron2's `Train loss"
+    " {iteration} {loss}`: the iteration read as the loss",
 }
 
 
@@ -213,8 +259,8 @@ def test_held_out_file(half: str, row: dict[str, str]) -> None:
 
 
 def test_held_out_corpus_is_whole_and_split_by_label() -> None:
-    """386 files, every label in every half, no file in two, each with a source URL."""
-    assert len(HELD_ROWS) >= 386
+    """472 files, every label in every half, no file in two, each with a source URL."""
+    assert len(HELD_ROWS) >= 472
     for half in HALVES:
         labels = {row["label"] for h, row in HELD_ROWS if h == half}
         assert set(LABEL_RULES) | {"normal"} <= labels, (half, labels)
@@ -276,6 +322,15 @@ def test_unseen2_is_new_and_well_formed() -> None:
     check_new_and_well_formed(HELD_OUT / "unseen2", unseen2, others)
 
 
+def test_unseen3_is_new_and_well_formed() -> None:
+    """unseen3/ (86 files, blind through the seventh pass, tuning data from the eighth) shares
+    no source with any other tuning half or ../shared/corpus."""
+    unseen3 = [row for half, row in HELD_ROWS if half == "unseen3"]
+    assert len(unseen3) >= 86
+    others = [row for half, row in HELD_ROWS if half != "unseen3"] + ROWS
+    check_new_and_well_formed(HELD_OUT / "unseen3", unseen3, others)
+
+
 def test_held_out_figures_hold_their_floor() -> None:
     """Precision and recall per label on every tuning half stay at or above what was measured
     when the rules were last changed (tests/corpus/README.md), so no change loses ground."""
@@ -294,6 +349,10 @@ def test_held_out_figures_hold_their_floor() -> None:
         # (70/79 after it, 74/79 after the seventh; README)
         "unseen2": {"nan": (1.0, 1.0), "oom": (1.0, 1.0), "repetition": (1.0, 0.85),
                     "spike": (0.81, 0.9), "stall": (1.0, 1.0), "normal": (0.87, 0.91)},
+        # unseen3/: blind through the seventh pass (63/86 with its rules, b3065ed), tuning data
+        # from the eighth (README)
+        "unseen3": {"nan": (0.9, 0.83), "oom": (1.0, 1.0), "repetition": (0.81, 0.56),
+                    "spike": (0.8, 0.3), "stall": (1.0, 0.6), "normal": (0.54, 0.96)},
     }  # fmt: skip
     groups: dict[str, list] = {}
     for half in HALVES:
@@ -311,56 +370,56 @@ def test_held_out_figures_hold_their_floor() -> None:
             assert fig.recall >= recall, (half, label, fig)
 
 
-# --- the blind half: tests/corpus/unseen3, in aggregate only --------------------------------
-# Never file by file, never while tuning (run with -k "not unseen3"): tests/corpus/README.md.
+# --- the blind half: tests/corpus/unseen4, in aggregate only --------------------------------
+# Never file by file, never while tuning (run with -k "not unseen4"): tests/corpus/README.md.
 
-UNSEEN3 = HELD_OUT / BLIND
+UNSEEN4 = HELD_OUT / BLIND
 # Per-label (precision, recall) floors of the blind half, set by the lead after his measurement
 # of it; empty until then (its scoring test skips).
-UNSEEN3_FLOORS: dict[str, tuple[float, float]] = {}
+UNSEEN4_FLOORS: dict[str, tuple[float, float]] = {}
 
 
-def unseen3_rows() -> list[dict[str, str]]:
+def unseen4_rows() -> list[dict[str, str]]:
     """The blind half's rows, read only by its own tests (never at collection: a run with
-    `-k "not unseen3"` does not touch the folder); skips until its collectors' rows are merged
+    `-k "not unseen4"` does not touch the folder); skips until its collectors' rows are merged
     into one INDEX.tsv (the folder is complete then)."""
-    if not (UNSEEN3 / "INDEX.tsv").exists():
-        pytest.skip(f"no INDEX.tsv in {UNSEEN3} yet")
-    return read_index(UNSEEN3)
+    if not (UNSEEN4 / "INDEX.tsv").exists():
+        pytest.skip(f"no INDEX.tsv in {UNSEEN4} yet")
+    return read_index(UNSEEN4)
 
 
-def test_unseen3_is_new_and_well_formed() -> None:
-    """unseen3/ shares no source with any other corpus folder (checked without scoring)."""
-    rows = unseen3_rows()
-    check_new_and_well_formed(UNSEEN3, rows, [row for _, row in HELD_ROWS] + ROWS)
+def test_unseen4_is_new_and_well_formed() -> None:
+    """unseen4/ shares no source with any other corpus folder (checked without scoring)."""
+    rows = unseen4_rows()
+    check_new_and_well_formed(UNSEEN4, rows, [row for _, row in HELD_ROWS] + ROWS)
 
 
-def test_unseen3_holds_its_floors() -> None:
+def test_unseen4_holds_its_floors() -> None:
     """The blind half keeps, per label, the precision and recall the lead measured on it
     (issue 11's bound is precision >= 0.95, recall >= 0.90). The message gives per-label
     figures, never file names."""
-    rows = unseen3_rows()
-    if not UNSEEN3_FLOORS:
-        pytest.skip("the lead sets unseen3's floors after his measurement")
-    got = figures(score_file(UNSEEN3, row) for row in rows)
+    rows = unseen4_rows()
+    if not UNSEEN4_FLOORS:
+        pytest.skip("the lead sets unseen4's floors after his measurement")
+    got = figures(score_file(UNSEEN4, row) for row in rows)
     short = {
         label: (round(fig.precision, 2), round(fig.recall, 2))
         for label, fig in got.items()
         if fig.files
-        and label in UNSEEN3_FLOORS
+        and label in UNSEEN4_FLOORS
         and not (
-            (fig.said == 0 or fig.precision >= UNSEEN3_FLOORS[label][0])
-            and fig.recall >= UNSEEN3_FLOORS[label][1]
+            (fig.said == 0 or fig.precision >= UNSEEN4_FLOORS[label][0])
+            and fig.recall >= UNSEEN4_FLOORS[label][1]
         )
     }
     assert not short, f"below the floors (precision, recall): {short}"
 
 
-def test_unseen3_fast_and_reference_paths_agree() -> None:
+def test_unseen4_fast_and_reference_paths_agree() -> None:
     """The fast and reference paths agree on the blind half too (no file named on failure)."""
-    rows = unseen3_rows()
-    disagree = sum(not _paths_agree(UNSEEN3 / row["file"]) for row in rows)
-    assert disagree == 0, f"{disagree} of {len(rows)} unseen3 files"
+    rows = unseen4_rows()
+    disagree = sum(not _paths_agree(UNSEEN4 / row["file"]) for row in rows)
+    assert disagree == 0, f"{disagree} of {len(rows)} unseen4 files"
 
 
 # --- planted anomalies in a large healthy mix ----------------------------------------------
