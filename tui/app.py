@@ -26,6 +26,7 @@ from textual.screen import Screen
 from supervisor.notify.config import NotifyTarget, load_user_targets
 from supervisor.notify.delivery import DeliveryResult
 from supervisor.notify.notifier import NOTIFY_CLOSE_SECS, Notifier, failure_line, tee
+from supervisor.reading.tail import gc_paused
 from supervisor.recipe.model import Recipe, RecipeError, load_recipe
 from supervisor.runs.events import RunStarted
 from supervisor.runs.reattach import AttachError
@@ -175,8 +176,11 @@ class FtmonApp(App[int]):
     def _run_event(self, message: RunEventMessage) -> None:
         items: list[FeedItem] = []
         if isinstance(message, MetricsArrived):
-            for batch in self.bridge.take_metrics(message):
-                items += self.book.apply(batch)
+            # A catch-up's batches are thousands of plot points (plain tuples, no cycles): the
+            # cyclic collector, paused meanwhile, would run over them and the app's objects.
+            with gc_paused():
+                for batch in self.bridge.take_metrics(message):
+                    items += self.book.apply(batch)
         else:
             if isinstance(message, RunLaunched):
                 self._add_ancestors(message.event)  # type: ignore[arg-type]

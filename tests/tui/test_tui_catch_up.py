@@ -58,6 +58,7 @@ async def test_a_log_printed_at_once_ends_with_every_point_stored_and_plotted(
             (float(m.step or 0), m.value) for m in app.history.metrics(view.run_id, "loss")
         ] == (expect)
     assert gc.get_freeze_count() == 0  # what the app froze while it ran is collectable again
+    assert gc.isenabled()  # (paused only while a batch's rows and points were made)
 
 
 def test_the_book_says_how_many_lines_the_last_batch_of_metrics_spanned() -> None:
