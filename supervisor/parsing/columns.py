@@ -3,8 +3,9 @@
 HF Trainer's notebook table (`Step  Training Loss  Validation Loss`, pasted from Jupyter into
 countless issues), fastai's (`epoch  train_loss  valid_loss  accuracy  time`), DeepXDE's
 (`Step  Train loss  Test loss  Test metric`, each cell a bracketed list) and ultralytics'
-(`Epoch  GPU_mem  box_loss  obj_loss  cls_loss  Instances  Size`) print one row per step or
-epoch: no cell names its value, the header does.
+(`Epoch  GPU_mem  box_loss  obj_loss  cls_loss  Instances  Size`; YOLOv5 up to v6.1 without
+the word: `Epoch  gpu_mem  box  obj  cls  labels  img_size`) print one row per step or epoch:
+no cell names its value, the header does.
 
 A header is a line without digits of two or more names apart by a tab, a `|` or two spaces or
 more, the first naming the step or the epoch and one naming a loss. A row is a line with as
@@ -42,12 +43,23 @@ _PROGRESS = ("step", "epoch")  # what the first column must name (after normalis
 # (OpenAI baselines' PPO1 `fmt_row`: `pol_surr | pol_entpen | vf_loss | kl | ent`, one row per
 # optimisation epoch over the batch) is a series in time without a step column.
 _UPDATE_KL = ("kl", "approxkl", "approx_kl", "meankl")
+# YOLOv5 up to v6.1 names its loss columns without the word: train.py prints
+# `('Epoch', 'gpu_mem', 'box', 'obj', 'cls', 'labels', 'img_size')` over the epoch's mean
+# losses (older versions add 'total', the sum; yolov5_obb adds 'theta', the angle loss), where
+# v6.2 and ultralytics print `box_loss`, `obj_loss`, `cls_loss`.
+_YOLO_LOSSES = {"box": "box_loss", "obj": "obj_loss", "cls": "cls_loss", "theta": "theta_loss"}
+_YOLO_TOTAL = "total"
 
 
 def cells(text: str) -> list[str]:
     """The cells of a header or a row."""
     # (a Markdown table's row, `| 1 | 0.45 |`: the spaces inside its outer bars go too)
     return [c for c in _SPLIT.split(text.strip().strip("|").strip()) if c]
+
+
+def may_be_header(text: str) -> bool:
+    """A cheap gate before `header`: a header names a loss (or is YOLOv5's, by its gpu_mem)."""
+    return "oss" in text or "OSS" in text or "gpu_mem" in text
 
 
 def header(text: str) -> tuple[str, ...] | None:
@@ -58,6 +70,8 @@ def header(text: str) -> tuple[str, ...] | None:
     if len(names) < 2 or not all(_NAME.fullmatch(n) for n in names):
         return None
     keys = tuple(normalise_name(n) for n in names)
+    if {"box", "obj", "cls"} <= set(keys) and not any("loss" in k for k in keys):
+        keys = tuple("loss" if k == _YOLO_TOTAL else _YOLO_LOSSES.get(k, k) for k in keys)
     if not any("loss" in k for k in keys):
         return None
     if keys[0] not in _PROGRESS and not any(k in _UPDATE_KL for k in keys):

@@ -165,13 +165,15 @@ _MMENGINE_ITER = re.compile(r"Iter\(\w+\)\s*\[\s*(\d+)\s*/")
 _MMENGINE_EPOCH = re.compile(r"Epoch(?:\(train\))?\s*\[\s*(\d+)\s*\]\s*\[\s*(\d+)\s*/\s*(\d+)\s*\]")
 
 # A number, then (for digits only) a unit such as ms, s or %. nan/inf only as whole tokens (or
-# as a float's str with `.0` added, NeMo's bar: `reduced_train_loss=nan.0`), and after a bare
-# space not when a key follows ("number of nan iterations: 0" holds no NaN).
+# as a float's str with `.0` added, NeMo's bar: `reduced_train_loss=nan.0`; or padded with `x`
+# to six characters, PaddleOCR's `'{}: {:x<6f}'.format(k, v)` in ppocr/utils/stats.py, which
+# prints `loss: nanxxx`: a finite value always has six or more characters there), and after a
+# bare space not when a key follows ("number of nan iterations: 0" holds no NaN).
 _END = r"(?![\w.\-]|:[^\s])"
 _NUM = (
     r"(?:(?P<num>[-+]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))"
     rf"(?P<unit>%|[a-zA-Z]{{1,3}}(?![\w]))?{_END}"
-    rf"|(?P<special>[-+]?(?i:nan|inf(?:inity)?)(?:\.0)?){_END}"
+    rf"|(?P<special>[-+]?(?i:nan|inf(?:inity)?)(?:\.0|(?<=[nN])x{{3}}|(?<=[fF])x{{2,3}})?){_END}"
     r"(?(colon)|(?![ \t]+[A-Za-z]\w*[ \t]*[:=])))"
 )
 # A word of a key; a word ending a sentence ("pass.") cannot be part of one.
@@ -221,8 +223,17 @@ class Template:
                 cacheable = False
             if m.group("num") is not None:
                 start, end, const = m.start("num"), m.end("num"), None
+                if (
+                    m.group("colon") is None
+                    and m.group("unit") is None
+                    and m.group("num").isdigit()
+                    and name != "step"
+                    and (then := _THEN_DECIMAL.match(text, end)) is not None
+                ):
+                    steps.append((start, end, None))
+                    start, end = then.start(1), then.end(1)
             else:
-                special = m.group("special").lower().removesuffix(".0")
+                special = m.group("special").lower().removesuffix(".0").rstrip("x")
                 start, end, const = m.start("special"), m.end("special"), _SPECIAL[special]
             if name == "step":
                 steps.append((start, end, const))
@@ -251,6 +262,13 @@ class Template:
             if v == v and v >= 0 and v.is_integer() and v != math.inf:
                 return values, int(v)
         return values, None
+
+
+# NVIDIA's Tacotron 2 and WaveGlow print the iteration between the name and its value:
+# `Train loss {} {:.6f} Grad Norm {:.6f} {:.2f}s/it`.format(iteration, loss, ...) and
+# `Validation loss {}: {:9f}`.format(iteration, val_loss) (train.py). After a bare key, an
+# integer followed by a decimal number is that counter, and the decimal number is the value.
+_THEN_DECIMAL = re.compile(r":?[ \t]+([-+]?(?:\d+\.\d*|\.\d+)(?:[eE][-+]?\d+)?)(?![\w.\-])")
 
 
 def _number(token: str) -> float:

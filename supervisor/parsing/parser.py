@@ -27,7 +27,9 @@ A parser reads one log, in order, and remembers a little of it (`_LogState`):
 - a validation summary line (demucs' `Valid Summary | Epoch 35 | Loss=0.1552 | ...`) is an
   evaluation: its names read as `val_` names;
 - a training table printed as columns under a header row (HF's notebook table, fastai's,
-  DeepXDE's) gives each row's values the header's names (columns.py).
+  DeepXDE's) gives each row's values the header's names (columns.py);
+- NVIDIA's WaveGlow prints a step as `iteration:<tab>loss` (nine decimals), and its Tacotron 2
+  `Train loss <iteration> <loss>`: the integer is the step, the decimal number the value (kv.py).
 
 Speed (a long run prints millions of lines): a prefilter (prefilter.py) lets only lines with a
 metric word reach the key-value regexes (kv.py); JSON and HF dict lines go through `json.loads`;
@@ -161,6 +163,10 @@ _KERAS_EPOCH_END = re.compile(
 )
 _KERAS_EPOCH_START = re.compile(r"\W*Epoch \d+(?:/\d+)?\s*$")
 _EVAL_LINE = re.compile(r"^\W{0,3}(?:Test|Valid(?:ation)?|Eval(?:uation)?)\b(?![-_./])")
+# NVIDIA's WaveGlow and nv-wavenet print each step as `"{}:\t{:.9f}".format(iteration,
+# reduced_loss)` (train.py): an iteration, then the loss with exactly nine decimals, alone on
+# its line (the tab becomes spaces when pasted).
+_ITER_LOSS = re.compile(r"\s*(\d+):\s+([-+]?\d+\.\d{9})\s*")
 _DUPLICATE_LINES = 5  # a value arriving again this close is the same point
 
 
@@ -337,9 +343,7 @@ class Parser:
     def _parse_text(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
         start = len(out)
         self._parse_line(text, lineno, ts, out)
-        if len(out) == start and (
-            self._state.columns is not None or "oss" in text or "OSS" in text
-        ):
+        if len(out) == start and (self._state.columns is not None or columns.may_be_header(text)):
             self._column_table(text, lineno, ts, out)
         if (
             len(out) > start
@@ -363,7 +367,7 @@ class Parser:
             if not text.strip():
                 return  # blank lines inside a table
             state.columns = None
-        if "oss" in text or "OSS" in text:
+        if columns.may_be_header(text):
             state.columns = columns.header(text)
 
     def _settle(self, text: str, lineno: int, out: list[Event], start: int) -> None:
@@ -481,7 +485,9 @@ class Parser:
                 # a message glued on without a newline): the object is up to its last brace.
                 stripped = stripped[: stripped.rfind("}") + 1]
             is_object = bool(stripped) and self._parse_object(stripped, lineno, ts, out)
-        if not is_object:
+        if not is_object and first.isdigit() and (m := _ITER_LOSS.fullmatch(text)):
+            out.append(Metric(lineno, ts, {"loss": float(m.group(2))}, int(m.group(1)), "kv"))
+        elif not is_object:
             start = len(out)
             if self.cache and len(text) <= SHAPE_MAX and "tensor(" not in text:
                 self._parse_kv_shape(text, lineno, ts, out)

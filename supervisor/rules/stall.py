@@ -38,7 +38,9 @@ from supervisor.rules.base import LineCooldown, Rule, RuleSettings, clip
 # What PyTorch / NCCL print when a collective hangs; not the start-up lines that merely mention
 # a timeout ("ProcessGroupNCCL initialization options: ... TIMEOUT(ms): 1800000").
 _PATTERNS = re.compile(
-    r"Watchdog caught collective operation timeout"
+    # (ProcessGroupNCCL.cpp; a pasted line is often cut inside its last word, so the words up to
+    # "collective" are enough: the watchdog catches nothing else by that name)
+    r"Watchdog caught collective\b"
     r"|Timeout at NCCL work"
     r"|timeout\) detected by watchdog"
     # ProcessGroupNCCL's watchdog on the rank that timed out, before its "Watchdog caught ..."
@@ -47,6 +49,11 @@ _PATTERNS = re.compile(
     # Ascend's HCCL (CANN error EI0002): "The wait execution of the Notify register times out.
     # Reason: The Notify register has not received the Notify record from remote rank".
     r"|Notify register times out"
+    # ... and CANN's EE1002 (Execution_Error_Stream_Synchronize_Timeout): "Stream synchronize
+    # timeout. %s" (torch_npu: "EE1002: ... Stream synchronize timeout. rtDeviceSynchronize
+    # execute failed, reason=[stream sync timeout]"): a device stream did not finish in time;
+    # not ACL's setting echo ("stream synchronize timeout = 3000ms").
+    r"|(?-i:Stream synchronize timeout)(?!\s*[=:])"
     # NCCL's socket transport, when a peer stopped answering mid-collective: "NCCL WARN Net :
     # Call to recv from 10.0.0.1<41468> failed : Connection timed out".
     r"|NCCL WARN\b.{0,200}\btimed out"

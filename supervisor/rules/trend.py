@@ -65,17 +65,22 @@ threshold.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections import deque
 from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from supervisor.events import Anomaly, Eval, Event, Metric, Severity, show_step
+from supervisor.events import Anomaly, Eval, Event, Metric, Severity, Text, show_step
 from supervisor.rules.base import Rule, RuleSettings, fmt_ratio, fmt_value
 from supervisor.rules.names import is_grad_norm, is_loss_part, is_train_loss, is_val_loss
 
 _NOISE_MIN = 8  # values before a series' own noise is judged
+# A trainer's own spike guard: SRFBN's SRSolver (copied by many super-resolution trainers) skips
+# the optimizer step when `loss_batch >= skip_threshold * last_epoch_loss` and prints
+# `[Warning] Skip this batch! (Loss: {})`. The trainer has judged the loss a spike.
+_SKIP_BATCH = re.compile(r"Skip this batch!?\s*\(Loss:\s*([-+]?[\d.]+(?:e[-+]?\d+)?)", re.I)
 
 
 class _Baseline:
@@ -369,12 +374,14 @@ class SpikeRule(_JumpRule):
     line cut before the total (or a log of the terms alone) shows the blow-up only in a term:
     `loss_rpn_cls` 0.3 -> 156. Terms are noisier than their sum and some switch on late (0 ->
     0.5), so a term counts only far out: above `part_factor` (Megatron's 10) times its median
-    and above `absurd`, or a first value above `absurd_first`.
+    and above `absurd` (or, for a term whose median is at that scale, above the factor alone),
+    or a first value above `absurd_first`.
     """
 
     name = "spike"
     Settings = JumpSettings
-    handles = (Metric, Eval)
+    handles = (Metric, Eval, Text)
+    text_gate = ("skip this batch",)
 
     def __init__(self, settings: JumpSettings | None = None) -> None:
         super().__init__(settings)
@@ -393,6 +400,7 @@ class SpikeRule(_JumpRule):
         self._parts_spiking = False
         self._parts_were = False
         self._parts_line = -1
+        self._skip_line = -2  # the last line where the trainer skipped a batch for its loss
 
     def wants(self, key: str) -> bool:
         return is_train_loss(key) or (self.settings.part_factor > 0 and is_loss_part(key))
@@ -403,7 +411,26 @@ class SpikeRule(_JumpRule):
             if any(is_val_loss(k) for k in event.values):
                 self._eval_line = event.lineno
             return []
+        if isinstance(event, Text):
+            return self._skipped_batch(event)
         return super().on_event(event)
+
+    def _skipped_batch(self, event: Text) -> list[Anomaly]:
+        """The trainer's own guard skipped a batch for its loss; said once per run of them."""
+        if "skip this batch" not in event.text.lower():
+            return []
+        m = _SKIP_BATCH.search(event.text)
+        if m is None:
+            return []
+        again = event.lineno - self._skip_line <= 1
+        self._skip_line = event.lineno
+        if again:
+            return []
+        message = (
+            f"the trainer skipped a batch for its loss ({m.group(1)}): above its skip threshold"
+            " times its last loss"
+        )
+        return [self.anomaly(Severity.WARNING, message, event.ts, event.lineno)]
 
     def _check(self, key: str, value: float, event: Metric) -> Anomaly | None:
         if is_train_loss(key):
@@ -420,9 +447,12 @@ class SpikeRule(_JumpRule):
         if not recent:
             if s.absurd_first > 0 and value > s.absurd_first:
                 message = f"{key} is {fmt_value(value)}, above {fmt_value(s.absurd_first)}"
-        elif len(recent) >= s.warmup and s.absurd > 0 and value > s.absurd:
+        elif len(recent) >= s.warmup and s.absurd > 0:
             median = statistics.median(recent)
-            if median > 0 and value > s.part_factor * median and median * 2 < s.absurd:
+            # A part whose median lives at the absurd scale (HiFi-GAN's `Gen Loss Total` ~130, a
+            # sum of weighted terms) is judged by its median alone, as the loss is (above).
+            at_scale = median * 2 >= s.absurd
+            if median > 0 and value > s.part_factor * median and (at_scale or value > s.absurd):
                 message = (
                     f"{key} spiked to {fmt_value(value)} (baseline {fmt_value(median)}, "
                     f"{fmt_ratio(value / median, 0)}x)"
