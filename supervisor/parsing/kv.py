@@ -169,7 +169,10 @@ _MMENGINE_EPOCH = re.compile(r"Epoch(?:\(train\))?\s*\[\s*(\d+)\s*\]\s*\[\s*(\d+
 # to six characters, PaddleOCR's `'{}: {:x<6f}'.format(k, v)` in ppocr/utils/stats.py, which
 # prints `loss: nanxxx`: a finite value always has six or more characters there), and after a
 # bare space not when a key follows ("number of nan iterations: 0" holds no NaN).
-_END = r"(?![\w.\-]|:[^\s])"
+# A number may end its sentence: TensorFlowTTS's trainers log each metric as
+# `(Step: 1200) train_gen_loss = 4.0427.` (`f"(Step: {self.steps}) {name} = {value:.4f}."`); a
+# period followed by a space or the line's end is punctuation, not part of a version or a path.
+_END = r"(?:(?![\w.\-]|:[^\s])|(?=\.(?:\s|$)))"
 _NUM = (
     r"(?:(?P<num>[-+]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?))"
     rf"(?P<unit>%|[a-zA-Z]{{1,3}}(?![\w]))?{_END}"

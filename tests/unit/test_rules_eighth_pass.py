@@ -264,3 +264,34 @@ def test_a_negative_loss_wandering_is_quiet() -> None:
 def test_other_number_colon_number_lines_are_no_loss() -> None:
     assert metrics("2024: 3.5") == []
     assert metrics("12: 0.123") == []
+
+
+# --- formats: TensorFlowTTS ends each metric line with a period ------------------------------
+
+# unseen3/894: one healthy record at step 1200, then the adversarial loss at 273810 at step
+# 1400 (its line glued to the tqdm bar).
+TFTTS = "\n".join(
+    [
+        "[WARNING] (Step: 1200) train_adversarial_loss = 0.7722.",
+        "[WARNING] (Step: 1200) train_subband_spectral_convergence_loss = 1.3400.",
+        "[WARNING] (Step: 1200) train_subband_log_magnitude_loss = 0.7954.",
+        "[WARNING] (Step: 1200) train_fullband_spectral_convergence_loss = 1.1050.",
+        "[WARNING] (Step: 1200) train_fullband_log_magnitude_loss = 0.9838.",
+        "[WARNING] (Step: 1200) train_gen_loss = 4.0427.",
+        "[WARNING] (Step: 1200) train_real_loss = 0.1281.",
+        "[WARNING] (Step: 1200) train_fake_loss = 0.0849.",
+        "[WARNING] (Step: 1200) train_dis_loss = 0.2130.",
+        "[train]:   0%|                                                                                                                                                   | 1400/4000000 [11:45<538:42:22,  2.06it/s][WARNING] (Step: 1400) train_adversarial_loss = 273810.7500.",
+        "[WARNING] (Step: 1400) train_subband_spectral_convergence_loss = 222.8679.",
+    ]
+)
+
+
+def test_a_value_ending_its_sentence_is_read() -> None:
+    (m,) = metrics("[WARNING] (Step: 1200) train_gen_loss = 4.0427.")
+    assert (m.values, m.step) == ({"train_gen_loss": 4.0427}, 1200)
+    assert ("spike", 10) in loud(TFTTS)
+
+
+def test_a_version_number_is_still_no_value() -> None:
+    assert metrics("loaded checkpoint of version 1.2.3. loss 0.5") == metrics("loss 0.5")
