@@ -374,8 +374,9 @@ class SpikeRule(_JumpRule):
     line cut before the total (or a log of the terms alone) shows the blow-up only in a term:
     `loss_rpn_cls` 0.3 -> 156. Terms are noisier than their sum and some switch on late (0 ->
     0.5), so a term counts only far out: above `part_factor` (Megatron's 10) times its median
-    and above `absurd` (or, for a term whose median is at that scale, above the factor alone),
-    or a first value above `absurd_first`.
+    and above `absurd` (or above the factor alone for a term whose median is at that scale, and
+    for every term of a log that prints no training loss: CAP-VSTNet's `lap_loss`), or a first
+    value above `absurd_first`.
     """
 
     name = "spike"
@@ -401,6 +402,7 @@ class SpikeRule(_JumpRule):
         self._parts_were = False
         self._parts_line = -1
         self._skip_line = -2  # the last line where the trainer skipped a batch for its loss
+        self._total_seen = False  # whether the log printed a training loss (not only its parts)
 
     def wants(self, key: str) -> bool:
         return is_train_loss(key) or (self.settings.part_factor > 0 and is_loss_part(key))
@@ -434,6 +436,7 @@ class SpikeRule(_JumpRule):
 
     def _check(self, key: str, value: float, event: Metric) -> Anomaly | None:
         if is_train_loss(key):
+            self._total_seen = True
             found = super()._check(key, value, event)
             if event.lineno == self._eval_line or event.source == "epoch":
                 summary = self._check_summary(key, value, event)
@@ -450,9 +453,10 @@ class SpikeRule(_JumpRule):
         elif len(recent) >= s.warmup and s.absurd > 0:
             median = statistics.median(recent)
             # A part whose median lives at the absurd scale (HiFi-GAN's `Gen Loss Total` ~130, a
-            # sum of weighted terms) is judged by its median alone, as the loss is (above).
-            at_scale = median * 2 >= s.absurd
-            if median > 0 and value > s.part_factor * median and (at_scale or value > s.absurd):
+            # sum of weighted terms) is judged by its median alone, as the loss is (above); so
+            # is every part of a log that prints no total (the terms are all there is).
+            alone = median * 2 >= s.absurd or not self._total_seen
+            if median > 0 and value > s.part_factor * median and (alone or value > s.absurd):
                 message = (
                     f"{key} spiked to {fmt_value(value)} (baseline {fmt_value(median)}, "
                     f"{fmt_ratio(value / median, 0)}x)"

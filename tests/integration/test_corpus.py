@@ -210,8 +210,6 @@ KNOWN_MISSES = {
     " are what healthy text says too",
     "859_spike_rasa-keras-val-rising.log": "a validation loss rising 2.7% over 7 epochs: under"
     " overfit_rise (10%)",
-    "886_spike_cap-vstnet-isolated.log": "only loss parts on the line (lap_loss 1.4 -> 37): parts"
-    " count only above absurd",
     "888_spike_tf2-object-detection-rising.log": "a per-step loss climbing 1.35 -> 2.37 over"
     " three prints: a slow rise, under 10 spreads",
     "891_spike_marian-valid-ce.log": "Marian's `[valid] ... : cross-entropy : 75.2 : stalled 2"
@@ -333,9 +331,9 @@ def test_held_out_figures_hold_their_floor() -> None:
         "unseen2": {"nan": (1.0, 1.0), "oom": (1.0, 1.0), "repetition": (1.0, 0.85),
                     "spike": (0.81, 0.9), "stall": (1.0, 1.0), "normal": (0.87, 0.91)},
         # unseen3/: blind through the seventh pass (63/86 with its rules, b3065ed), tuning data
-        # from the eighth (72/86 after it; README)
+        # from the eighth (73/86 after it; README)
         "unseen3": {"nan": (0.92, 1.0), "oom": (1.0, 1.0), "repetition": (0.81, 0.56),
-                    "spike": (1.0, 0.61), "stall": (1.0, 0.8), "normal": (0.65, 1.0)},
+                    "spike": (1.0, 0.69), "stall": (1.0, 0.8), "normal": (0.67, 1.0)},
     }  # fmt: skip
     groups: dict[str, list] = {}
     for half in HALVES:

@@ -295,3 +295,34 @@ def test_a_value_ending_its_sentence_is_read() -> None:
 
 def test_a_version_number_is_still_no_value() -> None:
     assert metrics("loaded checkpoint of version 1.2.3. loss 0.5") == metrics("loss 0.5")
+
+
+# --- a log that prints only the loss's parts: the parts are all there is ----------------------
+
+# unseen3/886 (CAP-VSTNet): lap_loss 1.3-1.9, then 37.4 (style_loss 0.5-1.2, then 9.0); no total.
+PARTS_ONLY = "\n".join(
+    [
+        "Iteration: 00161490/00170000  content_loss:0.0000  lap_loss:1.5283  rec_loss:0.1308  style_loss:0.4994  loss_tmp:0.7239  loss_tmp_GT:0.0898",
+        "Iteration: 00161500/00170000  content_loss:0.0000  lap_loss:1.4131  rec_loss:0.1164  style_loss:1.0087  loss_tmp:0.6687  loss_tmp_GT:0.0719",
+        "Iteration: 00161510/00170000  content_loss:0.0000  lap_loss:1.3814  rec_loss:0.1189  style_loss:0.6020  loss_tmp:0.8305  loss_tmp_GT:0.0644",
+        "Iteration: 00161520/00170000  content_loss:0.0000  lap_loss:1.2963  rec_loss:0.1918  style_loss:0.7768  loss_tmp:0.6962  loss_tmp_GT:0.0777",
+        "Iteration: 00161530/00170000  content_loss:0.0000  lap_loss:1.3077  rec_loss:0.1180  style_loss:1.2366  loss_tmp:0.6606  loss_tmp_GT:0.0754",
+        "Iteration: 00161540/00170000  content_loss:0.0000  lap_loss:1.8840  rec_loss:0.1963  style_loss:0.6856  loss_tmp:0.8398  loss_tmp_GT:0.0790",
+        "Iteration: 00161550/00170000  content_loss:0.0000  lap_loss:37.4161  rec_loss:0.4983  style_loss:8.9974  loss_tmp:3.0548  loss_tmp_GT:0.0554",
+        "Iteration: 00161560/00170000  content_loss:0.0000  lap_loss:0.9423  rec_loss:0.1765  style_loss:0.5690  loss_tmp:0.9694  loss_tmp_GT:0.0606",
+        "Iteration: 00161570/00170000  content_loss:0.0000  lap_loss:0.8936  rec_loss:0.1570  style_loss:0.8383  loss_tmp:0.6511  loss_tmp_GT:0.0804",
+    ]
+)
+
+
+def test_a_part_blowing_up_in_a_log_without_a_total_is_a_spike() -> None:
+    assert loud(PARTS_ONLY) == [("spike", 7)]
+
+
+def test_parts_noise_in_a_log_without_a_total_is_quiet() -> None:
+    assert loud("\n".join(PARTS_ONLY.splitlines()[:6])) == []
+
+
+def test_a_part_jumping_beside_a_total_still_needs_absurd() -> None:
+    lines = [line + "  loss:3.0000" for line in PARTS_ONLY.splitlines()[2:11]]
+    assert [r for r in loud("\n".join(lines)) if r[0] == "spike"] == []
