@@ -18,6 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Input, Static, Tree
 
 from supervisor.monitoring.monitor import BATCH_LINES
@@ -28,6 +29,7 @@ from tui.bridge import (
     MetricsArrived,
     ResourcesSampled,
     RunEventMessage,
+    RunFinished,
     RunLaunched,
     RunWasPaused,
     RunWasRelaunched,
@@ -94,7 +96,7 @@ class MainScreen(Screen[None]):
         super().__init__()
         self.selected: str | None = None
         self._plots_drawn_at = 0.0  # monotonic time of the last plot redraw
-        self._plots_pending = False  # a redraw is scheduled
+        self._plots_timer: Timer | None = None  # the redraw scheduled, if any
 
     @property
     def ftmon(self) -> FtmonApp:
@@ -173,6 +175,8 @@ class MainScreen(Screen[None]):
         if run_id == self.selected:
             self._show_status()
             self._show_gauges()  # an ended run's gauges say they are its last figures
+            if isinstance(message, RunFinished) and self._plots_timer is not None:
+                self._show_plots()  # its last points now, not a catch-up's redraw gap later
 
     # --- drawing the selected run ---------------------------------------------------------
 
@@ -227,12 +231,17 @@ class MainScreen(Screen[None]):
         wait = gap - (time.monotonic() - self._plots_drawn_at)
         if wait <= 0:
             self._show_plots()
-        elif not self._plots_pending:
-            self._plots_pending = True
-            self.set_timer(wait, self._show_plots)
+        elif self._plots_timer is None:
+            self._plots_timer = self.set_timer(wait, self._scheduled_plots)
+
+    def _scheduled_plots(self) -> None:
+        self._plots_timer = None
+        self._show_plots()
 
     def _show_plots(self) -> None:
-        self._plots_pending = False
+        if self._plots_timer is not None:  # drawn now: the scheduled redraw is not needed
+            self._plots_timer.stop()
+            self._plots_timer = None
         self._plots_drawn_at = time.monotonic()
         view = self._view()
         ranked = view is not None and len(view.rank_series) > 1
