@@ -51,6 +51,24 @@ BASICSR_NAN = (
     "[eta: 0:59:40, time (data): 0.150 (0.002)] l_pix: nan \n"
 )
 
+# Stable-Baselines3's HumanOutputFormat (stable_baselines3/common/logger.py): one `| key | value |`
+# row per value, sections as `rollout/`, `train/`. No row is read, so a PPO update whose losses
+# went nan is not reported.
+SB3_NAN_TABLE = (
+    "------------------------------------------\n"
+    "| time/                    |             |\n"
+    "|    iterations            | 7           |\n"
+    "|    total_timesteps       | 14336       |\n"
+    "| train/                   |             |\n"
+    "|    approx_kl             | 0.007259246 |\n"
+    "|    entropy_loss          | -1.41       |\n"
+    "|    loss                  | nan         |\n"
+    "|    n_updates             | 60          |\n"
+    "|    policy_gradient_loss  | nan         |\n"
+    "|    value_loss            | nan         |\n"
+    "------------------------------------------\n"
+)
+
 
 @pytest.mark.xfail(
     strict=True,
@@ -71,3 +89,8 @@ def test_reference_trainer_samples_before_it_has_learned_are_no_repetition() -> 
 @pytest.mark.xfail(strict=True, reason="issue 11 (Q4): BasicSR's log lines are not read")
 def test_basicsr_nan_pixel_loss_is_reported() -> None:
     assert [a.rule for a in scan(BASICSR_NAN)] == ["nan"]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 (Q4): SB3's logger tables are not read")
+def test_sb3_table_with_nan_losses_is_reported() -> None:
+    assert "nan" in [a.rule for a in scan(SB3_NAN_TABLE)]
