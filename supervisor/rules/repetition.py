@@ -92,6 +92,17 @@ one other speaker had the turns between, saying something new each time. Transcr
 not one line printed per rank. In the phrase check, brackets standing alone between the copies
 are layout. Android's logcat lines (`I/tag(pid): ...`) are log records.
 
+Generated text that a foreign log marks the way its tool prints it is judged as a sample (the
+checks above on the text so far) instead of only as log lines: the text after vLLM's
+`Generated text:`, after a transformers pipeline's `[{'generated_text':`, after Whisper's
+`<|startoftranscript|>` tokens, and the lines that continue it until a blank line, a log
+record or a metric line; the lines between mlx_lm.generate's two `==========` frames (not a
+heading's underline). Two lines of such a text that agree on most words without being the same
+(a sentence said again with its nouns changed) have looped too. In ChatML (`<|im_start|>role`
+... `<|im_end|>`), an assistant turn right after an assistant turn that says the same has
+looped: roles alternate in a chat. Healthy logs print the same shapes outside these marks, so
+there the looser rules above hold back as before.
+
 When a recipe says how samples are printed (`patterns` with a `sample` group, and `prompt` and
 `step` groups if it likes), those lines reach the rule as `Sample`s and are judged as samples.
 
@@ -204,6 +215,37 @@ _SAMPLE_CACHE = 256  # samples judged and remembered (the cache is emptied when 
 _SAMPLE_CACHE_CHARS = 4096  # longer samples are judged afresh: the cache stays small
 _UNKNOWN = object()
 _SPEAKERS_MAX = 64  # speakers remembered (`Name:` line labels); emptied when full
+
+# Generated text in a foreign log, marked the way the tools that print it mark it (no recipe
+# says so there). Same-line markers, the text after them is the sample:
+# - vLLM's examples (examples/offline_inference/basic.py and the copies in issues):
+#   `print(f"Prompt: {prompt!r}, Generated text: {generated_text!r}")`;
+# - a transformers pipeline's result printed as is: `[{'generated_text': '...'}]`;
+# - Whisper's ids decoded with `skip_special_tokens=False` (transformers' model card and
+#   examples: `['<|startoftranscript|><|en|><|transcribe|><|notimestamps|> Mr. Quilter is ...']`):
+#   what follows the start-of-transcript tokens is what the decoder wrote.
+_GEN_INLINE = re.compile(
+    r"\bGenerated text:\s*(?P<a>.*)"
+    r"|\[\{\s*['\"]generated_text['\"]:\s*(?P<b>.*)"
+    r"|<\|startoftranscript\|>(?:<\|[\w.]{1,20}\|>)*\s*(?P<c>.*)"
+)
+# mlx_lm.generate with verbose output (mlx_lm/generate.py: `print("=" * 10)` before the text
+# streams and again after it, then `Prompt: N tokens, ... tokens-per-sec`; the older
+# mlx-examples script printed `Prompt: <the prompt>` right after the first frame): the lines
+# between the two frames are the generated text.
+_GEN_FRAME = "=" * 10
+# ChatML, as chat templates write it (Qwen's and others' `chat_template`: `<|im_start|>{role}\n
+# {content}<|im_end|>\n`) and as llama.cpp prints it when special tokens are shown: a role
+# header alone on its line (llama.cpp's stream may glue the next token to it:
+# `<|im_start|>assistant57`), the turn's text, `<|im_end|>`. Roles alternate in a chat; an
+# assistant turn right after an assistant turn, saying the same, is the model that wrote its
+# own next header and answered again.
+_CHATML_HEAD = re.compile(r"^<\|im_start\|>\s*(assistant|user|system|tool)\w*$")
+_CHATML_END = "<|im_end|>"
+_GEN_CHARS = 4096  # a generated text is judged on its first this many characters
+_GEN_LINES = 200  # ...and a framed one closes after this many lines without its frame
+_GEN_NEAR = 0.8  # two generated lines this alike (tokens), not the same: one sentence re-said
+_GEN_NEAR_TOKENS = 16  # ...each this long at least (short lines agree by chance)
 
 
 def _is_prose(line: str) -> bool:
@@ -344,9 +386,19 @@ def repeated_token_run(toks: list[str], max_unit: int = 8) -> tuple[int, int, in
     return best
 
 
+# Settings that size a buffer (`max_block`: a run counter per period, deques of 2x that; the
+# copies kept per paragraph and chat speaker) or a regex's repeat count stay below this: at
+# 1e9 `max_block` allocated gigabytes for 15 s before the rule judged a line. A loop longer than
+# a thousand lines or copies is no longer one a person reads as a loop.
+_MAX_SIZE = 1000
+
+
 class RepetitionSettings(RuleSettings):
     min_tokens: int = Field(
-        12, ge=3, description="A sample repeating a unit over this many tokens has collapsed."
+        12,
+        ge=3,
+        le=_MAX_SIZE,
+        description="A sample repeating a unit over this many tokens has collapsed.",
     )
     dominant_share: float = Field(
         0.5, gt=0, le=1, description="A sample where one token is more than this share."
@@ -357,19 +409,24 @@ class RepetitionSettings(RuleSettings):
     plain_lines: int = Field(
         12, ge=2, description="Other log lines (or blocks) repeated this many times in a row."
     )
-    max_block: int = Field(12, ge=1, description="Longest block of lines checked for repeats.")
+    max_block: int = Field(
+        12, ge=1, le=_MAX_SIZE, description="Longest block of lines checked for repeats."
+    )
     block_lines: int = Field(
-        3, ge=2, description="A block of this many distinct lines or more (code, paragraphs)..."
+        3,
+        ge=2,
+        le=_MAX_SIZE,
+        description="A block of this many distinct lines or more (code, paragraphs)...",
     )
     block_copies: int = Field(2, ge=2, description="...repeated this many times in a row.")
     phrase_copies: int = Field(
         5, ge=3, description="A phrase of 2-8 words said this many times in a row in a line."
     )
     in_line_repeats: int = Field(
-        8, ge=3, description="A unit repeated this many times within one log line."
+        8, ge=3, le=_MAX_SIZE, description="A unit repeated this many times within one log line."
     )
     tail_repeats: int = Field(
-        4, ge=2, description="A unit repeated this many times at the end of a line."
+        4, ge=2, le=_MAX_SIZE, description="A unit repeated this many times at the end of a line."
     )
     tail_chars: int = Field(
         100, ge=16, description="...covering at least this many characters of the line's end."
@@ -403,13 +460,19 @@ class RepetitionSettings(RuleSettings):
         0.15, ge=0, le=1, description="...each bringing at most this share of new words (or one)."
     )
     blank_copies: int = Field(
-        3, ge=2, description="Copies of one prose line with blank lines between that count."
+        3,
+        ge=2,
+        le=_MAX_SIZE,
+        description="Copies of one prose line with blank lines between that count.",
     )
     near_min_tokens: int = Field(
         6, ge=2, description="Tokens a line needs before it is compared with the one before."
     )
     turn_copies: int = Field(
-        3, ge=2, description="One speaker's same reply in this many turns in a row (a chat)."
+        3,
+        ge=2,
+        le=_MAX_SIZE,
+        description="One speaker's same reply in this many turns in a row (a chat).",
     )
     segment_copies: int = Field(
         3, ge=2, description="Transcript segments in a row that say the same words."
@@ -462,6 +525,20 @@ class RepetitionRule(Rule):
         # Transcript segments: the words of the last one, and how many in a row said them.
         self._segment = ""
         self._segment_run = 0
+        # Generated text a foreign log marks (module constants above): its kind ("" when none,
+        # "inline" after a same-line marker, "framed" between mlx_lm's frames), its lines so
+        # far, the last line's tokens, how many lines, and whether it was reported.
+        self._gen_kind = ""
+        self._gen_parts: list[str] = []
+        self._gen_chars = 0
+        self._gen_prev: list[str] = []
+        self._gen_lines = 0
+        self._gen_said = False
+        self._gen_before = ""  # the line before (stripped): a heading the frame underlines
+        # ChatML turns: the open turn's role and text, and the last closed turn (role, text).
+        self._chatml_role = ""
+        self._chatml_text: list[str] = []
+        self._chatml_last = ("", "")
 
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, (Metric, Eval)):
@@ -542,6 +619,9 @@ class RepetitionRule(Rule):
                     return why, (clip(text),)
         # Across lines.
         stripped = text.strip()
+        generated = self._judge_generated(text, stripped, metric_line)
+        if generated is not None:
+            return generated
         if not stripped:
             self._near_blank = self._near_prev is not None
             if self._para:
@@ -611,6 +691,109 @@ class RepetitionRule(Rule):
         recent.append((key, stripped, marked))
         drift = self._judge_drifting_block(key, stripped)
         return found or drift or self._judge_paragraph(key)
+
+    def _judge_generated(
+        self, text: str, stripped: str, metric_line: bool
+    ) -> tuple[str, tuple[str, ...]] | None:
+        """Generated text the log marks the way its tool prints it (`_GEN_INLINE`, mlx_lm's
+        `==========` frames) is judged as a sample is: the text after the marker and the lines
+        that continue it, until a blank line, a log record, a metric line or the next marker
+        (a framed text until its closing frame: blank lines are its paragraphs). Everything
+        else is judged as before."""
+        kind = self._gen_kind
+        before, self._gen_before = self._gen_before, stripped
+        if kind == "framed":
+            if stripped == _GEN_FRAME or metric_line or self._gen_lines >= _GEN_LINES:
+                self._gen_kind = ""
+                return None
+            if not stripped or (self._gen_lines == 0 and stripped.startswith("Prompt:")):
+                return None  # a paragraph break; the older script's echo of the prompt
+            return self._add_generated(stripped)
+        if stripped == _GEN_FRAME:
+            # Under a heading of up to 10 characters it is the heading's underline (reST,
+            # Markdown's setext, plain-text docs: `DISCUSSION` / `==========`), not a frame.
+            if not 0 < len(before) <= len(_GEN_FRAME):
+                self._gen_open("framed")
+            return None
+        special = "<|" in text  # cheap gates: every marker holds one of these two
+        if (special or "enerated" in text) and (m := _GEN_INLINE.search(text)) is not None:
+            self._gen_open("inline")
+            said = (m.group("a") or m.group("b") or m.group("c") or "").strip()
+            return self._add_generated(said) if said else None
+        if kind == "inline":
+            if not stripped or metric_line or _LOG_LIKE.search(stripped) is not None:
+                self._gen_kind = ""
+                return None
+            return self._add_generated(stripped)
+        if self._chatml_role or (special and "<|im_" in stripped):
+            return self._judge_chatml(stripped)
+        return None
+
+    def _judge_chatml(self, stripped: str) -> tuple[str, tuple[str, ...]] | None:
+        """ChatML turns (`_CHATML_HEAD`): an assistant turn that says, word for word, what the
+        assistant turn just before it said, with no other turn between (roles alternate in a
+        chat; the model wrote its own next header and answered again). Replies under 4 tokens
+        (`OK.`) never count."""
+        head = _CHATML_HEAD.match(stripped)
+        if head is not None:
+            self._chatml_role, self._chatml_text = head.group(1), []
+            return None
+        if not self._chatml_role:
+            return None
+        before, end, _ = stripped.partition(_CHATML_END)
+        if before:
+            self._chatml_text.append(before.strip())
+        if len(self._chatml_text) > self.settings.max_block:
+            self._chatml_role = ""  # no turn is this long: the header was not ChatML's
+            return None
+        if not end:
+            return None
+        turn = (self._chatml_role, " ".join(self._chatml_text))
+        last, self._chatml_last = self._chatml_last, turn
+        self._chatml_role = ""
+        if turn != last or turn[0] != "assistant":
+            return None
+        if len(tokens(turn[1])) < 4 or not _is_prose(turn[1]):
+            return None
+        return (
+            f"two assistant turns in a row say the same: {clip(turn[1], 80)!r}",
+            (clip(stripped),),
+        )
+
+    def _gen_open(self, kind: str) -> None:
+        self._gen_kind = kind
+        self._gen_parts, self._gen_chars, self._gen_prev = [], 0, []
+        self._gen_lines = 0
+        self._gen_said = False
+
+    def _add_generated(self, line: str) -> tuple[str, tuple[str, ...]] | None:
+        """One more line of a marked generated text: the text so far judged as a sample, and
+        the line against the one before (a sentence said again with a few words changed:
+        mlx_lm's `The same is true for the question _X_ and _Y_ ...` twice)."""
+        self._gen_lines += 1
+        if self._gen_said or self._gen_chars >= _GEN_CHARS:
+            return None
+        if not any(c.isalpha() for c in line):
+            return None  # a rule or a row of numbers between the paragraphs: layout, no words
+        self._gen_parts.append(line)
+        self._gen_chars += len(line) + 1
+        toks = tokens(line)
+        prev, self._gen_prev = self._gen_prev, toks
+        why = self.judge_sample(" ".join(self._gen_parts)[:_GEN_CHARS])
+        if (
+            why is None
+            and len(toks) >= _GEN_NEAR_TOKENS
+            and len(prev) >= _GEN_NEAR_TOKENS
+            and toks != prev
+            and not counters_only(prev, toks)
+            and similar_at_least(prev, toks, _GEN_NEAR)
+        ):
+            why = "says its last sentence again with a few words changed"
+        if why is None:
+            return None
+        self._gen_said = True
+        shown = self._gen_parts[-2:]
+        return f"a generated text {why}", tuple(clip(t) for t in shown)
 
     def _judge_turn(self, stripped: str, indented: bool) -> tuple[str, tuple[str, ...]] | None:
         """A chat whose assistant gives the same reply, word for word, to `turn_copies`

@@ -94,3 +94,20 @@ def test_a_nul_byte_in_an_argument_or_env_value_launches_nothing(tmp_path: Path)
         assert f"recipe: {field}" in done.stderr and "NUL byte" in done.stderr
         assert "Traceback" not in done.stderr
         assert not [p for p in logs.iterdir() if p.is_dir()]
+
+
+def test_a_recipe_sizing_a_repetition_buffer_absurdly_launches_nothing(tmp_path: Path) -> None:
+    """`max_block: 1e9` is under MAX_COUNT but made the rule allocate gigabytes (15 s) before
+    judging a line: a setting that sizes a buffer has its own bound, said in one line."""
+    recipe = write_recipe(
+        tmp_path,
+        "goes_quiet.py",
+        args={"lines": 3, "quiet": 0},
+        watch={"repetition": {"max_block": 10**9}},
+    )
+    logs = tmp_path / "logs"
+    done = ftmon("run", str(recipe), "--headless", "--logs-dir", str(logs), timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = done.stderr.splitlines()
+    assert "watch.repetition.max_block" in line and "less than or equal to 1000" in line
+    assert not logs.exists() or not [p for p in logs.iterdir() if p.is_dir()]
