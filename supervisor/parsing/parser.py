@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from supervisor.events import Eval, Event, LogLine, Metric, Progress, Sample, Text
-from supervisor.parsing import columns
+from supervisor.parsing import columns, formats
 from supervisor.parsing.kv import (
     CACHE_MAX,
     DIGITS_TO_ZERO,
@@ -191,7 +191,7 @@ class _LogState:
 
     __slots__ = (
         "bar_step", "columns", "guessed", "hf_dicts", "keras_epoch", "last", "logging_steps",
-        "rank", "table",
+        "rank", "sb3", "table",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -208,6 +208,7 @@ class _LogState:
         ] = {}
         self.rank: int | None = None  # the `[rankN]:` prefix of the line being parsed
         self.keras_epoch = False  # an `Epoch k/N` line came, its end line not yet
+        self.sb3 = formats.Sb3Table()  # a Stable-Baselines3 logger table (formats.py)
 
 
 class Parser:
@@ -345,6 +346,8 @@ class Parser:
         self._parse_line(text, lineno, ts, out)
         if len(out) == start and (self._state.columns is not None or columns.may_be_header(text)):
             self._column_table(text, lineno, ts, out)
+        if len(out) == start:
+            self._trainer_format(text, lineno, ts, out)
         if (
             len(out) > start
             or self._state.table is not None
@@ -369,6 +372,20 @@ class Parser:
             state.columns = None
         if columns.may_be_header(text):
             state.columns = columns.header(text)
+
+    def _trainer_format(self, text: str, lineno: int, ts: float, out: list[Event]) -> None:
+        """A line of SB3's logger table or BasicSR's MessageLogger (formats.py); substring
+        gates first, as most lines are neither."""
+        head = text[:1]
+        sb3 = self._state.sb3
+        if head == "-" or (sb3.open and head == "|"):
+            record = sb3.feed(text)
+            if record is not None and record[0]:
+                _emit_values(record[0], record[1], lineno, ts, "table", out)
+        elif "iter:" in text and "lr:(" in text:
+            found = formats.basicsr_record(text)
+            if found is not None:
+                _emit_values(found[0], found[1], lineno, ts, "kv", out)
 
     def _settle(self, text: str, lineno: int, out: list[Event], start: int) -> None:
         """What the log so far says about this line's events (steps, echoes, tables, copies)."""

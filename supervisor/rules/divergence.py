@@ -4,7 +4,10 @@ Four checks on each validation loss (`val_loss`, `eval_loss`, an evaluation's `l
 report per episode (an episode ends when the validation loss makes a new best):
 
 - **rising**: the last `evals` (3) evaluations all lie above the best one by more than
-  max(min_rise * |best|, min_rise_abs): a sustained rise, not one noisy evaluation. This is
+  max(min_rise * |best|, min(min_rise_abs, small_rise * |best|)): a sustained rise, not one
+  noisy evaluation. The absolute floor is for losses at a language model's scale (2.0); a
+  classifier's eval loss of 0.24 rising +61% is a rise too (HF's `early_stopping_threshold` and
+  Keras' `min_delta` are absolute but default to 0, a margin that fits every scale). This is
   Lightning's `EarlyStopping` (`patience=3`: checks with no improvement before it stops,
   lightning/pytorch/callbacks/early_stopping.py) with a margin, since a run that merely stopped
   improving is not broken.
@@ -21,14 +24,15 @@ report per episode (an episode ends when the validation loss makes a new best):
   `EarlyStopping` (`monitor="val_loss"`, `patience=0`, `min_delta=0`) stop a run for, at their
   first evaluation without a new best; here two (`overfit_patience`), a clear margin and the
   training loss falling meanwhile (the model fits its training set better while it gets worse
-  on held-out data) make it a statement about the run rather than about one noisy
-  evaluation. Only a training loss printed on the evaluation's own line counts (Keras `loss:
-  0.19 - val_loss: 0.28`, nanoGPT `train loss 4.03, val loss 4.04`, a table's row): it is an
-  average over the same period, as the validation loss is one over its set. A per-step loss
-  logged on other lines falls and rises by chance from one evaluation to the next, and with a
-  noisy validation loss that chance makes false alarms (the bench log: 98 in 200k lines); those
-  runs keep the `rising` check. Said at WARNING: the run may go on, a person should look (the
-  best checkpoint is behind it).
+  on held-out data; a training loss still above the best validation loss is worded an
+  unstable run instead, not a generalisation gap) make it a statement about the run rather
+  than about one noisy evaluation. Only a training loss printed on the evaluation's own line
+  counts (Keras `loss: 0.19 - val_loss: 0.28`, nanoGPT `train loss 4.03, val loss 4.04`, a
+  table's row): it is an average over the same period, as the validation loss is one over its
+  set. A per-step loss logged on other lines falls and rises by chance from one evaluation to
+  the next, and with a noisy validation loss that chance makes false alarms (the bench log: 98
+  in 200k lines); those runs keep the `rising` check. Said at WARNING: the run may go on, a
+  person should look (the best checkpoint is behind it).
 """
 
 from __future__ import annotations
@@ -47,7 +51,15 @@ from supervisor.rules.names import is_train_loss, is_val_loss
 class DivergenceSettings(RuleSettings):
     evals: int = Field(3, ge=1, description="Evaluations in a row above the best to report.")
     min_rise: float = Field(0.05, ge=0, description="Rise over the best, as a fraction of it.")
-    min_rise_abs: float = Field(0.1, ge=0, description="...and at least this much in absolute.")
+    min_rise_abs: float = Field(
+        0.1, ge=0, description="...and at least this much in absolute (see small_rise)."
+    )
+    small_rise: float = Field(
+        0.15,
+        ge=0,
+        description="...or, for a small best (under min_rise_abs / small_rise), this fraction "
+        "of it: 0.1 is +40% of a classifier's 0.24 (0: the absolute floor always).",
+    )
     jump_factor: float = Field(
         3.0, ge=0, description="One evaluation this many times the best reports at once (0: off)."
     )
@@ -144,7 +156,10 @@ class DivergenceRule(Rule):
             self._since_best[key] = [[value, None, event.lineno]]
             return None
         self._since_best[key].append([value, None, event.lineno])
-        rise = max(s.min_rise * abs(best), s.min_rise_abs)
+        floor = s.min_rise_abs
+        if s.small_rise:
+            floor = min(floor, s.small_rise * abs(best))
+        rise = max(s.min_rise * abs(best), floor)
         if value - best > rise:
             self._above[key] = self._above.get(key, 0) + 1
         else:
@@ -192,9 +207,16 @@ class DivergenceRule(Rule):
             return None
         self._reported[key] = True
         where = f" at step {show_step(event.step)}" if event.step is not None else ""
+        # A training loss still above the best validation loss has not fitted the training
+        # set better than the held-out one: the run is unstable, not overfitting.
+        verdict = (
+            "overfitting"
+            if trains[-1] < best
+            else f"unstable (the training loss is still above the best {key}), not overfitting"
+        )
         message = (
             f"{key} rose to {fmt_value(last)}{where}, {len(evals) - 1} evaluations without "
             f"beating the best {fmt_value(best)} (+{(last - best) / best:.0%}) while the "
-            f"training loss fell {fmt_value(trains[0])} -> {fmt_value(trains[-1])}: overfitting"
+            f"training loss fell {fmt_value(trains[0])} -> {fmt_value(trains[-1])}: {verdict}"
         )
         return self.anomaly(Severity.WARNING, message, event.ts, evals[-1][2])

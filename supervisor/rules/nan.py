@@ -10,8 +10,11 @@ CheckNumerics and summaries, NanTensorHook, torch.multinomial, clip_grad_norm_, 
 or a run saying it met one ("Encountered NaN loss", "gradients are NaN/Inf"), unless advice or a
 check comes first ("to avoid NaN loss"). fp16 loss-scale halving on its own (apex "Gradient
 overflow. Skipping step", DeepSpeed "OVERFLOW!") is *not* here: that is normal during warm-up,
-and `skipped_steps` judges when it stops being normal; for the same reason an inf (not nan) grad
-norm with a finite loss before step `overflow_steps` is let be.
+and `skipped_steps` judges when it stops being normal; for the same reason a nan or inf grad
+norm beside a finite loss on the same record (a GradScaler overflow step, at any step) is let
+be here, and `skipped_steps` judges it (a nan one WARNING, a run of them ERROR). A non-finite
+loss is always an ERROR, and so is a loss of 0.0 beside a non-finite grad norm (HF Trainer's
+logging_nan_inf_filter prints 0.0 when every loss of the interval was nan).
 
 De-duplication: a broken run prints nan on every step. The rule reports the first non-finite
 value, then stays quiet while values stay non-finite, except for a reminder every
@@ -69,7 +72,7 @@ _TEXT_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         "non-finite value",
     ),
     # The same for an infinite loss or perplexity ("Loss is Infinity.", "loss = inf"); not a
-    # norm: an inf grad norm in fp16 warm-up is the scaler's search (see overflow_steps).
+    # norm: an inf grad norm beside a finite loss is an fp16 overflow step (skipped_steps).
     (
         re.compile(
             r"(?<![\w/.])(?<!min )(?<!best )"
@@ -153,11 +156,6 @@ class NanSettings(RuleSettings):
         ge=1,
         description="While values stay non-finite, remind at most once per this many lines.",
     )
-    overflow_steps: int = Field(
-        50,
-        ge=0,
-        description="Before this step, an inf grad norm with a finite loss is fp16 warm-up.",
-    )
 
 
 class NanRule(Rule):
@@ -178,6 +176,7 @@ class NanRule(Rule):
         self._in_episode = False
         self._last_report = 0
         self._watched = watched_for_nan
+        self._overflow_line = 0  # the last line whose record was an fp16 overflow step
 
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, Text):
@@ -202,14 +201,15 @@ class NanRule(Rule):
                 finite_seen = True
             else:
                 bad.append((key, value))
-        if (
-            event.step is not None
-            and event.step < self.settings.overflow_steps
-            and all(v == math.inf and is_grad_norm(k) for k, v in bad)
-            and math.isfinite(values.get("loss", math.nan))
-        ):
-            # fp16 AMP: the scaler's first steps overflow (inf gradients, step skipped) while
-            # it searches for a scale; the loss itself stays finite. Healthy, like the halving.
+        loss = values.get("loss", math.nan)
+        if bad and all(is_grad_norm(k) for k, _ in bad) and math.isfinite(loss) and loss != 0.0:
+            # fp16 AMP: a GradScaler overflow step logs a nan or inf grad norm beside the finite
+            # loss of its forward pass, and the scaler skips that step (HF Trainer with fp16;
+            # mmocr's maintainer: "normal ... caused by mixed precision"). One is healthy, at
+            # any step; a run of them is `skipped_steps`' to judge (its `overflow_records`).
+            # Not a loss of exactly 0.0: HF's logging_nan_inf_filter leaves 0.0 when every
+            # loss of the interval was nan (ModernBERT #233, LLaMA-Factory: the run is broken).
+            self._overflow_line = event.lineno  # its text (sent next) is not read again
             return []
         if not bad:
             if finite_seen:
@@ -222,7 +222,7 @@ class NanRule(Rule):
 
     def _on_text(self, event: Text) -> list[Anomaly]:
         low = event.text.lower()
-        if not any(g in low for g in self.text_gate):
+        if not any(g in low for g in self.text_gate) or event.lineno == self._overflow_line:
             return []
         for pattern, label in _TEXT_PATTERNS:
             m = pattern.search(event.text)

@@ -478,6 +478,16 @@ class RepetitionSettings(RuleSettings):
         3, ge=2, description="Transcript segments in a row that say the same words."
     )
     quiet_lines: int = Field(200, ge=0, description="Lines of quiet after a report.")
+    untrained_fall: float = Field(
+        0.1,
+        ge=0,
+        description="A looping sample is held back while no sample of the run has been varied "
+        "and the training loss's last `untrained_window` records average this share below the "
+        "`untrained_window` before them: an untrained model's babble, not a collapse (0: off).",
+    )
+    untrained_window: int = Field(
+        5, ge=1, le=_MAX_SIZE, description="Training-loss records per half of that comparison."
+    )
 
 
 class RepetitionRule(Rule):
@@ -497,6 +507,11 @@ class RepetitionRule(Rule):
         self._runs = [0] * (s.max_block + 1)
         self._metric_line = 0
         self._sample_line = 0
+        # Whether a sample of this run has been varied (judged fine, not blank), and the last
+        # training losses: a model that has said nothing varied yet while its loss still falls
+        # steeply is still learning to speak (see untrained_fall).
+        self._varied = False
+        self._losses: deque[float] = deque(maxlen=2 * s.untrained_window)
         self._judged: dict[str, str | None] = {}
         # The last prose line's tokens, whether a blank line came after it, and the run of
         # near-duplicates it ends (with the texts, for the evidence).
@@ -545,6 +560,10 @@ class RepetitionRule(Rule):
             # The parser sends a line's metrics before its text: a metric line printed again
             # and again ("tensor(nan)" every step) is a training loop, not a looping model.
             self._metric_line = event.lineno
+            if isinstance(event, Metric):
+                loss = event.values.get("loss")
+                if loss is not None:
+                    self._losses.append(loss)
             return []
         if isinstance(event, Sample):
             # A line the recipe's `sample` pattern matched is judged as a sample, not again
@@ -552,6 +571,10 @@ class RepetitionRule(Rule):
             self._sample_line = event.lineno
             found = self.judge_sample(event.text)
             if found is None:
+                if event.text.strip():
+                    self._varied = True
+                return []
+            if not self._varied and self._still_learning():
                 return []
             prompt = f" for {event.prompt!r}" if event.prompt else ""
             step = f" at step {show_step(event.step)}" if event.step is not None else ""
@@ -562,6 +585,19 @@ class RepetitionRule(Rule):
             return []
         message, evidence = seen
         return self._report(message, event, evidence)
+
+    def _still_learning(self) -> bool:
+        """The training loss's last `untrained_window` records average `untrained_fall` or
+        more below the window before them: the first steps of a run, when a model that has
+        not yet said anything varied answers every prompt with one token."""
+        s = self.settings
+        losses = list(self._losses)
+        n = min(s.untrained_window, len(losses) // 2)  # a run's first records: shorter halves
+        if not s.untrained_fall or n < 2:
+            return False
+        old = sum(losses[-2 * n : -n]) / n
+        new = sum(losses[-n:]) / n
+        return old > 0 and new <= old * (1 - s.untrained_fall)
 
     def judge_sample(self, text: str) -> str | None:
         """Why `text` looks collapsed, or None. Pure; also used by tests and the TUI."""

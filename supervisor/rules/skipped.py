@@ -12,6 +12,9 @@ Megatron "number of skipped iterations: 10" in the first iterations). What is no
   16 in the middle of a run means every step overflows);
 - past warm-up, `cascade` reductions in a row with no scale increase in between;
 - past warm-up, Megatron's "number of skipped iterations" at `cascade` or more in one line;
+- a metric record whose grad norm is nan beside a finite loss (an fp16 overflow step, which
+  the `nan` rule lets be, or gradients that broke: WARNING; an inf one is the scaler's and
+  said nothing), and `overflow_records` such records in a row (ERROR);
 - "skip non-finite loss" style messages `run` times in a row (a metric line whose values are
   all finite breaks the run; the reference trainer prints one with a nan grad norm for the
   skipped step itself, which does not).
@@ -32,6 +35,7 @@ from pydantic import Field
 
 from supervisor.events import Anomaly, Event, Metric, Progress, Severity, Text, show_step
 from supervisor.rules.base import Rule, RuleSettings, clip, fmt_value
+from supervisor.rules.names import is_grad_norm
 
 _NUM = r"([0-9][0-9.eE+-]*)"
 # "Attempted loss scale: 64, reducing to 32" (DeepSpeed), "setting loss scale to: 0.25"
@@ -68,6 +72,12 @@ class SkippedStepsSettings(RuleSettings):
     window_lines: int = Field(
         2000, ge=1, description="Lines without a skip that end a run of skips."
     )
+    overflow_records: int = Field(
+        5,
+        ge=1,
+        description="Metric records in a row with a nan/inf grad norm beside a finite loss "
+        "(fp16 overflow steps) to report.",
+    )
 
 
 class SkippedStepsRule(Rule):
@@ -87,6 +97,9 @@ class SkippedStepsRule(Rule):
         self._last_skip_line: int | None = None
         self._reported = False
         self._first_evidence: list[str] = []
+        self._overflows = 0  # metric records in a row that logged an fp16 overflow step
+        self._overflow_said = Severity.INFO  # the loudest report of the current run of them
+        self._overflow_evidence = ""
 
     def on_event(self, event: Event) -> list[Anomaly]:
         if isinstance(event, Progress):
@@ -106,6 +119,9 @@ class SkippedStepsRule(Rule):
                 self._skips = 0
                 if not self._reductions:
                     self._reported = False
+            overflow = self._on_overflow_record(event)
+            if overflow:
+                return overflow
             skipped = event.values.get("skipped_iterations")
             if (
                 skipped is not None
@@ -184,6 +200,47 @@ class SkippedStepsRule(Rule):
                 event.lineno, event.ts, evidence, Severity.WARNING,
             )  # fmt: skip
         return []
+
+    def _on_overflow_record(self, event: Metric) -> list[Anomaly]:
+        """A record whose grad norm is nan/inf while its loss is finite (not HF's 0.0, which is
+        every loss of the interval nan) is an fp16 overflow step: the `nan` rule lets it be.
+        An inf one is what GradScaler's unscaled fp16 gradients give: nothing to say. A nan
+        one may be that too (mmocr: "normal ... caused by mixed precision") or the first sign
+        of a run whose gradients broke while the loss still prints finite (xtuner #187,
+        VG-LLM #21; in bf16 or fp32 there are no overflow steps): a WARNING, which a recipe's
+        `nan` playbook does not act on. `overflow_records` in a row: the scaler never finds a
+        scale, or the gradients stay broken: an ERROR."""
+        norms = [v for k, v in event.values.items() if is_grad_norm(k)]
+        if not norms or self._skips:  # the trainer said it skipped: its messages are judged
+            return []
+        loss = event.values.get("loss", math.nan)
+        if all(math.isfinite(v) for v in norms) or not math.isfinite(loss) or loss == 0.0:
+            self._overflows = 0
+            self._overflow_said = Severity.INFO
+            return []
+        self._overflows += 1
+        where = f" at step {show_step(event.step)}" if event.step is not None else ""
+        if self._overflows == 1:
+            self._overflow_evidence = f"line {event.lineno}: grad norm {fmt_value(norms[0])}"
+        if self._overflows >= self.settings.overflow_records:
+            severity = Severity.ERROR
+            message = (
+                f"{self._overflows} logged steps in a row with a non-finite grad norm and a "
+                f"finite loss{where.replace(' at ', ' up to ')}: every step overflows or its "
+                "gradients are broken; none is applied"
+            )
+        elif any(math.isnan(v) for v in norms):
+            severity = Severity.WARNING
+            message = (
+                f"grad norm is nan with a finite loss ({fmt_value(loss)}){where}: an fp16 "
+                "overflow step if it does not repeat; broken gradients if it does"
+            )
+        else:
+            return []
+        if severity <= self._overflow_said:
+            return []
+        self._overflow_said = severity
+        return [self.anomaly(severity, message, event.ts, event.lineno, (self._overflow_evidence,))]
 
     @property
     def _step(self) -> int:

@@ -80,6 +80,7 @@ _NOISE_MIN = 8  # values before a series' own noise is judged
 # A trainer's own spike guard: SRFBN's SRSolver (copied by many super-resolution trainers) skips
 # the optimizer step when `loss_batch >= skip_threshold * last_epoch_loss` and prints
 # `[Warning] Skip this batch! (Loss: {})`. The trainer has judged the loss a spike.
+_SKIP_WHY = "above its skip threshold times its last loss"
 _SKIP_BATCH = re.compile(r"Skip this batch!?\s*\(Loss:\s*([-+]?[\d.]+(?:e[-+]?\d+)?)", re.I)
 
 
@@ -213,6 +214,12 @@ class JumpSettings(RuleSettings):
     summary_min_rise: float = Field(
         0.05, ge=0, description="...when it rose by this fraction of where the rise began."
     )
+    skip_lines: int = Field(
+        200,
+        ge=0,
+        description="A trainer's own skip guard (`Skip this batch!`) firing once is it doing "
+        "its job (INFO); a second skip within this many lines is a spike (0: every skip is).",
+    )
 
 
 class GradNormSettings(JumpSettings):
@@ -230,6 +237,7 @@ class GradNormSettings(JumpSettings):
     quiet_min: int = Field(0, ge=0, description="`median`: quiet-series check (0: off).")
     fall_run: int = Field(0, ge=0, description="`median`: falling-series baseline (0: off).")
     part_factor: float = Field(0.0, ge=0, description="Grad norms have no parts (0: off).")
+    skip_lines: int = Field(0, ge=0, description="Grad norms have no skip guard (0: off).")
     summary_factor: float = Field(0.0, ge=0, description="Grad norms have no summaries (0: off).")
     summary_rises: int = Field(0, ge=0, description="Grad norms have no summaries (0: off).")
 
@@ -401,7 +409,8 @@ class SpikeRule(_JumpRule):
         self._parts_spiking = False
         self._parts_were = False
         self._parts_line = -1
-        self._skip_line = -2  # the last line where the trainer skipped a batch for its loss
+        self._skip_line = -(10**9)  # the last line where the trainer skipped a batch for its loss
+        self._skips = 0  # skips in the current run of them
         self._total_seen = False  # whether the log printed a training loss (not only its parts)
 
     def wants(self, key: str) -> bool:
@@ -418,20 +427,31 @@ class SpikeRule(_JumpRule):
         return super().on_event(event)
 
     def _skipped_batch(self, event: Text) -> list[Anomaly]:
-        """The trainer's own guard skipped a batch for its loss; said once per run of them."""
+        """The trainer's own guard skipped a batch for its loss. A lone skip in a long run is
+        the guard doing its job (INFO); skips in a row (`skip_lines`) are a spike the trainer
+        keeps meeting, said once per run of them."""
         if "skip this batch" not in event.text.lower():
             return []
         m = _SKIP_BATCH.search(event.text)
         if m is None:
             return []
-        again = event.lineno - self._skip_line <= 1
+        window = self.settings.skip_lines
+        gap = event.lineno - self._skip_line
         self._skip_line = event.lineno
-        if again:
+        loss = m.group(1)
+        if not window:  # every skip is a spike, said once per run of skips on adjacent lines
+            if gap <= 1:
+                return []
+            message = f"the trainer skipped a batch for its loss ({loss}): {_SKIP_WHY}"
+            return [self.anomaly(Severity.WARNING, message, event.ts, event.lineno)]
+        if gap > window:  # a new run of skips: its first is the guard doing its job
+            self._skips = 1
+            message = f"the trainer skipped a batch for its loss ({loss}): its guard held"
+            return [self.anomaly(Severity.INFO, message, event.ts, event.lineno)]
+        self._skips += 1
+        if self._skips != 2:
             return []
-        message = (
-            f"the trainer skipped a batch for its loss ({m.group(1)}): above its skip threshold"
-            " times its last loss"
-        )
+        message = f"the trainer skipped another batch for its loss ({loss}): {_SKIP_WHY}"
         return [self.anomaly(Severity.WARNING, message, event.ts, event.lineno)]
 
     def _check(self, key: str, value: float, event: Metric) -> Anomaly | None:

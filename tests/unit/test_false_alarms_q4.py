@@ -5,8 +5,6 @@ green and the marker must then go. The logs and the analysis: /work/reports/q4/.
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import scan
 
 # A Hugging Face Trainer run with fp16: its dicts carry no step, so the fp16 warm-up excuse
@@ -70,28 +68,18 @@ SB3_NAN_TABLE = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 (Q4): the fp16 warm-up excuse needs a step; HF Trainer dicts have none",
-)
 def test_hf_fp16_first_logged_inf_grad_norm_with_finite_loss_is_not_nan() -> None:
     assert [a.rule for a in scan(HF_FP16_FIRST_LOGS)] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 (Q4): an untrained model's first samples are judged a collapse",
-)
 def test_reference_trainer_samples_before_it_has_learned_are_no_repetition() -> None:
     assert [a.rule for a in scan(REFERENCE_TRAINER_STEP_50)] == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 (Q4): BasicSR's log lines are not read")
 def test_basicsr_nan_pixel_loss_is_reported() -> None:
     assert [a.rule for a in scan(BASICSR_NAN)] == ["nan"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 (Q4): SB3's logger tables are not read")
 def test_sb3_table_with_nan_losses_is_reported() -> None:
     assert "nan" in [a.rule for a in scan(SB3_NAN_TABLE)]
 
@@ -107,11 +95,6 @@ def hf_epoch_evals(evals: list[float], trains: list[float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11 (Q4): a low validation loss must rise by 0.1 absolute; HF's train loss "
-    "is on other lines, so the overfitting check never runs",
-)
 def test_hf_bert_style_overfitting_is_reported() -> None:
     # A classifier fine-tune: eval loss +61% over its best for 4 epochs, train loss 10x lower.
     log = hf_epoch_evals(

@@ -30,20 +30,44 @@ def test_hf_dict_nan_loss_is_reported_with_step_and_line() -> None:
 
 def test_json_inf_grad_norm_and_eval_nan_are_reported() -> None:
     """Non-finite values in JSON metrics and in evaluations are reported, with the step."""
-    found = scan('{"type": "metric", "step": 700, "loss": 2.0, "grad_norm": Infinity}\n')
+    found = scan('{"type": "metric", "step": 700, "grad_norm": Infinity}\n')
     assert [a.message for a in found] == ["grad_norm is inf at step 700"]
     rule = NanRule()
     got = rule.on_event(Eval(3, 1.0, {"val_loss": math.nan}, step=40))
     assert got and got[0].message == "eval: val_loss is nan at step 40"
 
 
-def test_fp16_overflow_in_the_first_steps_is_not_nan() -> None:
-    """grad_norm inf, loss finite, at step 10 is the fp16 scaler's search; nan or later is not."""
+def test_fp16_overflow_step_is_not_nan_but_a_run_of_them_is_skipped_steps() -> None:
+    """A nan or inf grad norm beside a finite loss, at any step, is a GradScaler overflow step
+    (issue 11, Q4: HF Trainer fp16, mmocr); a non-finite loss stays a nan ERROR; every logged
+    step overflowing is `skipped_steps` (an ERROR: the run no longer trains)."""
     rule = NanRule()
     assert rule.on_event(Metric(1, 1.0, {"loss": 2.1, "grad_norm": math.inf}, step=10)) == []
-    assert len(rule.on_event(Metric(2, 1.0, {"loss": 2.1, "grad_norm": math.nan}, step=20))) == 1
-    rule = NanRule()
-    assert len(rule.on_event(Metric(3, 1.0, {"loss": 2.1, "grad_norm": math.inf}, step=500))) == 1
+    assert rule.on_event(Metric(2, 1.0, {"loss": 2.1, "grad_norm": math.nan}, step=500)) == []
+    assert len(rule.on_event(Metric(3, 1.0, {"loss": math.nan, "grad_norm": 1.0}, step=510))) == 1
+
+    def hf(norms: list[str]) -> str:  # HF Trainer's dicts (no step), one per logging step
+        return "".join(
+            f"{{'loss': {2.3 - i / 100:.4f}, 'grad_norm': {g}, 'learning_rate': 2e-05, "
+            f"'epoch': {i / 100:.2f}}}\n"
+            for i, g in enumerate(norms, start=1)
+        )
+
+    assert scan(hf(["1.2"] * 20 + ["inf"] + ["1.1"] * 20)) == []
+    # A nan one may be broken gradients (xtuner #187): a WARNING, not the nan ERROR.
+    once = scan(hf(["1.2"] * 20 + ["nan"] + ["1.1"] * 20))
+    assert [(a.rule, a.severity, a.lineno) for a in once] == [
+        ("skipped_steps", Severity.WARNING, 21)
+    ]
+    found = scan(hf(["1.2"] * 20 + ["inf", "nan"] * 3))
+    assert [(a.rule, a.severity, a.lineno) for a in found] == [
+        ("skipped_steps", Severity.WARNING, 22),
+        ("skipped_steps", Severity.ERROR, 25),
+    ]
+    assert "every step overflows" in found[1].message
+    # HF's logging_nan_inf_filter prints 0.0 when every loss of the interval was nan.
+    zero = scan("{'loss': 0.0, 'grad_norm': nan, 'learning_rate': 2e-05, 'epoch': 0.5}\n")
+    assert [(a.rule, a.severity) for a in zero] == [("nan", Severity.ERROR)]
 
 
 def test_records_and_scales_are_not_losses() -> None:
