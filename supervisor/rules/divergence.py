@@ -4,10 +4,7 @@ Four checks on each validation loss (`val_loss`, `eval_loss`, an evaluation's `l
 report per episode (an episode ends when the validation loss makes a new best):
 
 - **rising**: the last `evals` (3) evaluations all lie above the best one by more than
-  max(min_rise * |best|, min(min_rise_abs, small_rise * |best|)): a sustained rise, not one
-  noisy evaluation. The absolute floor is for losses at a language model's scale (2.0); a
-  classifier's eval loss of 0.24 rising +61% is a rise too (HF's `early_stopping_threshold` and
-  Keras' `min_delta` are absolute but default to 0, a margin that fits every scale). This is
+  max(min_rise * |best|, min_rise_abs): a sustained rise, not one noisy evaluation. This is
   Lightning's `EarlyStopping` (`patience=3`: checks with no improvement before it stops,
   lightning/pytorch/callbacks/early_stopping.py) with a margin, since a run that merely stopped
   improving is not broken.
@@ -51,15 +48,7 @@ from supervisor.rules.names import is_train_loss, is_val_loss
 class DivergenceSettings(RuleSettings):
     evals: int = Field(3, ge=1, description="Evaluations in a row above the best to report.")
     min_rise: float = Field(0.05, ge=0, description="Rise over the best, as a fraction of it.")
-    min_rise_abs: float = Field(
-        0.1, ge=0, description="...and at least this much in absolute (see small_rise)."
-    )
-    small_rise: float = Field(
-        0.15,
-        ge=0,
-        description="...or, for a small best (under min_rise_abs / small_rise), this fraction "
-        "of it: 0.1 is +40% of a classifier's 0.24 (0: the absolute floor always).",
-    )
+    min_rise_abs: float = Field(0.1, ge=0, description="...and at least this much in absolute.")
     jump_factor: float = Field(
         3.0, ge=0, description="One evaluation this many times the best reports at once (0: off)."
     )
@@ -156,10 +145,7 @@ class DivergenceRule(Rule):
             self._since_best[key] = [[value, None, event.lineno]]
             return None
         self._since_best[key].append([value, None, event.lineno])
-        floor = s.min_rise_abs
-        if s.small_rise:
-            floor = min(floor, s.small_rise * abs(best))
-        rise = max(s.min_rise * abs(best), floor)
+        rise = max(s.min_rise * abs(best), s.min_rise_abs)
         if value - best > rise:
             self._above[key] = self._above.get(key, 0) + 1
         else:

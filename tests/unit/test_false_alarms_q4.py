@@ -5,6 +5,8 @@ green and the marker must then go. The logs and the analysis: /work/reports/q4/.
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import scan
 
 # A Hugging Face Trainer run with fp16: its dicts carry no step, so the fp16 warm-up excuse
@@ -95,6 +97,12 @@ def hf_epoch_evals(evals: list[float], trains: list[float]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11 (Q4): a low validation loss must rise by 0.1 absolute; HF's train loss "
+    "is on other lines, so the overfitting check never runs (R8: a relative floor drew 87 "
+    "false alarms on the bench log's noisy small val loss; left open)",
+)
 def test_hf_bert_style_overfitting_is_reported() -> None:
     # A classifier fine-tune: eval loss +61% over its best for 4 epochs, train loss 10x lower.
     log = hf_epoch_evals(
