@@ -393,6 +393,16 @@ def repeated_token_run(toks: list[str], max_unit: int = 8) -> tuple[int, int, in
 _MAX_SIZE = 1000
 
 
+# A sample that says this many different words (tokens with a letter) and does not loop is
+# language: the model has learned to speak, so a later loop is a collapse. An untrained model's
+# babble (`1111= = 1`, `#### 111`) is digits and marks.
+_VARIED_WORDS = 3
+
+
+def _has_letter(tok: str) -> bool:
+    return any(c.isalpha() for c in tok)
+
+
 class RepetitionSettings(RuleSettings):
     min_tokens: int = Field(
         12,
@@ -479,9 +489,10 @@ class RepetitionSettings(RuleSettings):
     )
     quiet_lines: int = Field(200, ge=0, description="Lines of quiet after a report.")
     untrained_fall: float = Field(
-        0.1,
+        0.05,
         ge=0,
         description="A looping sample is held back while no sample of the run has been varied "
+        "(said 3 different words, not looped) "
         "and the training loss's last `untrained_window` records average this share below the "
         "`untrained_window` before them: an untrained model's babble, not a collapse (0: off).",
     )
@@ -507,7 +518,7 @@ class RepetitionRule(Rule):
         self._runs = [0] * (s.max_block + 1)
         self._metric_line = 0
         self._sample_line = 0
-        # Whether a sample of this run has been varied (judged fine, not blank), and the last
+        # Whether a sample of this run has been varied (judged fine, _VARIED_WORDS words), the last
         # training losses: a model that has said nothing varied yet while its loss still falls
         # steeply is still learning to speak (see untrained_fall).
         self._varied = False
@@ -571,8 +582,9 @@ class RepetitionRule(Rule):
             self._sample_line = event.lineno
             found = self.judge_sample(event.text)
             if found is None:
-                if event.text.strip():
-                    self._varied = True
+                if not self._varied:
+                    words = {t.lower() for t in tokens(event.text) if _has_letter(t)}
+                    self._varied = len(words) >= _VARIED_WORDS
                 return []
             if not self._varied and self._still_learning():
                 return []

@@ -37,6 +37,14 @@ def test_reference_trainer_demo_log_has_no_repetition() -> None:
     ] == []
 
 
+def test_demo_recipe_seed_4_babble_with_hashes_is_no_repetition() -> None:
+    # `ftmon run recipes/demo.yaml --headless --set seed=4` (R8): at step 150 the model, loss
+    # 4.6 -> 1.2 and still falling, answers `11111111111\n####################`; its step-100
+    # answers were babble too (`1111111111111=   1\n#### 111= = 1`), never words.
+    found = scan(q4_log("reftrainer_demo_seed4_babble.log"))
+    assert [r for r in said(found) if r[0] == "repetition"] == []
+
+
 def metric(step: int, loss: float) -> str:
     return f'{{"type": "metric", "step": {step}, "loss": {loss}, "grad_norm": 1.0, "lr": 0.1}}\n'
 
