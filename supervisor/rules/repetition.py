@@ -492,9 +492,9 @@ class RepetitionSettings(RuleSettings):
         0.05,
         ge=0,
         description="A looping sample is held back while no sample of the run has been varied "
-        "(said 3 different words, not looped) "
-        "and the training loss's last `untrained_window` records average this share below the "
-        "`untrained_window` before them: an untrained model's babble, not a collapse (0: off).",
+        "(said 3 different words, not looped) and the lowest training loss of the last "
+        "`untrained_window` records is this share below the lowest of the ones before: an "
+        "untrained model's babble, not a collapse (0: off).",
     )
     untrained_window: int = Field(
         5, ge=1, le=_MAX_SIZE, description="Training-loss records per half of that comparison."
@@ -599,16 +599,17 @@ class RepetitionRule(Rule):
         return self._report(message, event, evidence)
 
     def _still_learning(self) -> bool:
-        """The training loss's last `untrained_window` records average `untrained_fall` or
-        more below the window before them: the first steps of a run, when a model that has
-        not yet said anything varied answers every prompt with one token."""
+        """The lowest training loss of the last `untrained_window` records is `untrained_fall`
+        or more below the lowest of the window before them (new lows: the lowest, not the
+        mean, so that an early bump does not hide them): the first steps of a run, when a
+        model that has not yet said anything varied answers every prompt with one token."""
         s = self.settings
         losses = list(self._losses)
         n = min(s.untrained_window, len(losses) // 2)  # a run's first records: shorter halves
         if not s.untrained_fall or n < 2:
             return False
-        old = sum(losses[-2 * n : -n]) / n
-        new = sum(losses[-n:]) / n
+        old = min(losses[-2 * n : -n])
+        new = min(losses[-n:])
         return old > 0 and new <= old * (1 - s.untrained_fall)
 
     def judge_sample(self, text: str) -> str | None:

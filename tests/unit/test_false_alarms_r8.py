@@ -45,6 +45,13 @@ def test_demo_recipe_seed_4_babble_with_hashes_is_no_repetition() -> None:
     assert [r for r in said(found) if r[0] == "repetition"] == []
 
 
+def test_demo_recipe_seed_5_babble_after_a_loss_bump_is_no_repetition() -> None:
+    # seed 5: the loss bumps 3.1 -> 5.1 at step 35, then makes new lows (2.58 at step 50)
+    # while the model answers `#` x32: its lowest loss still falls, it is still learning.
+    found = scan(q4_log("reftrainer_demo_seed5_bump.log"))
+    assert [r for r in said(found) if r[0] == "repetition"] == []
+
+
 def metric(step: int, loss: float) -> str:
     return f'{{"type": "metric", "step": {step}, "loss": {loss}, "grad_norm": 1.0, "lr": 0.1}}\n'
 
