@@ -23,7 +23,8 @@ from supervisor.rules.job_end import (
 from supervisor.rules.kl import KlRule, KlSettings
 from supervisor.rules.nan import NanRule, NanSettings
 from supervisor.rules.oom import OomRule, OomSettings
-from supervisor.rules.repetition import RepetitionRule, RepetitionSettings
+from supervisor.rules.repetition.rule import RepetitionRule
+from supervisor.rules.repetition.settings import RepetitionSettings
 from supervisor.rules.resources import HostMemRule, HostMemSettings, VramRule, VramSettings
 from supervisor.rules.skipped import SkippedStepsRule, SkippedStepsSettings
 from supervisor.rules.stall import StallRule, StallSettings

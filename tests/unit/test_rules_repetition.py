@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from supervisor.events import Sample, Severity, Text
 from supervisor.rules import WatchSettings
-from supervisor.rules.repetition import RepetitionRule, RepetitionSettings, tokens
+from supervisor.rules.repetition.rule import RepetitionRule
+from supervisor.rules.repetition.settings import RepetitionSettings
+from supervisor.rules.repetition.text import tokens
 from tests.conftest import scan
 
 

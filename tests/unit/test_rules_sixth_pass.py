@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from supervisor.events import Severity, Text
 from supervisor.parsing.kv import Template
-from supervisor.rules.repetition import RepetitionRule
+from supervisor.rules.repetition.rule import RepetitionRule
 from tests.conftest import scan
 
 
@@ -187,7 +187,7 @@ def test_many_line_labels_keep_the_speaker_memory_small() -> None:
     rule = RepetitionRule()
     for i in range(1000):
         rule.on_event(Text(i + 1, 1.0, f"Worker{i}: loaded the shard from the cache"))
-    assert len(rule._turns) <= 64
+    assert len(rule._generated._turns) <= 64
 
 
 # --- spike: an epoch's summary doubling ------------------------------------------------------

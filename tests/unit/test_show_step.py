@@ -56,7 +56,7 @@ def test_a_repeat_count_of_a_cut_line_says_what_part_was_counted() -> None:
     """A 200,000-character loop is searched in its first 4096 characters: the message said
     "repeats 'x' 4096 times", as if that were the whole line."""
     from supervisor.events import Text
-    from supervisor.rules.repetition import RepetitionRule
+    from supervisor.rules.repetition.rule import RepetitionRule
 
     [found] = RepetitionRule().on_event(Text(1, 0.0, "x" * 200_000))
     assert found.message == (

@@ -1,0 +1,1 @@
+"""The `repetition` rule, by what each module judges (the rule itself: rule.py)."""
