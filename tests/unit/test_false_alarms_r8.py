@@ -73,6 +73,14 @@ def test_samples_that_were_varied_and_then_loop_are_a_collapse() -> None:
     assert said(scan(log)) == [("repetition", Severity.WARNING, 10)]
 
 
+def test_a_first_sample_looping_on_a_word_while_the_loss_falls_is_a_collapse() -> None:
+    """The F F F F F story when the trainer prints its first sample only at step 60: no sample
+    was varied before and the loss still falls, but a loop of a word is no untrained babble."""
+    log = "".join(metric(5 * i, v) for i, v in enumerate(FALLING, start=1))
+    log += sample(60, "F F F F F F F F F F F F F F F F F F F F")
+    assert said(scan(log)) == [("repetition", Severity.WARNING, 9)]
+
+
 def test_a_loop_once_the_loss_has_stopped_falling_is_a_collapse() -> None:
     flat = [2.0, 2.01, 1.99, 2.0, 2.02, 1.98, 2.0, 2.01]
     log = "".join(metric(5 * i, v) for i, v in enumerate(flat, start=1))

@@ -174,7 +174,7 @@ class RepetitionRule(Rule):
                     words = {t.lower() for t in tokens(event.text) if _has_letter(t)}
                     self._varied = len(words) >= _VARIED_WORDS
                 return []
-            if not self._varied and self._still_learning():
+            if not self._varied and self._still_learning() and not self._says_words(event.text):
                 return []
             prompt = f" for {event.prompt!r}" if event.prompt else ""
             step = f" at step {show_step(event.step)}" if event.step is not None else ""
@@ -185,6 +185,14 @@ class RepetitionRule(Rule):
             return []
         message, evidence = seen
         return self._report(message, event, evidence)
+
+    @staticmethod
+    def _says_words(text: str) -> bool:
+        """Whether a sample holds a word (a token with a letter). An untrained model's babble is
+        digits and marks (`1111= = 1`, `#### 111`); a model that loops on a word (`F F F F`,
+        `the the the`) has been taught something and collapsed: the story ftmon exists for,
+        said even on a run's first sample while its loss still falls."""
+        return any(_has_letter(t) for t in tokens(text))
 
     def _still_learning(self) -> bool:
         """The lowest training loss of the last `untrained_window` records is `untrained_fall`

@@ -101,10 +101,11 @@ class RepetitionSettings(RuleSettings):
     untrained_fall: float = Field(
         0.05,
         ge=0,
-        description="A looping sample is held back while no sample of the run has been varied "
-        "(said 3 different words, not looped) and the lowest training loss of the last "
-        "`untrained_window` records is this share below the lowest of the ones before: an "
-        "untrained model's babble, not a collapse (0: off).",
+        description="A looping sample of digits and marks only (no word) is held back while no "
+        "sample of the run has been varied (said 3 different words, not looped) and the lowest "
+        "training loss of the last `untrained_window` records is this share below the lowest "
+        "of the ones before: an untrained model's babble, not a collapse. A loop of words "
+        "(`F F F F`) is always said (0: off).",
     )
     untrained_window: int = Field(
         5, ge=1, le=_MAX_SIZE, description="Training-loss records per half of that comparison."
