@@ -252,6 +252,9 @@ def test_terminal_hangup_leaves_members_running_and_queued_for_resume(tmp_path: 
     pid, master = pty.fork()
     if pid == 0:  # the child: session leader with the pty as its controlling terminal
         try:
+            # As a login shell starts it: SIGHUP at its default. A test run under `nohup`
+            # passes SIGHUP on ignored, and ftmon keeps an ignored SIGHUP ignored (as asked).
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
             argv = [ftmon_path(), "sweep", str(recipe), "--logs-dir", str(logs)]
             os.execv(argv[0], argv)
         finally:
