@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from supervisor.events import Anomaly, Event, Exit, ResourceSample, Severity
+from supervisor.events import Anomaly, Event, Exit, Metric, ResourceSample, Severity
 
 # Counts, windows and line numbers of rule settings stay below this: a window of 1e20 would be
 # accepted by `ge=` alone and then fail deep inside a rule (a deque's maxlen), after the launch.
@@ -78,6 +78,40 @@ class Rule:
         evidence: tuple[str, ...] = (),
     ) -> Anomaly:
         return Anomaly(self.name, severity, message, ts, lineno, evidence)
+
+
+class PerKeyRule(Rule):
+    """A rule that judges some values of each `Metric` one by one, each key against its own
+    history (spike, grad_norm, kl). Which keys is asked once per key name (`wants`: a log has a
+    handful of names and hundreds of thousands of records); non-finite values are the nan
+    rule's."""
+
+    handles: ClassVar[tuple[type, ...]] = (Metric,)
+
+    def __init__(self, settings: RuleSettings | None = None) -> None:
+        super().__init__(settings)
+        self._wanted: dict[str, bool] = {}
+
+    def wants(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def _check(self, key: str, value: float, event: Metric) -> Anomaly | None:
+        raise NotImplementedError
+
+    def on_event(self, event: Event) -> list[Anomaly]:
+        assert isinstance(event, Metric)
+        out: list[Anomaly] = []
+        wanted = self._wanted
+        for key, value in event.values.items():
+            want = wanted.get(key)
+            if want is None:
+                want = wanted[key] = self.wants(key)
+            if not want or not math.isfinite(value):
+                continue
+            found = self._check(key, value, event)
+            if found is not None:
+                out.append(found)
+        return out
 
 
 class LineCooldown:

@@ -23,14 +23,12 @@ Non-finite KLs are the nan rule's. Said at WARNING, as a loss spike; one report 
 
 from __future__ import annotations
 
-import math
 from collections import deque
-from typing import ClassVar
 
 from pydantic import Field
 
-from supervisor.events import Anomaly, Event, Metric, Severity, show_step
-from supervisor.rules.base import Rule, RuleSettings, fmt_ratio, fmt_value
+from supervisor.events import Anomaly, Metric, Severity, show_step
+from supervisor.rules.base import PerKeyRule, RuleSettings, fmt_ratio, fmt_value
 from supervisor.rules.names import is_kl
 
 
@@ -48,31 +46,18 @@ class KlSettings(RuleSettings):
     )
 
 
-class KlRule(Rule):
+class KlRule(PerKeyRule):
     name = "kl"
     Settings = KlSettings
-    handles: ClassVar[tuple[type, ...]] = (Metric,)
 
     def __init__(self, settings: KlSettings | None = None) -> None:
         super().__init__(settings)
         self.settings: KlSettings
-        self._wanted: dict[str, bool] = {}
         self._recent: dict[str, deque[float]] = {}
         self._spiking: dict[str, bool] = {}
 
-    def on_event(self, event: Event) -> list[Anomaly]:
-        assert isinstance(event, Metric)
-        out: list[Anomaly] = []
-        wanted = self._wanted
-        for key, value in event.values.items():
-            want = wanted.get(key)
-            if want is None:
-                want = wanted[key] = is_kl(key)
-            if want and math.isfinite(value):
-                found = self._check(key, value, event)
-                if found is not None:
-                    out.append(found)
-        return out
+    def wants(self, key: str) -> bool:
+        return is_kl(key)
 
     def _check(self, key: str, value: float, event: Metric) -> Anomaly | None:
         s = self.settings

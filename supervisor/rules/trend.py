@@ -68,12 +68,12 @@ import math
 import re
 import statistics
 from collections import deque
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from supervisor.events import Anomaly, Eval, Event, Metric, Severity, Text, show_step
-from supervisor.rules.base import Rule, RuleSettings, fmt_ratio, fmt_value
+from supervisor.rules.base import PerKeyRule, RuleSettings, fmt_ratio, fmt_value
 from supervisor.rules.names import is_grad_norm, is_loss_part, is_train_loss, is_val_loss
 
 _NOISE_MIN = 8  # values before a series' own noise is judged
@@ -242,37 +242,17 @@ class GradNormSettings(JumpSettings):
     summary_rises: int = Field(0, ge=0, description="Grad norms have no summaries (0: off).")
 
 
-class _JumpRule(Rule):
+class _JumpRule(PerKeyRule):
     """A spike of one family of metrics against its own moving median."""
 
-    handles: ClassVar[tuple[type, ...]] = (Metric,)
     what = "value"
 
     def __init__(self, settings: JumpSettings | None = None) -> None:
         super().__init__(settings)
         self.settings: JumpSettings
         self._series: dict[str, _Baseline] = {}
-        self._wanted: dict[str, bool] = {}
         self._first: dict[str, list[float]] = {}  # `megatron`: the first values of each metric
         self._recent_values: dict[str, deque[float]] = {}  # `olmo`: the last values
-
-    def wants(self, key: str) -> bool:
-        raise NotImplementedError
-
-    def on_event(self, event: Event) -> list[Anomaly]:
-        assert isinstance(event, Metric)
-        out: list[Anomaly] = []
-        wanted = self._wanted
-        for key, value in event.values.items():
-            want = wanted.get(key)
-            if want is None:
-                want = wanted[key] = self.wants(key)
-            if not want or not math.isfinite(value):
-                continue  # non-finite values are the nan rule's
-            found = self._check(key, value, event)
-            if found is not None:
-                out.append(found)
-        return out
 
     def _check(self, key: str, value: float, event: Metric) -> Anomaly | None:
         s = self.settings
